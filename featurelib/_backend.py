@@ -1,0 +1,74 @@
+"""Array-namespace plumbing shared by every featurelib function.
+
+Every public function starts with ``xp = namespace(y)`` and then uses only ``xp`` (the array API
+standard, through ``array_api_compat``), so the same code runs on NumPy, CuPy and
+``array_api_strict``. Constant tables (windows, mel bases, DCT matrices) are built once with NumPy,
+cached, and moved to the caller's namespace and device with :func:`like`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_cupy_array, is_numpy_array
+
+from .exceptions import ParameterError
+
+__all__ = ["namespace", "as_float_array", "like", "to_numpy", "fft_namespace"]
+
+
+def namespace(*arrays):
+    """The array namespace of the given arrays (NumPy for lists and scalars)."""
+    arrays = [a for a in arrays if a is not None]
+    arrs = [a for a in arrays if not isinstance(a, (numbers.Number, list, tuple))]
+    if not arrs:
+        return array_namespace(np.asarray(0.0))
+    return array_namespace(*arrs)
+
+
+def as_float_array(y, xp=None, *, name: str = "y"):
+    """``y`` as a real floating array of its namespace; integers and lists become float32.
+
+    float64 input stays float64 (as in librosa); everything else is float32.
+    """
+    if isinstance(y, (list, tuple, numbers.Number)):
+        y = np.asarray(y, dtype=np.float32)
+    if xp is None:
+        xp = namespace(y)
+    if xp.isdtype(y.dtype, "complex floating"):
+        raise ParameterError(f"{name} must be real-valued, got dtype {y.dtype}")
+    if not xp.isdtype(y.dtype, "real floating"):
+        y = xp.astype(y, xp.float32)
+    return y
+
+
+def like(table: np.ndarray, ref, xp=None, dtype=None):
+    """Move a NumPy constant ``table`` to the namespace and device of ``ref``."""
+    if xp is None:
+        xp = namespace(ref)
+    if dtype is None:
+        dtype = ref.dtype
+    if is_numpy_array(ref):
+        return np.asarray(table, dtype=dtype)
+    return xp.asarray(np.asarray(table), dtype=dtype, device=device(ref))
+
+
+def to_numpy(x) -> np.ndarray:
+    """A NumPy copy of any supported array (CuPy arrays are copied from the device)."""
+    if is_numpy_array(x):
+        return x
+    if is_cupy_array(x):
+        return x.get()
+    try:
+        return np.from_dlpack(x)
+    except Exception:  # pragma: no cover - exotic namespaces
+        return np.asarray(x)
+
+
+def fft_namespace(xp):
+    """The ``fft`` extension of ``xp`` (NumPy, CuPy and array_api_strict all provide one)."""
+    fft = getattr(xp, "fft", None)
+    if fft is None:  # pragma: no cover
+        raise ParameterError(f"array namespace {xp.__name__} has no fft extension")
+    return fft

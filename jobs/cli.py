@@ -1,0 +1,67 @@
+"""The ``audiofeat`` command line.
+
+Each sub-command lives in its own module, which provides ``add_arguments(parser)`` and
+``main(args) -> int`` (an exit status). Command modules keep their top-level imports light (argparse
+only) and import Dask, Zarr, scikit-learn... inside ``main``, so
+``audiofeat inspect`` does not pay for Dask or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jobs.errors import EXIT_USAGE, UsageError
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "inspect": ("jobs.inspection", "print the audio facts of files (format, rate, duration, levels)"),
+    "plot": ("jobs.plotting", "draw waveform, spectrum, spectrogram, mel or MFCC to a PNG"),
+    "extract": ("jobs.extract", "extract features from a corpus into a Zarr store (Dask)"),
+    "train": ("jobs.train", "train a classifier on a feature store"),
+    "score": ("jobs.score", "score a feature store with a trained model"),
+    "query": ("jobs.query", "run SQL (DuckDB) over a run's tables"),
+    "run": ("jobs.pipeline", "run every stage a config names, in order"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiofeat",
+        description="Turn audio collections into a queryable feature store and classifier scores.",
+    )
+    parser.add_argument("--version", action="version", version="audiofeat 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as exc:  # a command whose module has not landed yet
+            if exc.name != module:
+                raise
+            p.set_defaults(_missing=True)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_missing", False):
+        print(f"audiofeat {args.command}: not available in this build", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.main(args) or 0)
+    except UsageError as exc:
+        print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"audiofeat {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
