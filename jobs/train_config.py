@@ -1,0 +1,99 @@
+"""Config sections for labels, segments, splits, training and scoring.
+
+These models are part of the job config (``jobs.config.JobConfig``); they live here so that the
+training and scoring code owns its own settings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelsConfig(_Section):
+    """Where a file's label (and group, e.g. speaker) comes from."""
+
+    source: Literal["folder", "regex", "csv"] = "folder"
+    pattern: str | None = Field(
+        default=None,
+        description="regex with a named group 'label' (and optionally others), matched against the file name",
+    )
+    csv: str | None = Field(default=None, description="CSV with columns path,label[,group]")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value):
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+            if "label" not in compiled.groupindex:
+                raise ValueError("the pattern needs a named group (?P<label>...)")
+        return value
+
+    @model_validator(mode="after")
+    def _source_needs(self):
+        if self.source == "regex" and not self.pattern:
+            raise ValueError("labels.source 'regex' needs labels.pattern")
+        if self.source == "csv" and not self.csv:
+            raise ValueError("labels.source 'csv' needs labels.csv")
+        return self
+
+
+class SegmentsConfig(_Section):
+    """Fixed-length windows of frames; a file shorter than one segment is padded, never dropped."""
+
+    length_s: float = Field(default=1.0, gt=0)
+    hop_s: float = Field(default=0.5, gt=0)
+
+
+class SplitConfig(_Section):
+    """How labelled files are split into train and test."""
+
+    method: Literal["stratified", "group", "explicit"] = "stratified"
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+    group: str | None = Field(
+        default=None, description="regex group or CSV column that names a file's group (speaker, ...)"
+    )
+    test_values: list[str] | None = Field(
+        default=None, description="explicit split: values of `group` that form the test set"
+    )
+
+    @model_validator(mode="after")
+    def _method_needs(self):
+        if self.method in ("group", "explicit") and not self.group:
+            raise ValueError(f"split.method '{self.method}' needs split.group")
+        if self.method == "explicit" and not self.test_values:
+            raise ValueError("split.method 'explicit' needs split.test_values")
+        return self
+
+
+class TrainConfig(_Section):
+    """Which model to fit and how."""
+
+    model: Literal["auto", "baseline", "cnn"] = "auto"  # auto: cnn when torch is installed
+    name: str = "default"
+    features: list[str] | None = Field(
+        default=None, description="stored features the baseline summarises (default: all)"
+    )
+    input_feature: str = Field(default="melspectrogram", description="the CNN's input feature")
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    seed: int = 0
+
+
+class ScoreConfig(_Section):
+    """How a trained model is run over a store."""
+
+    model: str | None = Field(default=None, description="model folder (default: OUT/models/<train.name>)")
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    batch_segments: int = Field(default=4096, ge=1)
