@@ -15,7 +15,9 @@ from array_api_compat import array_namespace, device, is_cupy_array, is_numpy_ar
 
 from .exceptions import ParameterError
 
-__all__ = ["namespace", "as_float_array", "like", "to_numpy", "fft_namespace"]
+__all__ = [
+    "namespace", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
+]
 
 
 def namespace(*arrays):
@@ -72,3 +74,26 @@ def fft_namespace(xp):
     if fft is None:  # pragma: no cover
         raise ParameterError(f"array namespace {xp.__name__} has no fft extension")
     return fft
+
+
+def sliding_frames(x, frame_length: int, hop_length: int):
+    """Overlapping frames of the last axis, time-major: ``(..., n_frames, frame_length)``.
+
+    NumPy and CuPy get a zero-copy strided view; other namespaces gather with ``take``.
+    """
+    n = x.shape[-1]
+    count = 1 + (n - frame_length) // hop_length
+    if is_numpy_array(x):
+        view = np.lib.stride_tricks.sliding_window_view(x, frame_length, axis=-1)
+        return view[..., ::hop_length, :][..., :count, :]
+    if is_cupy_array(x):
+        import cupy
+
+        strides = (*x.strides[:-1], x.strides[-1] * hop_length, x.strides[-1])
+        shape = (*x.shape[:-1], count, frame_length)
+        return cupy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+    xp = array_namespace(x)
+    starts = np.arange(count, dtype=np.int64)[:, None] * hop_length
+    index = (starts + np.arange(frame_length, dtype=np.int64)[None, :]).reshape(-1)
+    flat = xp.take(x, xp.asarray(index, device=device(x)), axis=-1)
+    return xp.reshape(flat, (*x.shape[:-1], count, frame_length))

@@ -1,0 +1,347 @@
+"""Framing, windows and the short-time Fourier transform.
+
+Same names, keyword arguments, defaults and frame counts as librosa 0.11 (``librosa.util.frame``,
+``librosa.stft``, ``librosa.istft``), batched over leading axes and written once against the array
+API, so NumPy, CuPy and ``array_api_strict`` arrays run the same code. Arithmetic stays in the
+input's precision (float32 in, complex64 out), where librosa promotes its frames to float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ._backend import as_float_array, fft_namespace, like, namespace, sliding_frames
+from .exceptions import ParameterError
+
+__all__ = ["get_window", "frame", "stft", "istft", "pad_signal", "n_frames", "fft_frequencies"]
+
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_window(window, win_length: int, n_fft: int) -> np.ndarray:
+    import librosa.filters
+    import librosa.util
+
+    w = librosa.filters.get_window(window, win_length, fftbins=True)
+    w = librosa.util.pad_center(w, size=n_fft)
+    w.setflags(write=False)
+    return w
+
+
+def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = None) -> np.ndarray:
+    """A periodic analysis window, centred and zero-padded to ``n_fft`` (float64, NumPy).
+
+    Parameters
+    ----------
+    window : str, tuple, float or np.ndarray
+        Anything ``librosa.filters.get_window`` accepts (e.g. ``"hann"``, ``("kaiser", 8.0)``), or an
+        array of length ``win_length``.
+    win_length : int > 0
+        Length of the window.
+    n_fft : int >= win_length, optional
+        Length to pad the window to (defaults to ``win_length``).
+
+    Returns
+    -------
+    np.ndarray, shape ``(n_fft,)``
+
+    Examples
+    --------
+    >>> import featurelib
+    >>> featurelib.get_window("hann", 400, n_fft=512).shape
+    (512,)
+    """
+    n_fft = win_length if n_fft is None else n_fft
+    if win_length <= 0 or win_length > n_fft:
+        raise ParameterError(f"win_length={win_length} must satisfy 0 < win_length <= n_fft={n_fft}")
+    try:
+        hash(window)
+    except TypeError:  # an explicit array of window samples
+        import librosa.util
+
+        w = np.asarray(window, dtype=np.float64)
+        if w.shape != (win_length,):
+            raise ParameterError(f"window array has shape {w.shape}, expected ({win_length},)") from None
+        return librosa.util.pad_center(w, size=n_fft)
+    try:
+        return _cached_window(window, int(win_length), int(n_fft))
+    except (ValueError, TypeError) as exc:  # librosa raises these for unknown window names
+        raise ParameterError(f"invalid window {window!r}: {exc}") from exc
+
+
+def n_frames(n_samples: int, *, frame_length: int, hop_length: int, center: bool = True) -> int:
+    """Number of frames librosa produces for a signal of ``n_samples``.
+
+    Examples
+    --------
+    >>> import featurelib.framing as F
+    >>> F.n_frames(8000, frame_length=256, hop_length=80)
+    101
+    """
+    padded = n_samples + 2 * (frame_length // 2) if center else n_samples
+    if padded < frame_length:
+        return 0
+    return 1 + (padded - frame_length) // hop_length
+
+
+def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048) -> np.ndarray:
+    """Centre frequencies of the ``1 + n_fft // 2`` rfft bins (float64, NumPy), as librosa.
+
+    Examples
+    --------
+    >>> import featurelib.framing as F
+    >>> F.fft_frequencies(sr=8000, n_fft=8)
+    array([   0., 1000., 2000., 3000., 4000.])
+    """
+    return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+
+
+def _check_hop(hop_length):
+    if not isinstance(hop_length, (int, np.integer)) or hop_length <= 0:
+        raise ParameterError(f"hop_length={hop_length} must be a positive integer")
+
+
+def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
+    """Pad the last axis of ``y`` by ``left`` and ``right`` samples (array-API ``np.pad`` subset).
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+    left, right : int >= 0
+    mode : {"constant", "edge", "reflect", "symmetric"}
+        As ``np.pad``; ``"constant"`` pads with zeros.
+
+    Returns
+    -------
+    array, shape ``(..., left + n + right)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib.framing as F
+    >>> F.pad_signal(np.array([1.0, 2.0, 3.0]), 2, 1, mode="reflect")
+    array([3., 2., 1., 2., 3., 2.])
+    """
+    if mode not in _PAD_MODES:
+        raise ParameterError(f"pad_mode={mode!r} is not supported; use one of {_PAD_MODES}")
+    if left == 0 and right == 0:
+        return y
+    xp = namespace(y)
+    n = y.shape[-1]
+    lead = y.shape[:-1]
+    if mode == "constant":
+        parts = [xp.zeros((*lead, left), dtype=y.dtype, device=_device(y)), y,
+                 xp.zeros((*lead, right), dtype=y.dtype, device=_device(y))]
+        return xp.concat(parts, axis=-1)
+    if n == 0:
+        raise ParameterError(f"cannot pad an empty signal with pad_mode={mode!r}")
+    if mode == "edge":
+        first, last = y[..., :1], y[..., n - 1:]
+        parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
+        return xp.concat([xp.asarray(p, copy=True) for p in parts], axis=-1)
+    # reflect / symmetric, possibly wider than the signal: repeat, as np.pad does
+    out = y
+    while left > 0 or right > 0:
+        m = out.shape[-1]
+        span = m - 1 if mode == "reflect" else m
+        if span <= 0:
+            raise ParameterError(f"cannot pad a one-sample signal with pad_mode={mode!r}")
+        take_l, take_r = min(left, span), min(right, span)
+        skip = 1 if mode == "reflect" else 0
+        head = xp.flip(out[..., skip:skip + take_l], axis=-1)
+        tail = xp.flip(out[..., m - skip - take_r:m - skip], axis=-1)
+        out = xp.concat([head, out, tail], axis=-1)
+        left, right = left - take_l, right - take_r
+    return out
+
+
+def _device(x):
+    from array_api_compat import device
+
+    return device(x)
+
+
+def frame(x, *, frame_length: int, hop_length: int, axis: int = -1):
+    """Slice a signal into overlapping frames (``librosa.util.frame`` with ``axis=-1``).
+
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``
+    frame_length : int > 0
+    hop_length : int > 0
+    axis : int
+        Only ``-1`` (the time axis last) is supported.
+
+    Returns
+    -------
+    array, shape ``(..., frame_length, n_frames)``
+        With ``n_frames = 1 + (n - frame_length) // hop_length``. On NumPy and CuPy this is a
+        read-only strided view, as in librosa.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.frame(np.arange(10.0), frame_length=4, hop_length=2).shape
+    (4, 4)
+    """
+    if axis != -1:
+        raise ParameterError("frame supports axis=-1 only")
+    _check_hop(hop_length)
+    if frame_length <= 0:
+        raise ParameterError(f"frame_length={frame_length} must be positive")
+    if x.shape[-1] < frame_length:
+        raise ParameterError(f"Input is too short (n={x.shape[-1]:d}) for frame_length={frame_length:d}")
+    xp = namespace(x)
+    return xp.matrix_transpose(sliding_frames(x, frame_length, hop_length))
+
+
+def _frames_for_stft(y, *, n_fft, hop_length, center, pad_mode):
+    """Time-major frames ``(..., n_frames, n_fft)`` of ``y`` after librosa's centre padding."""
+    if center:
+        y = pad_signal(y, n_fft // 2, n_fft // 2, mode=pad_mode)
+    elif y.shape[-1] < n_fft:
+        raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
+    return sliding_frames(y, n_fft, hop_length)
+
+
+def _stft_parameters(n_fft, hop_length, win_length):
+    if not isinstance(n_fft, (int, np.integer)) or n_fft <= 0:
+        raise ParameterError(f"n_fft={n_fft} must be a positive integer")
+    win_length = n_fft if win_length is None else win_length
+    hop_length = int(win_length // 4) if hop_length is None else hop_length
+    _check_hop(hop_length)
+    return int(n_fft), int(hop_length), int(win_length)
+
+
+def stft_frames(y, *, n_fft=2048, hop_length=None, win_length=None, window="hann", center=True,
+                pad_mode="constant"):
+    """Time-major STFT ``(..., n_frames, 1 + n_fft // 2)``: the layout the batched features use.
+
+    :func:`stft` returns the transpose of this (librosa's layout). Computing features from the
+    time-major array keeps every reduction and the mel product on contiguous memory.
+    """
+    n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    frames = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
+    w = like(get_window(window, win_length, n_fft=n_fft), y, xp)
+    return fft_namespace(xp).rfft(frames * w, axis=-1)
+
+
+def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int | None = None,
+         window="hann", center: bool = True, pad_mode: str = "constant"):
+    """Short-time Fourier transform, as ``librosa.stft``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+        Real signal(s); float32 stays float32 (complex64 out), float64 gives complex128.
+    n_fft : int > 0
+        FFT length.
+    hop_length : int > 0, optional
+        Samples between frames; default ``win_length // 4``.
+    win_length : int <= n_fft, optional
+        Window length; default ``n_fft``. The window is zero-padded to ``n_fft``, centred.
+    window : str, tuple, float or array
+        Window specification (see :func:`get_window`).
+    center : bool
+        Pad ``n_fft // 2`` samples on both sides so that frame ``t`` is centred at ``t * hop_length``.
+    pad_mode : {"constant", "edge", "reflect", "symmetric"}
+        Padding used when ``center=True``; librosa 0.11's default is ``"constant"`` (zeros).
+
+    Returns
+    -------
+    array, complex, shape ``(..., 1 + n_fft // 2, n_frames)``
+        On the device of ``y``; ``n_frames = 1 + n // hop_length`` when centred (even ``n_fft``).
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32)
+    >>> featurelib.stft(y, n_fft=256, hop_length=80).shape
+    (129, 101)
+    """
+    xp = namespace(y)
+    return xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
+                                           win_length=win_length, window=window, center=center,
+                                           pad_mode=pad_mode))
+
+
+def _overlap_add(frames, hop_length: int, xp):
+    """Sum time-major frames ``(..., T, n)`` placed every ``hop_length`` samples."""
+    *lead, T, n = frames.shape
+    R = -(-n // hop_length)  # segments of hop_length samples per frame
+    if R * hop_length != n:
+        frames = pad_signal(frames, 0, R * hop_length - n)
+    seg = xp.reshape(frames, (*lead, T, R, hop_length))
+    total = None
+    for r in range(R):
+        part = seg[..., r, :]  # (..., T, hop)
+        zeros_before = xp.zeros((*lead, r, hop_length), dtype=frames.dtype, device=_device(frames))
+        zeros_after = xp.zeros((*lead, R - 1 - r, hop_length), dtype=frames.dtype, device=_device(frames))
+        placed = xp.concat([zeros_before, part, zeros_after], axis=-2)
+        total = placed if total is None else total + placed
+    out = xp.reshape(total, (*lead, (T + R - 1) * hop_length))
+    return out[..., : n + hop_length * (T - 1)]
+
+
+def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None = None,
+          n_fft: int | None = None, window="hann", center: bool = True, length: int | None = None):
+    """Inverse STFT by weighted overlap-add, as ``librosa.istft``.
+
+    Parameters
+    ----------
+    stft_matrix : array, complex, shape ``(..., 1 + n_fft // 2, n_frames)``
+    hop_length, win_length, window, center
+        As given to :func:`stft`.
+    n_fft : int, optional
+        Defaults to ``2 * (stft_matrix.shape[-2] - 1)``.
+    length : int, optional
+        Exact output length (zero-padded or trimmed).
+
+    Returns
+    -------
+    array, real, shape ``(..., n)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    >>> y2 = featurelib.istft(featurelib.stft(y, n_fft=512), length=4000)
+    >>> bool(np.allclose(y, y2, atol=1e-5))
+    True
+    """
+    xp = namespace(stft_matrix)
+    if n_fft is None:
+        n_fft = 2 * (stft_matrix.shape[-2] - 1)
+    n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
+    T = stft_matrix.shape[-1]
+    if length is not None:
+        padded_length = length + 2 * (n_fft // 2) if center else length
+        T = min(T, math.ceil(padded_length / hop_length))
+    spec = xp.matrix_transpose(stft_matrix[..., :T])
+    frames = fft_namespace(xp).irfft(spec, n=n_fft, axis=-1)
+    w = like(get_window(window, win_length, n_fft=n_fft), frames, xp)
+    y = _overlap_add(frames * w, hop_length, xp)
+
+    import librosa.filters
+
+    wss = librosa.filters.window_sumsquare(window=window, n_frames=T, win_length=win_length,
+                                           n_fft=n_fft, hop_length=hop_length, dtype=np.float64)
+    start = n_fft // 2 if center else 0
+    y = y[..., start:]
+    wss = wss[start:]
+    if length is None:
+        end = y.shape[-1] - (n_fft // 2 if center else 0)
+        y, wss = y[..., :end], wss[:end]
+    else:
+        if y.shape[-1] < length:
+            y = pad_signal(y, 0, length - y.shape[-1])
+        y = y[..., :length]
+        wss = np.pad(wss, (0, max(0, length - wss.shape[0])))[:length]
+    tiny = np.finfo(np.float32 if y.dtype == xp.float32 else np.float64).tiny
+    norm = np.where(wss > tiny, wss, 1.0)
+    return y / like(norm, y, xp)

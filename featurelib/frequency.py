@@ -1,0 +1,416 @@
+"""Frequency-domain features per frame, and a signal-to-noise ratio.
+
+``spectral_centroid``, ``spectral_bandwidth``, ``spectral_rolloff`` and ``spectral_flatness``
+follow librosa (magnitude spectrogram, same normalisation and edge cases). ``mean_frequency``,
+``median_frequency`` and ``band_energy_ratio`` are defined on the power spectrogram (see each
+docstring). Every feature accepts a precomputed ``S`` so that a job computes the STFT once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import as_float_array, like, namespace
+from .exceptions import ParameterError
+from .framing import fft_frequencies
+from .spectrum import power_spectrogram
+
+__all__ = [
+    "spectral_centroid", "spectral_bandwidth", "spectral_rolloff", "spectral_flatness",
+    "mean_frequency", "median_frequency", "band_energy_ratio", "snr",
+]
+
+
+def _spectrogram(y, S, *, n_fft, hop_length, power, win_length, window, center, pad_mode,
+                 check_given=True):
+    """``(S, n_fft, xp)``: the given ``S`` (checked), or ``|stft(y)| ** power``."""
+    if S is not None:
+        xp = namespace(S)
+        if xp.isdtype(S.dtype, "complex floating"):
+            raise ParameterError("Spectral features are only defined with real-valued input")
+        S = as_float_array(S, xp, name="S")
+        if check_given and bool(xp.any(S < 0)):
+            raise ParameterError("Spectral features are only defined with non-negative energies")
+        if n_fft // 2 + 1 != S.shape[-2]:
+            n_fft = 2 * (S.shape[-2] - 1)
+        return S, n_fft, xp
+    if y is None:
+        raise ParameterError("Either y or S must be given")
+    S = power_spectrogram(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                          window=window, center=center, pad_mode=pad_mode, power=power)
+    return S, n_fft, namespace(S)
+
+
+def _freq_column(freq, S, sr, n_fft, xp):
+    """Bin frequencies shaped ``(n_bins, 1)`` (or the caller's ``freq`` as given) in S's namespace."""
+    if freq is None:
+        return like(fft_frequencies(sr=sr, n_fft=n_fft)[:, None], S, xp)
+    if isinstance(freq, np.ndarray):
+        freq = like(freq if freq.ndim != 1 else freq[:, None], S, xp)
+    elif freq.ndim == 1:
+        freq = freq[:, None]
+    return freq
+
+
+def _normalize_columns(S, xp):
+    """``S`` divided by its per-frame sum, leaving all-but-silent frames as they are (librosa)."""
+    total = xp.sum(S, axis=-2, keepdims=True)
+    tiny = float(np.finfo(np.float32 if S.dtype == xp.float32 else np.float64).tiny)
+    total = xp.where(total < tiny, xp.ones_like(total), total)
+    return S / total
+
+
+def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
+                      hop_length: int = 512, freq=None, win_length=None, window="hann",
+                      center: bool = True, pad_mode: str = "constant"):
+    """Spectral centroid: the magnitude-weighted mean frequency, as ``librosa``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``, optional
+        Audio signal(s).
+    sr : float > 0
+        Sampling rate.
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        Magnitude spectrogram (non-negative).
+    n_fft, hop_length, win_length, window, center, pad_mode
+        STFT parameters when ``y`` is given.
+    freq : array, optional
+        Bin centre frequencies (default: the rfft bins).
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+        Hz; 0 for silent frames.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000).astype(np.float32)
+    >>> c = featurelib.spectral_centroid(y=y, sr=8000, n_fft=256, hop_length=80)
+    >>> bool(abs(float(np.median(c)) - 1000) < 60)
+    True
+    """
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    f = _freq_column(freq, S, sr, n_fft, xp)
+    return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+
+
+def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
+                       hop_length: int = 512, win_length=None, window="hann", center: bool = True,
+                       pad_mode: str = "constant", freq=None, centroid=None, norm: bool = True,
+                       p: float = 2):
+    """p-th order spectral bandwidth around the centroid, as ``librosa``.
+
+    Parameters
+    ----------
+    y, sr, S, n_fft, hop_length, win_length, window, center, pad_mode, freq
+        As :func:`spectral_centroid`.
+    centroid : array, shape ``(..., 1, t)``, optional
+        A precomputed centroid.
+    norm : bool
+        Normalise each frame's magnitudes to sum to one.
+    p : float > 0
+        Order: ``(sum S * |f - centroid| ** p) ** (1 / p)``.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> featurelib.spectral_bandwidth(y=y, sr=8000, n_fft=256, hop_length=80).shape
+    (1, 101)
+    """
+    if p <= 0:
+        raise ParameterError(f"p={p} must be positive")
+    out_dtype = None
+    if S is None and y is not None:
+        # The |f - centroid| ** p weighting magnifies the FFT's rounding floor far from the
+        # centroid (a pure tone's bandwidth is set by bins 1e-7 below its peak), so the
+        # spectrogram is computed in float64 here, as librosa does, and the result cast back.
+        xp = namespace(y)
+        y = as_float_array(y, xp)
+        out_dtype = y.dtype
+        y = xp.astype(y, xp.float64)
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    f = _freq_column(freq, S, sr, n_fft, xp)
+    if centroid is None:
+        centroid = xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    deviation = xp.abs(f - centroid)
+    if norm:
+        S = _normalize_columns(S, xp)
+    weighted = S * (deviation * deviation if p == 2 else deviation**p)
+    total = xp.sum(weighted, axis=-2, keepdims=True)
+    bandwidth = xp.sqrt(total) if p == 2 else total ** (1.0 / p)
+    return bandwidth if out_dtype is None else xp.astype(bandwidth, out_dtype)
+
+
+def _first_bin_reaching(S, fraction, f, xp):
+    """Frequency of the first bin where the cumulative sum reaches ``fraction`` of the total."""
+    cumulative = xp.cumulative_sum(S, axis=-2)
+    threshold = fraction * cumulative[..., -1:, :]
+    inf = xp.asarray(float("inf"), dtype=S.dtype)
+    candidates = xp.where(cumulative < threshold, inf, f * xp.ones_like(cumulative))
+    return xp.min(candidates, axis=-2, keepdims=True)
+
+
+def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
+                     hop_length: int = 512, win_length=None, window="hann", center: bool = True,
+                     pad_mode: str = "constant", freq=None, roll_percent: float = 0.85):
+    """Roll-off frequency: the lowest bin below which ``roll_percent`` of the magnitude lies.
+
+    As ``librosa.feature.spectral_rolloff`` (on the magnitude spectrogram).
+
+    Parameters
+    ----------
+    y, sr, S, n_fft, hop_length, win_length, window, center, pad_mode, freq
+        As :func:`spectral_centroid`.
+    roll_percent : float in (0, 1)
+        Fraction of the per-frame magnitude sum.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+        Hz (the centre frequency of the roll-off bin); 0 for silent frames.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> featurelib.spectral_rolloff(y=y, sr=8000, n_fft=256, hop_length=80).shape
+    (1, 101)
+    """
+    if not 0.0 < roll_percent < 1.0:
+        raise ParameterError("roll_percent must lie in the range (0, 1)")
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    return _first_bin_reaching(S, roll_percent, _freq_column(freq, S, sr, n_fft, xp), xp)
+
+
+def spectral_flatness(y=None, *, S=None, n_fft: int = 2048, hop_length: int = 512,
+                      win_length=None, window="hann", center: bool = True,
+                      pad_mode: str = "constant", amin: float = 1e-10, power: float = 2.0):
+    """Spectral flatness (Wiener entropy): geometric over arithmetic mean of the power, as librosa.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``, optional
+        Audio signal(s).
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        Magnitude spectrogram.
+    n_fft, hop_length, win_length, window, center, pad_mode
+        STFT parameters.
+    amin : float > 0
+        Floor on ``S ** power``.
+    power : float > 0
+        Exponent applied to the magnitude.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+        In ``[0, 1]``: near 1 for white noise, near 0 for a pure tone.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> bool(float(np.median(featurelib.spectral_flatness(y=y, n_fft=256, hop_length=80))) > 0.4)
+    True
+    """
+    if amin <= 0:
+        raise ParameterError("amin must be strictly positive")
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    S_power = S * S if power == 2.0 else S**power
+    S_thresh = xp.clip(S_power, min=amin)
+    gmean = xp.exp(xp.mean(xp.log(S_thresh), axis=-2, keepdims=True))
+    amean = xp.mean(S_thresh, axis=-2, keepdims=True)
+    return gmean / amean
+
+
+def mean_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
+                   hop_length: int = 512, win_length=None, window="hann", center: bool = True,
+                   pad_mode: str = "constant", power: float = 2.0):
+    """Power-weighted mean frequency of each frame.
+
+    ``sum(f * P) / sum(P)`` with ``P = |STFT| ** power``: the spectral centroid of the power
+    spectrum (librosa's centroid weights the magnitude instead).
+
+    Parameters
+    ----------
+    y, sr, n_fft, hop_length, win_length, window, center, pad_mode
+        As :func:`spectral_centroid`.
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        A precomputed ``|STFT| ** power``.
+    power : float > 0
+        Exponent of the magnitude when ``y`` is given.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+        Hz; 0 for silent frames.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000).astype(np.float32)
+    >>> bool(abs(float(np.median(featurelib.mean_frequency(y=y, sr=8000, n_fft=256, hop_length=80))) - 1000) < 20)
+    True
+    """
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    f = _freq_column(None, S, sr, n_fft, xp)
+    return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+
+
+def median_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
+                     hop_length: int = 512, win_length=None, window="hann", center: bool = True,
+                     pad_mode: str = "constant", power: float = 2.0):
+    """Median frequency of each frame: the lowest bin below which half of the power lies.
+
+    The bin centre frequency where the cumulative power first reaches 50 % of the frame's total
+    (the roll-off at 0.5 of the power spectrum).
+
+    Parameters
+    ----------
+    y, sr, n_fft, hop_length, win_length, window, center, pad_mode
+        As :func:`spectral_centroid`.
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        A precomputed ``|STFT| ** power``.
+    power : float > 0
+        Exponent of the magnitude when ``y`` is given.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+        Hz; 0 for silent frames.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000).astype(np.float32)
+    >>> float(np.median(featurelib.median_frequency(y=y, sr=8000, n_fft=256, hop_length=80)))
+    1000.0
+    """
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    return _first_bin_reaching(S, 0.5, _freq_column(None, S, sr, n_fft, xp), xp)
+
+
+def band_energy_ratio(y=None, *, sr: float = 22050, S=None, split_frequency: float = 2000.0,
+                      n_fft: int = 2048, hop_length: int = 512, win_length=None, window="hann",
+                      center: bool = True, pad_mode: str = "constant", power: float = 2.0,
+                      amin: float = 1e-10):
+    """Band energy ratio: power below ``split_frequency`` over power at or above it.
+
+    Parameters
+    ----------
+    y, sr, n_fft, hop_length, win_length, window, center, pad_mode
+        As :func:`spectral_centroid`.
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        A precomputed ``|STFT| ** power``.
+    split_frequency : float in (0, sr / 2)
+        Bins with centre frequency ``< split_frequency`` form the low band.
+    power : float > 0
+        Exponent of the magnitude when ``y`` is given.
+    amin : float > 0
+        Floor on the high-band power, so silent frames give 0 rather than a division by zero.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.sin(2 * np.pi * 500 * np.arange(8000) / 8000).astype(np.float32)
+    >>> bool(float(np.median(featurelib.band_energy_ratio(y=y, sr=8000, n_fft=256, hop_length=80))) > 100)
+    True
+    """
+    if not 0 < split_frequency < sr / 2:
+        raise ParameterError(f"split_frequency={split_frequency} must lie in (0, sr/2={sr / 2})")
+    if amin <= 0:
+        raise ParameterError("amin must be strictly positive")
+    S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
+                                win_length=win_length, window=window, center=center,
+                                pad_mode=pad_mode)
+    split_bin = int(np.searchsorted(fft_frequencies(sr=sr, n_fft=n_fft), split_frequency, side="left"))
+    low = xp.sum(S[..., :split_bin, :], axis=-2, keepdims=True)
+    high = xp.sum(S[..., split_bin:, :], axis=-2, keepdims=True)
+    return low / xp.clip(high, min=amin)
+
+
+def snr(y, *, noise=None, frame_length: int = 2048, hop_length: int = 512,
+        noise_fraction: float = 0.1, amin: float = 1e-20):
+    """Signal-to-noise ratio in dB, per signal.
+
+    With a noise reference: ``10 * log10(mean(y ** 2) / mean(noise ** 2))``, where ``noise`` is a
+    recording of the noise alone (any length; it broadcasts against ``y``'s leading axes).
+
+    Without one, the noise power is estimated from the quietest frames: the frame powers
+    (mean square of ``frame_length`` samples every ``hop_length``, centred with zero padding) are
+    sorted, the mean of the lowest ``noise_fraction`` of them (at least one frame) is the noise
+    power ``N``, the mean of all frames is the total power ``T``, and the result is
+    ``10 * log10(max(T - N, amin) / max(N, amin))``. This suits recordings whose quietest tenth is
+    background only (speech with pauses, events in ambience); a signal that never pauses gives
+    an estimate near 0 dB or below.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+        Audio signal(s).
+    noise : array, shape ``(..., m)``, optional
+        Noise reference.
+    frame_length, hop_length : int > 0
+        Framing for the estimate.
+    noise_fraction : float in (0, 1]
+        Share of the quietest frames taken as noise.
+    amin : float > 0
+        Floor on the powers before the logarithm.
+
+    Returns
+    -------
+    array, shape ``y.shape[:-1]``
+        dB.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> rng = np.random.default_rng(0)
+    >>> noise = 0.01 * rng.standard_normal(16000).astype(np.float32)
+    >>> tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    >>> round(float(featurelib.snr(tone + noise, noise=noise)))
+    37
+    """
+    if not 0 < noise_fraction <= 1:
+        raise ParameterError("noise_fraction must lie in (0, 1]")
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    log_scale = 10.0 / np.log(10.0)
+    if noise is not None:
+        noise = as_float_array(noise, xp, name="noise")
+        signal_power = xp.mean(y * y, axis=-1)
+        noise_power = xp.mean(noise * noise, axis=-1)
+        return log_scale * (xp.log(xp.clip(signal_power, min=amin)) - xp.log(xp.clip(noise_power, min=amin)))
+    from .temporal import rms
+
+    frame_power = rms(y=y, frame_length=frame_length, hop_length=hop_length)[..., 0, :] ** 2
+    count = frame_power.shape[-1]
+    k = max(1, int(np.ceil(noise_fraction * count)))
+    quietest = xp.sort(frame_power, axis=-1)[..., :k]
+    noise_power = xp.mean(quietest, axis=-1)
+    total_power = xp.mean(frame_power, axis=-1)
+    signal_power = xp.clip(total_power - noise_power, min=amin)
+    return log_scale * (xp.log(signal_power) - xp.log(xp.clip(noise_power, min=amin)))
+

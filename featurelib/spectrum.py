@@ -1,0 +1,421 @@
+"""Decibels, mel spectrograms, MFCCs and deltas (librosa's names, defaults and numbers).
+
+The mel basis comes from ``librosa.filters.mel`` and the DCT from ``scipy.fft.dct``; both are built
+once per parameter set with NumPy, cached, and applied as matrix products in the caller's array
+namespace, so the same code runs on NumPy, CuPy and ``array_api_strict``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ._backend import as_float_array, like, namespace
+from .exceptions import ParameterError
+from .framing import stft_frames
+
+__all__ = [
+    "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
+    "delta", "power_spectrogram",
+]
+
+_LOG10_SCALE = 10.0 / math.log(10.0)  # 10*log10(x) == _LOG10_SCALE * ln(x), and ln is faster
+
+
+def _ref_value(ref, magnitude, xp):
+    if callable(ref):
+        return ref(magnitude)
+    return abs(float(ref))
+
+
+def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0):
+    """Convert a power spectrogram to decibels: ``10 * log10(S / ref)``, as ``librosa.power_to_db``.
+
+    Parameters
+    ----------
+    S : array
+        Non-negative power (complex input is reduced to its magnitude, as librosa does).
+    ref : float or callable
+        Reference power; a callable (e.g. ``numpy.max``) is applied to ``S``.
+    amin : float > 0
+        Floor on ``S`` and ``ref`` before the logarithm.
+    top_db : float >= 0 or None
+        Clamp the output to ``max(output) - top_db``. As in librosa, the maximum is taken over the
+        whole array, so a batch is clamped by its loudest member: pass ``top_db=None`` and clamp
+        per item when batching unrelated signals.
+
+    Returns
+    -------
+    array, same shape and namespace as ``S``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.power_to_db(np.array([1.0, 0.1, 1e-12]), top_db=None)
+    array([   0.,  -10., -100.])
+    """
+    if amin <= 0:
+        raise ParameterError("amin must be strictly positive")
+    if top_db is not None and top_db < 0:
+        raise ParameterError("top_db must be non-negative")
+    xp = namespace(S)
+    if xp.isdtype(S.dtype, "complex floating"):
+        S = xp.abs(S)
+    S = as_float_array(S, xp, name="S")
+    ref_value = _ref_value(ref, S, xp)
+    log_spec = _LOG10_SCALE * xp.log(xp.clip(S, min=amin))
+    if callable(ref):
+        log_spec = log_spec - _LOG10_SCALE * xp.log(xp.clip(xp.asarray(ref_value, dtype=S.dtype), min=amin))
+    elif ref_value != 1.0:
+        log_spec = log_spec - 10.0 * math.log10(max(amin, ref_value))
+    if top_db is not None:
+        log_spec = xp.clip(log_spec, min=xp.max(log_spec) - top_db)
+    return log_spec
+
+
+def amplitude_to_db(S, *, ref=1.0, amin: float = 1e-5, top_db: float | None = 80.0):
+    """Convert an amplitude spectrogram to decibels: ``20 * log10(|S| / ref)``.
+
+    Same contract as ``librosa.amplitude_to_db``.
+
+    Parameters
+    ----------
+    S : array
+        Amplitudes (complex input is reduced to its magnitude).
+    ref : float or callable
+        Reference amplitude; a callable is applied to ``|S|``.
+    amin : float > 0
+        Floor on ``|S|``.
+    top_db : float >= 0 or None
+        Clamp to ``max - top_db`` (over the whole array).
+
+    Returns
+    -------
+    array
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.amplitude_to_db(np.array([1.0, 0.1]), top_db=None)
+    array([  0., -20.])
+    """
+    xp = namespace(S)
+    magnitude = xp.abs(S) if xp.isdtype(S.dtype, "complex floating") else as_float_array(S, xp, name="S")
+    magnitude = xp.abs(magnitude)
+    ref_value = ref(magnitude) if callable(ref) else abs(float(ref))
+    if callable(ref):
+        ref_power = xp.asarray(ref_value, dtype=magnitude.dtype) ** 2
+        return power_to_db(magnitude * magnitude, ref=lambda _: ref_power, amin=amin**2, top_db=top_db)
+    return power_to_db(magnitude * magnitude, ref=ref_value**2, amin=amin**2, top_db=top_db)
+
+
+def db_to_power(S_db, *, ref: float = 1.0):
+    """Inverse of :func:`power_to_db` (without the ``top_db`` clamp): ``ref * 10 ** (S_db / 10)``.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.db_to_power(np.array([0.0, -10.0]))
+    array([1. , 0.1])
+    """
+    xp = namespace(S_db)
+    return ref * xp.exp(S_db / _LOG10_SCALE)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm):
+    import librosa.filters
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                                norm=norm, dtype=np.float64)
+    basis.setflags(write=False)
+    return basis
+
+
+def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
+                fmax: float | None = None, htk: bool = False, norm="slaney") -> np.ndarray:
+    """The mel filterbank ``(n_mels, 1 + n_fft // 2)`` of ``librosa.filters.mel``, cached (NumPy).
+
+    Examples
+    --------
+    >>> import featurelib
+    >>> featurelib.mel_filters(sr=8000, n_fft=256, n_mels=40).shape
+    (40, 129)
+    """
+    if n_mels <= 0:
+        raise ParameterError(f"n_mels={n_mels} must be positive")
+    if n_fft <= 0:
+        raise ParameterError(f"n_fft={n_fft} must be positive")
+    try:
+        return _cached_mel(float(sr), int(n_fft), int(n_mels), float(fmin),
+                           None if fmax is None else float(fmax), bool(htk), norm)
+    except TypeError as exc:  # unhashable norm
+        raise ParameterError(f"invalid mel filter arguments: {exc}") from exc
+
+
+def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_mode, power):
+    """``|STFT(y)| ** power`` in time-major layout ``(..., n_frames, 1 + n_fft // 2)``."""
+    X = stft_frames(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                    center=center, pad_mode=pad_mode)
+    xp = namespace(X)
+    if power == 2.0:
+        re, im = xp.real(X), xp.imag(X)
+        return re * re + im * im
+    mag = xp.abs(X)
+    return mag if power == 1.0 else mag**power
+
+
+def power_spectrogram(y, *, n_fft: int = 2048, hop_length: int = 512, win_length=None,
+                      window="hann", center: bool = True, pad_mode: str = "constant",
+                      power: float = 2.0):
+    """``|stft(y)| ** power`` with shape ``(..., 1 + n_fft // 2, n_frames)``.
+
+    The spectrogram that every ``S=`` argument in featurelib expects (``power=1`` for the
+    magnitude that librosa's spectral features use, ``power=2`` for mel). A job computes this once
+    per batch and derives every feature from it.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib.spectrum as fs
+    >>> fs.power_spectrogram(np.zeros(8000, dtype=np.float32), n_fft=256, hop_length=80).shape
+    (129, 101)
+    """
+    if power <= 0:
+        raise ParameterError(f"power={power} must be positive")
+    xp = namespace(y)
+    return xp.matrix_transpose(_time_major_power(y, n_fft=n_fft, hop_length=hop_length,
+                                                 win_length=win_length, window=window,
+                                                 center=center, pad_mode=pad_mode, power=power))
+
+
+def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_length: int = 512,
+                   win_length: int | None = None, window="hann", center: bool = True,
+                   pad_mode: str = "constant", power: float = 2.0, n_mels: int = 128,
+                   fmin: float = 0.0, fmax: float | None = None, htk: bool = False,
+                   norm="slaney"):
+    """Mel-scaled spectrogram, as ``librosa.feature.melspectrogram``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``, optional
+        Audio signal(s).
+    sr : float > 0
+        Sampling rate of ``y``.
+    S : array, shape ``(..., 1 + n_fft // 2, t)``, optional
+        A precomputed spectrogram ``|STFT| ** power``; ``n_fft`` is then inferred from it.
+    n_fft, hop_length, win_length, window, center, pad_mode
+        STFT parameters (see :func:`featurelib.stft`), used when ``y`` is given.
+    power : float > 0
+        Exponent of the magnitude (2 for power, 1 for energy).
+    n_mels, fmin, fmax, htk, norm
+        Mel filterbank parameters (``librosa.filters.mel``).
+
+    Returns
+    -------
+    array, shape ``(..., n_mels, t)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> featurelib.melspectrogram(y=y, sr=8000, n_fft=256, hop_length=80, n_mels=40).shape
+    (40, 101)
+    """
+    if S is None:
+        if y is None:
+            raise ParameterError("melspectrogram needs y or S")
+        P = _time_major_power(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                              window=window, center=center, pad_mode=pad_mode, power=power)
+        return mel_from_time_major(P, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                   htk=htk, norm=norm, transpose=True)
+    xp = namespace(S)
+    S = as_float_array(S, xp, name="S")
+    n_fft = 2 * (S.shape[-2] - 1)
+    basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                             norm=norm), S, xp)
+    return xp.matmul(basis, S)
+
+
+def mel_from_time_major(P, *, sr, n_fft, n_mels=128, fmin=0.0, fmax=None, htk=False,
+                        norm="slaney", transpose: bool = False):
+    """Mel projection of a time-major power spectrogram ``(..., t, 1 + n_fft // 2)``.
+
+    Returns ``(..., t, n_mels)``, or librosa's ``(..., n_mels, t)`` when ``transpose``.
+    """
+    xp = namespace(P)
+    basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                             norm=norm).T, P, xp)
+    M = xp.matmul(P, basis)
+    return xp.matrix_transpose(M) if transpose else M
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_dct(n_mfcc: int, n_mels: int, dct_type: int, norm):
+    import scipy.fft
+
+    matrix = scipy.fft.dct(np.eye(n_mels), type=dct_type, norm=norm, axis=0)[:n_mfcc]
+    matrix.setflags(write=False)
+    return matrix
+
+
+def dct_matrix(n_mfcc: int, n_mels: int, *, dct_type: int = 2, norm="ortho") -> np.ndarray:
+    """The ``(n_mfcc, n_mels)`` matrix of ``scipy.fft.dct(..., axis=-2)[:n_mfcc]`` (NumPy, cached)."""
+    if dct_type not in (1, 2, 3, 4):
+        raise ParameterError(f"dct_type={dct_type} must be 1, 2, 3 or 4")
+    if norm not in (None, "ortho", "forward", "backward"):
+        raise ParameterError(f"norm={norm!r} is not a DCT normalisation")
+    if dct_type == 1 and n_mels < 2:
+        raise ParameterError("dct_type=1 needs n_mels >= 2")
+    return _cached_dct(int(n_mfcc), int(n_mels), int(dct_type), norm)
+
+
+def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int = 2,
+         norm="ortho", lifter: float = 0, mel_norm="slaney", top_db: float | None = 80.0,
+         **kwargs):
+    """Mel-frequency cepstral coefficients, as ``librosa.feature.mfcc``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``, optional
+        Audio signal(s).
+    sr : float > 0
+        Sampling rate.
+    S : array, shape ``(..., n_mels, t)``, optional
+        A log-power (dB) mel spectrogram; when given, ``y`` and the mel arguments are ignored.
+    n_mfcc : int > 0
+        Number of coefficients.
+    dct_type : {1, 2, 3, 4}
+        DCT type (``scipy.fft.dct``).
+    norm : None or "ortho"
+        DCT normalisation.
+    lifter : float >= 0
+        Cepstral liftering (``0`` disables it).
+    mel_norm : "slaney", float or None
+        Normalisation of the mel filters (librosa's ``norm`` of ``filters.mel``).
+    top_db : float >= 0 or None
+        The dB floor below the maximum, applied by :func:`power_to_db` over the whole input as
+        librosa does (featurelib names it so that batch jobs can clamp per item instead).
+    **kwargs
+        Passed on to :func:`melspectrogram` (``n_fft``, ``hop_length``, ``n_mels``, ...).
+
+    Returns
+    -------
+    array, shape ``(..., n_mfcc, t)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> featurelib.mfcc(y=y, sr=8000, n_fft=256, hop_length=80, n_mels=40).shape
+    (20, 101)
+    """
+    if lifter < 0:
+        raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
+    if S is None:
+        if y is None:
+            raise ParameterError("mfcc needs y or S")
+        S = power_to_db(melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs), top_db=top_db)
+    xp = namespace(S)
+    S = as_float_array(S, xp, name="S")
+    D = like(dct_matrix(n_mfcc, S.shape[-2], dct_type=dct_type, norm=norm), S, xp)
+    M = xp.matmul(D, S)
+    if lifter > 0:
+        n = M.shape[-2]
+        LI = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, 1 + n, dtype=np.float64) / lifter)
+        M = M * like(LI[:, None], M, xp)
+    return M
+
+
+@functools.lru_cache(maxsize=32)
+def _savgol_tables(width: int, order: int):
+    """Interior dot weights and the 'interp' edge operators of scipy's Savitzky-Golay filter."""
+    import scipy.signal
+
+    weights = scipy.signal.savgol_coeffs(width, order, deriv=order, use="dot")
+    response = scipy.signal.savgol_filter(np.eye(width), width, order, deriv=order, axis=0,
+                                          mode="interp")
+    half = width // 2
+    return weights, response[:half], response[half + 1:]
+
+
+def _pad_for_delta(x, half, mode, xp):
+    n = x.shape[-1]
+    if mode == "constant":
+        z = xp.zeros((*x.shape[:-1], half), dtype=x.dtype)
+        return xp.concat([z, x, z], axis=-1)
+    if mode == "nearest":
+        return xp.concat([xp.concat([x[..., :1]] * half, axis=-1), x,
+                          xp.concat([x[..., n - 1:]] * half, axis=-1)], axis=-1)
+    if mode == "wrap":
+        idx = np.arange(-half, n + half) % n
+    else:  # mirror: d c b | a b c d | c b a
+        period = 2 * (n - 1) if n > 1 else 1
+        idx = np.abs(np.arange(-half, n + half)) % period
+        idx = np.where(idx >= n, period - idx, idx)
+    return xp.take(x, xp.asarray(idx), axis=-1)
+
+
+def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "interp"):
+    """Local derivative estimate (Savitzky-Golay), as ``librosa.feature.delta``.
+
+    Parameters
+    ----------
+    data : array
+        Feature matrix, e.g. MFCCs ``(..., n_mfcc, t)``.
+    width : odd int >= 3
+        Frames in the local window.
+    order : int > 0
+        Derivative order.
+    axis : int
+        Axis along which to differentiate (time, by default the last).
+    mode : {"interp", "nearest", "mirror", "constant", "wrap"}
+        Edge handling, as ``scipy.signal.savgol_filter``.
+
+    Returns
+    -------
+    array, same shape as ``data``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> d = featurelib.delta(np.arange(20.0).reshape(2, 10))
+    >>> bool(np.allclose(d, 1.0))
+    True
+    """
+    xp = namespace(data)
+    data = as_float_array(data, xp, name="data")
+    if data.ndim == 0:
+        data = xp.reshape(data, (1,))
+    if not isinstance(width, (int, np.integer)) or width < 3 or width % 2 != 1:
+        raise ParameterError("width must be an odd integer >= 3")
+    if not isinstance(order, (int, np.integer)) or order <= 0:
+        raise ParameterError("order must be a positive integer")
+    if mode not in ("interp", "nearest", "mirror", "constant", "wrap"):
+        raise ParameterError(f"mode={mode!r} is not supported")
+    x = xp.moveaxis(data, axis, -1)
+    n = x.shape[-1]
+    if mode == "interp" and width > n:
+        raise ParameterError(f"when mode='interp', width={width} cannot exceed data.shape[axis]={n}")
+    weights, left, right = _savgol_tables(int(width), int(order))
+    half = width // 2
+    if mode == "interp":
+        padded, lo, hi = x, half, n - half
+    else:
+        padded, lo, hi = _pad_for_delta(x, half, mode, xp), 0, n
+    count = hi - lo
+    out = None
+    for j, w in enumerate(weights):
+        if w == 0.0:
+            continue
+        start = lo - half + j if mode == "interp" else j
+        term = float(w) * padded[..., start:start + count]
+        out = term if out is None else out + term
+    if out is None:
+        out = xp.zeros((*x.shape[:-1], count), dtype=x.dtype)
+    if mode == "interp":
+        head = xp.matmul(x[..., :width], like(left.T, x, xp))
+        tail = xp.matmul(x[..., n - width:], like(right.T, x, xp))
+        out = xp.concat([head, out, tail], axis=-1)
+    return xp.moveaxis(out, -1, axis)

@@ -1,0 +1,172 @@
+"""Time-domain features per frame: amplitude envelope, RMS, short-time energy, zero-crossing rate.
+
+Frames follow librosa (``center=True`` pads ``frame_length // 2`` on both sides), so every feature
+has ``1 + n // hop_length`` frames, the same count as :func:`featurelib.stft`. Per-frame scalar
+features have librosa's shape ``(..., 1, n_frames)``.
+"""
+
+from __future__ import annotations
+
+from ._backend import as_float_array, namespace, sliding_frames
+from .exceptions import ParameterError
+from .framing import pad_signal
+
+__all__ = ["amplitude_envelope", "rms", "short_time_energy", "zero_crossing_rate"]
+
+
+def _framed(y, frame_length, hop_length, center, pad_mode):
+    """Time-major frames ``(..., n_frames, frame_length)`` of ``y``."""
+    if frame_length <= 0:
+        raise ParameterError(f"frame_length={frame_length} must be positive")
+    if not isinstance(hop_length, int) or hop_length <= 0:
+        raise ParameterError(f"hop_length={hop_length} must be a positive integer")
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    if center:
+        y = pad_signal(y, frame_length // 2, frame_length // 2, mode=pad_mode)
+    if y.shape[-1] < frame_length:
+        raise ParameterError(f"Input is too short (n={y.shape[-1]:d}) for frame_length={frame_length:d}")
+    return sliding_frames(y, frame_length, hop_length), xp
+
+
+def amplitude_envelope(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
+                       pad_mode: str = "constant"):
+    """Maximum absolute amplitude in each frame.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+        Audio signal(s).
+    frame_length : int > 0
+        Samples per frame.
+    hop_length : int > 0
+        Samples between frame starts.
+    center : bool
+        Centre frames on ``t * hop_length`` by padding ``frame_length // 2`` on both sides.
+    pad_mode : {"constant", "edge", "reflect", "symmetric"}
+        Padding for ``center``.
+
+    Returns
+    -------
+    array, shape ``(..., 1, n_frames)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.array([0.0, 0.5, -1.0, 0.25], dtype=np.float32)
+    >>> featurelib.amplitude_envelope(y, frame_length=2, hop_length=2)
+    array([[0.  , 1.  , 0.25]], dtype=float32)
+    """
+    frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
+    return xp.max(xp.abs(frames), axis=-1)[..., None, :]
+
+
+def short_time_energy(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
+                      pad_mode: str = "constant"):
+    """Energy of each frame: the sum of squared samples.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+        Audio signal(s).
+    frame_length, hop_length, center, pad_mode
+        Framing, as :func:`rms`.
+
+    Returns
+    -------
+    array, shape ``(..., 1, n_frames)``
+        ``frame_length * rms(y) ** 2``.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.short_time_energy(np.ones(8, dtype=np.float32), frame_length=4, hop_length=4)
+    array([[2., 4., 2.]], dtype=float32)
+    """
+    frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
+    return xp.sum(frames * frames, axis=-1)[..., None, :]
+
+
+def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
+        pad_mode: str = "constant"):
+    """Root-mean-square value of each frame, as ``librosa.feature.rms``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``, optional
+        Audio signal(s); frames are taken from the raw (unwindowed) samples.
+    S : array, shape ``(..., 1 + frame_length // 2, t)``, optional
+        A magnitude spectrogram; RMS is then computed from it via Parseval, as librosa does
+        (the window's energy is included, so it differs from the time-domain value).
+    frame_length, hop_length, center, pad_mode
+        Framing of ``y``.
+
+    Returns
+    -------
+    array, shape ``(..., 1, t)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> featurelib.rms(y=np.ones(8, dtype=np.float32), frame_length=4, hop_length=4)
+    array([[0.70710677, 1.        , 0.70710677]], dtype=float32)
+    """
+    if y is not None:
+        frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
+        return xp.sqrt(xp.mean(frames * frames, axis=-1))[..., None, :]
+    if S is None:
+        raise ParameterError("rms needs y or S")
+    xp = namespace(S)
+    if S.shape[-2] != frame_length // 2 + 1:
+        raise ParameterError(
+            f"Since S.shape[-2] is {S.shape[-2]}, frame_length is expected to be "
+            f"{S.shape[-2] * 2 - 2} or {S.shape[-2] * 2 - 1}; found {frame_length}")
+    if xp.isdtype(S.dtype, "complex floating"):
+        S = xp.abs(S)
+    S = as_float_array(S, xp, name="S")
+    power = S * S
+    total = xp.sum(power, axis=-2, keepdims=True) - 0.5 * power[..., :1, :]
+    if frame_length % 2 == 0:
+        total = total - 0.5 * power[..., -1:, :]
+    return xp.sqrt(2.0 * total / frame_length**2)
+
+
+def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
+                       threshold: float = 1e-10, zero_pos: bool = True):
+    """Fraction of sign changes per frame, as ``librosa.feature.zero_crossing_rate``.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., n)``
+        Audio signal(s).
+    frame_length, hop_length : int > 0
+        Framing.
+    center : bool
+        Pad ``frame_length // 2`` samples on both sides by repeating the edge samples (librosa
+        uses ``mode="edge"`` here, unlike the spectral features).
+    threshold : float >= 0
+        Samples with ``|y| <= threshold`` count as zero.
+    zero_pos : bool
+        Zero counts as positive (``True``) or as its own sign class.
+
+    Returns
+    -------
+    array, shape ``(..., 1, n_frames)``
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> y = np.array([1, -1, 1, -1, 1, 1, 1, 1], dtype=np.float32)
+    >>> featurelib.zero_crossing_rate(y, frame_length=4, hop_length=4, center=False)
+    array([[0.75, 0.  ]], dtype=float32)
+    """
+    frames, xp = _framed(y, frame_length, hop_length, center, "edge")
+    small = xp.abs(frames) <= threshold
+    if zero_pos:
+        sign = xp.where(small, xp.zeros_like(frames), frames) < 0
+        crossings = sign[..., 1:] != sign[..., :-1]
+    else:
+        s = xp.where(small, xp.zeros_like(frames), xp.sign(frames))
+        crossings = s[..., 1:] != s[..., :-1]
+    count = xp.sum(xp.astype(crossings, frames.dtype), axis=-1)
+    return (count / frame_length)[..., None, :]
