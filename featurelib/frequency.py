@@ -41,6 +41,21 @@ def _spectrogram(y, S, *, n_fft, hop_length, power, win_length, window, center, 
     return S, n_fft, namespace(S)
 
 
+def _in_float64(y, S):
+    """``(y as float64, y's dtype)`` when the spectrogram is to be computed here, else ``(y, None)``.
+
+    Bandwidth and flatness weigh the quietest bins heavily (``|f - centroid| ** p``, and the log
+    in the geometric mean), where a float32 FFT's rounding floor (about 1e-7 of the peak) would
+    decide the value for very tonal frames; librosa's FFT runs in float64, so these two features
+    compute their own spectrogram in float64 and cast the result back.
+    """
+    if S is not None or y is None:
+        return y, None
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    return xp.astype(y, xp.float64), y.dtype
+
+
 def _freq_column(freq, S, sr, n_fft, xp):
     """Bin frequencies shaped ``(n_bins, 1)`` (or the caller's ``freq`` as given) in S's namespace."""
     if freq is None:
@@ -128,15 +143,7 @@ def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     """
     if p <= 0:
         raise ParameterError(f"p={p} must be positive")
-    out_dtype = None
-    if S is None and y is not None:
-        # The |f - centroid| ** p weighting magnifies the FFT's rounding floor far from the
-        # centroid (a pure tone's bandwidth is set by bins 1e-7 below its peak), so the
-        # spectrogram is computed in float64 here, as librosa does, and the result cast back.
-        xp = namespace(y)
-        y = as_float_array(y, xp)
-        out_dtype = y.dtype
-        y = xp.astype(y, xp.float64)
+    y, out_dtype = _in_float64(y, S)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
@@ -227,6 +234,7 @@ def spectral_flatness(y=None, *, S=None, n_fft: int = 2048, hop_length: int = 51
     """
     if amin <= 0:
         raise ParameterError("amin must be strictly positive")
+    y, out_dtype = _in_float64(y, S)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
@@ -234,7 +242,8 @@ def spectral_flatness(y=None, *, S=None, n_fft: int = 2048, hop_length: int = 51
     S_thresh = xp.clip(S_power, min=amin)
     gmean = xp.exp(xp.mean(xp.log(S_thresh), axis=-2, keepdims=True))
     amean = xp.mean(S_thresh, axis=-2, keepdims=True)
-    return gmean / amean
+    flatness = gmean / amean
+    return flatness if out_dtype is None else xp.astype(flatness, out_dtype)
 
 
 def mean_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,

@@ -1,0 +1,320 @@
+"""featurelib against librosa: same shapes and frame counts, numbers within the SPEC's tolerances.
+
+Every test runs on each array namespace: NumPy, ``array_api_strict`` (the standard and nothing
+more, which is what shows the code is namespace-generic) and CuPy where CUDA is present.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+
+import featurelib as F
+from featurelib._backend import to_numpy
+from featurelib.exceptions import ParameterError
+
+from conftest import SAMPLES_DIR
+
+# --------------------------------------------------------------------------- namespaces
+
+
+def _cupy_or_skip():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as exc:  # no driver, no device
+        pytest.skip(f"CUDA not available: {exc}")
+    return cupy
+
+
+@pytest.fixture(params=["numpy", "array_api_strict", "cupy"])
+def xp(request):
+    """Converts NumPy test signals to the namespace under test."""
+    if request.param == "numpy":
+        return np.asarray
+    if request.param == "array_api_strict":
+        strict = pytest.importorskip("array_api_strict")
+        return strict.asarray
+    cupy = _cupy_or_skip()
+    return cupy.asarray
+
+
+# --------------------------------------------------------------------------- signals
+
+RATES = [8000, 16000, 22050, 44100, 48000]
+
+
+def _synthetic(sr: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(sr)
+    t = np.arange(int(0.5 * sr)) / sr
+    return {
+        "tone": (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+        "chirp": librosa.chirp(fmin=100, fmax=sr / 2.5, sr=sr, duration=0.5).astype(np.float32),
+        "noise": (0.1 * rng.standard_normal(t.size)).astype(np.float32),
+        "silence": np.zeros(t.size, dtype=np.float32),
+        "clipped": np.clip(3 * np.sin(2 * np.pi * 200 * t), -1, 1).astype(np.float32),
+        "one_sample": np.array([0.25], dtype=np.float32),
+        "shorter_than_frame": (0.3 * rng.standard_normal(100)).astype(np.float32),
+    }
+
+
+SETTINGS = {
+    "librosa_defaults": {},
+    "short_clip": {"n_fft": 256, "hop_length": 80},
+    "speech_16k": {"n_fft": 512, "hop_length": 160, "win_length": 400},
+}
+
+
+def _fsdd_signals(count: int = 12) -> list[np.ndarray]:
+    paths = sorted(SAMPLES_DIR.glob("*.wav"))[:: max(1, 120 // count)][:count]
+    return [librosa.load(p, sr=None)[0] for p in paths]
+
+
+FSDD = _fsdd_signals()
+
+
+def _signals(sr):
+    """(name, y) pairs: synthetic signals, a stereo pair, a (2, 2, n) batch, FSDD at 8 kHz."""
+    syn = _synthetic(sr)
+    out = list(syn.items())
+    out.append(("stereo", np.stack([syn["tone"], syn["noise"]])))
+    out.append(("batch", np.stack([np.stack([syn["chirp"], syn["clipped"]]),
+                                   np.stack([syn["silence"], syn["tone"]])])))
+    if sr == 8000:
+        out += [(f"fsdd{i}", y) for i, y in enumerate(FSDD)]
+    return out
+
+
+CASES = [(sr, name, y) for sr in RATES for name, y in _signals(sr)]
+CASE_IDS = [f"{sr}-{name}" for sr, name, _ in CASES]
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def assert_abs(ours, ref, tol, *, scale=1.0):
+    ours = to_numpy(ours)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    err = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
+    assert err <= tol * scale, f"max abs error {err:.3g} > {tol * scale:.3g}"
+
+
+def assert_rel(ours, ref, tol, *, floor=1e-6):
+    """Relative error where |ref| is above ``floor`` of its peak; absolute (scaled) elsewhere."""
+    ours = to_numpy(ours).astype(np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    if ref.size == 0:
+        return
+    peak = float(np.max(np.abs(ref)))
+    big = np.abs(ref) > floor * peak
+    if big.any():
+        rel = np.abs(ours[big] - ref[big]) / np.abs(ref[big])
+        assert rel.max() <= tol, f"max relative error {rel.max():.3g} > {tol}"
+    small_err = np.abs(ours[~big] - ref[~big])
+    if small_err.size:
+        assert small_err.max() <= tol * max(peak, 1e-30) + 1e-12
+
+
+def assert_threshold_feature(ours, ref, S_ref, tol=1e-3):
+    """Roll-off style features pick a bin by a threshold: equal, except where float32 rounding
+    legitimately flips the bin (the cumulative sum sits within 1e-4 of the threshold)."""
+    ours = to_numpy(ours).astype(np.float64)
+    assert ours.shape == ref.shape
+    bad = ~np.isclose(ours, ref, rtol=tol, atol=1e-6)
+    if bad.any():
+        assert bad.mean() < 0.01, f"{bad.sum()} of {bad.size} frames differ"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_librosa():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about n_fft > len(y)
+        yield
+
+
+def _stft_kwargs(setting):
+    return dict(SETTINGS[setting])
+
+
+def _frame_kwargs(setting):
+    kw = SETTINGS[setting]
+    return {"frame_length": kw.get("n_fft", 2048), "hop_length": kw.get("hop_length", 512)}
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize(("sr", "name", "y"), CASES, ids=CASE_IDS)
+def test_stft_magnitude(xp, sr, name, y, setting):
+    kw = _stft_kwargs(setting)
+    ref = np.abs(librosa.stft(y, **kw))
+    ours = F.stft(xp(y), **kw)
+    assert_abs(np.abs(to_numpy(ours)), ref, 1e-5, scale=max(ref.max(), 1e-12))
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize(("sr", "name", "y"), CASES, ids=CASE_IDS)
+def test_mel_logmel_mfcc(xp, sr, name, y, setting):
+    kw = _stft_kwargs(setting)
+    n_mels = 40 if kw.get("n_fft", 2048) <= 256 else 128
+    mel_ref = librosa.feature.melspectrogram(y=y, sr=sr, n_mels=n_mels, **kw)
+    mel = F.melspectrogram(y=xp(y), sr=sr, n_mels=n_mels, **kw)
+    assert_rel(mel, mel_ref, 1e-4)
+    assert_abs(F.power_to_db(mel), librosa.power_to_db(mel_ref), 2e-3)
+    mfcc_ref = librosa.feature.mfcc(y=y, sr=sr, n_mels=n_mels, **kw)
+    assert_abs(F.mfcc(y=xp(y), sr=sr, n_mels=n_mels, **kw), mfcc_ref, 5e-3)
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize(("sr", "name", "y"), CASES, ids=CASE_IDS)
+def test_time_domain_features(xp, sr, name, y, setting):
+    fk = _frame_kwargs(setting)
+    assert_rel(F.rms(y=xp(y), **fk), librosa.feature.rms(y=y, **fk), 1e-3)
+    assert_rel(F.zero_crossing_rate(xp(y), **fk), librosa.feature.zero_crossing_rate(y, **fk), 1e-3)
+    S = np.abs(librosa.stft(y, n_fft=fk["frame_length"], hop_length=fk["hop_length"]))
+    assert_rel(F.rms(S=xp(S), **fk), librosa.feature.rms(S=S, **fk), 1e-3)
+    # the features librosa lacks, against their definitions on librosa's frames
+    padded = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(fk["frame_length"] // 2,) * 2])
+    frames = librosa.util.frame(padded, frame_length=fk["frame_length"], hop_length=fk["hop_length"])
+    assert_rel(F.amplitude_envelope(xp(y), **fk), np.abs(frames).max(axis=-2, keepdims=True), 1e-6)
+    assert_rel(F.short_time_energy(xp(y), **fk), (frames.astype(np.float64) ** 2).sum(axis=-2, keepdims=True), 1e-3)
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize(("sr", "name", "y"), CASES, ids=CASE_IDS)
+def test_spectral_features(xp, sr, name, y, setting):
+    kw = _stft_kwargs(setting)
+    yy = xp(y)
+    assert_rel(F.spectral_centroid(yy, sr=sr, **kw), librosa.feature.spectral_centroid(y=y, sr=sr, **kw), 1e-3)
+    assert_rel(F.spectral_bandwidth(yy, sr=sr, **kw), librosa.feature.spectral_bandwidth(y=y, sr=sr, **kw), 1e-3)
+    assert_rel(F.spectral_flatness(yy, **kw), librosa.feature.spectral_flatness(y=y, **kw), 1e-3)
+    S = np.abs(librosa.stft(y, **kw))
+    assert_threshold_feature(F.spectral_rolloff(yy, sr=sr, **kw),
+                             librosa.feature.spectral_rolloff(y=y, sr=sr, **kw), S)
+    # from a precomputed magnitude spectrogram, as the extract job calls them
+    SS = xp(S)
+    assert_rel(F.spectral_centroid(S=SS, sr=sr), librosa.feature.spectral_centroid(S=S, sr=sr), 1e-3)
+    assert_rel(F.spectral_flatness(S=SS), librosa.feature.spectral_flatness(S=S), 1e-3)
+
+
+@pytest.mark.parametrize(("sr", "name", "y"), [c for c in CASES if c[0] in (8000, 44100)],
+                         ids=[i for c, i in zip(CASES, CASE_IDS) if c[0] in (8000, 44100)])
+def test_power_spectrum_features_match_their_definition(xp, sr, name, y):
+    kw = {"n_fft": 512, "hop_length": 128}
+    P = (np.abs(librosa.stft(y, **kw)) ** 2).astype(np.float64)
+    f = librosa.fft_frequencies(sr=sr, n_fft=512)[:, None]
+    total = P.sum(axis=-2, keepdims=True)
+    safe = np.where(total > 0, total, 1.0)
+    assert_rel(F.mean_frequency(xp(y), sr=sr, **kw), (f * P).sum(axis=-2, keepdims=True) / safe, 1e-3)
+    cum = np.cumsum(P, axis=-2)
+    idx = np.argmax(cum >= 0.5 * cum[..., -1:, :], axis=-2)[..., None, :]
+    assert_threshold_feature(F.median_frequency(xp(y), sr=sr, **kw), np.take(f[:, 0], idx), P)
+    low = P[..., f[:, 0] < 1000.0, :].sum(axis=-2, keepdims=True)
+    high = P[..., f[:, 0] >= 1000.0, :].sum(axis=-2, keepdims=True)
+    ours = to_numpy(F.band_energy_ratio(xp(y), sr=sr, split_frequency=1000.0, **kw))
+    ref = low / np.maximum(high, 1e-10)
+    assert ours.shape == ref.shape
+    # float32 spectra know a band's power to ~1e-7 of the frame's total: compare the ratio where
+    # both bands hold a measurable share of it
+    measurable = np.minimum(low, high) > 1e-4 * total
+    np.testing.assert_allclose(ours[measurable], ref[measurable], rtol=1e-3)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("mode", ["interp", "nearest", "mirror", "constant", "wrap"])
+def test_delta(xp, order, mode):
+    M = librosa.feature.mfcc(y=FSDD[0], sr=8000, n_fft=256, hop_length=80, n_mels=40)
+    assert_abs(F.delta(xp(M), order=order, mode=mode), librosa.feature.delta(M, order=order, mode=mode), 1e-3)
+    assert_abs(F.delta(xp(M), width=3, axis=-2, mode=mode),
+               librosa.feature.delta(M, width=3, axis=-2, mode=mode), 1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 79, 80, 255, 256, 257, 8000])
+@pytest.mark.parametrize(("n_fft", "hop"), [(256, 80), (2048, 512), (255, 64)])
+def test_frame_counts_match_librosa(xp, n, n_fft, hop):
+    y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    expected = librosa.stft(y, n_fft=n_fft, hop_length=hop).shape
+    assert F.stft(xp(y), n_fft=n_fft, hop_length=hop).shape == expected
+    assert F.framing.n_frames(n, frame_length=n_fft, hop_length=hop) == expected[-1]
+    for feature in (F.rms, F.zero_crossing_rate, F.amplitude_envelope, F.short_time_energy):
+        assert feature(xp(y), frame_length=n_fft, hop_length=hop).shape == (1, expected[-1])
+
+
+def test_frame_matches_librosa(xp):
+    y = np.arange(1000, dtype=np.float32)
+    assert_abs(F.frame(xp(y), frame_length=256, hop_length=80),
+               librosa.util.frame(y, frame_length=256, hop_length=80), 0)
+    with pytest.raises(ParameterError):
+        F.frame(xp(y[:10]), frame_length=256, hop_length=80)
+
+
+@pytest.mark.parametrize(("n_fft", "hop", "win"), [(512, 128, None), (256, 80, None), (2048, 512, 1024)])
+def test_istft_round_trip(xp, n_fft, hop, win):
+    y = np.random.default_rng(0).standard_normal((2, 5000)).astype(np.float32)
+    S = F.stft(xp(y), n_fft=n_fft, hop_length=hop, win_length=win)
+    back = F.istft(S, hop_length=hop, win_length=win, n_fft=n_fft, length=5000)
+    assert_abs(back, y, 1e-5)
+    ref = librosa.istft(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win),
+                        hop_length=hop, win_length=win, n_fft=n_fft)
+    assert_abs(F.istft(S, hop_length=hop, win_length=win, n_fft=n_fft), ref, 1e-5)
+
+
+def test_results_stay_in_the_input_namespace(xp):
+    y = xp(FSDD[1])
+    for out in (F.stft(y, n_fft=256, hop_length=80), F.mfcc(y=y, sr=8000, n_fft=256, hop_length=80),
+                F.spectral_centroid(y, sr=8000, n_fft=256, hop_length=80), F.rms(y=y)):
+        assert type(out).__module__.split(".")[0] == type(y).__module__.split(".")[0]
+
+
+def test_float32_in_float32_out():
+    y = FSDD[2]
+    assert F.stft(y, n_fft=256).dtype == np.complex64
+    for out in (F.melspectrogram(y=y, sr=8000), F.mfcc(y=y, sr=8000), F.rms(y=y),
+                F.spectral_centroid(y, sr=8000), F.spectral_bandwidth(y, sr=8000),
+                F.zero_crossing_rate(y)):
+        assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.stft(np.zeros(100, np.float32), n_fft=0),
+    lambda: F.stft(np.zeros(100, np.float32), hop_length=0),
+    lambda: F.stft(np.zeros(100, np.float32), n_fft=256, win_length=512),
+    lambda: F.stft(np.zeros(100, np.float32), n_fft=256, center=False),
+    lambda: F.stft(np.zeros(100, np.float32), pad_mode="wrap"),
+    lambda: F.stft(np.zeros(100, np.float32), window="no-such-window"),
+    lambda: F.melspectrogram(),
+    lambda: F.mfcc(y=np.zeros(1000, np.float32), lifter=-1),
+    lambda: F.power_to_db(np.ones(3), amin=0),
+    lambda: F.power_to_db(np.ones(3), top_db=-1),
+    lambda: F.delta(np.ones((3, 5)), width=4),
+    lambda: F.delta(np.ones((3, 5))),
+    lambda: F.spectral_rolloff(np.zeros(100, np.float32), roll_percent=1.5),
+    lambda: F.spectral_centroid(S=-np.ones((129, 3), np.float32)),
+    lambda: F.band_energy_ratio(np.zeros(100, np.float32), sr=8000, split_frequency=5000),
+    lambda: F.stft(np.zeros(100, dtype=np.complex64)),
+])
+def test_bad_arguments_raise_parameter_error(call):
+    with pytest.raises(ParameterError):
+        call()
+
+
+def test_snr_with_and_without_a_noise_reference():
+    rng = np.random.default_rng(0)
+    sr = 16000
+    noise = (0.01 * rng.standard_normal(2 * sr)).astype(np.float32)
+    tone = np.zeros(2 * sr, dtype=np.float32)
+    tone[sr // 2: 3 * sr // 2] = np.sin(2 * np.pi * 440 * np.arange(sr) / sr)  # a pause either side
+    mixed = tone + noise
+    expected = 10 * np.log10(np.mean(mixed.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+    assert float(F.snr(mixed, noise=noise)) == pytest.approx(expected, rel=1e-4)
+    estimate = float(F.snr(mixed, frame_length=512, hop_length=256))
+    true_snr = 10 * np.log10(np.mean(tone.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+    assert abs(estimate - true_snr) < 1.5
+    batch = F.snr(np.stack([mixed, mixed]), noise=noise)
+    assert batch.shape == (2,)
