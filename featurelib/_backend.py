@@ -11,12 +11,19 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_cupy_array, is_numpy_array
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_cupy_array,
+    is_numpy_array,
+    is_numpy_namespace,
+)
 
 from .exceptions import ParameterError
 
 __all__ = [
     "namespace", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
+    "chunk_samples",
 ]
 
 
@@ -69,7 +76,15 @@ def to_numpy(x) -> np.ndarray:
 
 
 def fft_namespace(xp):
-    """The ``fft`` extension of ``xp`` (NumPy, CuPy and array_api_strict all provide one)."""
+    """The ``fft`` extension of ``xp`` (NumPy, CuPy and array_api_strict all provide one).
+
+    For NumPy this is ``scipy.fft``: the same functions and signatures, but it transforms float32
+    in single precision about five times faster than ``numpy.fft`` on batches of short frames.
+    """
+    if is_numpy_namespace(xp):
+        import scipy.fft
+
+        return scipy.fft
     fft = getattr(xp, "fft", None)
     if fft is None:  # pragma: no cover
         raise ParameterError(f"array namespace {xp.__name__} has no fft extension")
@@ -97,3 +112,17 @@ def sliding_frames(x, frame_length: int, hop_length: int):
     index = (starts + np.arange(frame_length, dtype=np.int64)[None, :]).reshape(-1)
     flat = xp.take(x, xp.asarray(index, device=device(x)), axis=-1)
     return xp.reshape(flat, (*x.shape[:-1], count, frame_length))
+
+
+def chunk_samples(x) -> int:
+    """How many frame samples a blocked computation on ``x`` should handle at once.
+
+    On the CPU, chunks of about a megabyte in float64 keep the window, FFT and reductions in
+    cache (about twice as fast as whole-batch passes); a GPU wants the largest chunks memory
+    allows; other namespaces (``array_api_strict``) just need bounded temporaries.
+    """
+    if is_numpy_array(x):
+        return 1 << 17
+    if is_cupy_array(x):
+        return 1 << 25
+    return 1 << 22

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import as_float_array, like, namespace
 from .exceptions import ParameterError
-from .framing import stft_frames
+from .framing import map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
@@ -155,16 +155,29 @@ def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
         raise ParameterError(f"invalid mel filter arguments: {exc}") from exc
 
 
-def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_mode, power):
-    """``|STFT(y)| ** power`` in time-major layout ``(..., n_frames, 1 + n_fft // 2)``."""
-    X = stft_frames(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-                    center=center, pad_mode=pad_mode)
-    xp = namespace(X)
+def _power_of(X, power, xp):
     if power == 2.0:
         re, im = xp.real(X), xp.imag(X)
         return re * re + im * im
     mag = xp.abs(X)
     return mag if power == 1.0 else mag**power
+
+
+def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_mode, power,
+                      project=None):
+    """``|STFT(y)| ** power`` in time-major layout ``(..., n_frames, 1 + n_fft // 2)``.
+
+    ``project`` (a ``(1 + n_fft // 2, k)`` matrix in ``y``'s namespace) is applied chunk by chunk,
+    giving ``(..., n_frames, k)`` without materialising the full spectrogram.
+    """
+    xp = namespace(y)
+
+    def reduce(X):
+        P = _power_of(X, power, xp)
+        return P if project is None else xp.matmul(P, project)
+
+    return map_stft(y, reduce, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                    window=window, center=center, pad_mode=pad_mode)
 
 
 def power_spectrogram(y, *, n_fft: int = 2048, hop_length: int = 512, win_length=None,
@@ -226,10 +239,14 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
     if S is None:
         if y is None:
             raise ParameterError("melspectrogram needs y or S")
-        P = _time_major_power(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                              window=window, center=center, pad_mode=pad_mode, power=power)
-        return mel_from_time_major(P, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                   htk=htk, norm=norm, transpose=True)
+        xp = namespace(y)
+        y = as_float_array(y, xp)
+        basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                 htk=htk, norm=norm).T, y, xp)
+        M = _time_major_power(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                              window=window, center=center, pad_mode=pad_mode, power=power,
+                              project=basis)
+        return xp.matrix_transpose(M)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     n_fft = 2 * (S.shape[-2] - 1)
