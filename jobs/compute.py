@@ -1,0 +1,514 @@
+"""Compute: decoded audio -> every configured feature, one STFT per batch, exact per file.
+
+The unit of work is a *segment buffer*: rows of samples that already carry the centre padding of
+a ``center=True`` STFT (``n_fft // 2`` samples of zeros, or of real context for a block cut from a
+long file), so every feature runs with ``center=False`` and row ``r``'s first ``n_valid[r]`` frames
+equal the frames featurelib gives for that file (or that block of it) on its own:
+
+- rows of a batch are zero-padded at the end; a centred frame only sees zeros past the end of
+  the file, as with ``pad_mode="constant"``, so padding changes nothing;
+- ``zero_crossing_rate`` pads with the edge samples (librosa), so it gets its own buffer whose
+  padding repeats each row's first / last sample;
+- ``power_to_db(top_db=...)`` (``melspectrogram`` with ``db: true``, and ``mfcc``) clamps relative
+  to a maximum: the job takes it per file (over its valid frames, or over the whole file for a
+  long file, from a first pass), never over the batch.
+
+Decoding mixes channels to mono (mean) and resamples with soxr (HQ), as ``librosa.load``: the
+resampled length is ``ceil(n * sr / native_sr)`` (soxr's output padded with zeros). Long files
+are decoded and resampled as a stream (``soxr.ResampleStream`` is bit-identical to the one-shot
+resampler), so a 2-hour recording never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
+    "mel_maxima", "Moments", "array_namespace_for", "BlockReader", "file_features",
+]
+
+STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
+MAX_BUFFER_FRAMES = 8192  # frames (rows x longest row) computed in one step: bounds memory
+
+
+class DecodeError(Exception):
+    """A file whose samples cannot be used (unreadable, non-finite, length differs from header)."""
+
+    def __init__(self, error_type: str, message: str):
+        self.error_type = error_type
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.error_type, str(self)))
+
+
+# ---------------------------------------------------------------- features
+
+
+def _mel_key(kw: dict, *, norm_key: str) -> tuple:
+    return (kw["n_mels"], kw["fmin"], kw["fmax"], kw["htk"], kw[norm_key])
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The normalised ``feature_config`` of the store, with what the features need computed."""
+
+    sr: int
+    n_fft: int
+    hop_length: int
+    win_length: int
+    window: str
+    features: dict  # name -> kwargs (defaults filled)
+
+    @classmethod
+    def from_config(cls, fc: dict) -> FeatureSet:
+        return cls(sr=fc["sr"], n_fft=fc["n_fft"], hop_length=fc["hop_length"],
+                   win_length=fc["win_length"], window=fc["window"], features=fc["features"])
+
+    @property
+    def pad(self) -> int:
+        return self.n_fft // 2
+
+    def dims(self) -> dict[str, int]:
+        from jobs.config import feature_dims
+
+        return feature_dims(self.features)
+
+    def db_mels(self) -> dict[str, tuple]:
+        """Features clamped with ``top_db`` per file: name -> mel key (a file's max is needed)."""
+        out = {}
+        for name, kw in self.features.items():
+            if name == "mfcc" and kw["top_db"] is not None:
+                out[name] = _mel_key(kw, norm_key="mel_norm")
+            elif name == "melspectrogram" and kw["db"] and kw["top_db"] is not None:
+                out[name] = _mel_key(kw, norm_key="norm")
+        return out
+
+    @property
+    def needs_edge_buffer(self) -> bool:
+        return "zero_crossing_rate" in self.features
+
+    def samples_for_frames(self, n_frames: int) -> int:
+        """Length of a segment (with its centre padding) that gives ``n_frames`` frames."""
+        return (n_frames - 1) * self.hop_length + self.n_fft
+
+
+def array_namespace_for(device: str):
+    """NumPy, or CuPy for ``device == "cuda"``."""
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    return np
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _source(path: str):
+    if "://" in path:
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return path
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,), the channel mean (librosa.to_mono)."""
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return np.mean(block, axis=1, dtype=np.float32)
+
+
+def _check_finite(y: np.ndarray, path: str):
+    if not np.isfinite(y).all():
+        raise DecodeError("NonFiniteAudio", "the audio contains NaN or infinite samples")
+
+
+def _fix_length(y: np.ndarray, n: int) -> np.ndarray:
+    if y.shape[0] == n:
+        return y
+    if y.shape[0] > n:
+        return y[:n]
+    return np.concatenate([y, np.zeros(n - y.shape[0], dtype=y.dtype)])
+
+
+def decode(path: str, *, sr: int, expected_frames: int | None = None) -> np.ndarray:
+    """A whole file as float32 mono at ``sr`` (librosa.load's numbers)."""
+    import soundfile as sf
+    import soxr
+
+    source = _source(path)
+    try:
+        with sf.SoundFile(source) as handle:
+            native_sr = int(handle.samplerate)
+            block = handle.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise DecodeError("LibsndfileError", str(exc)) from None
+    finally:
+        if source is not path:
+            source.close()
+    if expected_frames is not None and block.shape[0] != expected_frames:
+        raise DecodeError("LengthMismatch", f"the header gives {expected_frames} frames but "
+                          f"{block.shape[0]} were decoded (truncated or damaged file)")
+    if block.shape[0] == 0:
+        raise DecodeError("EmptyAudio", "no audio samples")
+    y = _to_mono(block)
+    _check_finite(y, path)
+    if native_sr != sr:
+        n_out = int(math.ceil(y.shape[0] * sr / native_sr))
+        y = _fix_length(soxr.resample(y, native_sr, sr, quality="soxr_hq"), n_out)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+class ResampledStream:
+    """A file decoded and resampled in steps: ``read(n)`` returns the next ``n`` samples at ``sr``.
+
+    Mono mix and soxr HQ as :func:`decode`, and the same total length (``ceil`` rule), checked
+    against the header's frame count at the end of the file.
+    """
+
+    def __init__(self, path: str, *, sr: int, expected_frames: int):
+        import soundfile as sf
+        import soxr
+
+        self.path = path
+        self._source = _source(path)
+        self._handle = sf.SoundFile(self._source)
+        self.native_sr = int(self._handle.samplerate)
+        self.sr = sr
+        self.expected_frames = expected_frames
+        self.n_samples = int(expected_frames) if self.native_sr == sr else int(
+            math.ceil(expected_frames * sr / self.native_sr))
+        self._resampler = None if self.native_sr == sr else soxr.ResampleStream(
+            self.native_sr, sr, 1, dtype="float32", quality="HQ")
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self._native_read = 0
+        self._emitted = 0
+        self._ended = False
+
+    def close(self):
+        self._handle.close()
+        if self._source is not self.path:
+            self._source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pull(self):
+        block = self._handle.read(STREAM_CHUNK_FRAMES, dtype="float32", always_2d=True)
+        last = block.shape[0] < STREAM_CHUNK_FRAMES
+        self._native_read += block.shape[0]
+        y = _to_mono(block) if block.shape[0] else np.zeros(0, dtype=np.float32)
+        _check_finite(y, self.path)
+        if self._resampler is not None:
+            y = self._resampler.resample_chunk(np.ascontiguousarray(y), last=last)
+        if last:
+            self._ended = True
+            if self._native_read != self.expected_frames:
+                raise DecodeError("LengthMismatch", f"the header gives {self.expected_frames} frames "
+                                  f"but {self._native_read} were decoded (truncated or damaged file)")
+        if y.shape[0]:
+            self._pending.append(np.asarray(y, dtype=np.float32))
+            self._pending_len += y.shape[0]
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` samples (fewer only at the planned end of the file)."""
+        n = min(n, self.n_samples - self._emitted)
+        while self._pending_len < n and not self._ended:
+            self._pull()
+        if self._pending_len < n:  # soxr rounds the length; librosa pads to the ceiling
+            missing = n - self._pending_len
+            self._pending.append(np.zeros(missing, dtype=np.float32))
+            self._pending_len += missing
+        data = np.concatenate(self._pending) if len(self._pending) != 1 else self._pending[0]
+        out, rest = data[:n], data[n:]
+        self._pending = [rest] if rest.shape[0] else []
+        self._pending_len = rest.shape[0]
+        self._emitted += n
+        if self._emitted == self.n_samples and not self._ended:
+            while not self._ended:  # drain, so the length check at the end still runs
+                self._pull()
+        return out
+
+
+# ---------------------------------------------------------------- buffers
+
+
+def segment_buffers(rows: list[np.ndarray], fs: FeatureSet):
+    """Centre-padded buffers for whole files: ``(zero_buffer, edge_buffer_or_None, n_valid)``.
+
+    Row ``i`` is ``n_fft // 2`` zeros, the file's samples, then zeros up to the common length;
+    the edge buffer (zero-crossing rate only) repeats the first / last sample instead of zeros.
+    ``n_valid[i] = 1 + len(rows[i]) // hop_length`` frames of row ``i`` are the file's.
+    """
+    pad = fs.pad
+    n_valid = [1 + r.shape[0] // fs.hop_length for r in rows]
+    length = fs.samples_for_frames(max(n_valid))
+    zbuf = np.zeros((len(rows), length), dtype=np.float32)
+    ebuf = np.empty((len(rows), length), dtype=np.float32) if fs.needs_edge_buffer else None
+    for i, y in enumerate(rows):
+        n = y.shape[0]
+        zbuf[i, pad:pad + n] = y
+        if ebuf is not None:
+            ebuf[i, :pad] = y[0]
+            ebuf[i, pad:pad + n] = y
+            ebuf[i, pad + n:] = y[-1]
+    return zbuf, ebuf, n_valid
+
+
+class BlockReader:
+    """Blocks of whole frames of a long file, each with the samples its centred frames reach.
+
+    ``block(f0, f1)`` returns ``(zero_row, edge_row)`` of length ``(f1 - f0 - 1) * hop + n_fft``:
+    frame ``k`` of the row (``center=False``) is frame ``f0 + k`` of the whole file. Blocks must
+    be asked for in order; only the samples a block needs are held.
+    """
+
+    def __init__(self, stream: ResampledStream, fs: FeatureSet):
+        self.stream, self.fs = stream, fs
+        self.n = stream.n_samples
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._start = 0  # file index of self._buf[0]
+        self._first = None
+        self._last = None
+
+    def block(self, f0: int, f1: int):
+        fs, n = self.fs, self.n
+        s = f0 * fs.hop_length - fs.pad
+        e = s + fs.samples_for_frames(f1 - f0)
+        need = min(e, n)
+        have = self._start + self._buf.shape[0]
+        if need > have:
+            more = self.stream.read(need - have)
+            if self._first is None and more.shape[0]:
+                self._first = float(more[0])
+            self._buf = np.concatenate([self._buf, more])
+        lo = max(s, 0)
+        seg = self._buf[lo - self._start:need - self._start]
+        left, right = lo - s, e - max(need, lo)
+        zrow = np.concatenate([np.zeros(left, np.float32), seg, np.zeros(right, np.float32)])
+        erow = None
+        if fs.needs_edge_buffer:
+            if need == n and seg.shape[0]:
+                self._last = float(self._buf[n - 1 - self._start])
+            erow = np.concatenate([np.full(left, self._first or 0.0, np.float32), seg,
+                                   np.full(right, self._last or 0.0, np.float32)])
+        keep_from = max(f1 * fs.hop_length - fs.pad, 0)  # the next block's first sample
+        if keep_from > self._start:
+            self._buf = self._buf[keep_from - self._start:].copy()
+            self._start = keep_from
+        return zrow, erow
+
+
+# ---------------------------------------------------------------- DSP
+
+
+def _mel(P, fs: FeatureSet, key: tuple, xp):
+    from featurelib.spectrum import mel_from_time_major
+
+    n_mels, fmin, fmax, htk, norm = key
+    return mel_from_time_major(P, sr=fs.sr, n_fft=fs.n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                               htk=htk, norm=norm)
+
+
+def _stft_frames(buf, fs: FeatureSet, xp):
+    from featurelib.framing import stft_frames
+
+    return stft_frames(xp.asarray(buf), n_fft=fs.n_fft, hop_length=fs.hop_length,
+                       win_length=fs.win_length, window=fs.window, center=False)
+
+
+def _power(X, xp):
+    re, im = xp.real(X), xp.imag(X)
+    return re * re + im * im
+
+
+def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, np.ndarray]:
+    """Per row, the largest mel power over its valid frames, for each top_db-clamped mel."""
+    keys = set(fs.db_mels().values())
+    if not keys:
+        return {}
+    P = _power(_stft_frames(zbuf, fs, xp), xp)
+    out = {}
+    for key in keys:
+        M = _mel(P, fs, key, xp)  # (B, T, n_mels)
+        out[key] = np.array([float(xp.max(M[i, :n])) for i, n in enumerate(n_valid)])
+    return out
+
+
+def _db_clamped(M, maxima: np.ndarray, top_db: float, xp):
+    """``power_to_db(M)`` clamped per row at (row's max dB - top_db)."""
+    from featurelib import power_to_db
+
+    S_db = power_to_db(M, top_db=None)
+    floor_db = power_to_db(xp.asarray(np.asarray(maxima, dtype=np.float64)), top_db=None) - top_db
+    floor_db = xp.astype(floor_db, S_db.dtype)[:, None, None]
+    return xp.maximum(S_db, floor_db)
+
+
+def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarray] | None,
+                     n_valid: list[int], xp=np) -> dict[str, np.ndarray]:
+    """Every feature for every row: name -> NumPy ``(B, T, dim)`` float32 (time-major).
+
+    ``maxima`` gives, per clamped mel, each row's max mel power over the whole file; ``None``
+    takes it over each row's valid frames (a row is a whole file).
+    """
+    import featurelib
+    from featurelib._backend import to_numpy
+
+    feats = fs.features
+    z = xp.asarray(zbuf)
+    X = _stft_frames(z, fs, xp)  # (B, T, F) complex
+    P = _power(X, xp)
+    cache: dict = {}
+
+    def mag():
+        if "mag" not in cache:
+            cache["mag"] = xp.abs(X)
+        return cache["mag"]
+
+    def spec_pow(p):
+        if p == 2.0:
+            return P
+        if p == 1.0:
+            return mag()
+        key = ("pow", p)
+        if key not in cache:
+            cache[key] = mag() ** p
+        return cache[key]
+
+    def mag64():  # bandwidth and flatness weigh near-zero bins: featurelib uses float64 here
+        if "mag64" not in cache:
+            X64 = _stft_frames(xp.astype(z, xp.float64), fs, xp)
+            cache["mag64"] = xp.matrix_transpose(xp.abs(X64))
+        return cache["mag64"]
+
+    def mel(key):
+        if ("mel", key) not in cache:
+            cache[("mel", key)] = _mel(P, fs, key, xp)
+        return cache[("mel", key)]
+
+    def row_max(key):
+        if maxima is not None and key in maxima:
+            return maxima[key]
+        M = mel(key)
+        return np.array([float(xp.max(M[i, :n])) for i, n in enumerate(n_valid)])
+
+    def tm(a):  # (B, 1, T) or (B, d, T) -> (B, T, d)
+        return xp.matrix_transpose(a)
+
+    sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
+    out = {}
+    for name, kw in feats.items():
+        if name == "melspectrogram":
+            key = _mel_key(kw, norm_key="norm")
+            if kw["power"] == 2.0:
+                M = mel(key)
+            else:
+                M = _mel(spec_pow(kw["power"]), fs, key, xp)
+            if kw["db"]:
+                from featurelib import power_to_db
+
+                M = (power_to_db(M, top_db=None) if kw["top_db"] is None
+                     else _db_clamped(M, row_max(key), kw["top_db"], xp))
+            value = M
+        elif name == "mfcc":
+            key = _mel_key(kw, norm_key="mel_norm")
+            M = mel(key)
+            if kw["top_db"] is None:
+                S_db = featurelib.power_to_db(M, top_db=None)
+            else:
+                S_db = _db_clamped(M, row_max(key), kw["top_db"], xp)
+            value = tm(featurelib.mfcc(S=tm(S_db), sr=sr, n_mfcc=kw["n_mfcc"], dct_type=kw["dct_type"],
+                                       norm=kw["norm"], lifter=kw["lifter"]))
+        elif name in ("rms", "amplitude_envelope", "short_time_energy"):
+            fn = getattr(featurelib, name)
+            value = tm(fn(z, frame_length=n_fft, hop_length=hop, center=False))
+        elif name == "zero_crossing_rate":
+            value = tm(featurelib.zero_crossing_rate(xp.asarray(ebuf), frame_length=n_fft,
+                                                     hop_length=hop, center=False,
+                                                     threshold=kw["threshold"]))
+        elif name in ("spectral_centroid", "spectral_rolloff"):
+            extra = {"roll_percent": kw["roll_percent"]} if name == "spectral_rolloff" else {}
+            value = tm(getattr(featurelib, name)(S=tm(mag()), sr=sr, n_fft=n_fft, **extra))
+        elif name == "spectral_bandwidth":
+            value = tm(featurelib.spectral_bandwidth(S=mag64(), sr=sr, n_fft=n_fft, p=kw["p"],
+                                                     norm=kw["norm"]))
+        elif name == "spectral_flatness":
+            value = tm(featurelib.spectral_flatness(S=mag64(), n_fft=n_fft, amin=kw["amin"],
+                                                    power=kw["power"]))
+        elif name in ("mean_frequency", "median_frequency"):
+            value = tm(getattr(featurelib, name)(S=tm(spec_pow(kw["power"])), sr=sr, n_fft=n_fft))
+        elif name == "band_energy_ratio":
+            value = tm(featurelib.band_energy_ratio(S=tm(spec_pow(kw["power"])), sr=sr, n_fft=n_fft,
+                                                    split_frequency=kw["split_frequency"]))
+        else:  # pragma: no cover - the config validates names
+            raise ValueError(f"unknown feature {name}")
+        out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)
+    return out
+
+
+# ---------------------------------------------------------------- summaries
+
+
+class Moments:
+    """Count, mean and M2 per column in float64, combined exactly across blocks (Chan et al.)."""
+
+    def __init__(self, dim: int):
+        self.n = 0
+        self.mean = np.zeros(dim, dtype=np.float64)
+        self.m2 = np.zeros(dim, dtype=np.float64)
+
+    def add(self, rows: np.ndarray):
+        rows = np.asarray(rows, dtype=np.float64)
+        n_b = rows.shape[0]
+        if n_b == 0:
+            return
+        mean_b = rows.mean(axis=0)
+        m2_b = ((rows - mean_b) ** 2).sum(axis=0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta * delta * (self.n * n_b / n)
+        self.n = n
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.n, 1))
+
+
+def file_features(y, fs: FeatureSet) -> dict[str, np.ndarray]:
+    """The reference: each feature of one whole signal straight from featurelib's ``y=`` API.
+
+    What the store must hold for a file (within float32 rounding): name -> ``(T, dim)``.
+    """
+    import featurelib
+
+    frame = {"n_fft": fs.n_fft, "hop_length": fs.hop_length, "win_length": fs.win_length,
+             "window": fs.window}
+    out = {}
+    for name, kw in fs.features.items():
+        if name == "melspectrogram":
+            mel_kw = {k: kw[k] for k in ("n_mels", "fmin", "fmax", "htk", "norm", "power")}
+            value = featurelib.melspectrogram(y=y, sr=fs.sr, **frame, **mel_kw)
+            if kw["db"]:
+                value = featurelib.power_to_db(value, top_db=kw["top_db"])
+        elif name == "mfcc":
+            value = featurelib.mfcc(y=y, sr=fs.sr, **frame, **kw)
+        elif name in ("rms", "amplitude_envelope", "short_time_energy", "zero_crossing_rate"):
+            value = getattr(featurelib, name)(y, frame_length=fs.n_fft, hop_length=fs.hop_length, **kw)
+        elif name == "spectral_flatness":
+            value = featurelib.spectral_flatness(y=y, **frame, **kw)
+        else:
+            value = getattr(featurelib, name)(y=y, sr=fs.sr, **frame, **kw)
+        out[name] = np.asarray(value, dtype=np.float32).T
+    return out

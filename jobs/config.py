@@ -1,0 +1,392 @@
+"""The job config: one YAML file, validated with pydantic, shared by every stage.
+
+```yaml
+input: ../data/samples        # folder, glob, list file, fsspec URL, or a list of these
+out: ../runs/example
+audio: {sr: 16000, mono: true}
+frames: {n_fft: 512, hop_length: 160}
+features: {mfcc: {n_mfcc: 20, n_mels: 40}, rms: {}}
+compute: {device: cpu, workers: 2, batch_seconds: 600}
+```
+
+Relative paths in a config file (``input``, ``out``, ``labels.csv``) resolve against the folder
+of the config file, so a config runs the same from any working directory; paths given on the
+command line (``--input``, ``--out``) resolve against the working directory as usual.
+
+Every error names the key that is wrong (``features.mfcc.n_mfcc: ...``); the CLI turns it into one
+line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jobs.errors import UsageError
+from jobs.train_config import LabelsConfig, ScoreConfig, SegmentsConfig, SplitConfig, TrainConfig
+
+try:  # the cluster section is owned by jobs/cluster.py
+    from jobs.cluster import ClusterConfig
+except ImportError:  # pragma: no cover - only while jobs/cluster.py has not landed
+
+    class ClusterConfig(BaseModel):  # type: ignore[no-redef]
+        model_config = ConfigDict(extra="allow")
+
+
+__all__ = [
+    "AudioConfig", "FramesConfig", "ComputeConfig", "JobConfig", "FEATURES", "STAGES",
+    "load_config", "parse_config", "feature_config", "config_hash", "feature_dims",
+]
+
+STAGES = ("extract", "train", "score")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioConfig(_Section):
+    """Decoding: every file is mixed to mono and resampled (soxr, high quality) to ``sr``."""
+
+    sr: int = Field(default=16000, gt=0, description="sample rate of the store (Hz); one store, one rate")
+    mono: bool = Field(default=True, description="mix channels to mono (the store holds one channel)")
+
+    @field_validator("sr", mode="before")
+    @classmethod
+    def _sr_required(cls, value):
+        if value is None:
+            raise ValueError("a feature store has one sample rate: give a number (e.g. 16000), not null")
+        return value
+
+    @field_validator("mono")
+    @classmethod
+    def _mono_only(cls, value):
+        if not value:
+            raise ValueError("the feature store holds one channel per file; only mono: true is supported")
+        return value
+
+
+class FramesConfig(_Section):
+    """STFT framing shared by every feature (time-domain features use ``n_fft`` as frame length)."""
+
+    n_fft: int = Field(default=512, gt=1)
+    hop_length: int = Field(default=160, gt=0)
+    win_length: int | None = Field(default=None, gt=0)
+    window: str = "hann"
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.hop_length > self.n_fft:
+            raise _KeyError("hop_length", f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
+        if self.win_length is not None and self.win_length > self.n_fft:
+            raise _KeyError("win_length", f"win_length={self.win_length} must not exceed n_fft={self.n_fft}")
+        if self.n_fft % 2:
+            raise _KeyError("n_fft", f"n_fft={self.n_fft} must be even")
+        return self
+
+
+class ComputeConfig(_Section):
+    """Where and how the work runs."""
+
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    workers: int | None = Field(default=None, ge=1, description="worker processes (default: CPU cores)")
+    batch_seconds: float = Field(default=600.0, gt=0, description="audio seconds per task (upper bound)")
+    min_batches: int = Field(default=32, ge=1, description="split the corpus into at least this many tasks")
+    block_seconds: float = Field(default=120.0, gt=0, description="files longer than this stream in blocks")
+    chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default 2048)")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+
+class _KeyError(ValueError):
+    """A validation error about one named key inside a section."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------- features
+# name -> {kwarg: default}. The job computes one STFT per batch and derives every feature from it;
+# these are the keyword arguments each feature accepts in a config (frame settings come from
+# `frames`, the sample rate from `audio`).
+_MEL = {"n_mels": 128, "fmin": 0.0, "fmax": None, "htk": False, "norm": "slaney"}
+FEATURES: dict[str, dict[str, Any]] = {
+    "melspectrogram": {**_MEL, "power": 2.0, "db": False, "top_db": 80.0},
+    "mfcc": {"n_mfcc": 20, "dct_type": 2, "norm": "ortho", "lifter": 0.0, "top_db": 80.0,
+             "n_mels": 128, "fmin": 0.0, "fmax": None, "htk": False, "mel_norm": "slaney"},
+    "rms": {},
+    "zero_crossing_rate": {"threshold": 1e-10},
+    "amplitude_envelope": {},
+    "short_time_energy": {},
+    "spectral_centroid": {},
+    "spectral_bandwidth": {"p": 2.0, "norm": True},
+    "spectral_rolloff": {"roll_percent": 0.85},
+    "spectral_flatness": {"amin": 1e-10, "power": 2.0},
+    "mean_frequency": {"power": 2.0},
+    "median_frequency": {"power": 2.0},
+    "band_energy_ratio": {"split_frequency": 2000.0, "power": 2.0},
+}
+_NUMBER = (int, float)
+_TYPES = {
+    "n_mels": int, "n_mfcc": int, "dct_type": int, "fmin": _NUMBER, "fmax": (*_NUMBER, type(None)),
+    "htk": bool, "norm": (str, bool, type(None), *_NUMBER), "mel_norm": (str, type(None), *_NUMBER),
+    "power": _NUMBER, "db": bool, "top_db": (*_NUMBER, type(None)), "lifter": _NUMBER,
+    "threshold": _NUMBER, "p": _NUMBER, "roll_percent": _NUMBER, "amin": _NUMBER,
+    "split_frequency": _NUMBER,
+}
+
+
+def _check_feature(name: str, kwargs: dict, audio: AudioConfig, frames: FramesConfig) -> dict:
+    """The feature's kwargs with defaults filled in; raises _KeyError naming the bad key."""
+    if name not in FEATURES:
+        raise _KeyError(name, f"unknown feature; choose from {', '.join(sorted(FEATURES))}")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise _KeyError(name, f"expected a mapping of keyword arguments, got {kwargs!r}")
+    defaults = FEATURES[name]
+    out = dict(defaults)
+    for key, value in kwargs.items():
+        where = f"{name}.{key}"
+        if key not in defaults:
+            allowed = ", ".join(sorted(defaults)) or "none"
+            raise _KeyError(where, f"unknown argument for {name} (allowed: {allowed})")
+        expected = _TYPES[key]
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if expected is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _KeyError(where, f"expected an integer, got {value!r}")
+        elif expected is bool:
+            if not isinstance(value, bool):
+                raise _KeyError(where, f"expected true or false, got {value!r}")
+        elif not isinstance(value, expected) or (isinstance(value, bool) and key != "norm"):
+            raise _KeyError(where, f"wrong type: {value!r}")
+        elif is_number and key not in ("norm", "mel_norm"):
+            value = float(value)
+        out[key] = value
+    n_bins = frames.n_fft // 2 + 1
+    nyquist = audio.sr / 2
+    if "n_mels" in out:
+        if out["n_mels"] < 1:
+            raise _KeyError(f"{name}.n_mels", "must be at least 1")
+        if out["n_mels"] > n_bins:
+            raise _KeyError(f"{name}.n_mels", f"n_mels={out['n_mels']} exceeds n_fft//2+1={n_bins} frequency bins")
+        fmax = nyquist if out["fmax"] is None else out["fmax"]
+        if not 0 <= out["fmin"] < fmax:
+            raise _KeyError(f"{name}.fmin", f"need 0 <= fmin < fmax ({fmax} Hz)")
+        if fmax > nyquist:
+            raise _KeyError(f"{name}.fmax", f"fmax={fmax} exceeds the Nyquist frequency {nyquist} Hz")
+    if name == "mfcc":
+        if out["n_mfcc"] < 1:
+            raise _KeyError("mfcc.n_mfcc", "must be at least 1")
+        if out["n_mfcc"] > out["n_mels"]:
+            raise _KeyError("mfcc.n_mfcc", f"n_mfcc={out['n_mfcc']} exceeds n_mels={out['n_mels']}")
+        if out["dct_type"] not in (1, 2, 3, 4):
+            raise _KeyError("mfcc.dct_type", "must be 1, 2, 3 or 4")
+        if out["norm"] not in (None, "ortho"):
+            raise _KeyError("mfcc.norm", "must be 'ortho' or null")
+        if out["lifter"] < 0:
+            raise _KeyError("mfcc.lifter", "must be >= 0")
+    if out.get("top_db") is not None and out["top_db"] < 0:
+        raise _KeyError(f"{name}.top_db", "must be >= 0 or null")
+    if "power" in out and out["power"] <= 0:
+        raise _KeyError(f"{name}.power", "must be > 0")
+    if name == "melspectrogram" and out["db"] and out["power"] != 2.0:
+        raise _KeyError("melspectrogram.db", "db: true needs power: 2 (power_to_db)")
+    if name == "spectral_rolloff" and not 0 < out["roll_percent"] < 1:
+        raise _KeyError("spectral_rolloff.roll_percent", "must lie in (0, 1)")
+    if name == "spectral_bandwidth" and out["p"] <= 0:
+        raise _KeyError("spectral_bandwidth.p", "must be > 0")
+    if name == "band_energy_ratio" and not 0 < out["split_frequency"] < nyquist:
+        raise _KeyError("band_energy_ratio.split_frequency", f"must lie in (0, {nyquist}) Hz")
+    if "amin" in out and out["amin"] <= 0:
+        raise _KeyError(f"{name}.amin", "must be > 0")
+    if "threshold" in out and out["threshold"] < 0:
+        raise _KeyError(f"{name}.threshold", "must be >= 0")
+    return out
+
+
+def feature_dims(features: dict[str, dict]) -> dict[str, int]:
+    """Columns per frame of each feature (mel bands, coefficients, or 1)."""
+    dims = {}
+    for name, kw in features.items():
+        if name == "melspectrogram":
+            dims[name] = kw["n_mels"]
+        elif name == "mfcc":
+            dims[name] = kw["n_mfcc"]
+        else:
+            dims[name] = 1
+    return dims
+
+
+class JobConfig(_Section):
+    """The whole YAML file."""
+
+    input: str | list[str] | None = None
+    out: str | None = None
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    frames: FramesConfig = Field(default_factory=FramesConfig)
+    features: dict[str, dict[str, Any] | None] = Field(
+        default_factory=lambda: {"mfcc": {}, "rms": {}})
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    labels: LabelsConfig | None = None
+    segments: SegmentsConfig | None = None
+    split: SplitConfig | None = None
+    train: TrainConfig | None = None
+    score: ScoreConfig | None = None
+    stages: list[Literal["extract", "train", "score"]] | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list of inputs")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty input")
+        return value
+
+    @model_validator(mode="after")
+    def _features_valid(self):
+        if not self.features:
+            raise _KeyError("features", "name at least one feature")
+        normalised = {}
+        for name, kwargs in self.features.items():
+            try:
+                normalised[name] = _check_feature(name, kwargs, self.audio, self.frames)
+            except _KeyError as exc:
+                raise _KeyError(f"features.{exc.key}", str(exc)) from None
+        self.features = normalised
+        return self
+
+    @property
+    def stage_list(self) -> list[str]:
+        """The stages to run: as given, or extract plus train/score when their sections exist."""
+        if self.stages is not None:
+            return list(self.stages)
+        stages = ["extract"]
+        if self.train is not None:
+            stages.append("train")
+        if self.score is not None:
+            stages.append("score")
+        return stages
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming the key (dotted path) of the first problem."""
+    parts = []
+    for item in error.errors():
+        loc = [str(p) for p in item.get("loc", ()) if p not in ("function-after[_consistent(), FramesConfig]",)]
+        ctx_error = item.get("ctx", {}).get("error")
+        message = item.get("msg", "invalid")
+        if isinstance(ctx_error, _KeyError):
+            key_parts = [p for p in loc if not p.startswith("function-")]
+            key = ".".join([*key_parts, ctx_error.key]) if key_parts else ctx_error.key
+            parts.append(f"{key}: {ctx_error}")
+            continue
+        loc = [p for p in loc if not p.startswith(("function-", "str", "list[", "literal["))]
+        key = ".".join(loc) or "config"
+        if item.get("type") == "extra_forbidden":
+            message = "unknown key"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        parts.append(f"{key}: {message}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def parse_config(data: dict, *, base_dir: str | os.PathLike | None = None) -> JobConfig:
+    """Validate a config mapping; relative paths resolve against ``base_dir`` (config's folder)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError("config: expected a mapping of sections (input, out, audio, ...)")
+    try:
+        cfg = JobConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(_describe(exc)) from None
+    if base_dir is not None:
+        base = Path(base_dir)
+        cfg.input = _resolve_inputs(cfg.input, base)
+        if cfg.out is not None:
+            cfg.out = _resolve_path(cfg.out, base)
+        if cfg.labels is not None and cfg.labels.csv:
+            cfg.labels.csv = _resolve_path(cfg.labels.csv, base)
+    return cfg
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def _resolve_path(text: str, base: Path) -> str:
+    text = os.path.expanduser(text)
+    if _is_url(text) or os.path.isabs(text):
+        return text
+    return os.path.normpath(str(base / text))
+
+
+def _resolve_inputs(value, base: Path):
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_resolve_path(v, base) for v in value]
+    return _resolve_path(value, base)
+
+
+def load_config(path: str | os.PathLike) -> JobConfig:
+    """Read and validate a YAML config; relative paths inside resolve against its folder."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    try:
+        return parse_config(data, base_dir=path.resolve().parent)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------- identity
+
+
+def feature_config(cfg: JobConfig) -> dict:
+    """The part of the config that decides the numbers in the store (normalised, defaults filled)."""
+    return {
+        "sr": cfg.audio.sr,
+        "mono": cfg.audio.mono,
+        "n_fft": cfg.frames.n_fft,
+        "hop_length": cfg.frames.hop_length,
+        "win_length": cfg.frames.win_length or cfg.frames.n_fft,
+        "window": cfg.frames.window,
+        "features": {name: dict(sorted(kw.items())) for name, kw in sorted(cfg.features.items())},
+    }
+
+
+def config_hash(feature_cfg: dict) -> str:
+    """sha256 hex of the canonical JSON of a :func:`feature_config` mapping."""
+    canonical = json.dumps(feature_cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _signature_check() -> None:  # pragma: no cover - developer aid
+    """Assert that every configured kwarg is a keyword of the featurelib function of that name."""
+    import featurelib
+
+    for name, defaults in FEATURES.items():
+        params = inspect.signature(getattr(featurelib, name)).parameters
+        for key in defaults:
+            if key in ("db", "top_db", "n_mels", "fmin", "fmax", "htk", "mel_norm"):
+                continue
+            assert key in params, (name, key)

@@ -1,0 +1,185 @@
+"""Discover: turn the configured inputs into a sorted list of audio files.
+
+An input is one of
+- a folder: every file below it (recursively, symlinks followed, loops cut) whose extension is an
+  audio format libsndfile reads, in any letter case;
+- a glob (``data/**/*.wav``): its matches, folders among them searched as above;
+- a text file listing inputs (``.txt``, ``.lst``, ``.list``; one per line, ``#`` comments, relative
+  lines resolve against the list file's folder);
+- an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file:///...``): a prefix is searched like
+  a folder, a single object is an input;
+- a file named explicitly: always an input, whatever its extension;
+- or a list of these.
+
+A top-level input that does not exist is a usage error (a typo in a config should stop the job);
+an entry of a list file that does not exist becomes a ``discover`` failure, so that every path the
+user named is accounted for.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+from jobs.errors import UsageError
+
+__all__ = ["Discovery", "discover", "audio_extensions", "LIST_EXTENSIONS"]
+
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
+
+# Used only if featurelib.io is not importable (it owns the authoritative list).
+_FALLBACK_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au",
+    ".snd", ".w64", ".caf", ".rf64", ".sd2", ".voc", ".paf", ".svx", ".nist", ".sph", ".ircam",
+    ".sf", ".mat", ".pvf", ".xi", ".htk", ".mpc", ".wve", ".avr",
+})
+
+
+def audio_extensions() -> frozenset[str]:
+    """Lower-case extensions (with the dot) that count as audio in a folder."""
+    try:
+        from featurelib.io import AUDIO_EXTENSIONS
+    except ImportError:
+        return _FALLBACK_EXTENSIONS
+    return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in AUDIO_EXTENSIONS)
+
+
+@dataclass
+class Discovery:
+    """What discovery found: audio inputs, and named paths that could not be read."""
+
+    paths: list[str] = field(default_factory=list)  # absolute paths or URLs, sorted, unique
+    failures: list[dict] = field(default_factory=list)  # {path, stage, error_type, message}
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+class _Walker:
+    def __init__(self, extensions):
+        self.extensions = extensions
+        self.found: dict[str, None] = {}
+        self.failures: dict[str, dict] = {}
+
+    def _fail(self, path, exc: BaseException | str, error_type=None):
+        if path in self.found or path in self.failures:
+            return
+        self.failures[path] = {
+            "path": path, "stage": "discover",
+            "error_type": error_type or type(exc).__name__,
+            "message": str(exc) if not isinstance(exc, OSError) else (exc.strerror or str(exc)),
+        }
+
+    def _is_audio(self, name: str) -> bool:
+        return os.path.splitext(name)[1].lower() in self.extensions
+
+    def add_file(self, path: str):
+        self.found.setdefault(path, None)
+        self.failures.pop(path, None)
+
+    def walk_folder(self, root: str):
+        seen_dirs = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+            real = os.path.realpath(dirpath)
+            if real in seen_dirs:  # a symlink loop or a second link to a visited folder
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real)
+            dirnames.sort()
+            for name in sorted(filenames):
+                if self._is_audio(name):
+                    full = os.path.join(dirpath, name)
+                    if os.path.isfile(full):  # skips dangling links
+                        self.add_file(full)
+
+    def add_local(self, path: str, *, top_level: bool, depth: int = 0):
+        path = os.path.abspath(os.path.expanduser(path))
+        if os.path.isdir(path):
+            self.walk_folder(path)
+        elif os.path.isfile(path):
+            if os.path.splitext(path)[1].lower() in LIST_EXTENSIONS:
+                self.add_list(path, depth=depth)
+            else:
+                self.add_file(path)
+        elif top_level:
+            raise UsageError(f"input: no such file or folder: {path}")
+        else:
+            self._fail(path, "no such file or folder", "FileNotFoundError")
+
+    def add_list(self, list_path: str, depth: int = 0):
+        if depth > 8:
+            raise UsageError(f"input: list files nest too deeply at {list_path}")
+        base = os.path.dirname(list_path)
+        try:
+            with open(list_path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            self._fail(list_path, exc)
+            return
+        for line in lines:
+            entry = line.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            self.add(entry, base=base, top_level=False, depth=depth + 1)
+
+    def add_url(self, url: str, *, top_level: bool):
+        import fsspec
+
+        try:
+            fs, root = fsspec.core.url_to_fs(url)
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            if fs.isdir(root):
+                names = [p for p in fs.find(root) if self._is_audio(p)]
+                for name in sorted(names):
+                    self.add_file(fs.unstrip_protocol(name))
+            elif fs.exists(root):
+                self.add_file(url if url.startswith(protocol) else fs.unstrip_protocol(root))
+            elif top_level:
+                raise UsageError(f"input: nothing found at {url}")
+            else:
+                self._fail(url, "no such object", "FileNotFoundError")
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend error is reported, not raised
+            if top_level:
+                raise UsageError(f"input: cannot list {url}: {type(exc).__name__}: {exc}") from None
+            self._fail(url, exc)
+
+    def add(self, entry: str, *, base: str | None = None, top_level: bool, depth: int = 0):
+        if entry.startswith("file://"):
+            entry = entry[len("file://"):]
+        if _is_url(entry):
+            self.add_url(entry, top_level=top_level)
+            return
+        entry = os.path.expanduser(entry)
+        if base is not None and not os.path.isabs(entry):
+            entry = os.path.join(base, entry)
+        if _is_glob(entry) and not os.path.exists(entry):
+            matches = sorted(glob.glob(entry, recursive=True))
+            if not matches:
+                if top_level:
+                    raise UsageError(f"input: the pattern {entry} matches nothing")
+                self._fail(entry, "the pattern matches nothing", "FileNotFoundError")
+            for match in matches:
+                self.add_local(match, top_level=False, depth=depth)
+            return
+        self.add_local(entry, top_level=top_level, depth=depth)
+
+
+def discover(inputs: str | list[str] | None) -> Discovery:
+    """Every audio input under ``inputs``, sorted and unique, plus the named paths that failed."""
+    if inputs is None or inputs == []:
+        raise UsageError("input: no input given (set `input:` in the config or pass --input)")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    walker = _Walker(audio_extensions())
+    for entry in inputs:
+        walker.add(os.fspath(entry), top_level=True)
+    failures = [walker.failures[p] for p in sorted(walker.failures)]
+    return Discovery(paths=sorted(walker.found), failures=failures)

@@ -1,0 +1,249 @@
+"""Plan: from file headers alone, decide every task's files and every file's rows in the store.
+
+Stages:
+1. ``probe`` reads each header (format, rate, channels, frames) without decoding; a file whose
+   header cannot be read is a ``probe`` failure.
+2. ``frame_count`` predicts the frames each file will give: its resampled length is
+   ``ceil(frames * sr / native_sr)`` (librosa's rule: soxr's output, padded to the ceiling) and a
+   centred STFT gives ``1 + n // hop_length`` frames.
+3. ``make_batches`` groups files by length into duration-balanced batches (about
+   ``batch_seconds`` of audio, at least ``min_batches`` batches) and gives every batch a region of
+   rows that starts on a chunk boundary and is padded to one, so no two tasks ever write the same
+   Zarr chunk. A file longer than ``block_seconds`` is a batch of its own, streamed in blocks of
+   whole chunks.
+
+The plan is a pure function of the probed headers and the config, so a rerun makes the same plan;
+the job also stores it (``OUT/.plan.json`` + ``OUT/.plan.parquet``) and reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
+    "make_batches", "DEFAULT_CHUNK_FRAMES",
+]
+
+DEFAULT_CHUNK_FRAMES = 2048
+
+
+def file_id(path: str) -> str:
+    """Stable id of an input: the first 16 hex digits of sha1 of its absolute path (or URL)."""
+    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def n_resampled(frames: int, native_sr: int, sr: int) -> int:
+    """Samples after resampling ``frames`` native samples to ``sr`` (librosa: ceil of the ratio)."""
+    if native_sr == sr:
+        return int(frames)
+    return int(math.ceil(frames * sr / native_sr))
+
+
+def frame_count(n_samples: int, hop_length: int) -> int:
+    """Frames of a centred STFT (and of every frame feature) of ``n_samples`` samples."""
+    return 1 + n_samples // hop_length
+
+
+@dataclass
+class PlannedFile:
+    """One input whose header was read: what it is and where its rows go."""
+
+    path: str
+    file_id: str
+    size_bytes: int
+    format: str
+    subtype: str
+    sample_rate: int
+    channels: int
+    frames: int  # native samples per channel, from the header
+    duration_s: float
+    n_samples: int = 0  # after resampling to the store's rate
+    n_frames: int = 0
+    frame_start: int = 0
+    frame_stop: int = 0
+    batch_id: int = -1
+
+
+@dataclass
+class Batch:
+    """One task: whole short files in one padded buffer, or one long file streamed in blocks."""
+
+    batch_id: int
+    kind: str  # "files" | "long"
+    region_start: int
+    region_stop: int
+    block_frames: int  # for "long": frames per block (a multiple of the chunk length)
+    files: list[PlannedFile] = field(default_factory=list)
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(f.duration_s for f in self.files)
+
+
+@dataclass
+class Plan:
+    batches: list[Batch]
+    failures: list[dict]  # probe (and discover) failures: {path, stage, error_type, message}
+    total_frames: int
+    chunk_frames: int
+
+    @property
+    def files(self) -> list[PlannedFile]:
+        return [f for b in self.batches for f in b.files]
+
+
+# ---------------------------------------------------------------- probe
+
+
+def _open_source(path: str):
+    """A path or an open binary file object for soundfile (fsspec for URLs)."""
+    if "://" in path:
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return path
+
+
+def probe(path: str) -> PlannedFile:
+    """Read one header. Raises on anything that is not a readable, non-empty audio file."""
+    import soundfile as sf
+
+    if "://" in path:
+        import fsspec
+
+        fs, inner = fsspec.core.url_to_fs(path)
+        size = int(fs.size(inner) or 0)
+    else:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a folder")
+        size = os.path.getsize(path)
+    if size == 0:
+        raise EOFError("file is empty")
+    source = _open_source(path)
+    try:
+        with sf.SoundFile(source) as handle:
+            frames, rate, channels = int(handle.frames), int(handle.samplerate), int(handle.channels)
+            fmt, subtype = handle.format, handle.subtype
+    finally:
+        if source is not path:
+            source.close()
+    if rate <= 0:
+        raise ValueError(f"header gives sample rate {rate}")
+    if channels <= 0:
+        raise ValueError(f"header gives {channels} channels")
+    if frames <= 0:
+        raise EOFError("no audio samples")
+    return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format=fmt,
+                       subtype=subtype, sample_rate=rate, channels=channels, frames=frames,
+                       duration_s=frames / rate)
+
+
+def _failure(path: str, stage: str, exc: BaseException) -> dict:
+    message = str(exc).strip() or type(exc).__name__
+    # soundfile prefixes its messages with the path: keep the reason only
+    if message.startswith(f"Error opening {path!r}: "):
+        message = message[len(f"Error opening {path!r}: "):]
+    return {"path": path, "stage": stage, "error_type": type(exc).__name__, "message": message}
+
+
+def probe_all(paths: list[str]) -> tuple[list[PlannedFile], list[dict]]:
+    """Probe every path: (readable files, probe failures), both in the order of ``paths``."""
+    files, failures = [], []
+    for path in paths:
+        try:
+            files.append(probe(path))
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the job
+            failures.append(_failure(path, "probe", exc))
+    return files, failures
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _round_up(n: int, chunk: int) -> int:
+    return -(-n // chunk) * chunk
+
+
+def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
+                 min_batches: int = 1, block_seconds: float = 120.0,
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None) -> Plan:
+    """Group probed files into batches with chunk-aligned, disjoint regions (deterministic)."""
+    for f in files:
+        f.n_samples = n_resampled(f.frames, f.sample_rate, sr)
+        f.n_frames = frame_count(f.n_samples, hop_length)
+    long_files = sorted((f for f in files if f.duration_s > block_seconds), key=lambda f: f.path)
+    short = sorted((f for f in files if f.duration_s <= block_seconds),
+                   key=lambda f: (f.n_frames, f.path))
+    frames_per_second = sr / hop_length
+    total_short = sum(f.n_frames for f in short)
+    target = min(batch_seconds * frames_per_second, total_short / max(1, min_batches))
+    target = max(1, int(target))
+    block_frames = max(chunk_frames, int(round(block_seconds * frames_per_second / chunk_frames)) * chunk_frames)
+
+    groups: list[tuple[str, list[PlannedFile]]] = [("long", [f]) for f in long_files]
+    current: list[PlannedFile] = []
+    used = 0
+    limit = None  # once the target is reached: the chunk boundary the batch may still fill
+    for f in short:
+        if limit is not None and used + f.n_frames > limit:
+            groups.append(("files", current))
+            current, used, limit = [], 0, None
+        current.append(f)
+        used += f.n_frames
+        if limit is None and used >= target:
+            limit = _round_up(used, chunk_frames)
+    if current:
+        groups.append(("files", current))
+
+    batches, start = [], 0
+    for batch_id, (kind, members) in enumerate(groups):
+        cursor = start
+        for f in members:
+            f.frame_start, f.frame_stop, f.batch_id = cursor, cursor + f.n_frames, batch_id
+            cursor += f.n_frames
+        stop = start + _round_up(cursor - start, chunk_frames)
+        batches.append(Batch(batch_id=batch_id, kind=kind, region_start=start, region_stop=stop,
+                             block_frames=block_frames if kind == "long" else 0, files=members))
+        start = stop
+    return Plan(batches=batches, failures=list(failures or []), total_frames=start,
+                chunk_frames=chunk_frames)
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def plan_to_tables(plan: Plan):
+    """(files table, batches list) for storing a plan: pyarrow Table + JSON-able list."""
+    import pyarrow as pa
+
+    rows = [asdict(f) for f in plan.files]
+    table = pa.Table.from_pylist(rows, schema=_files_schema())
+    batches = [{"batch_id": b.batch_id, "kind": b.kind, "region_start": b.region_start,
+                "region_stop": b.region_stop, "block_frames": b.block_frames} for b in plan.batches]
+    return table, batches
+
+
+def _files_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("path", pa.string()), ("file_id", pa.string()), ("size_bytes", pa.int64()),
+        ("format", pa.string()), ("subtype", pa.string()), ("sample_rate", pa.int64()),
+        ("channels", pa.int64()), ("frames", pa.int64()), ("duration_s", pa.float64()),
+        ("n_samples", pa.int64()), ("n_frames", pa.int64()), ("frame_start", pa.int64()),
+        ("frame_stop", pa.int64()), ("batch_id", pa.int64()),
+    ])
+
+
+def plan_from_tables(table, batches: list[dict], failures: list[dict], total_frames: int,
+                     chunk_frames: int) -> Plan:
+    """Rebuild a :class:`Plan` stored by :func:`plan_to_tables`."""
+    by_batch: dict[int, list[PlannedFile]] = {b["batch_id"]: [] for b in batches}
+    for row in table.to_pylist():
+        by_batch[row["batch_id"]].append(PlannedFile(**row))
+    out = [Batch(files=by_batch[b["batch_id"]], **b) for b in batches]
+    return Plan(batches=out, failures=failures, total_frames=total_frames, chunk_frames=chunk_frames)
