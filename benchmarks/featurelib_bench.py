@@ -8,6 +8,10 @@ Two settings (issue 3):
 
 Run:  python benchmarks/featurelib_bench.py [--fsdd DIR] [--threads 1|2] [--repeat 3]
 
+Each featurelib row is timed twice: FFT arithmetic in float64 (``"double"``, the default, exact
+parity on any signal) and in float32 (``featurelib.set_fft_precision("single")``, parity tested on
+all of FSDD by tests/test_featurelib_fsdd.py).
+
 BLAS is held to one thread for both libraries (threadpoolctl). ``--threads 2`` splits
 featurelib's batches over two Python threads (NumPy's FFT and matmul release the GIL), which is
 how a 2-core machine runs it in one process; the extract job instead runs one single-threaded
@@ -142,14 +146,17 @@ def main():
                 fn(clips[0])
             t_ref = best_of(lambda ref=ref: [ref(c) for c in clips], 1)
             t_ref_batched = best_of(lambda ref=ref: [ref(b) for b, _ in batches], args.repeat)
-            t_ours1 = best_of(lambda ours=ours: run_batches(ours, batches, 1), args.repeat)
-            t_ours = best_of(lambda ours=ours: run_batches(ours, batches, args.threads), args.repeat)
-            rows.append([name, f"{t_ref:.3f}", f"{t_ref_batched:.3f}", f"{t_ours1:.3f}", f"{t_ours:.3f}",
-                         f"{t_ref / t_ours1:.1f}x", f"{t_ref / t_ours:.1f}x", f"{t_ref_batched / t_ours:.1f}x"])
+            for precision in ("double", "single"):
+                F.set_fft_precision(precision)
+                t1 = best_of(lambda ours=ours: run_batches(ours, batches, 1), args.repeat)
+                tn = best_of(lambda ours=ours: run_batches(ours, batches, args.threads), args.repeat)
+                rows.append([name, precision, f"{t_ref:.3f}", f"{t_ref_batched:.3f}", f"{t1:.3f}", f"{tn:.3f}",
+                             f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x", f"{t_ref_batched / tn:.1f}x"])
+            F.set_fft_precision("double")
         table("Short clips (seconds; ratio = librosa time / featurelib time)", rows,
-              ["function", "librosa per-clip", "librosa batched", "featurelib 1 thr",
+              ["function", "fft", "librosa per-clip", "librosa batched", "featurelib 1 thr",
                f"featurelib {args.threads} thr", "vs per-clip (1 thr)", f"vs per-clip ({args.threads} thr)",
-               "vs librosa batched"])
+               f"vs librosa batched ({args.threads} thr)"])
 
         sr = 44100
         rng = np.random.default_rng(0)
@@ -162,12 +169,15 @@ def main():
         rows = []
         for name, (ref, ours) in long_signal_functions(sr).items():
             t_ref = best_of(lambda ref=ref: ref(long_batch), args.repeat)
-            t_ours1 = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], 1), args.repeat)
-            t_ours = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], args.threads), args.repeat)
-            rows.append([name, f"{t_ref:.3f}", f"{t_ours1:.3f}", f"{t_ours:.3f}",
-                         f"{t_ref / t_ours1:.1f}x", f"{t_ref / t_ours:.1f}x"])
+            for precision in ("double", "single"):
+                F.set_fft_precision(precision)
+                t1 = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], 1), args.repeat)
+                tn = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], args.threads), args.repeat)
+                rows.append([name, precision, f"{t_ref:.3f}", f"{t1:.3f}", f"{tn:.3f}",
+                             f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x"])
+            F.set_fft_precision("double")
         table("Long signals (seconds; both batched)", rows,
-              ["function", "librosa", "featurelib 1 thr", f"featurelib {args.threads} thr",
+              ["function", "fft", "librosa", "featurelib 1 thr", f"featurelib {args.threads} thr",
                "ratio (1 thr)", f"ratio ({args.threads} thr)"])
 
 
