@@ -137,8 +137,12 @@ def _fix_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([y, np.zeros(n - y.shape[0], dtype=y.dtype)])
 
 
-def decode(path: str, *, sr: int, expected_frames: int | None = None) -> np.ndarray:
-    """A whole file as float32 mono at ``sr`` (librosa.load's numbers)."""
+def decode(path: str, *, sr: int, expected_frames: int | None = None,
+           timings: dict | None = None) -> np.ndarray:
+    """A whole file as float32 mono at ``sr`` (librosa.load's numbers).
+
+    ``timings["resample_s"]``, when given, accumulates the seconds spent resampling.
+    """
     import soundfile as sf
     import soxr
 
@@ -160,8 +164,13 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None) -> np.ndar
     y = _to_mono(block)
     _check_finite(y, path)
     if native_sr != sr:
+        import time
+
+        t0 = time.perf_counter()
         n_out = int(math.ceil(y.shape[0] * sr / native_sr))
         y = _fix_length(soxr.resample(y, native_sr, sr, quality="soxr_hq"), n_out)
+        if timings is not None:
+            timings["resample_s"] = timings.get("resample_s", 0.0) + time.perf_counter() - t0
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

@@ -1,0 +1,234 @@
+"""Store: the run directory on disk, and the commit protocol that makes a run resumable.
+
+Layout (docs/architecture.md)::
+
+    OUT/features.zarr/        Zarr v3 group, one (total_frames, dim) float32 array per feature
+    OUT/files.parquet         one row per input that succeeded (frame_start/stop, summaries)
+    OUT/failures.parquet      one row per input that failed (path, stage, error_type, message)
+    OUT/manifest.json         config, hash, versions, times, counts, throughput
+    OUT/.plan.json            the plan (batches and regions), written once, reused by reruns
+    OUT/.plan.parquet         the plan's files (header facts and rows)
+    OUT/.batches/NNNNNN/      one committed batch: files.parquet + failures.parquet
+
+Commit protocol (zarr-python 3 has no locks; correctness comes from partitioning):
+1. the coordinator writes the store template (array metadata) and then the plan;
+2. each task owns a region of whole chunks, writes its rows there (a retry writes the same bytes
+   to the same chunks), then writes its index rows into a temporary folder and renames it to
+   ``.batches/NNNNNN`` - the rename is the commit;
+3. the coordinator gathers the committed batches into files.parquet / failures.parquet (sorted
+   by path), consolidates the Zarr metadata and writes manifest.json last.
+A job killed at any moment and run again redoes exactly the batches without a commit folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+__all__ = [
+    "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
+    "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
+    "write_parquet", "write_json", "read_json", "clear_run", "gather",
+]
+
+STORE_NAME = "features.zarr"
+_OUR_ENTRIES = (STORE_NAME, "files.parquet", "failures.parquet", "manifest.json", ".plan.json",
+                ".plan.parquet", ".batches")
+
+
+def _store_path(out: str) -> str:
+    return os.path.join(out, STORE_NAME)
+
+
+def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict[str, int],
+                 total_frames: int, chunk_frames: int, version: str) -> None:
+    """Write the empty store: group attributes and one array per feature (no chunks yet)."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    group = zarr.open_group(_store_path(out), mode="w", zarr_format=3)
+    group.attrs.update({
+        "feature_config": feature_config,
+        "config_hash": config_hash,
+        "frame_rate_hz": feature_config["sr"] / feature_config["hop_length"],
+        "dims": dims,
+        "audiofeat_version": version,
+        "total_frames": int(total_frames),
+        "chunk_frames": int(chunk_frames),
+    })
+    for name, dim in dims.items():
+        group.create_array(
+            name, shape=(int(total_frames), int(dim)), chunks=(int(chunk_frames), int(dim)),
+            dtype="float32", fill_value=0.0,
+            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+            attributes={"dims": ["frame", f"{name}_dim"]},
+        )
+
+
+def store_attrs(out: str) -> dict | None:
+    """The store's group attributes, or None when there is no readable store."""
+    import zarr
+
+    path = _store_path(out)
+    if not os.path.isdir(path):
+        return None
+    try:
+        return dict(zarr.open_group(path, mode="r").attrs)
+    except Exception:  # noqa: BLE001 - a half-written template counts as no store
+        return None
+
+
+def open_store(out: str, mode: str = "r"):
+    """The Zarr group of a run directory."""
+    import zarr
+
+    return zarr.open_group(_store_path(out), mode=mode)
+
+
+def write_rows(out: str, arrays: dict[str, np.ndarray], start: int) -> None:
+    """Write ``arrays[name]`` at rows ``[start, start + len)`` of every feature array.
+
+    The caller owns those rows' chunks (its region starts on a chunk boundary and ends on one or
+    at the end of the array), so no other task touches them.
+    """
+    import zarr
+
+    group = zarr.open_group(_store_path(out), mode="r+")
+    for name, data in arrays.items():
+        group[name][start:start + data.shape[0]] = data
+
+
+def read_rows(out: str, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of one feature (a file's frames: its frame_start/frame_stop)."""
+    return np.asarray(open_store(out)[name][start:stop])
+
+
+# ---------------------------------------------------------------- batch commits
+
+
+def batch_dir(out: str, batch_id: int) -> str:
+    return os.path.join(out, ".batches", f"{batch_id:06d}")
+
+
+def committed_batches(out: str) -> set[int]:
+    """Ids of the batches whose commit folder exists."""
+    root = os.path.join(out, ".batches")
+    if not os.path.isdir(root):
+        return set()
+    return {int(name) for name in os.listdir(root) if name.isdigit()}
+
+
+def files_schema(dims: dict[str, int]):
+    """Schema of files.parquet: header facts, rows, then mean/std per feature column."""
+    import pyarrow as pa
+
+    fields = [
+        ("file_id", pa.string()), ("path", pa.string()), ("size_bytes", pa.int64()),
+        ("format", pa.string()), ("subtype", pa.string()), ("sample_rate", pa.int64()),
+        ("channels", pa.int64()), ("duration_s", pa.float64()), ("n_frames", pa.int64()),
+        ("frame_start", pa.int64()), ("frame_stop", pa.int64()),
+    ]
+    for name in sorted(dims):
+        fields += [(c, pa.float64()) for c in summary_columns(name, dims[name])]
+    return pa.schema(fields)
+
+
+def summary_columns(name: str, dim: int) -> list[str]:
+    if dim == 1:
+        return [f"{name}_mean", f"{name}_std"]
+    return [f"{name}_mean_{i}" for i in range(dim)] + [f"{name}_std_{i}" for i in range(dim)]
+
+
+def failures_schema():
+    import pyarrow as pa
+
+    return pa.schema([("path", pa.string()), ("stage", pa.string()),
+                      ("error_type", pa.string()), ("message", pa.string())])
+
+
+def write_parquet(rows: list[dict], schema, path: str) -> None:
+    """Write rows atomically (temporary file, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=schema)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(data: dict, path: str) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def commit_batch(out: str, batch_id: int, files: list[dict], failures: list[dict],
+                 dims: dict[str, int]) -> bool:
+    """Commit a batch's index rows; False when another attempt committed it first."""
+    final = batch_dir(out, batch_id)
+    if os.path.isdir(final):
+        return False
+    root = os.path.dirname(final)
+    os.makedirs(root, exist_ok=True)
+    tmp = os.path.join(root, f"tmp-{batch_id:06d}-{uuid.uuid4().hex}")
+    os.makedirs(tmp)
+    try:
+        write_parquet(files, files_schema(dims), os.path.join(tmp, "files.parquet"))
+        write_parquet(failures, failures_schema(), os.path.join(tmp, "failures.parquet"))
+        try:
+            os.rename(tmp, final)  # atomic; fails if an earlier attempt already committed
+        except OSError:
+            return False
+        return True
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict]):
+    """(files table, failures table) from the committed batches, each sorted by path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [pq.read_table(os.path.join(batch_dir(out, b), "files.parquet")) for b in batch_ids]
+    fails = [pq.read_table(os.path.join(batch_dir(out, b), "failures.parquet")) for b in batch_ids]
+    fails.append(pa.Table.from_pylist(extra_failures, schema=failures_schema()))
+    schema = files_schema(dims)
+    files_table = pa.concat_tables([t.cast(schema) for t in files]) if files else schema.empty_table()
+    failures_table = pa.concat_tables([t.cast(failures_schema()) for t in fails])
+    files_table = files_table.sort_by([("path", "ascending")])
+    failures_table = failures_table.sort_by([("path", "ascending"), ("stage", "ascending")])
+    return files_table, failures_table
+
+
+def write_table(table, path: str) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def clear_run(out: str) -> None:
+    """Remove what a run wrote in ``out`` (only audiofeat's own entries)."""
+    for entry in _OUR_ENTRIES:
+        path = os.path.join(out, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
