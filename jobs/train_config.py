@@ -85,9 +85,13 @@ class TrainConfig(_Section):
         default=None, description="stored features the baseline summarises (default: all)"
     )
     input_feature: str = Field(default="melspectrogram", description="the CNN's input feature")
-    epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    epochs: int | None = Field(default=None, ge=1, description="default: 30 for the CNN, 100 for the baseline")
+    batch_size: int | None = Field(default=None, ge=1, description="default: 64 for the CNN, 128 for the baseline")
     learning_rate: float = Field(default=1e-3, gt=0)
+    cnn_widths: list[int] = Field(default=[16, 32, 64], min_length=3, max_length=3,
+                                  description="channels of the CNN's three convolution stages")
+    hidden_units: int = Field(default=256, ge=1, description="the baseline MLP's hidden units")
+    threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
     seed: int = 0
 
 

@@ -1,0 +1,391 @@
+"""``audiofeat train CONFIG.yaml``: fit a classifier on a run's feature store.
+
+Stages: labels -> segments -> split -> read inputs from the store (Dask) -> fit -> export ONNX ->
+evaluate the exported model on the held-out files -> write the model folder
+``OUT/models/<name>/`` (model.onnx, model.json, split.parquet, report.json, report.md,
+confusion.png).
+
+``train.model: auto`` takes the CNN when torch (the ``cnn`` extra) is installed, else the
+baseline, and says which. The pipeline (``audiofeat run``) calls :func:`run_train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.errors import UsageError
+
+__all__ = ["add_arguments", "main", "run_train", "train_model", "choose_model_kind", "TrainedModel"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="job config (YAML) with labels/segments/split/train sections")
+    parser.add_argument("--out", help="run directory holding features.zarr (default: the config's `out`)")
+    parser.add_argument("--model", choices=["auto", "baseline", "cnn"],
+                        help="which classifier (default: train.model; auto = CNN when torch is installed)")
+    parser.add_argument("--name", help="model name: the folder OUT/models/NAME (default: train.name)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: train.epochs)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+
+    config = load_config(args.config)
+    out_dir = args.out or config.out
+    if not out_dir:
+        raise UsageError("no run directory: give --out DIR or `out:` in the config")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    return run_train(config, out_dir, model=args.model, name=args.name, epochs=args.epochs)
+
+
+def run_train(config, out_dir, *, model: str | None = None, name: str | None = None,
+              epochs: int | None = None, log=None) -> int:
+    """Train per ``config`` (a ``jobs.config.JobConfig``: its ``labels``, ``segments``, ``split``
+    and ``train`` sections, defaults where absent) on the store in ``out_dir``; exit status 0.
+
+    ``model``/``name``/``epochs`` override ``train.model``/``train.name``/``train.epochs``.
+    """
+    from jobs.train_config import LabelsConfig, SegmentsConfig, SplitConfig, TrainConfig
+
+    log = log or _print
+    train_cfg = config.train or TrainConfig()
+    updates = {k: v for k, v in {"model": model, "name": name, "epochs": epochs}.items() if v is not None}
+    if updates:
+        train_cfg = train_cfg.model_copy(update=updates)
+    trained = train_model(
+        out_dir,
+        labels_cfg=config.labels or LabelsConfig(),
+        segments_cfg=config.segments or SegmentsConfig(),
+        split_cfg=config.split or SplitConfig(),
+        train_cfg=train_cfg,
+        log=log,
+    )
+    report = trained.report
+    log(f"train: model {trained.meta['kind']} written to {trained.folder}")
+    log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
+        f"on {report['n_files']} files (report: {trained.folder / 'report.md'})")
+    return 0
+
+
+def _print(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def choose_model_kind(requested: str) -> tuple[str, str]:
+    """(kind, sentence saying why) for ``auto``/``baseline``/``cnn``."""
+    from jobs.models.cnn import torch_available
+
+    if requested == "baseline":
+        return "baseline", "model: baseline (statistics of stored features, scikit-learn MLP)"
+    if requested == "cnn":
+        if not torch_available():
+            raise UsageError("train.model is 'cnn' but torch is not installed (pip install 'audiofeat[cnn]')")
+        return "cnn", "model: CNN on log-mel patches (torch)"
+    if torch_available():
+        return "cnn", "model: auto -> CNN on log-mel patches, because torch is installed"
+    return "baseline", ("model: auto -> baseline (statistics of stored features, scikit-learn MLP), "
+                        "because torch is not installed (pip install 'audiofeat[cnn]' for the CNN)")
+
+
+# ---------------------------------------------------------------- stages
+
+
+class TrainedModel:
+    def __init__(self, folder, meta: dict, report: dict):
+        self.folder, self.meta, self.report = folder, meta, report
+
+
+def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
+    from jobs.models.inputs import statistics_input_spec
+
+    stored = store.feature_names
+    if kind == "cnn":
+        name = train_cfg.input_feature
+        if name not in stored:
+            raise UsageError(f"train.input_feature {name!r} is not in the store (stored: {', '.join(stored)})")
+        kwargs = store.feature_config.get("features", {}).get(name, {})
+        return {
+            "kind": "patch",
+            "feature": name,
+            "dim": store.dim(name),
+            "length_frames": geometry.length_frames,
+            "scale": "db" if kwargs.get("db") else "power",
+        }
+    if train_cfg.features:
+        missing = [f for f in train_cfg.features if f not in stored]
+        if missing:
+            raise UsageError(f"train.features {missing} are not in the store (stored: {', '.join(stored)})")
+        features = list(train_cfg.features)
+    else:
+        # every stored feature; mel/STFT bands are left out when MFCCs (their summary) are there
+        features = [f for f in stored if not ("mfcc" in stored and f in ("melspectrogram", "stft"))]
+    return statistics_input_spec(features, {f: store.dim(f) for f in features}, n_parts=4)
+
+
+def _file_batches(files, n_segments_per_file, max_segments: int):
+    """Consecutive runs of files (store order) holding about ``max_segments`` segments each."""
+    batches, current, count = [], [], 0
+    for i, n in zip(range(len(files)), n_segments_per_file):
+        if current and count + n > max_segments:
+            batches.append(current)
+            current, count = [], 0
+        current.append(i)
+        count += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 4096, log=None):
+    """Model inputs for every segment of ``files``, read from the Zarr store by Dask tasks
+    (one per batch of neighbouring files). Returns ``(inputs, segments)``."""
+    import dask
+    import numpy as np
+    import pandas as pd
+
+    from jobs.models.inputs import build_inputs, input_features
+    from jobs.segments import plan_segments, read_block
+
+    segments = plan_segments(files, geometry)
+    counts = segments.groupby("file_id", sort=False).size().reindex(files["file_id"]).to_numpy()
+    features = input_features(spec)
+
+    def one_batch(batch_segments):
+        return build_inputs(read_block(store, batch_segments, features), batch_segments, spec)
+
+    parts, tasks = [], []
+    first = 0
+    for batch in _file_batches(files, counts, max_segments):
+        n = int(counts[batch].sum())
+        part = segments.iloc[first:first + n]
+        first += n
+        parts.append(part)
+        tasks.append(dask.delayed(one_batch)(part))
+    if log:
+        log(f"train: reading {len(segments)} segments of {len(files)} files from the store "
+            f"({len(tasks)} Dask tasks)")
+    results = dask.compute(*tasks, scheduler="threads")
+    inputs = np.concatenate(results, axis=0) if results else np.zeros((0,), np.float32)
+    return inputs, pd.concat(parts, ignore_index=True) if parts else segments
+
+
+def file_probabilities(segments, probabilities, classes):
+    """Mean segment probability per file -> DataFrame indexed by file_id, one column per class."""
+    import pandas as pd
+
+    frame = pd.DataFrame(probabilities, columns=list(classes))
+    frame["file_id"] = segments["file_id"].to_numpy()
+    return frame.groupby("file_id", sort=False).mean()
+
+
+def _versions(kind: str) -> dict:
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    names = ["audiofeat", "numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "zarr"]
+    if kind == "cnn":
+        names.append("torch")
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if versions.get("audiofeat") is None:
+        import jobs
+
+        versions["audiofeat"] = jobs.__version__
+    return versions
+
+
+def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train_cfg, log):
+    """Fit and export. Returns ``(onnx_bytes, native_predict, settings_json, history)``."""
+    import os
+
+    if kind == "baseline":
+        from jobs.models.baseline import BaselineSettings, export_baseline, train_baseline
+
+        settings = BaselineSettings(
+            hidden_units=train_cfg.hidden_units, epochs=train_cfg.epochs or 100,
+            batch_size=train_cfg.batch_size or 128, learning_rate=train_cfg.learning_rate, seed=train_cfg.seed,
+        )
+        pipeline = train_baseline(x_train, y_train, len(classes), settings, log=log)
+        onnx_bytes = export_baseline(pipeline, x_train.shape[1])
+        return onnx_bytes, pipeline.predict_proba, settings.to_json(), pipeline.history
+    from jobs.models.cnn import CnnSettings, export_cnn, predict_torch, train_cnn
+
+    settings = CnnSettings(
+        n_mels=spec["dim"], length_frames=spec["length_frames"], n_classes=len(classes), scale=spec["scale"],
+        widths=train_cfg.cnn_widths, epochs=train_cfg.epochs or 30, batch_size=train_cfg.batch_size or 64,
+        learning_rate=train_cfg.learning_rate, seed=train_cfg.seed,
+    )
+    net = train_cnn(x_train, y_train, settings, threads=train_cfg.threads or os.cpu_count(), log=log)
+    onnx_bytes = export_cnn(net, settings)
+    return onnx_bytes, (lambda x: predict_torch(net, x)), settings.to_json(), net.history
+
+
+def _write_model_folder(folder, onnx_bytes: bytes, meta: dict, split_table, report: dict) -> None:
+    """Write everything into a temporary sibling folder, then swap it in (no half-written model)."""
+    import json
+    import shutil
+    import uuid
+
+    from jobs.evaluation import write_report
+    from jobs.models.onnx_model import META_FILE, MODEL_FILE
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        (tmp / MODEL_FILE).write_bytes(onnx_bytes)
+        split_table.to_parquet(tmp / "split.parquet", index=False)
+        write_report(report, tmp, title=f"{meta['name']} ({meta['kind']}): held-out evaluation")
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        if folder.exists():
+            old = folder.parent / f".old-{folder.name}-{uuid.uuid4().hex[:8]}"
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=_print, split=None,
+                folder=None, write: bool = True) -> TrainedModel:
+    """The whole training stage on the store in ``out_dir``.
+
+    ``split`` (optional): a precomputed train/test Series aligned with the labelled files (the
+    benchmark's leave-one-speaker-out folds); ``folder``: where the model goes (default
+    ``OUT/models/<train.name>``).
+    """
+    import time
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import numpy as np
+
+    from jobs.evaluation import evaluate
+    from jobs.labels import assign_labels
+    from jobs.models.onnx_model import FORMAT, make_session, predict_with_session
+    from jobs.segments import open_run, segment_geometry
+    from jobs.splits import TEST, TRAIN, split_files
+
+    started = time.perf_counter()
+    store = open_run(out_dir)
+    kind, why = choose_model_kind(train_cfg.model)
+    log(f"train: {why}")
+
+    # labels -> split
+    labelled = assign_labels(store.files, labels_cfg)
+    known = labelled[labelled["label"].notna()]
+    n_unlabelled = len(labelled) - len(known)
+    if split is None:
+        split = split_files(labelled, split_cfg)
+    known = known.assign(split=split.reindex(known.index).to_numpy())
+    classes = sorted(known.loc[known["split"] == TRAIN, "label"].unique())
+    if len(classes) < 2:
+        raise UsageError(f"the training files have {len(classes)} class(es); a classifier needs at least 2")
+    unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
+    log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
+        f"{(known['split'] == TEST).sum()} test), {len(classes)} classes"
+        + (f", {n_unlabelled} unlabelled files left out" if n_unlabelled else "")
+        + (f"; test classes never seen in training: {unseen}" if unseen else ""))
+
+    # segments -> inputs (through Dask, from the store)
+    geometry = segment_geometry(segments_cfg.length_s, segments_cfg.hop_s, store.frame_rate_hz)
+    spec = _input_spec(kind, store, train_cfg, geometry)
+    files = store.files[store.files["file_id"].isin(known["file_id"])]
+    inputs, segments = read_inputs(store, files, geometry, spec, log=log)
+    label_of = dict(zip(known["file_id"], known["label"]))
+    split_of = dict(zip(known["file_id"], known["split"]))
+    seg_split = segments["file_id"].map(split_of).to_numpy()
+    index_of = {c: i for i, c in enumerate(classes)}
+    seg_labels = segments["file_id"].map(label_of).to_numpy()
+    train_rows = seg_split == TRAIN
+    y_train = np.array([index_of[label] for label in seg_labels[train_rows]], dtype=np.int64)
+
+    # fit -> export
+    log(f"train: fitting on {int(train_rows.sum())} segments")
+    fit_started = time.perf_counter()
+    onnx_bytes, native_predict, settings_json, history = fit_model(
+        kind, inputs[train_rows], y_train, classes, spec, train_cfg, log
+    )
+    fit_seconds = time.perf_counter() - fit_started
+
+    # evaluate the exported model (what scoring will run) on the held-out files
+    test_rows = seg_split == TEST
+    session = make_session(onnx_bytes, threads=1)
+    test_probs = predict_with_session(session, inputs[test_rows], len(classes))
+    native_probs = np.asarray(native_predict(inputs[test_rows]), dtype=np.float32)
+    onnx_diff = float(np.abs(test_probs - native_probs).max()) if test_rows.any() else 0.0
+    if onnx_diff > 1e-4:
+        log(f"train: warning: ONNX and the trained model differ by up to {onnx_diff:.2e}")
+    test_segments = segments[test_rows]
+    per_file = file_probabilities(test_segments, test_probs, classes)
+    predicted = per_file.to_numpy().argmax(axis=1)
+    segment_accuracy = (
+        float((np.asarray(classes, dtype=object)[test_probs.argmax(axis=1)] == seg_labels[test_rows]).mean())
+        if test_rows.any() else float("nan")
+    )
+    report = evaluate(
+        [label_of[f] for f in per_file.index], [classes[i] for i in predicted], classes,
+        segment_accuracy=segment_accuracy, n_segments=int(test_rows.sum()),
+    )
+
+    # the model folder
+    name = train_cfg.name
+    folder = Path(folder) if folder else Path(out_dir) / "models" / name
+    split_table = known[["file_id", "path", "label", "split"] + [c for c in known.columns
+                                                                 if c not in ("file_id", "path", "label", "split")]]
+    split_table = split_table.astype({c: "string" for c in split_table.columns})
+    test_groups = None
+    if split_cfg.group and split_cfg.group in known.columns:
+        test_groups = sorted(known.loc[known["split"] == TEST, split_cfg.group].astype(str).unique())
+    meta = {
+        "format": FORMAT,
+        "name": name,
+        "kind": kind,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": classes,
+        "feature_config": store.feature_config,
+        "config_hash": store.config_hash,
+        "frame_rate_hz": store.frame_rate_hz,
+        "segments": {**geometry.to_json(), "requested_length_s": segments_cfg.length_s,
+                     "requested_hop_s": segments_cfg.hop_s},
+        "input": spec,
+        "onnx": {"input": session.get_inputs()[0].name, "output": "probabilities",
+                 "input_shape": [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]},
+        "labels": labels_cfg.model_dump(),
+        "split": {
+            **split_cfg.model_dump(),
+            "n_train_files": int((known["split"] == TRAIN).sum()),
+            "n_test_files": int((known["split"] == TEST).sum()),
+            "test_groups": test_groups,
+            "files": "split.parquet",
+        },
+        "training": {
+            "settings": settings_json,
+            "n_train_segments": int(train_rows.sum()),
+            "fit_seconds": fit_seconds,
+            "total_seconds": time.perf_counter() - started,
+            "history": history,
+        },
+        "metrics": {
+            "accuracy": report["accuracy"],
+            "macro_f1": report["macro_f1"],
+            "segment_accuracy": report.get("segment_accuracy"),
+            "n_test_files": report["n_files"],
+            "onnx_max_abs_diff": onnx_diff,
+        },
+        "versions": _versions(kind),
+    }
+    if write:
+        _write_model_folder(folder, onnx_bytes, meta, split_table, report)
+    trained = TrainedModel(folder, meta, report)
+    trained.onnx_bytes = onnx_bytes
+    return trained
