@@ -1,8 +1,9 @@
 """Discover: turn the configured inputs into a sorted list of audio files.
 
 An input is one of
-- a folder: every file below it (recursively, symlinks followed, loops cut) whose extension is an
-  audio format libsndfile reads, in any letter case;
+- a folder: every file below it (recursively, symlinks followed, each real folder searched once
+  so that loops end and a linked folder is not listed twice) whose extension is an audio format
+  libsndfile reads, in any letter case;
 - a glob (``data/**/*.wav``): its matches, folders among them searched as above;
 - a text file listing inputs (``.txt``, ``.lst``, ``.list``; one per line, ``#`` comments, relative
   lines resolve against the list file's folder);
@@ -91,7 +92,9 @@ class _Walker:
                 dirnames[:] = []
                 continue
             seen_dirs.add(real)
-            dirnames.sort()
+            # real folders before links at each level, so a folder reached both ways is listed
+            # under its own path
+            dirnames.sort(key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
             for name in sorted(filenames):
                 if self._is_audio(name):
                     full = os.path.join(dirpath, name)
