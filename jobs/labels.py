@@ -23,6 +23,19 @@ from jobs.train_config import LabelsConfig
 __all__ = ["assign_labels", "labels_from_folder", "labels_from_regex", "labels_from_csv"]
 
 
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+def _objects(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns of Python strings, with None (never NaN or "") where a value is missing."""
+    return pd.DataFrame(
+        {c: pd.Series([None if _missing(v) else str(v) for v in table[c]], index=table.index, dtype=object)
+         for c in table.columns},
+        index=table.index,
+    )
+
+
 def labels_from_folder(paths: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"label": [Path(p).parent.name or None for p in paths]}, index=paths.index)
 
@@ -34,8 +47,7 @@ def labels_from_regex(paths: pd.Series, pattern: str) -> pd.DataFrame:
     for p in paths:
         match = compiled.search(Path(p).name)
         rows.append(match.groupdict() if match else dict.fromkeys(names))
-    table = pd.DataFrame(rows, index=paths.index, columns=names)
-    return table.astype(object).where(table.notna(), None)
+    return _objects(pd.DataFrame(rows, index=paths.index, columns=names))
 
 
 def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
@@ -64,9 +76,7 @@ def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
         if i is None:
             i = by_name.get(Path(p).name)
         rows.append(table.loc[i, extra].to_dict() if i is not None else dict.fromkeys(extra))
-    out = pd.DataFrame(rows, index=paths.index, columns=extra)
-    out = out.astype(object).where(out.notna() & (out != ""), None)
-    return out
+    return _objects(pd.DataFrame(rows, index=paths.index, columns=extra))
 
 
 def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
@@ -81,6 +91,6 @@ def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
     clash = {"file_id", "path"} & set(found.columns)
     if clash:
         raise UsageError(f"labels may not define the columns {sorted(clash)}")
+    found = _objects(found)
     result = pd.concat([files[["file_id", "path"]].reset_index(drop=True), found.reset_index(drop=True)], axis=1)
-    result["label"] = result["label"].map(lambda v: None if v is None or v == "" else str(v))
     return result

@@ -48,8 +48,10 @@ def stratified_split(labels: pd.Series, test_fraction: float, seed: int) -> pd.S
 
 
 def group_split(labels: pd.Series, groups: pd.Series, test_fraction: float, seed: int) -> pd.Series:
-    """Groups to the test side until it holds ``test_fraction`` of the files, greedily keeping
-    the class mix of the test side close to the whole (groups visited in a seeded order)."""
+    """Whole groups to the test side, greedily: each step adds the group that keeps the test side's
+    size closest to ``test_fraction`` of the files and its class mix closest to the whole (ties go
+    to the seeded visiting order), and stops when one more group would overshoot more than it
+    helps."""
     unique = groups.unique()
     if len(unique) < 2:
         raise UsageError(f"a group split needs at least two groups, found {len(unique)}")
@@ -68,6 +70,9 @@ def group_split(labels: pd.Series, groups: pd.Series, test_fraction: float, seed
             cost = abs(trial.sum() - target) / overall.sum() + np.abs(share - overall / overall.sum()).sum()
             if best_cost is None or cost < best_cost:
                 best, best_cost = g, cost
+        size = counts.loc[best].to_numpy(float).sum()
+        if test_groups and abs(test_counts.sum() + size - target) >= abs(test_counts.sum() - target):
+            break  # one more group would take the test side further from its target size
         remaining.remove(best)
         test_groups.append(best)
         test_counts += counts.loc[best].to_numpy(float)

@@ -1,0 +1,429 @@
+"""``audiofeat score CONFIG.yaml``: run a trained model over a run's feature store.
+
+Stages: check (the model's feature config must be the store's) -> plan (segments of every stored
+file, cut into batches of ``score.batch_segments``) -> score (one Dask task per batch: read the
+batch's rows from Zarr, build the model input, onnxruntime with one thread) -> aggregate (per
+file: mean probability over its segments) -> events (runs of consecutive segments whose
+probability for a class stays at or above ``score.threshold``) -> write ``OUT/scores/``:
+``segments.parquet``, ``files.parquet``, ``events.parquet`` and ``score.json``.
+
+Rerunning on an unchanged store, model and settings does nothing (and says so). Workers need
+onnxruntime and NumPy only. The pipeline (``audiofeat run``) calls :func:`main`; Python callers
+can use :func:`run_score`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from jobs.errors import UsageError
+
+__all__ = ["add_arguments", "main", "run_score", "check_compatible", "score_batch", "find_events",
+           "aggregate_files"]
+
+SCORES_DIR = "scores"
+STATE_FILE = "score.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="job config (YAML)")
+    parser.add_argument("--out", metavar="DIR", help="run directory holding features.zarr (default: the config's `out`)")
+    parser.add_argument("--model", metavar="DIR",
+                        help="model folder (default: score.model, else OUT/models/<train.name>)")
+    parser.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: a local cluster)")
+    parser.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate for a TLS scheduler")
+    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate for a TLS scheduler")
+    parser.add_argument("--tls-key", metavar="FILE", help="client key for a TLS scheduler")
+
+
+def main(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+
+    config = load_config(args.config)
+    out_dir = args.out or config.out
+    if not out_dir:
+        raise UsageError("no run directory: give --out DIR or `out:` in the config")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers: must be at least 1")
+    security = None
+    if any(getattr(args, k, None) for k in ("tls_ca", "tls_cert", "tls_key")):
+        from jobs.extract import security_from_args
+
+        security = security_from_args(args)
+    return run_score(config, out_dir, model_dir=args.model, scheduler=args.scheduler,
+                     workers=args.workers, security=security)
+
+
+def _print(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- check
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def check_compatible(meta: dict, store) -> None:
+    """Refuse (UsageError, exit 2) a model trained on features computed differently from the
+    store's, naming every setting that differs, or one whose input features are missing."""
+    if meta.get("config_hash") != store.config_hash:
+        model_cfg, store_cfg = _flatten(meta.get("feature_config", {})), _flatten(store.feature_config)
+        missing = object()
+        diffs = []
+        for key in sorted(set(model_cfg) | set(store_cfg)):
+            a, b = model_cfg.get(key, missing), store_cfg.get(key, missing)
+            if a != b:
+                a = "absent" if a is missing else repr(a)
+                b = "absent" if b is missing else repr(b)
+                diffs.append(f"{key}: model {a}, store {b}")
+        detail = "; ".join(diffs) if diffs else "the settings look equal but the hashes differ"
+        raise UsageError(
+            f"the model was trained on features with other settings than this store "
+            f"(config hash {str(meta.get('config_hash'))[:12]} vs {store.config_hash[:12]}): {detail}"
+        )
+    from jobs.models.inputs import input_features
+
+    for name in input_features(meta["input"]):
+        store.array(name)  # UsageError naming the feature when absent
+    dims = meta["input"].get("dims") or {meta["input"]["feature"]: meta["input"]["dim"]}
+    for name, dim in dims.items():
+        if store.dim(name) != dim:
+            raise UsageError(f"feature {name!r} has {store.dim(name)} columns in the store, the model expects {dim}")
+
+
+# ---------------------------------------------------------------- plan
+
+
+def plan_batches(segments, batch_segments: int) -> list[tuple[int, int]]:
+    """Slices ``[a, b)`` of the segment table (store order) of at most ``batch_segments`` rows.
+
+    A batch reads one contiguous run of store rows; a long file's segments may span batches.
+    """
+    n = len(segments)
+    return [(a, min(a + batch_segments, n)) for a in range(0, n, batch_segments)]
+
+
+# ---------------------------------------------------------------- score (on workers)
+
+_MODELS: dict = {}  # (model folder, model sha256) -> OnnxModel, one per worker process
+_STORES: dict = {}  # out_dir -> RunStore
+
+
+def score_batch(out_dir: str, model_dir: str, model_sha256: str, segments):
+    """Class probabilities ``(n, n_classes)`` float32 for one batch of segments (a worker task).
+
+    The model session (one intra-op thread) and the open store are cached per worker process.
+    """
+    from jobs.models.inputs import build_inputs, input_features
+    from jobs.models.onnx_model import OnnxModel
+    from jobs.segments import open_run, read_block
+
+    key = (model_dir, model_sha256)
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = OnnxModel(model_dir, threads=1)
+    store = _STORES.get(out_dir)
+    if store is None:
+        store = _STORES[out_dir] = open_run(out_dir)
+    spec = model.input_spec
+    block = read_block(store, segments, input_features(spec))
+    return model.predict_proba(build_inputs(block, segments, spec))
+
+
+# ---------------------------------------------------------------- aggregate, events
+
+
+def aggregate_files(segment_table, classes: list[str], files, truth=None):
+    """Per file: ``label`` (highest mean probability over its segments), ``confidence`` (that
+    mean), ``n_segments``; ``true_label`` and ``split`` where known (``truth``: a table with
+    file_id, true_label, split)."""
+    import numpy as np
+    import pandas as pd
+
+    columns = [f"p_{c}" for c in classes]
+    means = segment_table.groupby("file_id", sort=False)[columns].mean()
+    counts = segment_table.groupby("file_id", sort=False).size()
+    probs = means.to_numpy()
+    best = probs.argmax(axis=1)
+    table = pd.DataFrame({
+        "file_id": means.index.to_numpy(),
+        "label": np.asarray(classes, dtype=object)[best],
+        "confidence": probs[np.arange(len(best)), best].astype(np.float32),
+        "n_segments": counts.reindex(means.index).to_numpy().astype(np.int32),
+    })
+    table = files[["file_id", "path"]].merge(table, on="file_id", how="inner")
+    if truth is not None:
+        table = table.merge(truth, on="file_id", how="left")
+    else:
+        table["true_label"] = None
+        table["split"] = None
+    for column in ("true_label", "split"):
+        table[column] = table[column].astype("string")
+    return table[["file_id", "path", "label", "confidence", "true_label", "split", "n_segments"]]
+
+
+def find_events(segment_table, classes: list[str], threshold: float):
+    """Contiguous runs of a file's consecutive segments whose probability for one class stays
+    at or above ``threshold``: ``file_id``, ``label``, ``start_s``, ``end_s``, ``max_score``,
+    ``n_segments``; sorted by file and start."""
+    import numpy as np
+    import pandas as pd
+
+    table = segment_table.sort_values(["file_id", "segment"], kind="stable")
+    file_codes = pd.factorize(table["file_id"])[0]
+    segment = table["segment"].to_numpy()
+    # a segment continues the previous row's run only within the same file, next segment number
+    continues = np.zeros(len(table), dtype=bool)
+    continues[1:] = (file_codes[1:] == file_codes[:-1]) & (segment[1:] == segment[:-1] + 1)
+    parts = []
+    for cls in classes:
+        p = table[f"p_{cls}"].to_numpy()
+        above = p >= threshold
+        if not above.any():
+            continue
+        prev_above = np.zeros(len(table), dtype=bool)
+        prev_above[1:] = above[:-1]
+        starts = above & ~(continues & prev_above)
+        run_id = np.cumsum(starts)[above]
+        rows = table[above]
+        grouped = pd.DataFrame({
+            "run": run_id,
+            "file_id": rows["file_id"].to_numpy(),
+            "start_s": rows["start_s"].to_numpy(),
+            "end_s": rows["end_s"].to_numpy(),
+            "score": p[above],
+        }).groupby("run", sort=True).agg(
+            file_id=("file_id", "first"), start_s=("start_s", "min"), end_s=("end_s", "max"),
+            max_score=("score", "max"), n_segments=("score", "size"),
+        )
+        grouped.insert(1, "label", cls)
+        parts.append(grouped)
+    if not parts:
+        return pd.DataFrame({
+            "file_id": pd.Series(dtype="string"), "label": pd.Series(dtype="string"),
+            "start_s": pd.Series(dtype="float64"), "end_s": pd.Series(dtype="float64"),
+            "max_score": pd.Series(dtype="float32"), "n_segments": pd.Series(dtype="int32"),
+        })
+    events = pd.concat(parts, ignore_index=True)
+    events["max_score"] = events["max_score"].astype(np.float32)
+    events["n_segments"] = events["n_segments"].astype(np.int32)
+    events = events[["file_id", "label", "start_s", "end_s", "max_score", "n_segments"]]
+    return events.sort_values(["file_id", "start_s", "label"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _open_client(config, *, scheduler, security, n_workers: int):
+    """A Dask client: jobs.cluster.open_client when present, else a LocalCluster on 127.0.0.1."""
+    try:
+        from jobs.cluster import open_client
+    except ImportError:
+        open_client = None
+    if open_client is not None:
+        import inspect
+
+        kwargs = {"n_workers": n_workers, "threads_per_worker": 1, "scheduler": scheduler, "gpu": False}
+        if security is not None:
+            kwargs["security"] = security
+        params = inspect.signature(open_client).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+        cluster_cfg = getattr(getattr(config, "compute", None), "cluster", None)
+        return open_client(cluster_cfg, **kwargs)
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    @contextlib.contextmanager
+    def local():
+        if scheduler:
+            with Client(scheduler, security=security, timeout="30s") as client:
+                yield client
+            return
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+            yield client
+
+    return local()
+
+
+def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) -> dict:
+    from jobs.models.onnx_model import META_FILE, MODEL_FILE, file_sha256
+
+    return {
+        "store_config_hash": store.config_hash,
+        "files_sha256": file_sha256(store.out_dir / "files.parquet"),
+        "model_onnx_sha256": file_sha256(model_folder / MODEL_FILE),
+        "model_json_sha256": file_sha256(model_folder / META_FILE),
+        "threshold": threshold,
+        "labels": labels_cfg.model_dump() if labels_cfg is not None else None,
+    }
+
+
+def _truth_table(model_folder, store, labels_cfg):
+    """file_id, true_label, split: the model's split.parquet, then the config's labels."""
+    import pandas as pd
+
+    from jobs.labels import assign_labels
+
+    truth = pd.DataFrame({"file_id": pd.Series(dtype=object), "true_label": pd.Series(dtype=object),
+                          "split": pd.Series(dtype=object)})
+    split_path = model_folder / "split.parquet"
+    if split_path.is_file():
+        known = pd.read_parquet(split_path, columns=["file_id", "label", "split"])
+        truth = known.rename(columns={"label": "true_label"})
+    if labels_cfg is not None:
+        labelled = assign_labels(store.files, labels_cfg)
+        labelled = labelled[labelled["label"].notna() & ~labelled["file_id"].isin(truth["file_id"])]
+        extra = pd.DataFrame({"file_id": labelled["file_id"], "true_label": labelled["label"], "split": None})
+        truth = pd.concat([truth, extra], ignore_index=True) if len(extra) else truth
+    return truth.astype(object)
+
+
+def _write_parquet(frame, path) -> None:
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, workers: int | None = None,
+              security=None, log=None) -> int:
+    """Score the store in ``out_dir`` with a model folder (``model_dir``, else ``score.model``,
+    else ``OUT/models/<train.name>``) per ``config`` (a ``jobs.config.JobConfig``; its ``score``,
+    ``train`` and ``labels`` sections, defaults where absent). Returns the exit status (0)."""
+    import json
+    import time
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from jobs.models.onnx_model import read_model_meta
+    from jobs.segments import SegmentGeometry, open_run, plan_segments
+    from jobs.train_config import ScoreConfig, TrainConfig
+
+    log = log or _print
+    score_cfg = getattr(config, "score", None) or ScoreConfig()
+    train_cfg = getattr(config, "train", None) or TrainConfig()
+    labels_cfg = getattr(config, "labels", None)
+    out_dir = Path(out_dir)
+    model_folder = Path(model_dir or score_cfg.model or out_dir / "models" / train_cfg.name)
+
+    # check
+    store = open_run(out_dir)
+    meta = read_model_meta(model_folder)
+    check_compatible(meta, store)
+    classes = list(meta["classes"])
+    scores_dir = out_dir / SCORES_DIR
+    outputs = [scores_dir / "segments.parquet", scores_dir / "files.parquet", scores_dir / "events.parquet"]
+    fingerprint = _fingerprint(store, model_folder, meta, score_cfg.threshold, labels_cfg)
+    state_path = scores_dir / STATE_FILE
+    if state_path.is_file() and all(p.is_file() for p in outputs):
+        try:
+            previous = json.loads(state_path.read_text()).get("fingerprint")
+        except ValueError:
+            previous = None
+        if previous == fingerprint:
+            log(f"score: nothing to do: {scores_dir} is up to date with this store and model "
+                f"{meta['name']!r} ({meta['kind']})")
+            return 0
+
+    # plan
+    seg_meta = meta["segments"]
+    geometry = SegmentGeometry(int(seg_meta["length_frames"]), int(seg_meta["hop_frames"]), store.frame_rate_hz)
+    segments = plan_segments(store.files, geometry)
+    batches = plan_batches(segments, score_cfg.batch_segments)
+    n_workers = max(1, min(workers or getattr(getattr(config, "compute", None), "workers", None)
+                           or os.cpu_count() or 1, len(batches) or 1))
+    log(f"score: model {meta['name']!r} ({meta['kind']}, {len(classes)} classes) from {model_folder}")
+    log(f"score: {len(segments)} segments of {len(store.files)} files in {len(batches)} batches")
+
+    # score
+    from distributed import as_completed
+
+    from jobs.models.onnx_model import file_sha256
+    from jobs.progress import Progress
+
+    model_sha = file_sha256(model_folder / "model.onnx")
+    probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
+    started = time.perf_counter()
+    files_per_batch = [segments["file_id"].iloc[a:b].nunique() for a, b in batches]
+    seconds_per_batch = [float((segments["n_valid"].iloc[a:b].sum()) / store.frame_rate_hz) for a, b in batches]
+    with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
+        log(f"score: dashboard {client.dashboard_link}")
+        progress = Progress(len(store.files), float(sum(seconds_per_batch)), label="score")
+        token = os.urandom(4).hex()
+        futures = {}
+        for i, (a, b) in enumerate(batches):
+            part = segments.iloc[a:b][["row_start", "n_valid"]]
+            fut = client.submit(score_batch, str(out_dir), str(model_folder), model_sha, part,
+                                key=f"score-batch-{i}-{token}", retries=1, pure=False)
+            futures[fut] = i
+        for fut in as_completed(futures):
+            i = futures.pop(fut)
+            a, b = batches[i]
+            probabilities[a:b] = fut.result()
+            progress.update(files_per_batch[i], seconds_per_batch[i])
+        progress.close()
+    wall_s = time.perf_counter() - started
+
+    # aggregate -> events
+    best = probabilities.argmax(axis=1) if len(classes) else np.zeros(len(segments), int)
+    segment_table = pd.DataFrame({
+        "file_id": segments["file_id"].to_numpy(),
+        "segment": segments["segment"].to_numpy(),
+        "start_s": segments["start_s"].to_numpy(),
+        "end_s": segments["end_s"].to_numpy(),
+        "label": np.asarray(classes, dtype=object)[best],
+        "score": probabilities[np.arange(len(segments)), best],
+    })
+    for j, cls in enumerate(classes):
+        segment_table[f"p_{cls}"] = probabilities[:, j]
+    files_table = aggregate_files(segment_table, classes, store.files,
+                                  _truth_table(model_folder, store, labels_cfg))
+    events = find_events(segment_table, classes, score_cfg.threshold)
+
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    if state_path.exists():
+        state_path.unlink()  # outputs change below: no stale "up to date" if interrupted
+    _write_parquet(segment_table, outputs[0])
+    _write_parquet(files_table, outputs[1])
+    _write_parquet(events, outputs[2])
+    rate = len(segments) / wall_s if wall_s > 0 else float("nan")
+    state = {
+        "fingerprint": fingerprint,
+        "model": {"folder": str(model_folder), "name": meta["name"], "kind": meta["kind"], "classes": classes},
+        "threshold": score_cfg.threshold,
+        "counts": {"segments": len(segments), "files": len(files_table), "events": len(events)},
+        "wall_s": wall_s,
+        "segments_per_s": rate,
+        "workers": n_workers,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = state_path.with_name(f".{STATE_FILE}.tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, state_path)
+    known = files_table["true_label"].notna()
+    summary = ""
+    if known.any():
+        held_out = known & (files_table["split"] == "test")
+        pick = held_out if held_out.any() else known
+        acc = float((files_table.loc[pick, "label"] == files_table.loc[pick, "true_label"]).mean())
+        summary = f"; accuracy on {int(pick.sum())} {'held-out' if held_out.any() else 'labelled'} files {acc:.4f}"
+    log(f"score: {len(segments)} segments in {wall_s:.1f} s ({rate:,.0f} segments/s), "
+        f"{len(files_table)} files, {len(events)} events{summary} -> {scores_dir}")
+    return 0

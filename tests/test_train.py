@@ -1,0 +1,179 @@
+"""``audiofeat train`` on a real extract run of the bundled sample: model folder, report, ONNX
+round trip, model choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from train_helpers import REPO, copy_run, extracted_run, write_config
+
+from jobs.cli import main as cli_main
+from jobs.models.onnx_model import make_session, predict_with_session
+from jobs.segments import open_run, segment_geometry
+from jobs.splits import TRAIN
+from jobs.train import read_inputs
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory):
+    """A copy of the sample run with a baseline trained by the CLI."""
+    root = tmp_path_factory.mktemp("train")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml")
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    return run
+
+
+def test_model_folder_holds_onnx_json_split_and_report(baseline_run):
+    folder = baseline_run / "models" / "default"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["confusion.png", "model.json", "model.onnx", "report.json", "report.md", "split.parquet"]
+    assert (folder / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((folder / "model.json").read_text())
+    store = open_run(baseline_run)
+    assert meta["kind"] == "baseline" and meta["classes"] == [str(d) for d in range(10)]
+    assert meta["config_hash"] == store.config_hash and meta["feature_config"] == store.feature_config
+    assert meta["segments"]["length_frames"] == 100 and meta["segments"]["hop_frames"] == 50
+    assert meta["input"]["kind"] == "segment_statistics"
+    assert meta["input"]["features"] == ["mfcc", "rms", "spectral_centroid", "zero_crossing_rate"]
+    assert meta["split"]["method"] == "explicit" and meta["split"]["test_groups"] == ["3"]
+    assert meta["split"]["n_train_files"] == 60 and meta["split"]["n_test_files"] == 60
+    assert meta["versions"]["onnxruntime"] and meta["versions"]["scikit-learn"]
+    assert len(meta["training"]["history"]) == 30
+    assert meta["metrics"]["onnx_max_abs_diff"] < 1e-5
+    split = pd.read_parquet(folder / "split.parquet")
+    assert len(split) == 120 and set(split["split"]) == {"train", "test"}
+    assert (split.loc[split["split"] == "test", "index"] == "3").all()
+
+
+def test_report_is_an_honest_held_out_evaluation(baseline_run):
+    folder = baseline_run / "models" / "default"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["n_files"] == 60
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 60
+    assert report["accuracy"] == pytest.approx(np.trace(matrix) / 60)
+    assert report["accuracy"] > 0.6  # 30 files of 10 digits to learn from: well above chance (0.1)
+    assert set(report["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
+    assert 0 < report["macro_f1"] <= 1
+    text = (folder / "report.md").read_text()
+    assert "accuracy" in text and "macro F1" in text and "| 9 |" in text
+
+
+def _sample_inputs(tmp_path_factory, spec_kind):
+    from jobs.train import _input_spec
+    from jobs.train_config import TrainConfig
+
+    store = open_run(extracted_run(tmp_path_factory))
+    geometry = segment_geometry(1.0, 0.5, store.frame_rate_hz)
+    spec = _input_spec(spec_kind, store, TrainConfig(), geometry)
+    inputs, segments = read_inputs(store, store.files, geometry, spec, max_segments=50)
+    labels = segments["file_id"].map(dict(zip(store.files.file_id, store.files.path))).str.extract(
+        r"/(\d)_")[0].astype(int).to_numpy()
+    return spec, inputs, labels
+
+
+def test_baseline_onnx_round_trip(tmp_path_factory):
+    from jobs.models.baseline import BaselineSettings, export_baseline, train_baseline
+
+    spec, inputs, labels = _sample_inputs(tmp_path_factory, "baseline")
+    assert inputs.shape == (120, 4 * (20 + 1 + 1 + 1) + 20 + 2 * 23)  # mean, std, 4 parts, delta std
+    pipeline = train_baseline(inputs, labels, 10, BaselineSettings(epochs=20), log=lambda _: None)
+    session = make_session(export_baseline(pipeline, inputs.shape[1]))
+    np.testing.assert_allclose(predict_with_session(session, inputs, 10), pipeline.predict_proba(inputs), atol=1e-5)
+
+
+def test_cnn_onnx_round_trip(tmp_path_factory):
+    pytest.importorskip("torch")
+    from jobs.models.cnn import CnnSettings, export_cnn, predict_torch, train_cnn
+
+    spec, inputs, labels = _sample_inputs(tmp_path_factory, "cnn")
+    assert inputs.shape == (120, 1, 40, 100)
+    settings = CnnSettings(n_mels=40, length_frames=100, n_classes=10, scale=spec["scale"], epochs=2)
+    lines = []
+    net = train_cnn(inputs, labels, settings, threads=1, log=lines.append)
+    assert [line.split(":")[0].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    session = make_session(export_cnn(net, settings))
+    onnx_probs = predict_with_session(session, inputs, 10)
+    np.testing.assert_allclose(onnx_probs, predict_torch(net, inputs), atol=1e-5)
+    np.testing.assert_allclose(onnx_probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_auto_takes_the_cnn_when_torch_is_installed(tmp_path_factory, capsys):
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("auto-cnn")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml", train={"model": "auto", "epochs": 2, "threads": 1})
+    assert cli_main(["train", str(config), "--out", str(run), "--name", "auto"]) == 0
+    assert "auto -> CNN" in capsys.readouterr().err
+    meta = json.loads((run / "models" / "auto" / "model.json").read_text())
+    assert meta["kind"] == "cnn" and meta["versions"]["torch"]
+    assert meta["input"] == {"kind": "patch", "feature": "melspectrogram", "dim": 40,
+                             "length_frames": 100, "scale": "power"}
+    assert meta["metrics"]["onnx_max_abs_diff"] < 1e-5
+
+
+def test_auto_takes_the_baseline_without_torch(tmp_path_factory):
+    """In a process where torch cannot be imported, auto trains the baseline and says why."""
+    root = tmp_path_factory.mktemp("auto-baseline")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml", train={"model": "auto", "epochs": 5})
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"  # import torch -> ImportError, as without the cnn extra
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('No module named torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from jobs.cli import main\n"
+        f"raise SystemExit(main(['train', {str(config)!r}, '--out', {str(run)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "auto -> baseline" in done.stderr and "torch is not installed" in done.stderr
+    assert json.loads((run / "models" / "default" / "model.json").read_text())["kind"] == "baseline"
+
+
+def test_unlabelled_files_are_not_trained_on(tmp_path_factory):
+    root = tmp_path_factory.mktemp("partial-labels")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    files = pd.read_parquet(run / "files.parquet")
+    keep = files[~files["path"].str.contains("_theo_")]  # theo's 20 files get no label
+    rows = [f"{p},{p.rsplit('/', 1)[1][0]},{'test' if p.endswith('_3.wav') else 'train'}" for p in keep["path"]]
+    (root / "labels.csv").write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    config = write_config(root / "job.yaml", labels={"source": "csv", "csv": "labels.csv"},
+                          split={"method": "explicit", "group": "group", "test_values": ["test"]})
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    split = pd.read_parquet(run / "models" / "default" / "split.parquet")
+    assert len(split) == 100 and not split["path"].str.contains("_theo_").any()
+    meta = json.loads((run / "models" / "default" / "model.json").read_text())
+    assert meta["split"]["n_train_files"] == 50 and (split["split"] == TRAIN).sum() == 50
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"train": {"model": "cnn", "input_feature": "chroma", "epochs": 1}}, "input_feature 'chroma' is not in the store"),
+        ({"labels": {"source": "regex", "pattern": r"(?P<label>x)y"}}, "no file has a label"),
+        ({"split": {"method": "explicit", "group": "speaker", "test_values": ["nobody"]}}, "no file to test on"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path_factory, capsys, sections, message):
+    if sections.get("train", {}).get("model") == "cnn":
+        pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("bad")
+    config = write_config(root / "job.yaml", **sections)
+    assert cli_main(["train", str(config), "--out", str(extracted_run(tmp_path_factory))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("audiofeat train: error:")
+
+
+def test_no_store_is_a_usage_error(tmp_path, capsys):
+    config = write_config(tmp_path / "job.yaml")
+    assert cli_main(["train", str(config), "--out", str(tmp_path / "nothing")]) == 2
+    assert "run `audiofeat extract` first" in capsys.readouterr().err
