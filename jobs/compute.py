@@ -238,6 +238,8 @@ class ResampledStream:
             missing = n - self._pending_len
             self._pending.append(np.zeros(missing, dtype=np.float32))
             self._pending_len += missing
+        if not self._pending:
+            return np.zeros(0, dtype=np.float32)
         data = np.concatenate(self._pending) if len(self._pending) != 1 else self._pending[0]
         out, rest = data[:n], data[n:]
         self._pending = [rest] if rest.shape[0] else []

@@ -1,0 +1,92 @@
+"""Discovery: folders, links, globs, list files, URLs, letter case, missing inputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jobs.discover import discover
+from jobs.errors import UsageError
+
+
+def _wav(path, seconds=0.1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.zeros(int(8000 * seconds), np.float32), 8000)
+    return str(path)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    files = [_wav(root / "a.wav"), _wav(root / "B.WAV"), _wav(root / "sub" / "c.Flac"),
+             _wav(root / "sub" / "deep" / "d e.wav"), _wav(root / "x.wav" / "inside.wav")]
+    (root / "readme.txt").write_text("hello")
+    (root / "data.csv").write_text("a,b")
+    return root, sorted(files)
+
+
+def test_folder_recursive_case_insensitive(tree):
+    root, files = tree
+    found = discover(str(root))
+    assert found.paths == files
+    assert not found.failures
+
+
+def test_symlinked_folders_followed_loops_cut(tree, tmp_path):
+    root, files = tree
+    outside = tmp_path / "outside"
+    extra = _wav(outside / "e.wav")
+    os.symlink(outside, root / "linked")
+    os.symlink(root, root / "sub" / "loop")
+    os.symlink(root / "sub", root / "again")
+    found = discover(str(root))
+    assert found.paths == sorted([*files, extra.replace(str(outside), str(root / "linked"))])
+
+
+def test_glob_list_file_and_explicit_paths(tree, tmp_path):
+    root, files = tree
+    # glob matching is case-sensitive (B.WAV is left out); the folder x.wav matches and is searched
+    assert discover(str(root / "**" / "*.wav")).paths == sorted(
+        [str(root / "a.wav"), str(root / "sub" / "deep" / "d e.wav"), str(root / "x.wav" / "inside.wav")])
+    globbed = discover(str(root / "sub" / "**" / "*")).paths
+    assert globbed == sorted(p for p in files if "/sub/" in p)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# comment\n\n{files[0]}\nroot/sub\nroot/missing.wav\n")
+    found = discover(str(listing))
+    assert found.paths == sorted([files[0], *[p for p in files if "/sub/" in p]])
+    assert [f["path"] for f in found.failures] == [str(tmp_path / "root" / "missing.wav")]
+    assert found.failures[0]["stage"] == "discover"
+    odd = tmp_path / "recording.bin"
+    odd.write_bytes(b"\0" * 10)
+    assert discover([str(odd)]).paths == [str(odd)]  # a file named explicitly is always an input
+
+
+def test_duplicates_collapse_and_lists_combine(tree):
+    root, files = tree
+    assert discover([str(root), files[0], str(root / "sub")]).paths == files
+
+
+def test_missing_top_level_input_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such file or folder"):
+        discover(str(tmp_path / "nowhere"))
+    with pytest.raises(UsageError, match="matches nothing"):
+        discover(str(tmp_path / "*.wav"))
+    with pytest.raises(UsageError, match="input"):
+        discover([])
+
+
+def test_fsspec_urls(tree):
+    root, files = tree
+    assert discover("file://" + str(root)).paths == files
+    found = discover("file://" + files[0])
+    assert found.paths == [files[0]]
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/corpus/a.wav", open(files[0], "rb").read())
+    fs.pipe("/corpus/n/b.WAV", open(files[1], "rb").read())
+    fs.pipe("/corpus/n/skip.txt", b"x")
+    assert discover("memory://corpus").paths == ["memory:///corpus/a.wav", "memory:///corpus/n/b.WAV"]
