@@ -1,0 +1,145 @@
+"""``audiofeat score``: Parquet outputs, agreement with training's evaluation, refusal of a model
+with other feature settings, rerun does nothing, events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from train_helpers import SAMPLES, copy_run, extracted_run, write_config
+
+from jobs.cli import main as cli_main
+from jobs.score import find_events
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A copy of the sample run, a baseline trained on it, and one score run (exit status 0)."""
+    root = tmp_path_factory.mktemp("score")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml")
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    assert cli_main(["score", str(config), "--out", str(run), "--workers", "1"]) == 0
+    return run, config
+
+
+def test_segment_table(scored):
+    run, _ = scored
+    segments = pd.read_parquet(run / "scores" / "segments.parquet")
+    classes = [str(d) for d in range(10)]
+    assert list(segments.columns) == ["file_id", "segment", "start_s", "end_s", "label", "score",
+                                      *[f"p_{c}" for c in classes]]
+    assert len(segments) == 120  # every sample clip is shorter than one 1 s segment: one padded each
+    probs = segments[[f"p_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (segments["label"] == np.array(classes)[probs.argmax(axis=1)]).all()
+    np.testing.assert_allclose(segments["score"], probs.max(axis=1))
+    files = pd.read_parquet(run / "files.parquet")
+    duration = segments["file_id"].map(dict(zip(files.file_id, files.duration_s)))
+    assert (segments["start_s"] == 0).all() and (segments["end_s"] <= duration + 1e-9).all()
+
+
+def test_file_table_matches_training_evaluation(scored):
+    run, _ = scored
+    table = pd.read_parquet(run / "scores" / "files.parquet")
+    assert list(table.columns) == ["file_id", "path", "label", "confidence", "true_label", "split", "n_segments"]
+    assert len(table) == 120 and table["true_label"].notna().all()
+    assert set(table["split"]) == {"train", "test"}
+    held_out = table[table["split"] == "test"]
+    report = json.loads((run / "models" / "default" / "report.json").read_text())
+    assert (held_out["label"] == held_out["true_label"]).mean() == pytest.approx(report["accuracy"])
+    assert ((table["confidence"] > 0) & (table["confidence"] <= 1)).all()
+
+
+def test_events_follow_the_threshold(scored):
+    run, _ = scored
+    events = pd.read_parquet(run / "scores" / "events.parquet")
+    segments = pd.read_parquet(run / "scores" / "segments.parquet")
+    assert list(events.columns) == ["file_id", "label", "start_s", "end_s", "max_score", "n_segments"]
+    # one segment per file here: an event is exactly a segment with a class probability >= 0.5
+    expected = sum(int((segments[f"p_{d}"] >= 0.5).sum()) for d in range(10))
+    assert len(events) == expected and (events["max_score"] >= 0.5).all()
+
+
+def test_rerun_on_unchanged_store_and_model_does_nothing(scored, capsys):
+    run, config = scored
+    outputs = sorted((run / "scores").glob("*.parquet"))
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    assert cli_main(["score", str(config), "--out", str(run), "--workers", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before
+
+
+def test_changed_threshold_scores_again(scored, tmp_path, capsys):
+    run, _ = scored
+    private = copy_run(run, tmp_path / "run")
+    config = write_config(tmp_path / "job.yaml", score={"threshold": 0.95})
+    assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+    assert "nothing to do" not in capsys.readouterr().err
+    events = pd.read_parquet(private / "scores" / "events.parquet")
+    assert (events["max_score"] >= 0.95).all()
+    state = json.loads((private / "scores" / "score.json").read_text())
+    assert state["threshold"] == 0.95 and state["counts"]["segments"] == 120
+
+
+def test_model_with_other_feature_settings_is_refused(scored, tmp_path, capsys):
+    run, _ = scored
+    # a real store of the same clips with another hop: the model's features do not fit it
+    inputs = sorted(SAMPLES.glob("*_3.wav"))[:6]
+    config = write_config(tmp_path / "job.yaml", input=[str(p) for p in inputs],
+                          frames={"n_fft": 256, "hop_length": 160})
+    other = tmp_path / "other"
+    assert cli_main(["extract", str(config), "--out", str(other), "--workers", "1"]) == 0
+    capsys.readouterr()
+    model = run / "models" / "default"
+    assert cli_main(["score", str(config), "--out", str(other), "--model", str(model), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("audiofeat score: error:") and len(err.splitlines()) == 1
+    assert "hop_length: model 80, store 160" in err
+    assert not (other / "scores").exists()
+
+
+def test_missing_model_is_a_usage_error(tmp_path_factory, tmp_path, capsys):
+    config = write_config(tmp_path / "job.yaml")
+    code = cli_main(["score", str(config), "--out", str(extracted_run(tmp_path_factory)),
+                     "--model", str(tmp_path / "nope")])
+    assert code == 2 and "run `audiofeat train` first" in capsys.readouterr().err
+
+
+def test_cnn_model_scores_through_onnxruntime(scored, tmp_path):
+    pytest.importorskip("torch")
+    run, _ = scored
+    private = copy_run(run, tmp_path / "run")
+    shutil.rmtree(private / "scores")
+    config = write_config(tmp_path / "job.yaml", train={"model": "cnn", "epochs": 2, "name": "cnn", "threads": 1})
+    assert cli_main(["train", str(config), "--out", str(private)]) == 0
+    assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+    state = json.loads((private / "scores" / "score.json").read_text())
+    assert state["model"]["kind"] == "cnn" and state["model"]["name"] == "cnn"
+    segments = pd.read_parquet(private / "scores" / "segments.parquet")
+    np.testing.assert_allclose(segments[[f"p_{d}" for d in range(10)]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_find_events_joins_consecutive_segments_of_one_file():
+    table = pd.DataFrame({
+        "file_id": ["a"] * 6 + ["b"] * 2,
+        "segment": [0, 1, 2, 3, 4, 5, 0, 1],
+        "start_s": [0, 0.5, 1.0, 1.5, 2.0, 2.5, 0, 0.5],
+        "end_s": [1, 1.5, 2.0, 2.5, 3.0, 3.2, 1, 1.3],
+        "p_dog": [0.9, 0.8, 0.2, 0.7, 0.75, 0.1, 0.6, 0.9],
+        "p_cat": [0.1, 0.2, 0.8, 0.3, 0.25, 0.9, 0.4, 0.1],
+    })
+    events = find_events(table, ["dog", "cat"], 0.5)
+    got = [(e.file_id, e.label, e.start_s, e.end_s, round(float(e.max_score), 3), e.n_segments)
+           for e in events.itertuples()]
+    assert got == [
+        ("a", "dog", 0.0, 1.5, 0.9, 2),
+        ("a", "cat", 1.0, 2.0, 0.8, 1),
+        ("a", "dog", 1.5, 3.0, 0.75, 2),
+        ("a", "cat", 2.5, 3.2, 0.9, 1),
+        ("b", "dog", 0.0, 1.3, 0.9, 2),  # file a's last segment does not run into file b
+    ]
+    assert find_events(table, ["dog", "cat"], 0.99).empty
