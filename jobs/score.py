@@ -104,13 +104,21 @@ def check_compatible(meta: dict, store) -> None:
 # ---------------------------------------------------------------- plan
 
 
-def plan_batches(segments, batch_segments: int) -> list[tuple[int, int]]:
-    """Slices ``[a, b)`` of the segment table (store order) of at most ``batch_segments`` rows.
+MIN_BATCH_SEGMENTS = 256
+
+
+def plan_batches(segments, batch_segments: int, n_workers: int = 1) -> list[tuple[int, int]]:
+    """Slices ``[a, b)`` of the segment table (store order) of at most ``batch_segments`` rows,
+    and at least two per worker where the store is big enough (batches of no fewer than
+    ``MIN_BATCH_SEGMENTS``), so that every worker has work.
 
     A batch reads one contiguous run of store rows; a long file's segments may span batches.
     """
+    import math
+
     n = len(segments)
-    return [(a, min(a + batch_segments, n)) for a in range(0, n, batch_segments)]
+    size = max(1, min(batch_segments, max(MIN_BATCH_SEGMENTS, math.ceil(n / (2 * n_workers)))))
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 # ---------------------------------------------------------------- score (on workers)
@@ -346,9 +354,9 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     seg_meta = meta["segments"]
     geometry = SegmentGeometry(int(seg_meta["length_frames"]), int(seg_meta["hop_frames"]), store.frame_rate_hz)
     segments = plan_segments(store.files, geometry)
-    batches = plan_batches(segments, score_cfg.batch_segments)
-    n_workers = max(1, min(workers or getattr(getattr(config, "compute", None), "workers", None)
-                           or os.cpu_count() or 1, len(batches) or 1))
+    n_workers = max(1, workers or getattr(getattr(config, "compute", None), "workers", None) or os.cpu_count() or 1)
+    batches = plan_batches(segments, score_cfg.batch_segments, n_workers)
+    n_workers = min(n_workers, max(1, len(batches)))
     log(f"score: model {meta['name']!r} ({meta['kind']}, {len(classes)} classes) from {model_folder}")
     log(f"score: {len(segments)} segments of {len(store.files)} files in {len(batches)} batches")
 
@@ -360,11 +368,11 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
 
     model_sha = file_sha256(model_folder / "model.onnx")
     probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
-    started = time.perf_counter()
     files_per_batch = [segments["file_id"].iloc[a:b].nunique() for a, b in batches]
     seconds_per_batch = [float((segments["n_valid"].iloc[a:b].sum()) / store.frame_rate_hz) for a, b in batches]
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
         log(f"score: dashboard {client.dashboard_link}")
+        started = time.perf_counter()  # the stage's own time, not the cluster's start-up
         progress = Progress(len(store.files), float(sum(seconds_per_batch)), label="score")
         token = os.urandom(4).hex()
         futures = {}

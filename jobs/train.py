@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which classifier (default: train.model; auto = CNN when torch is installed)")
     parser.add_argument("--name", help="model name: the folder OUT/models/NAME (default: train.name)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: train.epochs)")
+    parser.add_argument("--force", action="store_true",
+                        help="train again even when the model is up to date with the store and settings")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,15 +39,16 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("no run directory: give --out DIR or `out:` in the config")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    return run_train(config, out_dir, model=args.model, name=args.name, epochs=args.epochs)
+    return run_train(config, out_dir, model=args.model, name=args.name, epochs=args.epochs, force=args.force)
 
 
 def run_train(config, out_dir, *, model: str | None = None, name: str | None = None,
-              epochs: int | None = None, log=None) -> int:
+              epochs: int | None = None, force: bool = False, log=None) -> int:
     """Train per ``config`` (a ``jobs.config.JobConfig``: its ``labels``, ``segments``, ``split``
     and ``train`` sections, defaults where absent) on the store in ``out_dir``; exit status 0.
 
-    ``model``/``name``/``epochs`` override ``train.model``/``train.name``/``train.epochs``.
+    ``model``/``name``/``epochs`` override ``train.model``/``train.name``/``train.epochs``. A model
+    already trained on the same store with the same settings is kept (said so) unless ``force``.
     """
     from jobs.train_config import LabelsConfig, SegmentsConfig, SplitConfig, TrainConfig
 
@@ -61,7 +64,10 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
         split_cfg=config.split or SplitConfig(),
         train_cfg=train_cfg,
         log=log,
+        force=force,
     )
+    if trained.up_to_date:
+        return 0
     report = trained.report
     log(f"train: model {trained.meta['kind']} written to {trained.folder}")
     log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
@@ -93,8 +99,45 @@ def choose_model_kind(requested: str) -> tuple[str, str]:
 
 
 class TrainedModel:
-    def __init__(self, folder, meta: dict, report: dict):
-        self.folder, self.meta, self.report = folder, meta, report
+    def __init__(self, folder, meta: dict, report: dict, up_to_date: bool = False):
+        self.folder, self.meta, self.report, self.up_to_date = folder, meta, report, up_to_date
+
+
+def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, train_cfg) -> str:
+    """sha256 of everything a trained model depends on: the store (feature config and file
+    index), the labels (and the labels CSV's bytes), segments, split and training settings."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from jobs.models.onnx_model import file_sha256
+
+    inputs = {
+        "store_config_hash": store.config_hash,
+        "files_sha256": file_sha256(store.out_dir / "files.parquet"),
+        "kind": kind,
+        "labels": labels_cfg.model_dump(),
+        "labels_csv_sha256": file_sha256(labels_cfg.csv) if labels_cfg.csv and Path(labels_cfg.csv).is_file() else None,
+        "segments": segments_cfg.model_dump(),
+        "split": split_cfg.model_dump(),
+        "train": train_cfg.model_dump(),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _up_to_date_model(folder, fingerprint: str):
+    import json
+
+    from jobs.models.onnx_model import META_FILE, MODEL_FILE
+
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("training_fingerprint") != fingerprint or not (folder / MODEL_FILE).is_file():
+        return None
+    return TrainedModel(folder, meta, report, up_to_date=True)
 
 
 def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
@@ -256,12 +299,14 @@ def _write_model_folder(folder, onnx_bytes: bytes, meta: dict, split_table, repo
 
 
 def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=_print, split=None,
-                folder=None, write: bool = True) -> TrainedModel:
+                folder=None, write: bool = True, force: bool = False) -> TrainedModel:
     """The whole training stage on the store in ``out_dir``.
 
     ``split`` (optional): a precomputed train/test Series aligned with the labelled files (the
     benchmark's leave-one-speaker-out folds); ``folder``: where the model goes (default
-    ``OUT/models/<train.name>``).
+    ``OUT/models/<train.name>``); ``write=False`` keeps the model in memory
+    (``TrainedModel.onnx_bytes``). Without ``force``, a model folder trained on the same store
+    with the same settings is kept as it is.
     """
     import time
     from datetime import datetime, timezone
@@ -276,8 +321,18 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     from jobs.splits import TEST, TRAIN, split_files
 
     started = time.perf_counter()
+    custom_split = split is not None
     store = open_run(out_dir)
     kind, why = choose_model_kind(train_cfg.model)
+    name = train_cfg.name
+    folder = Path(folder) if folder else Path(out_dir) / "models" / name
+    fingerprint = training_fingerprint(store, kind, labels_cfg, segments_cfg, split_cfg, train_cfg)
+    if write and not custom_split and not force:
+        existing = _up_to_date_model(folder, fingerprint)
+        if existing is not None:
+            log(f"train: nothing to do: model {name!r} ({kind}) in {folder} is up to date with this store "
+                f"and these settings (held-out accuracy {existing.report['accuracy']:.4f}; --force trains again)")
+            return existing
     log(f"train: {why}")
 
     # labels -> split
@@ -338,8 +393,6 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     )
 
     # the model folder
-    name = train_cfg.name
-    folder = Path(folder) if folder else Path(out_dir) / "models" / name
     split_table = known[["file_id", "path", "label", "split"] + [c for c in known.columns
                                                                  if c not in ("file_id", "path", "label", "split")]]
     split_table = split_table.astype({c: "string" for c in split_table.columns})
@@ -351,6 +404,7 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
         "name": name,
         "kind": kind,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_fingerprint": None if custom_split else fingerprint,
         "classes": classes,
         "feature_config": store.feature_config,
         "config_hash": store.config_hash,

@@ -177,3 +177,17 @@ def test_no_store_is_a_usage_error(tmp_path, capsys):
     config = write_config(tmp_path / "job.yaml")
     assert cli_main(["train", str(config), "--out", str(tmp_path / "nothing")]) == 2
     assert "run `audiofeat extract` first" in capsys.readouterr().err
+
+
+def test_rerun_keeps_an_up_to_date_model_and_force_trains_again(baseline_run, tmp_path, capsys):
+    run = copy_run(baseline_run, tmp_path / "run")
+    config = write_config(tmp_path / "job.yaml")
+    onnx = run / "models" / "default" / "model.onnx"
+    before = onnx.stat().st_mtime_ns
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    assert "nothing to do" in capsys.readouterr().err and onnx.stat().st_mtime_ns == before
+    assert cli_main(["train", str(config), "--out", str(run), "--epochs", "31"]) == 0  # other settings
+    assert "nothing to do" not in capsys.readouterr().err and onnx.stat().st_mtime_ns != before
+    again = onnx.stat().st_mtime_ns
+    assert cli_main(["train", str(config), "--out", str(run), "--epochs", "31", "--force"]) == 0
+    assert onnx.stat().st_mtime_ns != again
