@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "mel_maxima", "Moments", "array_namespace_for", "BlockReader", "file_features",
+    "mel_maxima", "Moments", "row_moments", "array_namespace_for", "BlockReader", "file_features",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -53,7 +53,7 @@ def _mel_key(kw: dict, *, norm_key: str) -> tuple:
     return (kw["n_mels"], kw["fmin"], kw["fmax"], kw["htk"], kw[norm_key])
 
 
-@dataclass(frozen=True)
+@dataclass
 class FeatureSet:
     """The normalised ``feature_config`` of the store, with what the features need computed."""
 
@@ -63,11 +63,42 @@ class FeatureSet:
     win_length: int
     window: str
     features: dict  # name -> kwargs (defaults filled)
+    tables: dict | None = None  # window and mel bases (featurelib's), see :meth:`with_tables`
 
     @classmethod
-    def from_config(cls, fc: dict) -> FeatureSet:
+    def from_config(cls, fc: dict, tables: dict | None = None) -> FeatureSet:
         return cls(sr=fc["sr"], n_fft=fc["n_fft"], hop_length=fc["hop_length"],
-                   win_length=fc["win_length"], window=fc["window"], features=fc["features"])
+                   win_length=fc["win_length"], window=fc["window"], features=fc["features"],
+                   tables=tables)
+
+    def mel_keys(self) -> set[tuple]:
+        keys = set()
+        for name, kw in self.features.items():
+            if name == "melspectrogram":
+                keys.add(_mel_key(kw, norm_key="norm"))
+            elif name == "mfcc":
+                keys.add(_mel_key(kw, norm_key="mel_norm"))
+        return keys
+
+    def make_tables(self) -> dict:
+        """The analysis window (padded to ``n_fft``) and every mel basis, from featurelib.
+
+        Built once by the coordinator and shipped with the tasks, so that workers need not import
+        librosa (featurelib builds these tables with it; the import costs about a second).
+        """
+        from featurelib.framing import get_window
+        from featurelib.spectrum import mel_filters
+
+        window = np.asarray(get_window(self.window, self.win_length, n_fft=self.n_fft), np.float64)
+        mels = {key: np.asarray(mel_filters(sr=self.sr, n_fft=self.n_fft, n_mels=key[0], fmin=key[1],
+                                            fmax=key[2], htk=key[3], norm=key[4]))
+                for key in self.mel_keys()}
+        return {"window": window, "mel": mels}
+
+    def table(self, kind: str, key=None):
+        if self.tables is None:
+            self.tables = self.make_tables()
+        return self.tables[kind] if key is None else self.tables[kind][key]
 
     @property
     def pad(self) -> int:
@@ -324,18 +355,17 @@ class BlockReader:
 
 
 def _mel(P, fs: FeatureSet, key: tuple, xp):
-    from featurelib.spectrum import mel_from_time_major
+    """Mel projection of a time-major power spectrogram, as featurelib.melspectrogram(S=...)."""
+    from featurelib._backend import like
 
-    n_mels, fmin, fmax, htk, norm = key
-    return mel_from_time_major(P, sr=fs.sr, n_fft=fs.n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                               htk=htk, norm=norm)
+    return xp.matmul(P, like(fs.table("mel", key).T, P, xp))
 
 
 def _stft_frames(buf, fs: FeatureSet, xp):
     from featurelib.framing import stft_frames
 
     return stft_frames(xp.asarray(buf), n_fft=fs.n_fft, hop_length=fs.hop_length,
-                       win_length=fs.win_length, window=fs.window, center=False)
+                       win_length=fs.n_fft, window=fs.table("window"), center=False)
 
 
 def _power(X, xp):
@@ -351,9 +381,17 @@ def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, n
     P = _power(_stft_frames(zbuf, fs, xp), xp)
     out = {}
     for key in keys:
-        M = _mel(P, fs, key, xp)  # (B, T, n_mels)
-        out[key] = np.array([float(xp.max(M[i, :n])) for i, n in enumerate(n_valid)])
+        out[key] = _valid_max(_mel(P, fs, key, xp), n_valid, xp)
     return out
+
+
+def _valid_max(M, n_valid, xp) -> np.ndarray:
+    """Per row of ``M`` ``(B, T, k)``, the max over its first ``n_valid[b]`` frames (NumPy)."""
+    from featurelib._backend import to_numpy
+
+    frame_max = to_numpy(xp.max(M, axis=-1))  # (B, T)
+    valid = np.arange(frame_max.shape[1])[None, :] < np.asarray(n_valid)[:, None]
+    return np.where(valid, frame_max, -np.inf).max(axis=1).astype(np.float64)
 
 
 def _db_clamped(M, maxima: np.ndarray, top_db: float, xp):
@@ -411,8 +449,7 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
     def row_max(key):
         if maxima is not None and key in maxima:
             return maxima[key]
-        M = mel(key)
-        return np.array([float(xp.max(M[i, :n])) for i, n in enumerate(n_valid)])
+        return _valid_max(mel(key), n_valid, xp)
 
     def tm(a):  # (B, 1, T) or (B, d, T) -> (B, T, d)
         return xp.matrix_transpose(a)
@@ -471,6 +508,19 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
 # ---------------------------------------------------------------- summaries
 
 
+def row_moments(data: np.ndarray, n_valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``data`` ``(B, T, d)``, over its first ``n_valid[b]`` frames, in float64:
+    ``(count (B,), mean (B, d), m2 (B, d))`` where ``m2`` is the sum of squared deviations."""
+    count = np.asarray(n_valid, dtype=np.float64)
+    T = data.shape[1]
+    mask = (np.arange(T)[None, :] < count[:, None])[:, :, None]
+    x = np.where(mask, data.astype(np.float64), 0.0)
+    mean = x.sum(axis=1) / np.maximum(count, 1.0)[:, None]
+    dev = np.where(mask, x - mean[:, None, :], 0.0)
+    m2 = np.einsum("btd,btd->bd", dev, dev)
+    return count, mean, m2
+
+
 class Moments:
     """Count, mean and M2 per column in float64, combined exactly across blocks (Chan et al.)."""
 
@@ -480,12 +530,14 @@ class Moments:
         self.m2 = np.zeros(dim, dtype=np.float64)
 
     def add(self, rows: np.ndarray):
-        rows = np.asarray(rows, dtype=np.float64)
-        n_b = rows.shape[0]
+        """Add the frames ``rows`` ``(n, d)``."""
+        count, mean, m2 = row_moments(np.asarray(rows)[None], [rows.shape[0]])
+        self.merge(int(count[0]), mean[0], m2[0])
+
+    def merge(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray):
+        """Add a part summarised as (count, mean, m2)."""
         if n_b == 0:
             return
-        mean_b = rows.mean(axis=0)
-        m2_b = ((rows - mean_b) ** 2).sum(axis=0)
         n = self.n + n_b
         delta = mean_b - self.mean
         self.mean = self.mean + delta * (n_b / n)

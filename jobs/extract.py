@@ -106,45 +106,48 @@ def _plan_id(config_hash: str, discovery) -> str:
     return h.hexdigest()
 
 
-def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite: bool = False):
-    """Stage 2: headers -> batches and regions; reuse the plan stored in OUT when it matches.
+def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
+    """The plan an earlier run stored in OUT for this config and these inputs, or None.
 
-    Returns ``(plan, plan_meta, reused)``. Writes the store template and the plan when new.
+    Refuses (exit 2) a store of another feature config, or a plan of other inputs, unless
+    ``overwrite``. Returns ``(plan, meta)`` or ``None`` (then a new plan must be made).
     """
     from jobs import store
-    from jobs.config import feature_dims
-    from jobs.plan import (
-        DEFAULT_CHUNK_FRAMES,
-        make_batches,
-        plan_from_tables,
-        plan_to_tables,
-        probe_all,
-    )
+    from jobs.plan import plan_from_tables
 
     out = cfg.out
-    plan_id = _plan_id(config_hash, discovery)
     meta = store.read_json(os.path.join(out, ".plan.json"))
     attrs = store.store_attrs(out)
-    if attrs is not None and attrs.get("config_hash") != config_hash and not overwrite:
+    if overwrite:
+        return None
+    if attrs is not None and attrs.get("config_hash") != config_hash:
         raise UsageError(f"{out} holds a store made with a different feature config "
                          f"(hash {str(attrs.get('config_hash'))[:12]}, now {config_hash[:12]}); "
                          "pass --overwrite to replace it, or choose another --out")
-    if meta is not None and meta.get("config_hash") == config_hash and not overwrite:
-        if meta.get("plan_id") != plan_id:
-            raise UsageError(f"the inputs differ from those of the run in {out} "
-                             f"({meta.get('n_inputs')} inputs then, "
-                             f"{len(discovery.paths) + len(discovery.failures)} now); "
-                             "pass --overwrite to start over, or choose another --out")
-        if attrs is not None:
-            import pyarrow.parquet as pq
+    if meta is None or meta.get("config_hash") != config_hash or attrs is None:
+        return None
+    if meta.get("plan_id") != _plan_id(config_hash, discovery):
+        raise UsageError(f"the inputs differ from those of the run in {out} "
+                         f"({meta.get('n_inputs')} inputs then, "
+                         f"{len(discovery.paths) + len(discovery.failures)} now); "
+                         "pass --overwrite to start over, or choose another --out")
+    import pyarrow.parquet as pq
 
-            table = pq.read_table(os.path.join(out, ".plan.parquet"))
-            plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
-                                    meta["chunk_frames"])
-            return plan, meta, True
-    # a new plan: clear what an earlier run of another config or input set left
-    if overwrite or meta is not None or attrs is not None:
-        store.clear_run(out)
+    table = pq.read_table(os.path.join(out, ".plan.parquet"))
+    plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
+                            meta["chunk_frames"])
+    return plan, meta
+
+
+def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
+    """Stage 2: probe the headers, make batches and regions, write the store template and the
+    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``."""
+    from jobs import store
+    from jobs.config import feature_dims
+    from jobs.plan import DEFAULT_CHUNK_FRAMES, make_batches, plan_to_tables, probe_all
+
+    out = cfg.out
+    store.clear_run(out)  # what an earlier run of another config or input set left
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     files, probe_failures = probe_all(discovery.paths)
@@ -161,14 +164,23 @@ def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite
     table, batches = plan_to_tables(plan)
     store.write_table(table, os.path.join(out, ".plan.parquet"))
     meta = {
-        "plan_id": plan_id, "config_hash": config_hash, "n_inputs": len(discovery.paths) + len(discovery.failures),
+        "plan_id": _plan_id(config_hash, discovery), "config_hash": config_hash,
+        "n_inputs": len(discovery.paths) + len(discovery.failures),
         "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
         "chunk_frames": chunk, "batch_seconds": compute.batch_seconds,
         "min_batches": compute.min_batches, "block_seconds": compute.block_seconds,
         "dims": dims, "probe_s": probe_s,
     }
     store.write_json(meta, os.path.join(out, ".plan.json"))  # the plan's commit
-    return plan, meta, False
+    return plan, meta
+
+
+def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite: bool = False):
+    """Stage 2: the stored plan when it matches, else a new one. Returns ``(plan, meta, reused)``."""
+    found = stored_plan(cfg, discovery, config_hash=config_hash, overwrite=overwrite)
+    if found is not None:
+        return (*found, True)
+    return (*new_plan(cfg, discovery, feature_cfg=feature_cfg, config_hash=config_hash), False)
 
 
 # ---------------------------------------------------------------- one batch (runs on a worker)
@@ -191,22 +203,6 @@ def _fail_row(f, stage: str, exc: BaseException) -> dict:
     return {"path": f.path, "stage": stage, "error_type": error_type, "message": message}
 
 
-def _file_row(f, moments: dict) -> dict:
-    row = {"file_id": f.file_id, "path": f.path, "size_bytes": f.size_bytes, "format": f.format,
-           "subtype": f.subtype, "sample_rate": f.sample_rate, "channels": f.channels,
-           "duration_s": f.duration_s, "n_frames": f.n_frames, "frame_start": f.frame_start,
-           "frame_stop": f.frame_stop}
-    for name in sorted(moments):
-        m = moments[name]
-        mean, std = m.mean.tolist(), m.std.tolist()
-        if len(mean) == 1:
-            row[f"{name}_mean"], row[f"{name}_std"] = mean[0], std[0]
-        else:
-            row.update({f"{name}_mean_{i}": v for i, v in enumerate(mean)})
-            row.update({f"{name}_std_{i}": v for i, v in enumerate(std)})
-    return row
-
-
 def _write(out, arrays, start, timings):
     from jobs import store
 
@@ -222,11 +218,18 @@ def _extract_files(batch, job, fs, xp, timings):
     """A batch of whole files: decode each, compute in padded groups, fill the region."""
     import numpy as np
 
-    from jobs.compute import MAX_BUFFER_FRAMES, Moments, compute_segments, decode, segment_buffers
+    from jobs.compute import (
+        MAX_BUFFER_FRAMES,
+        compute_segments,
+        decode,
+        row_moments,
+        segment_buffers,
+    )
+    from jobs.store import IndexRows
 
     dims = job["dims"]
     region = {n: np.zeros((batch.region_stop - batch.region_start, d), np.float32) for n, d in dims.items()}
-    rows, failures = [], []
+    rows, failures = IndexRows(dims), []
 
     def run_group(group):
         if not group:
@@ -235,29 +238,28 @@ def _extract_files(batch, job, fs, xp, timings):
         t0 = time.perf_counter()
         try:
             zbuf, ebuf, n_valid = segment_buffers(signals, fs)
-            feats = compute_segments(zbuf, ebuf, fs, maxima=None, n_valid=n_valid, xp=xp)
-            results = [({n: a[i] for n, a in feats.items()}, n_valid[i]) for i in range(len(group))]
+            parts = [(list(range(len(group))), n_valid,
+                      compute_segments(zbuf, ebuf, fs, maxima=None, n_valid=n_valid, xp=xp))]
         except Exception:  # noqa: BLE001 - find the file that breaks the group, keep the rest
-            results = []
-            for _, y in group:
+            parts = []
+            for i, (f, y) in enumerate(group):
                 try:
                     zb, eb, nv = segment_buffers([y], fs)
-                    one = compute_segments(zb, eb, fs, maxima=None, n_valid=nv, xp=xp)
-                    results.append(({n: a[0] for n, a in one.items()}, nv[0]))
+                    parts.append(([i], nv, compute_segments(zb, eb, fs, maxima=None, n_valid=nv, xp=xp)))
                 except Exception as exc:  # noqa: BLE001
-                    results.append((exc, 0))
+                    failures.append(_fail_row(f, "compute", exc))
         timings["dsp_s"] += time.perf_counter() - t0
-        for (f, _), (feats_i, nv) in zip(group, results):
-            if isinstance(feats_i, BaseException):
-                failures.append(_fail_row(f, "compute", feats_i))
-                continue
-            off = f.frame_start - batch.region_start
-            moments = {}
-            for name, data in feats_i.items():
-                region[name][off:off + f.n_frames] = data[:nv]
-                moments[name] = Moments(data.shape[-1])
-                moments[name].add(data[:nv])
-            rows.append(_file_row(f, moments))
+        t0 = time.perf_counter()
+        for members, n_valid, feats in parts:
+            stats = {name: row_moments(data, n_valid) for name, data in feats.items()}
+            for j, i in enumerate(members):
+                f, nv = group[i][0], n_valid[j]
+                off = f.frame_start - batch.region_start
+                for name, data in feats.items():
+                    region[name][off:off + nv] = data[j, :nv]
+                rows.add(f, {n: s[1][j] for n, s in stats.items()},
+                         {n: np.sqrt(s[2][j] / max(s[0][j], 1.0)) for n, s in stats.items()})
+        timings["index_s"] += time.perf_counter() - t0
 
     group, longest = [], 0
     for f in batch.files:  # sorted by length
@@ -288,6 +290,7 @@ def _extract_long(batch, job, fs, xp, timings):
     import numpy as np
 
     from jobs.compute import BlockReader, Moments, ResampledStream, compute_segments, mel_maxima
+    from jobs.store import IndexRows
 
     (f,) = batch.files
     dims, out = job["dims"], job["out"]
@@ -304,10 +307,11 @@ def _extract_long(batch, job, fs, xp, timings):
                     zrow, _ = reader.block(f0, f1)
                     t1 = time.perf_counter()
                     for key, value in mel_maxima(zrow[None], [f1 - f0], fs, xp).items():
-                        maxima[key] = max(maxima.get(key, value), value)
+                        maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
                     timings["decode_s"] += t1 - t0
                     timings["dsp_s"] += time.perf_counter() - t1
         moments = {n: Moments(d) for n, d in dims.items()}
+        index = IndexRows(dims)
         with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
             reader = BlockReader(stream, fs)
             for f0, f1 in blocks:
@@ -334,8 +338,9 @@ def _extract_long(batch, job, fs, xp, timings):
 
         stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) and not isinstance(
             exc, MemoryError) else "compute"
-        return [], [_fail_row(f, stage, exc)]
-    return [_file_row(f, moments)], []
+        return IndexRows(dims), [_fail_row(f, stage, exc)]
+    index.add(f, {n: m.mean for n, m in moments.items()}, {n: m.std for n, m in moments.items()})
+    return index, []
 
 
 def extract_batch(batch, job: dict) -> dict:
@@ -350,13 +355,14 @@ def extract_batch(batch, job: dict) -> dict:
     from jobs.compute import FeatureSet, array_namespace_for
 
     t_start = time.perf_counter()
-    timings = {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "write_s": 0.0, "commit_s": 0.0}
+    timings = {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
+               "commit_s": 0.0}
     summary = {"batch_id": batch.batch_id, "files": len(batch.files), "ok": 0, "failed": 0,
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if os.path.isdir(store.batch_dir(job["out"], batch.batch_id)):
         return summary
     with threadpool_limits(1):
-        fs = FeatureSet.from_config(job["feature_config"])
+        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
         xp = array_namespace_for(job["device"])
         if batch.kind == "long":
             rows, failures = _extract_long(batch, job, fs, xp, timings)
@@ -424,59 +430,79 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def stage_extract(cfg, plan, pending, job: dict, *, scheduler=None, security=None):
-    """Stage 3-4 on the cluster: one task per pending batch, with progress.
+def warm_worker(n_fft: int) -> float:
+    """Import what the tasks use (featurelib, scipy.fft, Zarr, Arrow, soundfile, soxr) on one
+    worker while the coordinator plans, so that the first batch does not pay for it."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
 
-    Returns ``(summaries, batch_failures, cluster_info)``; ``batch_failures`` are failure rows for
-    the files of batches that failed as a whole (not committed, so a rerun tries them again).
+    import featurelib.frequency  # noqa: F401
+    import featurelib.temporal  # noqa: F401
+    from featurelib.framing import stft_frames
+
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
+                    window=np.ones(n_fft), center=False)
+        import pyarrow.parquet  # noqa: F401
+        import soundfile  # noqa: F401
+        import soxr  # noqa: F401
+        import zarr  # noqa: F401
+    return time.perf_counter() - t0
+
+
+def start_warm_up(client, n_fft: int) -> list:
+    """One :func:`warm_worker` task per worker, not waited for (it overlaps with planning)."""
+    workers = list(client.scheduler_info().get("workers", {}))
+    return [client.submit(warm_worker, n_fft, workers=[w], allow_other_workers=False,
+                          pure=False, key=f"warm-{i}-{os.urandom(4).hex()}")
+            for i, w in enumerate(workers)]
+
+
+def stage_extract(client, plan, pending, job: dict):
+    """Stages 3-4 on the cluster: one task per pending batch, with progress.
+
+    Returns ``(summaries, batch_failures)``; ``batch_failures`` are failure rows for the files of
+    batches that failed as a whole (not committed, so a rerun tries them again).
     """
     from distributed import as_completed
 
     from jobs.progress import Progress
 
-    gpu = job["device"] == "cuda"
-    n_workers = cfg.compute.workers or os.cpu_count() or 1
-    n_workers = max(1, min(n_workers, len(pending)))
-    total_files = len(plan.files)
     pending_ids = {b.batch_id for b in pending}
-    done_files = sum(len(b.files) for b in plan.batches if b.batch_id not in pending_ids)
-    done_audio = sum(b.audio_seconds for b in plan.batches if b.batch_id not in pending_ids)
+    done = [b for b in plan.batches if b.batch_id not in pending_ids]
+    workers = len(client.scheduler_info().get("workers", {}))
+    _say(f"extract: {len(pending)} batches to run on {workers} workers "
+         f"({len(done)} already committed)")
+    progress = Progress(len(plan.files), sum(b.audio_seconds for b in plan.batches),
+                        done_files=sum(len(b.files) for b in done),
+                        done_audio_s=sum(b.audio_seconds for b in done))
+    token = os.urandom(4).hex()
+    resources = {"GPU": 1} if job["device"] == "cuda" else None
+    futures = {}
+    for batch in pending:  # plan order: long files first, so that they do not finish last
+        future = client.submit(extract_batch, batch, job, key=f"extract-batch-{batch.batch_id}-{token}",
+                               retries=2, pure=False, resources=resources)
+        futures[future] = batch
     summaries, batch_failures = [], []
-    with _open_client(cfg, scheduler=scheduler, security=security, n_workers=n_workers,
-                      gpu=gpu) as client:
-        info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
-                "workers": len(client.scheduler_info().get("workers", {}))}
-        _say(f"extract: dashboard {client.dashboard_link}")
-        _say(f"extract: {len(pending)} batches to run on {info['workers'] or '?'} workers "
-             f"({len(plan.batches) - len(pending)} already committed)")
-        progress = Progress(total_files, sum(b.audio_seconds for b in plan.batches),
-                            done_files=done_files, done_audio_s=done_audio)
-        token = os.urandom(4).hex()
-        resources = {"GPU": 1} if gpu else None
-        futures = {}
-        for batch in pending:  # long files first (plan order), so they do not finish last
-            fut = client.submit(extract_batch, batch, job, key=f"extract-batch-{batch.batch_id}-{token}",
-                                retries=2, pure=False, resources=resources)
-            futures[fut] = batch
-        for fut in as_completed(futures):
-            batch = futures[fut]
-            try:
-                summary = fut.result()
-            except Exception as exc:  # noqa: BLE001 - the batch's files become failures
-                stage = getattr(exc, "stage", "compute")
-                for f in batch.files:
-                    batch_failures.append(_fail_row(f, stage, exc))
-                progress.update(len(batch.files), batch.audio_seconds, failed=len(batch.files))
-                continue
-            summaries.append(summary)
-            progress.update(len(batch.files), batch.audio_seconds, failed=summary["failed"])
-        progress.close()
-        info["audio_hours_per_s"] = progress.rate_hours_per_s()
-    return summaries, batch_failures, info
+    for future in as_completed(futures):
+        batch = futures.pop(future)
+        try:
+            summary = future.result()
+        except Exception as exc:  # noqa: BLE001 - the batch's files become failures
+            stage = getattr(exc, "stage", "compute")
+            batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
+            progress.update(len(batch.files), batch.audio_seconds, failed=len(batch.files))
+            continue
+        summaries.append(summary)
+        progress.update(len(batch.files), batch.audio_seconds, failed=summary["failed"])
+    del future  # hold no result: the workers may go
+    progress.close()
+    return summaries, batch_failures, progress.rate_hours_per_s()
 
 
 def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, started, summaries,
-                cluster_info, wall_s):
+                cluster_info, timeline, t_start):
     """Stage 5: gather the committed batches into files/failures tables and the manifest."""
     from jobs import store
 
@@ -493,6 +519,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(os.path.join(out, store.STORE_NAME))
     audio_s = float(sum(files.column("duration_s").to_pylist())) if files.num_rows else 0.0
+    wall_s = time.perf_counter() - t_start
     totals = {}
     for s in summaries:
         for k, v in s["timings"].items():
@@ -515,6 +542,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         "throughput": {"audio_hours_per_s": audio_s / 3600.0 / wall_s if wall_s > 0 else None,
                        "files_per_s": files.num_rows / wall_s if wall_s > 0 else None},
         "task_seconds": totals,
+        "coordinator_seconds": timeline,
         "cluster": cluster_info,
         "plan": {k: meta[k] for k in ("chunk_frames", "batch_seconds", "min_batches",
                                       "block_seconds", "total_frames")},
@@ -557,7 +585,12 @@ def _check_window(cfg) -> None:
 
 
 def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, security=None) -> int:
-    """discover -> plan -> extract -> write -> index; returns the exit status."""
+    """discover -> plan -> extract -> write -> index; returns the exit status.
+
+    The cluster starts (and its workers warm up) while the coordinator probes the headers.
+    """
+    import contextlib
+
     from jobs import store
     from jobs.config import config_hash, feature_config
 
@@ -565,39 +598,74 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
         raise UsageError("input: no input given (set `input:` in the config or pass --input)")
     if cfg.out is None:
         raise UsageError("out: no run directory given (set `out:` in the config or pass --out)")
-    started, t0 = _now(), time.perf_counter()
+    started, t_start = _now(), time.perf_counter()
     _check_window(cfg)
     fc = feature_config(cfg)
     chash = config_hash(fc)
     device = _resolve_device(cfg.compute.device)
-
-    discovery = stage_discover(cfg)
-    plan, meta, reused = stage_plan(cfg, discovery, feature_cfg=fc, config_hash=chash,
-                                    overwrite=overwrite)
     out = cfg.out
-    committed = store.committed_batches(out)
-    pending = [b for b in plan.batches if b.batch_id not in committed]
-    manifest = store.read_json(os.path.join(out, "manifest.json"))
-    if not pending and manifest and manifest.get("plan_id") == meta["plan_id"] and manifest.get("complete"):
-        counts = manifest["counts"]
-        print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
-              f"{counts['failures']} failed)")
-        return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
-    n_files = len(plan.files)
-    _say(f"extract: {n_files + len(plan.failures)} inputs, {n_files} readable, "
-         f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
-         f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if reused else ""))
+    timeline = {}
+
+    def mark(name, t0):
+        timeline[name] = round(time.perf_counter() - t0, 3)
+        return time.perf_counter()
+
+    t = time.perf_counter()
+    discovery = stage_discover(cfg)
+    t = mark("discover_s", t)
+    found = stored_plan(cfg, discovery, config_hash=chash, overwrite=overwrite)
+    if found is not None:
+        plan, meta = found
+        pending = [b for b in plan.batches if b.batch_id not in store.committed_batches(out)]
+        manifest = store.read_json(os.path.join(out, "manifest.json"))
+        if not pending and manifest and manifest.get("plan_id") == meta["plan_id"] and manifest.get("complete"):
+            counts = manifest["counts"]
+            print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
+                  f"{counts['failures']} failed)")
+            return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
+    stack = contextlib.ExitStack()
     summaries, batch_failures, cluster_info = [], [], {}
-    if pending:
-        job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device}
-        summaries, batch_failures, cluster_info = stage_extract(
-            cfg, plan, pending, job, scheduler=scheduler, security=security)
+    try:
+        client, warming = None, []
+        if found is None or pending:
+            n_workers = cfg.compute.workers or os.cpu_count() or 1
+            if found is not None:
+                n_workers = min(n_workers, len(pending))
+            client = stack.enter_context(_open_client(cfg, scheduler=scheduler, security=security,
+                                                      n_workers=n_workers, gpu=device == "cuda"))
+            cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+                            "workers": len(client.scheduler_info().get("workers", {}))}
+            _say(f"extract: dashboard {client.dashboard_link}")
+            warming = start_warm_up(client, fc["n_fft"])
+            t = mark("cluster_start_s", t)
+        if found is None:
+            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
+            pending = list(plan.batches)
+            t = mark("plan_s", t)
+        _say(f"extract: {len(plan.files) + len(plan.failures)} inputs, {len(plan.files)} readable, "
+             f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
+             f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
+        if pending:
+            from jobs.compute import FeatureSet
+
+            tables = FeatureSet.from_config(fc).make_tables()
+            job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
+                   "tables": tables}
+            summaries, batch_failures, rate = stage_extract(client, plan, pending, job)
+            cluster_info["audio_hours_per_s"] = rate
+            del warming
+            t = mark("extract_s", t)
+    finally:
+        t = time.perf_counter()
+        stack.close()
+        if client is not None:
+            mark("cluster_stop_s", t)
     files, failures, manifest = stage_index(
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
-        started=started, summaries=summaries, cluster_info=cluster_info,
-        wall_s=time.perf_counter() - t0)
+        started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
+        t_start=t_start)
     print(f"extract: {files.num_rows} files, {failures.num_rows} failed, "
-          f"{manifest['audio_hours']:.2f} h of audio in {manifest['wall_s']:.1f} s -> {out}")
+          f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
         print(f"extract: failures listed in {os.path.join(out, 'failures.parquet')}")
     return EXIT_SOME_FAILED if failures.num_rows else EXIT_OK

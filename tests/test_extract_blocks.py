@@ -42,7 +42,7 @@ def _features_by_blocks(path, fs, frames, block_frames):
         for f0, f1 in blocks:
             z, _ = reader.block(f0, f1)
             for key, value in mel_maxima(z[None], [f1 - f0], fs).items():
-                maxima[key] = max(maxima.get(key, value), value)
+                maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
     parts = {}
     with ResampledStream(path, sr=fs.sr, expected_frames=frames) as stream:
         reader = BlockReader(stream, fs)

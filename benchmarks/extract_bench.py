@@ -1,0 +1,238 @@
+"""Benchmark: `audiofeat extract` against a naive librosa script, whole processes timed.
+
+    python benchmarks/extract_bench.py                 # everything (several minutes)
+    python benchmarks/extract_bench.py --only fsdd     # fsdd | 30k | workers | long
+    python benchmarks/extract_bench.py naive IN OUT    # the naive script on its own
+
+Runs, with the same features (MFCC 20 / 40 mels, log-mel 40, RMS, ZCR, spectral centroid at the
+corpus's native 8 kHz, n_fft 256, hop 80):
+1. naive: ``librosa.load`` + ``librosa.feature.*`` per file, joblib with 2 processes, one .npy
+   per file; vs ``audiofeat extract`` with 2 workers; on the 3,000 FSDD clips;
+2. the same on 30,000 files (FSDD repeated through hard links in a temporary folder);
+3. ``audiofeat extract`` with 1 worker against 2 on the 30,000 files;
+4. a generated 2-hour 44.1 kHz recording (resampled to 16 kHz): time and the peak RSS of the
+   largest process of the job (coordinator or worker), sampled every 50 ms.
+Each timing is a whole process, Python start-up and cluster start-up included. Where the time
+goes inside audiofeat's tasks comes from the run's manifest.json (``task_seconds``).
+The machine this runs on may be shared: repeat runs and read the figures as rough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FSDD = Path(os.environ.get("AUDIOFEAT_FSDD", REPO.parent / "shared" / "data" / "fsdd" / "recordings"))
+SR, N_FFT, HOP = 8000, 256, 80
+FEATURES = {"mfcc": {"n_mfcc": 20, "n_mels": 40}, "melspectrogram": {"n_mels": 40, "db": True},
+            "rms": {}, "zero_crossing_rate": {}, "spectral_centroid": {}}
+
+
+# ---------------------------------------------------------------- the naive script
+
+
+def _naive_one(path: str, out_dir: str, sr: int, n_fft: int, hop: int) -> None:
+    import librosa
+    import numpy as np
+
+    y, _ = librosa.load(path, sr=sr, mono=True)
+    kw = {"n_fft": n_fft, "hop_length": hop}
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20, n_mels=40, **kw)
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=40, **kw))
+    rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)
+    zcr = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)
+    centroid = librosa.feature.spectral_centroid(y=y, sr=sr, **kw)
+    features = np.concatenate([mfcc, mel, rms, zcr, centroid]).T.astype(np.float32)
+    np.save(os.path.join(out_dir, Path(path).stem + ".npy"), features)
+
+
+def naive_main(input_dir: str, out_dir: str, jobs: int = 2) -> None:
+    from joblib import Parallel, delayed
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = sorted(str(p) for p in Path(input_dir).rglob("*.wav"))
+    Parallel(n_jobs=jobs)(delayed(_naive_one)(p, out_dir, SR, N_FFT, HOP) for p in paths)
+    print(f"naive: {len(paths)} files -> {out_dir}")
+
+
+# ---------------------------------------------------------------- timing whole processes
+
+
+def _tree_rss(pid: int) -> int:
+    """Largest RSS (bytes) among a process and its descendants."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    best = 0
+    for p in procs:
+        try:
+            best = max(best, p.memory_info().rss)
+        except psutil.Error:
+            pass
+    return best
+
+
+def timed(argv: list[str], *, label: str) -> dict:
+    """Run a command; wall seconds and the peak RSS of its largest process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, err = proc.communicate()
+    stop.set()
+    thread.join()
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{label} failed ({proc.returncode}):\n{out}\n{err}")
+    print(f"  {label:<44s} {wall:8.1f} s   peak RSS {peak[0] / 2**20:7.0f} MB", flush=True)
+    return {"wall_s": wall, "peak_rss_mb": peak[0] / 2**20}
+
+
+def _config(path: Path, *, input: str, out: str, sr=SR, n_fft=N_FFT, hop=HOP, workers=2) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "input": input, "out": out, "audio": {"sr": sr, "mono": True},
+        "frames": {"n_fft": n_fft, "hop_length": hop}, "features": FEATURES,
+        "compute": {"device": "cpu", "workers": workers, "batch_seconds": 600},
+    }))
+    return path
+
+
+def audiofeat(cfg: Path, out: Path, label: str, workers: int | None = None) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [sys.executable, "-m", "jobs", "extract", str(cfg)]
+    if workers:
+        argv += ["--workers", str(workers)]
+    result = timed(argv, label=label)
+    manifest = json.loads((out / "manifest.json").read_text())
+    result["task_seconds"] = manifest["task_seconds"]
+    result["files"] = manifest["counts"]["files"]
+    return result
+
+
+def naive(input_dir: Path, out: Path, label: str) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    return timed([sys.executable, __file__, "naive", str(input_dir), str(out)], label=label)
+
+
+def where_time_goes(result: dict) -> str:
+    t = result["task_seconds"]
+    keys = ("decode_s", "resample_s", "dsp_s", "write_s", "commit_s")
+    busy = sum(t.get(k, 0.0) for k in keys)
+    parts = ", ".join(f"{k[:-2]} {t.get(k, 0.0):.1f} s" for k in keys)
+    return f"task time {t.get('total_s', 0):.1f} s (worker-seconds): {parts} (sum {busy:.1f})"
+
+
+def link_corpus(src: Path, dest: Path, copies: int) -> int:
+    """``copies`` x the files of ``src`` as hard links in ``dest`` (a new name each time)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    files = sorted(src.glob("*.wav"))
+    for c in range(copies):
+        sub = dest / f"copy{c:02d}"
+        sub.mkdir(exist_ok=True)
+        for f in files:
+            target = sub / f.name
+            if not target.exists():
+                try:
+                    os.link(f, target)
+                except OSError:  # another file system: a symlink still gives a new path
+                    os.symlink(f, target)
+    return copies * len(files)
+
+
+def make_long_file(path: Path, hours: float = 2.0, sr: int = 44100) -> None:
+    """A long recording written block by block (never whole in memory)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    block = sr * 60
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as handle:
+        for minute in range(int(hours * 60)):
+            t = (np.arange(block) + minute * block) / sr
+            y = 0.3 * np.sin(2 * np.pi * (200 + 5 * minute) * t) + 0.05 * rng.standard_normal(block)
+            handle.write(y.astype(np.float32))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["fsdd", "30k", "workers", "long"], action="append")
+    parser.add_argument("--copies", type=int, default=10, help="FSDD copies for the large corpus")
+    parser.add_argument("--hours", type=float, default=2.0, help="length of the long file")
+    parser.add_argument("--tmp", default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    only = set(args.only or ["fsdd", "30k", "workers", "long"])
+    if not FSDD.is_dir():
+        raise SystemExit(f"FSDD not found at {FSDD} (set AUDIOFEAT_FSDD)")
+    scratch = Path(args.tmp or tempfile.mkdtemp(prefix="audiofeat-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    print(f"scratch: {scratch}; {os.cpu_count()} CPUs; timings are whole processes", flush=True)
+    report = {}
+    try:
+        if "fsdd" in only:
+            print("FSDD, 3,000 clips:", flush=True)
+            n = naive(FSDD, scratch / "naive_fsdd", "naive (librosa + joblib, 2 processes)")
+            a = audiofeat(_config(scratch / "fsdd.yaml", input=str(FSDD), out=str(scratch / "af_fsdd")),
+                          scratch / "af_fsdd", "audiofeat extract (2 workers)", workers=2)
+            print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x;  {where_time_goes(a)}")
+            report["fsdd"] = {"naive": n, "audiofeat": a, "ratio": n["wall_s"] / a["wall_s"]}
+        if {"30k", "workers"} & only:
+            big = scratch / "fsdd_x"
+            count = link_corpus(FSDD, big, args.copies)
+            cfg = _config(scratch / "big.yaml", input=str(big), out=str(scratch / "af_big"))
+            print(f"{count:,} files (FSDD x {args.copies} through links):", flush=True)
+            if "30k" in only:
+                n = naive(big, scratch / "naive_big", "naive (librosa + joblib, 2 processes)")
+                a = audiofeat(cfg, scratch / "af_big", "audiofeat extract (2 workers)", workers=2)
+                print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x;  {where_time_goes(a)}")
+                report["30k"] = {"naive": n, "audiofeat": a, "ratio": n["wall_s"] / a["wall_s"]}
+            if "workers" in only:
+                one = audiofeat(cfg, scratch / "af_big", "audiofeat extract (1 worker)", workers=1)
+                two = audiofeat(cfg, scratch / "af_big", "audiofeat extract (2 workers)", workers=2)
+                print(f"  speed-up 1 -> 2 workers: {one['wall_s'] / two['wall_s']:.2f}x;  "
+                      f"2 workers: {where_time_goes(two)}")
+                report["workers"] = {"one": one, "two": two, "speedup": one["wall_s"] / two["wall_s"]}
+        if "long" in only:
+            path = scratch / "long_44k.wav"
+            if not path.exists():
+                make_long_file(path, hours=args.hours)
+            print(f"one {args.hours:g}-hour 44.1 kHz file ({path.stat().st_size / 2**20:.0f} MB):", flush=True)
+            cfg = _config(scratch / "long.yaml", input=str(path), out=str(scratch / "af_long"),
+                          sr=16000, n_fft=512, hop=160)
+            a = audiofeat(cfg, scratch / "af_long", "audiofeat extract (2 workers)", workers=2)
+            print(f"  peak RSS of the largest process: {a['peak_rss_mb']:.0f} MB;  {where_time_goes(a)}")
+            report["long"] = a
+        print(json.dumps(report, indent=1))
+    finally:
+        if args.tmp is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "naive":
+        naive_main(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 2)
+    else:
+        main()
