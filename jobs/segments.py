@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 FEATURES_DIR = "features.zarr"
+READ_CONCURRENCY = 128
 FILES_TABLE = "files.parquet"
 
 
@@ -173,10 +174,16 @@ def read_block(store: RunStore, segments: pd.DataFrame, features: list[str]) -> 
     """
     if len(segments) == 0:
         return FrameBlock(0, {name: np.zeros((0, store.dim(name)), np.float32) for name in features})
+    import zarr
+
     row_start = segments["row_start"].to_numpy(np.int64)
     lo = int(row_start.min())
     hi = int((row_start + segments["n_valid"].to_numpy(np.int64)).max())
-    return FrameBlock(lo, {name: np.asarray(store.array(name)[lo:hi], dtype=np.float32) for name in features})
+    # many chunk reads in flight at once: halves the time of a block read (measured on FSDD:
+    # 4 arrays x 66 chunks, 95 ms at zarr's default of 10, 50 ms at 128)
+    with zarr.config.set({"async.concurrency": READ_CONCURRENCY}):
+        arrays = {name: np.asarray(store.array(name)[lo:hi], dtype=np.float32) for name in features}
+    return FrameBlock(lo, arrays)
 
 
 def patches_from_block(block: FrameBlock, segments: pd.DataFrame, feature: str, length_frames: int) -> np.ndarray:
