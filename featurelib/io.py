@@ -1,0 +1,418 @@
+"""Audio input: header facts (:func:`info`) and decoding (:func:`load`) with soundfile and soxr.
+
+:func:`load` gives the numbers :func:`librosa.load` gives for the same file and arguments
+(soundfile decoding, channel mean for mono, ``soxr`` at librosa's default ``soxr_hq`` quality,
+length ``ceil(n * sr / native_sr)``), except that ``sr=None`` (keep the native rate) is the
+default. Every way a file can fail becomes one :class:`~featurelib.exceptions.AudioDecodeError`
+carrying the path and a short human reason; bad arguments raise
+:class:`~featurelib.exceptions.ParameterError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .exceptions import AudioDecodeError, ParameterError
+
+__all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
+
+# libsndfile major format -> file extensions it is known by (lower case, no dot).
+_EXTENSIONS_OF_FORMAT = {
+    "WAV": ("wav", "wave"),
+    "WAVEX": ("wavex",),
+    "AIFF": ("aiff", "aif", "aifc"),
+    "AU": ("au", "snd"),
+    "RAW": (),  # header-less: never guessed from a name
+    "PAF": ("paf",),
+    "SVX": ("svx", "8svx", "iff"),
+    "NIST": ("nist", "sph"),
+    "VOC": ("voc",),
+    "IRCAM": ("ircam", "sf"),
+    "W64": ("w64",),
+    "MAT4": ("mat",),
+    "MAT5": ("mat",),
+    "PVF": ("pvf",),
+    "XI": ("xi",),
+    "HTK": ("htk",),
+    "SDS": ("sds",),
+    "AVR": ("avr",),
+    "SD2": ("sd2",),
+    "FLAC": ("flac",),
+    "CAF": ("caf",),
+    "WVE": ("wve",),
+    "OGG": ("ogg", "oga", "opus"),
+    "MPC2K": ("mpc",),
+    "RF64": ("rf64",),
+    "MP3": ("mp3",),
+}
+
+
+def _audio_extensions() -> frozenset[str]:
+    try:
+        import soundfile as sf
+
+        formats = sf.available_formats()
+    except (ImportError, OSError):  # no libsndfile: nothing is readable, still importable
+        return frozenset()
+    return frozenset(ext for fmt in formats for ext in _EXTENSIONS_OF_FORMAT.get(fmt, ()))
+
+
+#: Lower-case file extensions (without the dot) of the formats this libsndfile reads.
+AUDIO_EXTENSIONS: frozenset[str] = _audio_extensions()
+
+# Bits per stored sample where the subtype stores samples as plain numbers.
+_BIT_DEPTH = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32,
+    "FLOAT": 32, "DOUBLE": 64, "ULAW": 8, "ALAW": 8,
+    "DWVW_12": 12, "DWVW_16": 16, "DWVW_24": 24, "DPCM_8": 8, "DPCM_16": 16,
+    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
+}
+
+# Declared chunk sizes at or above this are "length unknown" placeholders of streamed files
+# (0xFFFFFFFF from pipes, 0x7FFFF000 from sox), not promises that the data is there.
+_PLACEHOLDER_SIZE = 0x7FFF0000
+# libsndfile's header log: "data : 64000 (should be 31979)" for a chunk cut short.
+_SHOULD_BE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an audio file says.
+
+    Attributes
+    ----------
+    path : str
+        The file (for a file object, its ``name`` when it has one).
+    format : str
+        libsndfile's major format: ``"WAV"``, ``"FLAC"``, ``"OGG"``, ``"MP3"``, ...
+    subtype : str
+        libsndfile's subtype: ``"PCM_16"``, ``"FLOAT"``, ``"VORBIS"``, ...
+    sample_rate : int
+        Native sampling rate in Hz.
+    channels : int
+        Number of channels.
+    frames : int
+        Number of sample frames (samples per channel).
+    duration : float
+        ``frames / sample_rate`` in seconds.
+    bit_depth : int or None
+        Bits per stored sample for PCM, float and other sample-wise codings (16 for PCM_16,
+        32 for FLOAT, 64 for DOUBLE, 8 for u-law/A-law); ``None`` for compressed codings
+        (Vorbis, Opus, MP3, ADPCM, GSM) where it has no meaning.
+    """
+
+    path: str
+    format: str
+    subtype: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float
+    bit_depth: int | None
+
+
+# ---------------------------------------------------------------- opening and errors
+
+
+def _display_path(path) -> str:
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return os.fsdecode(path)
+    name = getattr(path, "full_name", None) or getattr(path, "path", None) \
+        or getattr(path, "name", None)
+    return str(name) if isinstance(name, (str, bytes, os.PathLike)) else repr(path)
+
+
+def _libsndfile_text(exc) -> str:
+    """The libsndfile part of a soundfile error, without soundfile's "Error opening 'path': "."""
+    text = getattr(exc, "error_string", None) or str(exc)
+    text = re.sub(r"^Error opening .*?: ", "", str(text)).strip()
+    return text.rstrip(".") or type(exc).__name__
+
+
+def _check_local_path(path, shown: str) -> None:
+    """Clear reasons for the failures that happen before libsndfile sees a byte."""
+    if not os.path.lexists(path):
+        raise AudioDecodeError(shown, "no such file")
+    if not os.path.exists(path):
+        raise AudioDecodeError(shown, "broken symbolic link (its target does not exist)")
+    if os.path.isdir(path):
+        raise AudioDecodeError(shown, "is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioDecodeError(shown, "permission denied")
+    if os.path.getsize(path) == 0:
+        raise AudioDecodeError(shown, "file is empty (0 bytes)")
+
+
+@contextlib.contextmanager
+def _open_soundfile(path):
+    """``soundfile.SoundFile`` for ``path`` (str, PathLike, URL or binary file object).
+
+    Yields ``(handle, shown_path)``. Every failure to open becomes an :class:`AudioDecodeError`.
+    URLs (``s3://``, ``https://``, ...) are opened with fsspec when it is installed.
+    """
+    import soundfile as sf
+
+    shown = _display_path(path)
+    opened = None
+    source = path
+    if isinstance(path, (str, os.PathLike)):
+        text = os.fspath(path)
+        if isinstance(text, str) and "://" in text and not text.startswith("file://"):
+            try:
+                import fsspec
+
+                opened = source = fsspec.open(text, "rb").open()
+            except ImportError:
+                raise AudioDecodeError(shown, "a URL needs fsspec installed to be read") from None
+            except FileNotFoundError:
+                raise AudioDecodeError(shown, "no such file") from None
+            except OSError as exc:
+                raise AudioDecodeError(shown, f"cannot be opened ({exc})") from None
+        else:
+            if isinstance(text, str) and text.startswith("file://"):
+                source = text[len("file://"):]
+            _check_local_path(source, shown)
+    try:
+        try:
+            handle = sf.SoundFile(source)
+        except sf.LibsndfileError as exc:
+            raise AudioDecodeError(
+                shown, f"not a readable audio file (libsndfile: {_libsndfile_text(exc)})") from None
+        except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
+            raise AudioDecodeError(shown, f"not a readable audio file ({exc})") from None
+        except OSError as exc:
+            raise AudioDecodeError(shown, f"cannot be opened ({exc.strerror or exc})") from None
+        with handle:
+            yield handle, shown
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _truncation_reason(handle) -> str | None:
+    """Why a file's header promises more data than the file holds, from libsndfile's log."""
+    try:
+        log = handle.extra_info
+    except Exception:  # noqa: BLE001 - some formats keep no log; nothing to learn then
+        return None
+    cut = [(label.strip(), int(declared), int(actual))
+           for label, declared, actual in _SHOULD_BE.findall(log or "")
+           if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
+    if not cut:
+        return None
+    # name the sample-data chunk ("data", "SSND", "Data Size") rather than the outer container
+    label, declared, actual = min(
+        cut, key=lambda c: 0 if c[0].lower() in {"data", "ssnd", "data size"} else 1)
+    return (f"truncated: the header announces {declared} bytes in its '{label}' chunk "
+            f"but the file holds {actual}")
+    return None
+
+
+def _info_from_handle(handle, shown: str) -> AudioInfo:
+    sample_rate = int(handle.samplerate)
+    frames = int(handle.frames)
+    return AudioInfo(
+        path=shown,
+        format=str(handle.format),
+        subtype=str(handle.subtype),
+        sample_rate=sample_rate,
+        channels=int(handle.channels),
+        frames=frames,
+        duration=frames / sample_rate if sample_rate > 0 else 0.0,
+        bit_depth=_BIT_DEPTH.get(str(handle.subtype)),
+    )
+
+
+# ---------------------------------------------------------------- public functions
+
+
+def info(path) -> AudioInfo:
+    """Read the header of an audio file without decoding its samples.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        A local file, a URL that fsspec can open, or an open binary file (its position moves).
+
+    Returns
+    -------
+    AudioInfo
+        Format, subtype, sample rate, channels, frames, duration and bit depth.
+
+    Raises
+    ------
+    AudioDecodeError
+        The file is missing, a directory, empty, or not audio that libsndfile reads.
+
+    Notes
+    -----
+    For a file cut short, libsndfile (and so ``info``) reports the frames the file actually
+    holds; :func:`load` refuses such a file.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> import featurelib
+    >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+    >>> sf.write(path, np.zeros(8000, np.float32), 16000, subtype="PCM_24")
+    >>> meta = featurelib.info(path)
+    >>> meta.format, meta.subtype, meta.sample_rate, meta.channels, meta.duration, meta.bit_depth
+    ('WAV', 'PCM_24', 16000, 1, 0.5, 24)
+    """
+    with _open_soundfile(path) as (handle, shown):
+        return _info_from_handle(handle, shown)
+
+
+def _check_arguments(sr, offset, duration, dtype):
+    if sr is not None:
+        if isinstance(sr, bool) or not isinstance(sr, (int, float, np.integer, np.floating)):
+            raise ParameterError(f"sr must be a positive number or None, not {sr!r}")
+        if not (math.isfinite(sr) and sr > 0):
+            raise ParameterError(f"sr must be positive, not {sr!r}")
+    if isinstance(offset, bool) or not isinstance(offset, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(offset) or offset < 0:
+        raise ParameterError(f"offset must be a number of seconds >= 0, not {offset!r}")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(
+                duration, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(duration) or duration <= 0:
+            raise ParameterError(f"duration must be a number of seconds > 0 or None, not {duration!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ParameterError(f"dtype must be float32 or float64, not {dtype}")
+    return dtype
+
+
+def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
+    """The requested window as ``(frames, channels)``, checked for truncation and NaN/inf."""
+    import soundfile as sf
+
+    native_sr = int(handle.samplerate)
+    total = int(handle.frames)
+    if total <= 0:
+        raise AudioDecodeError(shown, "no audio frames (the file holds a header but no samples)")
+    truncated = _truncation_reason(handle)
+    if truncated is not None:
+        raise AudioDecodeError(shown, truncated)
+    start = int(offset * native_sr)  # librosa's rounding of offset and duration
+    if start >= total and offset > 0:
+        raise ParameterError(f"offset {offset} s is at or past the end of {shown} "
+                             f"({total / native_sr:.6g} s)")
+    wanted = -1 if duration is None else int(duration * native_sr)
+    if wanted == 0:
+        raise ParameterError(f"duration {duration} s is shorter than one sample at {native_sr} Hz")
+    try:
+        if start:
+            handle.seek(start)
+        block = handle.read(frames=wanted, dtype=dtype.name, always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioDecodeError(
+            shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
+    except (sf.SoundFileError, RuntimeError, ValueError) as exc:
+        raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
+    expected = total - start if wanted < 0 else min(wanted, total - start)
+    got = block.shape[0]
+    # MPEG headers without a frame index give an estimate; allow two MPEG frames of slack.
+    slack = 2 * 1152 if str(handle.format) == "MP3" else 0
+    if got < expected - slack:
+        raise AudioDecodeError(shown, f"truncated: the header announces {total} frames but "
+                                      f"decoding stopped after {start + got}")
+    if got == 0:
+        raise AudioDecodeError(shown, "no audio frames could be decoded")
+    if not np.isfinite(block).all():
+        raise AudioDecodeError(shown, "holds non-finite samples (NaN or infinity)")
+    return block
+
+
+def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
+    """Decode an audio file to floating-point samples, optionally mixed to mono and resampled.
+
+    The result equals :func:`librosa.load` with the same arguments (soundfile decoding, the
+    channel mean for ``mono``, ``soxr`` at librosa's default ``res_type="soxr_hq"``, length
+    ``ceil(n * sr / native_sr)``), except that ``sr=None`` (the native rate) is the default.
+    Only the frames of the ``offset``/``duration`` window are read.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        A local file, a URL that fsspec can open, or an open binary file.
+    sr : number > 0 or None
+        Target sampling rate; ``None`` keeps the file's own rate.
+    mono : bool
+        Mix the channels down to one by their mean.
+    offset : float >= 0
+        Start reading this many seconds into the file (``int(offset * native_sr)`` frames).
+    duration : float > 0 or None
+        Read at most this many seconds (``int(duration * native_sr)`` frames); ``None``: to the end.
+    dtype : float32 or float64
+        Sample type of the result, in [-1, 1] for PCM files.
+
+    Returns
+    -------
+    y : np.ndarray
+        ``(n,)`` for ``mono=True`` or a one-channel file, ``(channels, n)`` otherwise (librosa's
+        layout).
+    sr : number
+        The sampling rate of ``y``.
+
+    Raises
+    ------
+    AudioDecodeError
+        The file is missing, a directory, empty, not audio, cut short, fails to decode part-way,
+        or holds NaN or infinite samples.
+    ParameterError
+        ``sr <= 0``, ``offset < 0`` or past the end of the file, ``duration <= 0``, or a dtype
+        other than float32/float64.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> import featurelib
+    >>> path = os.path.join(tempfile.mkdtemp(), "stereo.wav")
+    >>> t = np.arange(44100) / 44100
+    >>> stereo = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 440 * t)], axis=1)
+    >>> sf.write(path, stereo, 44100)
+    >>> y, sr = featurelib.load(path)
+    >>> y.shape, y.dtype, sr
+    ((44100,), dtype('float32'), 44100)
+    >>> y, sr = featurelib.load(path, sr=16000, mono=False, offset=0.25, duration=0.5)
+    >>> y.shape, sr
+    ((2, 8000), 16000)
+    """
+    dtype = _check_arguments(sr, offset, duration, dtype)
+    with _open_soundfile(path) as (handle, shown):
+        native_sr = int(handle.samplerate)
+        block = _read(handle, shown, offset, duration, dtype)
+    y = block.T  # (channels, n), as librosa reads it
+    if y.shape[0] == 1:
+        y = y[0]
+    elif mono:
+        y = np.mean(y, axis=0)  # librosa.to_mono
+    if sr is None or sr == native_sr:
+        return np.ascontiguousarray(y), (native_sr if sr is None else sr)
+    return _resample(y, native_sr, sr), sr
+
+
+def _resample(y: np.ndarray, orig_sr: int, target_sr) -> np.ndarray:
+    """librosa.resample(y, orig_sr=..., target_sr=..., res_type="soxr_hq") along the last axis."""
+    import soxr
+
+    ratio = float(target_sr) / orig_sr  # librosa's order of operations: ratio first, then ceil
+    n_out = int(np.ceil(y.shape[-1] * ratio))
+    if y.ndim == 1:
+        y_hat = soxr.resample(y, orig_sr, target_sr, quality="soxr_hq")
+    else:  # soxr takes (n, channels): every channel in one call, the same numbers as one by one
+        y_hat = soxr.resample(np.ascontiguousarray(y.T), orig_sr, target_sr, quality="soxr_hq").T
+    n_have = y_hat.shape[-1]
+    if n_have > n_out:
+        y_hat = y_hat[..., :n_out]
+    elif n_have < n_out:
+        pad = [(0, 0)] * (y_hat.ndim - 1) + [(0, n_out - n_have)]
+        y_hat = np.pad(y_hat, pad)
+    return np.ascontiguousarray(y_hat, dtype=y.dtype)
