@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "mel_maxima", "Moments", "row_moments", "array_namespace_for", "BlockReader", "file_features",
+    "mel_maxima", "Moments", "row_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -168,6 +168,51 @@ def _fix_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([y, np.zeros(n - y.shape[0], dtype=y.dtype)])
 
 
+def wav_declared_frames(path: str) -> int | None:
+    """Frames a RIFF/WAVE header announces in its ``data`` chunk (None if not a plain WAV).
+
+    libsndfile quietly shortens a WAV whose data was cut; comparing with the announced count is
+    how a truncated file is told apart from a short one.
+    """
+    if "://" in path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "little" if head[:4] == b"RIFF" else "big"
+            block_align = None
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], order)
+                if cid == b"fmt ":
+                    fmt = handle.read(size)
+                    if len(fmt) >= 14:
+                        block_align = int.from_bytes(fmt[12:14], order)
+                    if size & 1:
+                        handle.seek(1, 1)
+                    continue
+                if cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                handle.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
+def _check_complete(path: str, fmt: str, frames: int) -> None:
+    if fmt != "WAV":
+        return
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > frames:
+        raise DecodeError("TruncatedFile", f"the header announces {declared} frames but the file "
+                          f"holds {frames}: the file was cut short")
+
+
 def decode(path: str, *, sr: int, expected_frames: int | None = None,
            timings: dict | None = None) -> np.ndarray:
     """A whole file as float32 mono at ``sr`` (librosa.load's numbers).
@@ -180,7 +225,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     source = _source(path)
     try:
         with sf.SoundFile(source) as handle:
-            native_sr = int(handle.samplerate)
+            native_sr, fmt = int(handle.samplerate), handle.format
             block = handle.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         raise DecodeError("LibsndfileError", str(exc)) from None
@@ -192,6 +237,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                           f"{block.shape[0]} were decoded (truncated or damaged file)")
     if block.shape[0] == 0:
         raise DecodeError("EmptyAudio", "no audio samples")
+    _check_complete(path, fmt, block.shape[0])
     y = _to_mono(block)
     _check_finite(y, path)
     if native_sr != sr:
@@ -256,6 +302,7 @@ class ResampledStream:
             if self._native_read != self.expected_frames:
                 raise DecodeError("LengthMismatch", f"the header gives {self.expected_frames} frames "
                                   f"but {self._native_read} were decoded (truncated or damaged file)")
+            _check_complete(self.path, self._handle.format, self._native_read)
         if y.shape[0]:
             self._pending.append(np.asarray(y, dtype=np.float32))
             self._pending_len += y.shape[0]

@@ -1,4 +1,4 @@
-"""Helpers for the extract tests: a mixed corpus written on the spot, configs, comparisons.
+"""Helpers for the extract tests: the mixed corpus plus folder links, configs, processes.
 
 Imported by the other ``test_extract*`` modules (``from test_extract_support import ...``); the
 tests here check the helpers themselves.
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,72 +46,24 @@ def tone(seconds, sr, freq=440.0, amp=0.5, channels=1, seed=0):
     return y
 
 
-def make_mixed_corpus(root: Path) -> dict:
-    """Write a corpus with every awkward case; returns what a run must report for it.
+def make_corpus(root: Path) -> dict:
+    """The shared mixed corpus (tests/audio_factory.py) plus what a folder walk must survive: a
+    linked folder outside the tree (followed), a second link to a folder inside it (searched
+    once), and a link looping back to the root.
 
-    ``ok``: paths that must end in files.parquet; ``fail``: path -> stage (``None``: any stage,
-    for cases where the outcome depends on libsndfile, e.g. a truncated WAV).
+    Returns ``{"ok": [paths], "fail": {path: stage}}`` (absolute paths, sorted).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    ok, fail = [], {}
+    from audio_factory import make_mixed_corpus, write_tone
 
-    def write(rel, data, sr, **kw):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), data, sr, **kw)
-        ok.append(str(path))
-        return path
-
-    write("tone_16k.wav", tone(1.0, 16000), 16000)
-    write("stereo_44k.flac", tone(0.7, 44100, 1000, channels=2, seed=1), 44100)
-    write("vorbis_22k.ogg", tone(0.6, 22050, 300, seed=2), 22050, format="OGG", subtype="VORBIS")
-    write("float_48k_3ch.wav", tone(0.4, 48000, 2000, channels=3, seed=3), 48000, subtype="FLOAT")
-    write("pcm24_8k.aiff", tone(0.8, 8000, 700, seed=4), 8000, subtype="PCM_24")
-    write("UPPER CASE.WAV", tone(0.5, 16000, 900, seed=5), 16000)
-    write("sub/deeper/ünïcødé name #1 (copy).wav", tone(0.3, 11025, 500, seed=6), 11025)
-    write("sub/semi;colon's [x].flac", tone(0.2, 32000, 1500, seed=7), 32000)
-    write("short_10.wav", tone(10 / 16000, 16000, seed=8), 16000)
-    write("short_1.wav", np.array([0.25], np.float32), 8000)
-    write("silent.wav", np.zeros(8000, np.float32), 16000)
-    write("x.wav/inside_folder.wav", tone(0.3, 16000, 300, seed=9), 16000)
-    write("mpeg.mp3", tone(0.5, 16000, 440, seed=10), 16000, format="MP3")
-    (root / "notes.txt").write_text("not an input: a folder only yields audio extensions\n")
-    # broken files
-    (root / "empty.wav").write_bytes(b"")
-    fail[str(root / "empty.wav")] = "probe"
-    (root / "not_audio.wav").write_text("this is plain text, not a RIFF file\n" * 20)
-    fail[str(root / "not_audio.wav")] = "probe"
-    nan = tone(0.3, 16000, seed=11)
-    nan[100:110] = np.nan
-    sf.write(str(root / "nan_samples.wav"), nan, 16000, subtype="FLOAT")
-    fail[str(root / "nan_samples.wav")] = "decode"
-    good = root / "truncated.wav"
-    sf.write(str(good), tone(1.0, 16000, seed=12), 16000)
-    data = good.read_bytes()
-    good.write_bytes(data[: len(data) // 2 + 1])  # odd cut: half a sample at the end
-    truncated_ok = _readable_as_planned(good)
-    if truncated_ok:
-        ok.append(str(good))
-    else:
-        fail[str(good)] = None
+    corpus = make_mixed_corpus(root)
+    ok, fail = list(corpus["good"]), dict(corpus["bad"])
     external = root.parent / (root.name + "_external")
-    external.mkdir(exist_ok=True)
-    sf.write(str(external / "outside.wav"), tone(0.25, 16000, 600, seed=13), 16000)
-    os.symlink(external, root / "linked_external")  # a linked folder is followed
+    write_tone(external / "outside.wav", 16000, 0.25, freq=600.0)
+    os.symlink(external, root / "linked_external")
     ok.append(str(root / "linked_external" / "outside.wav"))
-    os.symlink(root / "sub", root / "a_link_to_sub")  # a folder reached twice is searched once
-    os.symlink(root, root / "sub" / "loop")  # a loop back to the root must not hang discovery
+    os.symlink(root / "nested", root / "a_link_to_nested")
+    os.symlink(root, root / "nested" / "loop")
     return {"ok": sorted(ok), "fail": fail}
-
-
-def _readable_as_planned(path: Path) -> bool:
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            frames = handle.frames
-            data = handle.read(dtype="float32")
-        return data.shape[0] == frames and frames > 0
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def copy_samples(dest: Path, n: int) -> list[str]:
@@ -208,9 +159,9 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 # ---------------------------------------------------------------- tests of the helpers
 
 
-def test_mixed_corpus_is_what_it_claims(tmp_path):
-    corpus = make_mixed_corpus(tmp_path / "c")
-    assert len(corpus["ok"]) >= 14
-    for path in corpus["ok"]:
-        assert _readable_as_planned(Path(path)), path
-    assert not _readable_as_planned(tmp_path / "c" / "empty.wav")
+def test_corpus_walk_finds_what_the_factory_promises(tmp_path):
+    from jobs.discover import discover
+
+    corpus = make_corpus(tmp_path / "c")
+    found = discover(str(tmp_path / "c"))
+    assert found.paths == sorted([*corpus["ok"], *corpus["fail"]])
