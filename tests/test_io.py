@@ -1,0 +1,400 @@
+"""featurelib.io on real files: header facts, librosa.load parity, windows, and every bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+import featurelib
+from featurelib import AudioDecodeError, AudioInfo, ParameterError
+from featurelib.io import AUDIO_EXTENSIONS
+
+from audio_factory import (
+    make_mixed_corpus,
+    mp3_writable,
+    noise,
+    tone,
+    write_audio,
+    write_chirp,
+    write_empty,
+    write_inf_wav,
+    write_nan_wav,
+    write_noise,
+    write_not_audio,
+    write_silence,
+    write_tone,
+    write_truncated,
+)
+
+RATES = [None, 8000, 16000, 22050, 44100, 48000]
+TOL = 1e-4  # the SPEC's load tolerance against librosa.load
+
+
+def librosa_load(path, **kw):
+    """librosa.load with librosa's own default for sr replaced by ours (None: native)."""
+    kw.setdefault("sr", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return librosa.load(path, **kw)
+
+
+def assert_same_as_librosa(path, **kw):
+    y, sr = featurelib.load(path, **kw)
+    y_ref, sr_ref = librosa_load(path, **kw)
+    assert sr == sr_ref
+    assert y.dtype == y_ref.dtype
+    assert y.shape == y_ref.shape
+    if y.size:
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=TOL)
+    return y, sr
+
+
+# ---------------------------------------------------------------- info
+
+
+@pytest.mark.parametrize(
+    "name, fmt, subtype, bit_depth",
+    [
+        ("a.wav", None, "PCM_16", 16),
+        ("a.wav", None, "PCM_24", 24),
+        ("a.wav", None, "PCM_32", 32),
+        ("a.wav", None, "PCM_U8", 8),
+        ("a.wav", None, "FLOAT", 32),
+        ("a.wav", None, "DOUBLE", 64),
+        ("a.wav", None, "ULAW", 8),
+        ("a.aiff", None, "PCM_S8", 8),
+        ("a.flac", None, "PCM_16", 16),
+        ("a.flac", None, "PCM_24", 24),
+        ("a.ogg", "OGG", "VORBIS", None),
+        ("a.opus", "OGG", "OPUS", None),
+        ("a.w64", None, "PCM_16", 16),
+        ("a.caf", None, "ALAC_20", 20),
+        ("a.au", None, "PCM_16", 16),
+        ("a.wav", None, "IMA_ADPCM", None),
+    ],
+)
+def test_info_reports_the_header(tmp_path, name, fmt, subtype, bit_depth):
+    sr = 48000 if subtype == "OPUS" else 22050
+    path = write_audio(tmp_path / name, tone(sr, 0.5, channels=2), sr, subtype=subtype, format=fmt)
+    meta = featurelib.info(path)
+    header = sf.info(str(path))
+    assert isinstance(meta, AudioInfo)
+    assert meta.path == str(path)
+    assert meta.format == header.format
+    assert meta.subtype == subtype
+    assert (meta.sample_rate, meta.channels) == (sr, 2)
+    assert meta.frames == header.frames
+    assert meta.duration == pytest.approx(header.frames / sr)
+    assert meta.bit_depth == bit_depth
+
+
+def test_info_is_frozen_and_reads_no_samples(tmp_path):
+    path = write_nan_wav(tmp_path / "nan.wav")  # header fine, samples not: info does not decode
+    meta = featurelib.info(path)
+    assert meta.frames == 8000 and meta.subtype == "FLOAT"
+    with pytest.raises(AttributeError):
+        meta.frames = 1
+
+
+def test_info_on_the_bundled_samples(samples_dir):
+    for path in sorted(samples_dir.glob("*.wav"))[:20]:
+        meta = featurelib.info(path)
+        assert (meta.format, meta.subtype, meta.sample_rate, meta.channels) == ("WAV", "PCM_16", 8000, 1)
+        assert meta.frames == sf.info(str(path)).frames > 0
+
+
+@pytest.mark.skipif(not mp3_writable(), reason="this libsndfile cannot write MP3")
+def test_info_mp3(tmp_path):
+    meta = featurelib.info(write_tone(tmp_path / "a.mp3", 44100, 1.0))
+    assert (meta.format, meta.subtype, meta.bit_depth) == ("MP3", "MPEG_LAYER_III", None)
+
+
+def test_audio_extensions():
+    assert {"wav", "flac", "ogg", "oga", "opus", "aiff", "aif", "aifc", "au", "snd", "w64",
+            "caf", "rf64"} <= AUDIO_EXTENSIONS
+    assert all(ext == ext.lower() and not ext.startswith(".") for ext in AUDIO_EXTENSIONS)
+    if "MP3" in sf.available_formats():
+        assert "mp3" in AUDIO_EXTENSIONS
+    assert "txt" not in AUDIO_EXTENSIONS and "raw" not in AUDIO_EXTENSIONS
+
+
+# ---------------------------------------------------------------- librosa.load parity
+
+
+def _fsdd_subset(fsdd_dir, n=24):
+    files = sorted(fsdd_dir.glob("*.wav"))
+    step = max(len(files) // n, 1)
+    return files[::step][:n]
+
+
+@pytest.mark.parametrize("sr", RATES)
+def test_load_matches_librosa_on_fsdd(fsdd_dir, sr):
+    for path in _fsdd_subset(fsdd_dir):
+        y, out_sr = assert_same_as_librosa(path, sr=sr)
+        assert y.ndim == 1 and y.flags.c_contiguous
+        assert out_sr == (8000 if sr is None else sr)
+
+
+@pytest.mark.parametrize("sr", RATES)
+def test_load_matches_librosa_on_bundled_samples(samples_dir, sr):
+    for path in sorted(samples_dir.glob("*.wav"))[::10]:
+        assert_same_as_librosa(path, sr=sr)
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+@pytest.mark.parametrize("mono", [True, False])
+@pytest.mark.parametrize("sr", RATES)
+def test_load_matches_librosa_multichannel(tmp_path, channels, mono, sr):
+    path = write_noise(tmp_path / f"n{channels}.wav", 44100, 0.5, channels=channels, subtype="PCM_24")
+    y, _ = assert_same_as_librosa(path, sr=sr, mono=mono)
+    assert y.shape[0] == channels if not mono else y.ndim == 1
+
+
+@pytest.mark.parametrize(
+    "name, native_sr, subtype, fmt",
+    [
+        ("chirp.flac", 48000, "PCM_16", None),
+        ("chirp.ogg", 22050, "VORBIS", "OGG"),
+        ("chirp.aiff", 16000, "PCM_24", None),
+        ("chirp.wav", 8000, "DOUBLE", None),
+        ("chirp.w64", 11025, "FLOAT", None),
+    ],
+)
+@pytest.mark.parametrize("sr", [None, 16000, 44100])
+def test_load_matches_librosa_across_formats(tmp_path, name, native_sr, subtype, fmt, sr):
+    path = write_audio(tmp_path / name, np.stack([tone(native_sr, 0.4),
+                                                  noise(native_sr, 0.4)], axis=1),
+                       native_sr, subtype=subtype, format=fmt)
+    for mono in (True, False):
+        assert_same_as_librosa(path, sr=sr, mono=mono)
+
+
+@pytest.mark.skipif(not mp3_writable(), reason="this libsndfile cannot write MP3")
+def test_load_matches_librosa_mp3(tmp_path):
+    path = write_chirp(tmp_path / "c.mp3", 44100, 1.0, channels=2, subtype=None)
+    for sr in (None, 22050):
+        for mono in (True, False):
+            assert_same_as_librosa(path, sr=sr, mono=mono)
+
+
+@pytest.mark.parametrize("offset, duration", [(0.0, 0.25), (0.1, None), (0.3, 0.2), (0.0137, 0.0501),
+                                              (0.9, 5.0)])
+@pytest.mark.parametrize("sr", [None, 22050])
+def test_load_window_matches_librosa(tmp_path, offset, duration, sr):
+    path = write_chirp(tmp_path / "c.wav", 16000, 1.0, channels=2)
+    for mono in (True, False):
+        assert_same_as_librosa(path, sr=sr, mono=mono, offset=offset, duration=duration)
+
+
+def test_load_window_on_fsdd(fsdd_dir):
+    for path in _fsdd_subset(fsdd_dir, 8):
+        assert_same_as_librosa(path, sr=16000, offset=0.05, duration=0.2)
+
+
+def test_float64_and_mixed_corpus_parity(tmp_path):
+    corpus = make_mixed_corpus(tmp_path / "corpus")
+    for path in corpus["good"]:
+        for sr in (None, 16000):
+            y, _ = assert_same_as_librosa(path, sr=sr, dtype=np.float64)
+            assert y.dtype == np.float64
+            if sr is None:  # resampling a clipped signal may overshoot; decoding never does
+                assert np.all(np.abs(y) <= 1.0)
+
+
+def test_very_short_and_silent_files(tmp_path):
+    one = write_audio(tmp_path / "one.wav", np.array([0.25], np.float32), 16000)
+    y, sr = featurelib.load(one)
+    assert y.shape == (1,) and sr == 16000 and y[0] == pytest.approx(0.25, abs=1e-4)
+    for target in (8000, 44100):
+        assert_same_as_librosa(one, sr=target)
+    short = write_tone(tmp_path / "short.wav", 8000, 10 / 8000)
+    assert featurelib.load(short)[0].shape == (10,)
+    assert_same_as_librosa(short, sr=48000)
+    silent = write_silence(tmp_path / "silent.flac", 22050, 0.5, channels=2)
+    y, _ = featurelib.load(silent, sr=16000, mono=False)
+    assert y.shape == (2, 8000) and not y.any()
+
+
+def test_reads_only_the_window(tmp_path):
+    """A window of a long file reads that window's bytes, not the whole file."""
+    path = write_noise(tmp_path / "long.wav", 48000, 60.0)  # 5.8 MB of PCM_16
+
+    class CountingFile(io.FileIO):
+        bytes_read = 0
+
+        def readinto(self, b):
+            n = super().readinto(b)
+            CountingFile.bytes_read += n or 0
+            return n
+
+        def read(self, size=-1):
+            data = super().read(size)
+            CountingFile.bytes_read += len(data)
+            return data
+
+    with CountingFile(path, "rb") as handle:
+        y, sr = featurelib.load(handle, offset=30.0, duration=0.5)
+    assert y.shape == (24000,)
+    assert CountingFile.bytes_read < 200_000  # the window is 48 kB; the file 5.8 MB
+    np.testing.assert_array_equal(y, sf.read(str(path), start=30 * 48000, frames=24000,
+                                             dtype="float32")[0])
+
+
+def test_file_objects_and_pathlike(tmp_path, samples_dir):
+    path = sorted(samples_dir.glob("*.wav"))[0]
+    ref, _ = featurelib.load(str(path), sr=16000)
+    with open(path, "rb") as handle:
+        y, sr = featurelib.load(handle, sr=16000)
+    np.testing.assert_array_equal(y, ref)
+    y, _ = featurelib.load(io.BytesIO(path.read_bytes()), sr=16000)
+    np.testing.assert_array_equal(y, ref)
+    y, _ = featurelib.load(path, sr=16000)  # pathlib.Path
+    np.testing.assert_array_equal(y, ref)
+    with open(path, "rb") as handle:
+        assert featurelib.info(handle).path == str(path)
+    fsspec = pytest.importorskip("fsspec")
+    with fsspec.open(f"file://{path}", "rb") as handle:
+        y, _ = featurelib.load(handle, sr=16000)
+    np.testing.assert_array_equal(y, ref)
+    y, _ = featurelib.load(f"file://{path}", sr=16000)
+    np.testing.assert_array_equal(y, ref)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _decode_error(path, **kw) -> AudioDecodeError:
+    with pytest.raises(AudioDecodeError) as caught:
+        featurelib.load(path, **kw)
+    err = caught.value
+    assert err.reason and "\n" not in err.reason
+    assert str(err).startswith(str(err.path))
+    return err
+
+
+def test_missing_file(tmp_path):
+    err = _decode_error(tmp_path / "nope.wav")
+    assert err.path == str(tmp_path / "nope.wav") and err.reason == "no such file"
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        featurelib.info(tmp_path / "nope.wav")
+
+
+def test_directory(tmp_path):
+    (tmp_path / "x.wav").mkdir()
+    assert "is a directory" in _decode_error(tmp_path / "x.wav").reason
+    with pytest.raises(AudioDecodeError, match="is a directory"):
+        featurelib.info(tmp_path / "x.wav")
+
+
+def test_broken_symlink(tmp_path):
+    os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
+    assert "broken symbolic link" in _decode_error(tmp_path / "link.wav").reason
+
+
+def test_empty_file(tmp_path):
+    path = write_empty(tmp_path / "empty.wav")
+    assert _decode_error(path).reason == "file is empty (0 bytes)"
+    with pytest.raises(AudioDecodeError, match="empty"):
+        featurelib.info(path)
+
+
+def test_header_without_samples(tmp_path):
+    path = write_audio(tmp_path / "zero.wav", np.zeros(0, np.float32), 16000)
+    assert "no audio frames" in _decode_error(path).reason
+
+
+def test_not_audio(tmp_path):
+    path = write_not_audio(tmp_path / "notes.wav")
+    reason = _decode_error(path).reason
+    assert reason.startswith("not a readable audio file (libsndfile: ") and "Error opening" not in reason
+    with pytest.raises(AudioDecodeError, match="not a readable audio file"):
+        featurelib.info(path)
+    assert "not a readable audio file" in _decode_error(io.BytesIO(b"\x00\x01" * 500)).reason
+
+
+def test_truncated_in_the_data(tmp_path):
+    path = write_truncated(tmp_path / "cut.wav", where="data")
+    assert _decode_error(path).reason.startswith("truncated: the header announces 32000 bytes")
+    # a window inside the part that survived is refused too: the file is damaged
+    _decode_error(path, duration=0.1)
+
+
+def test_truncated_in_the_header(tmp_path):
+    path = write_truncated(tmp_path / "cut.wav", where="header")
+    assert "not a readable audio file" in _decode_error(path).reason
+
+
+@pytest.mark.parametrize("ext, subtype", [("aiff", "PCM_16"), ("au", "PCM_24"), ("w64", "FLOAT"),
+                                          ("flac", "PCM_16")])
+def test_truncated_other_formats(tmp_path, ext, subtype):
+    path = write_noise(tmp_path / f"n.{ext}", 16000, 2.0, subtype=subtype)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 1])
+    reason = _decode_error(path).reason
+    assert reason.startswith(("truncated", "decoding failed part-way", "not a readable audio file"))
+
+
+@pytest.mark.skipif(not mp3_writable(), reason="this libsndfile cannot write MP3")
+def test_truncated_mp3(tmp_path, capfd):
+    path = write_noise(tmp_path / "n.mp3", 44100, 3.0, subtype=None)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert _decode_error(path).reason.startswith("truncated: the header announces")
+
+
+@pytest.mark.parametrize("writer", [write_nan_wav, write_inf_wav])
+def test_non_finite_samples(tmp_path, writer):
+    path = writer(tmp_path / "bad.wav")
+    assert _decode_error(path).reason == "holds non-finite samples (NaN or infinity)"
+    assert _decode_error(path, sr=8000).reason.startswith("holds non-finite")
+
+
+def test_nan_multichannel(tmp_path):
+    path = write_nan_wav(tmp_path / "bad.wav", channels=3)
+    _decode_error(path, mono=False)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(sr=0), dict(sr=-8000), dict(sr=float("nan")), dict(sr="16k"), dict(offset=-0.1),
+     dict(offset=float("inf")), dict(duration=0), dict(duration=-1.0), dict(dtype=np.int16),
+     dict(duration=1e-6)],
+)
+def test_bad_arguments(samples_dir, kw):
+    path = sorted(samples_dir.glob("*.wav"))[0]
+    with pytest.raises(ParameterError):
+        featurelib.load(path, **kw)
+
+
+def test_offset_past_the_end(tmp_path):
+    path = write_tone(tmp_path / "t.wav", 16000, 0.5)
+    with pytest.raises(ParameterError, match="past the end"):
+        featurelib.load(path, offset=0.5)
+
+
+def test_errors_survive_pickling(tmp_path):
+    import pickle
+
+    err = _decode_error(write_empty(tmp_path / "e.wav"))
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.path, back.reason) == (err.path, err.reason)
+
+
+def test_nothing_is_printed_or_warned(tmp_path, capfd):
+    corpus = make_mixed_corpus(tmp_path / "corpus")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in corpus["good"]:
+            featurelib.info(path)
+            featurelib.load(path, sr=16000, mono=False)
+        for path in corpus["bad"]:
+            with pytest.raises(AudioDecodeError):
+                featurelib.load(path)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
