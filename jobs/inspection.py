@@ -1,0 +1,264 @@
+"""``audiofeat inspect PATH...``: the audio facts a person asks first, per file.
+
+For every file: format, subtype, sample rate, channels, frames, duration, bit depth, the sample
+range (min/max over all channels), peak level and RMS level in dBFS. Files are streamed in blocks,
+so a two-hour recording is never held in memory.
+
+Levels are relative to digital full scale (1.0): ``peak_dbfs = 20 * log10(max |x|)`` and
+``rms_dbfs = 20 * log10(sqrt(mean(x ** 2)))`` over every sample of every channel, so a full-scale
+sine reads 0.0 dBFS peak and -3.01 dBFS RMS. Digital silence reads ``-inf``.
+
+Exit status: 0 every file inspected; 1 some files could not be read (one ``path: reason`` line
+each on stderr, the others still reported); 2 a PATH matched nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+__all__ = ["add_arguments", "main", "inspect_file", "resolve_paths"]
+
+BLOCK_FRAMES = 1 << 16  # frames read per step while measuring levels
+
+JSON_KEYS = ("path", "format", "subtype", "sample_rate", "channels", "frames", "duration_s",
+             "bit_depth", "min", "max", "peak_dbfs", "rms_dbfs")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="audio files, folders (searched recursively for audio files) or globs")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of objects instead of a table")
+    parser.add_argument("--recursive", "-r", action="store_true",
+                        help="let '**' in a glob match any number of folders")
+
+
+# ---------------------------------------------------------------- finding the files
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _audio_extensions() -> frozenset[str]:
+    from featurelib.io import AUDIO_EXTENSIONS
+
+    return frozenset("." + ext for ext in AUDIO_EXTENSIONS)
+
+
+def _walk_folder(root: str, extensions) -> list[str]:
+    """Audio files under ``root`` (links followed, each real folder once), sorted."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or a folder reached a second time through a link
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.splitext(name)[1].lower() in extensions and os.path.isfile(full):
+                found.append(full)
+    return sorted(found)
+
+
+def resolve_paths(paths, *, recursive: bool = False) -> tuple[list[str], list[str]]:
+    """Expand files, folders and globs into a list of files.
+
+    Returns ``(files, problems)``: the files in the order given (folders and globs sorted within),
+    without duplicates, and one message per PATH that matched nothing. A file named explicitly is
+    taken whatever its extension; folders and globs yield only audio extensions (any case).
+    """
+    extensions = _audio_extensions()
+    files: dict[str, None] = {}
+    problems: list[str] = []
+    for entry in paths:
+        entry = os.path.expanduser(os.fspath(entry))
+        if os.path.isdir(entry):
+            found = _walk_folder(entry, extensions)
+            if not found:
+                problems.append(f"{entry}: no audio files in this folder")
+            files.update(dict.fromkeys(found))
+        elif os.path.lexists(entry):
+            files[entry] = None  # a file, a broken link, a socket: inspect_file says what is wrong
+        elif _is_glob(entry):
+            matches = sorted(glob.glob(entry, recursive=recursive))
+            found = []
+            for match in matches:
+                if os.path.isdir(match):
+                    found.extend(_walk_folder(match, extensions))
+                elif os.path.splitext(match)[1].lower() in extensions:
+                    found.append(match)
+            if not found:
+                what = "nothing" if not matches else "no audio files"
+                problems.append(f"{entry}: the pattern matches {what}")
+            files.update(dict.fromkeys(found))
+        else:
+            problems.append(f"{entry}: no such file or folder")
+    return list(files), problems
+
+
+# ---------------------------------------------------------------- measuring one file
+
+
+def _dbfs(value: float) -> float:
+    import math
+
+    return 20.0 * math.log10(value) if value > 0 else float("-inf")
+
+
+def inspect_file(path) -> dict:
+    """Header facts and levels of one file, streamed in blocks.
+
+    Returns a dict with the keys of ``JSON_KEYS``. Raises
+    :class:`featurelib.AudioDecodeError` for a file that cannot be read to the end, holds no
+    samples, is cut short, or holds NaN/inf samples.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    from featurelib import AudioDecodeError
+    from featurelib.io import (
+        _info_from_handle,
+        _libsndfile_text,
+        _open_soundfile,
+        _truncation_reason,
+    )
+
+    with _open_soundfile(path) as (handle, shown):
+        meta = _info_from_handle(handle, shown)
+        if meta.frames <= 0:
+            raise AudioDecodeError(shown, "no audio frames (the file holds a header but no samples)")
+        truncated = _truncation_reason(handle)
+        if truncated is not None:
+            raise AudioDecodeError(shown, truncated)
+        lo, hi, sum_sq, n_frames = np.inf, -np.inf, 0.0, 0
+        try:
+            for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if block.size == 0:
+                    continue
+                b_lo, b_hi = float(block.min()), float(block.max())
+                if not (np.isfinite(b_lo) and np.isfinite(b_hi)):
+                    raise AudioDecodeError(shown, "holds non-finite samples (NaN or infinity)")
+                lo, hi = min(lo, b_lo), max(hi, b_hi)
+                flat = block.reshape(-1).astype(np.float64)
+                sum_sq += float(flat @ flat)
+                n_frames += block.shape[0]
+        except sf.LibsndfileError as exc:
+            raise AudioDecodeError(
+                shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
+        except (sf.SoundFileError, RuntimeError, ValueError) as exc:
+            raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
+    slack = 2 * 1152 if meta.format == "MP3" else 0  # MPEG frame counts may be estimates
+    if n_frames < meta.frames - slack:
+        raise AudioDecodeError(shown, f"truncated: the header announces {meta.frames} frames but "
+                                      f"decoding stopped after {n_frames}")
+    if n_frames == 0:
+        raise AudioDecodeError(shown, "no audio frames could be decoded")
+    rms = (sum_sq / (n_frames * meta.channels)) ** 0.5
+    return {
+        "path": meta.path,
+        "format": meta.format,
+        "subtype": meta.subtype,
+        "sample_rate": meta.sample_rate,
+        "channels": meta.channels,
+        "frames": meta.frames,
+        "duration_s": meta.duration,
+        "bit_depth": meta.bit_depth,
+        "min": lo,
+        "max": hi,
+        "peak_dbfs": _dbfs(max(abs(lo), abs(hi))),
+        "rms_dbfs": _dbfs(rms),
+    }
+
+
+# ---------------------------------------------------------------- output
+
+
+def _format_db(value: float) -> str:
+    return "-inf" if value == float("-inf") else f"{value:.2f}"
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3f} s"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+
+
+_COLUMNS = (  # header, row -> text, right-aligned?
+    ("path", lambda r: r["path"], False),
+    ("format", lambda r: r["format"], False),
+    ("subtype", lambda r: r["subtype"], False),
+    ("rate Hz", lambda r: str(r["sample_rate"]), True),
+    ("ch", lambda r: str(r["channels"]), True),
+    ("duration", lambda r: _format_duration(r["duration_s"]), True),
+    ("bits", lambda r: "-" if r["bit_depth"] is None else str(r["bit_depth"]), True),
+    ("min", lambda r: f"{r['min']:.4f}", True),
+    ("max", lambda r: f"{r['max']:.4f}", True),
+    ("peak dBFS", lambda r: _format_db(r["peak_dbfs"]), True),
+    ("RMS dBFS", lambda r: _format_db(r["rms_dbfs"]), True),
+)
+
+
+def format_table(rows: list[dict]) -> str:
+    """An aligned text table, one line per file."""
+    cells = [[header for header, _, _ in _COLUMNS]]
+    cells += [[text(row) for _, text, _ in _COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = []
+    for line in cells:
+        parts = [cell.rjust(w) if right else cell.ljust(w)
+                 for cell, w, (_, _, right) in zip(line, widths, _COLUMNS)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _json_value(value):
+    if isinstance(value, float) and value == float("-inf"):
+        return "-inf"
+    return value
+
+
+def main(args) -> int:
+    import json
+
+    from featurelib import AudioDecodeError
+    from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+
+    files, problems = resolve_paths(args.paths, recursive=args.recursive)
+    for line in problems:
+        print(f"audiofeat inspect: {line}", file=sys.stderr)
+    rows, results, failed = [], [], 0
+    for path in files:
+        try:
+            row = inspect_file(path)
+        except AudioDecodeError as exc:
+            failed += 1
+            print(f"{exc.path}: {exc.reason}", file=sys.stderr, flush=True)
+            results.append({"path": exc.path, "error": exc.reason})
+            continue
+        except Exception as exc:  # noqa: BLE001 - one line per file, never a traceback
+            failed += 1
+            reason = f"unexpected error ({type(exc).__name__}: {exc})"
+            print(f"{path}: {reason}", file=sys.stderr, flush=True)
+            results.append({"path": str(path), "error": reason})
+            continue
+        rows.append(row)
+        results.append({key: _json_value(row[key]) for key in JSON_KEYS})
+    try:
+        if args.json:
+            print(json.dumps(results, indent=2, ensure_ascii=False))
+        elif rows:
+            print(format_table(rows))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audiofeat inspect ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if problems:
+        return EXIT_USAGE
+    return EXIT_SOME_FAILED if failed else EXIT_OK
