@@ -48,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("no run directory: give --out DIR or `out:` in the config")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers: must be at least 1")
+    if config.score is not None and config.score.model and not os.path.isabs(config.score.model):
+        # like every path in a config file: relative to the config file's folder
+        config.score.model = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.config)),
+                                                           config.score.model))
     security = None
     if any(getattr(args, k, None) for k in ("tls_ca", "tls_cert", "tls_key")):
         from jobs.extract import security_from_args

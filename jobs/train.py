@@ -344,7 +344,10 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     known = known.assign(split=split.reindex(known.index).to_numpy())
     classes = sorted(known.loc[known["split"] == TRAIN, "label"].unique())
     if len(classes) < 2:
-        raise UsageError(f"the training files have {len(classes)} class(es); a classifier needs at least 2")
+        raise UsageError(
+            f"the training files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); a classifier "
+            f"needs at least 2 (labels come from labels.source: {labels_cfg.source})"
+        )
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
         f"{(known['split'] == TEST).sum()} test), {len(classes)} classes"

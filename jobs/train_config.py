@@ -53,6 +53,12 @@ class SegmentsConfig(_Section):
     length_s: float = Field(default=1.0, gt=0)
     hop_s: float = Field(default=0.5, gt=0)
 
+    @model_validator(mode="after")
+    def _no_gaps(self):
+        if self.hop_s > self.length_s:
+            raise ValueError(f"hop_s={self.hop_s} exceeds length_s={self.length_s}: segments would skip frames")
+        return self
+
 
 class SplitConfig(_Section):
     """How labelled files are split into train and test."""
@@ -93,6 +99,13 @@ class TrainConfig(_Section):
     hidden_units: int = Field(default=256, ge=1, description="the baseline MLP's hidden units")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
     seed: int = 0
+
+    @field_validator("cnn_widths")
+    @classmethod
+    def _positive_widths(cls, value):
+        if any(w < 1 for w in value):
+            raise ValueError("every CNN width must be at least 1")
+        return value
 
 
 class ScoreConfig(_Section):

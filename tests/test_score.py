@@ -143,3 +143,14 @@ def test_find_events_joins_consecutive_segments_of_one_file():
         ("b", "dog", 0.0, 1.3, 0.9, 2),  # file a's last segment does not run into file b
     ]
     assert find_events(table, ["dog", "cat"], 0.99).empty
+
+
+def test_score_model_path_in_config_is_relative_to_the_config(scored, tmp_path):
+    run, _ = scored
+    private = copy_run(run, tmp_path / "run")
+    shutil.rmtree(private / "scores")
+    (private / "models" / "default").rename(private / "models" / "elsewhere")
+    config = write_config(tmp_path / "job.yaml", score={"model": "run/models/elsewhere"})
+    assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+    state = json.loads((private / "scores" / "score.json").read_text())
+    assert state["model"]["folder"] == str(private / "models" / "elsewhere")

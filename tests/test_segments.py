@@ -90,3 +90,11 @@ def test_missing_feature_is_a_usage_error(store):
 def test_open_run_without_store_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="run `audiofeat extract` first"):
         open_run(tmp_path)
+
+
+def test_segments_config_refuses_gaps():
+    from jobs.train_config import SegmentsConfig
+
+    with pytest.raises(ValueError, match="would skip frames"):
+        SegmentsConfig(length_s=0.5, hop_s=1.0)
+    assert SegmentsConfig(length_s=1.0, hop_s=1.0).hop_s == 1.0
