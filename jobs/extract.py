@@ -251,21 +251,25 @@ def _extract_files(batch, job, fs, xp, timings):
         timings["dsp_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for members, n_valid, feats in parts:
-            stats = {name: row_moments(data, n_valid) for name, data in feats.items()}
-            for j, i in enumerate(members):
-                f, nv = group[i][0], n_valid[j]
-                off = f.frame_start - batch.region_start
-                for name, data in feats.items():
-                    region[name][off:off + nv] = data[j, :nv]
-                rows.add(f, {n: s[1][j] for n, s in stats.items()},
-                         {n: np.sqrt(s[2][j] / max(s[0][j], 1.0)) for n, s in stats.items()})
+            files = [group[i][0] for i in members]
+            nv = np.asarray(n_valid)
+            T = next(iter(feats.values())).shape[1]
+            valid = np.arange(T)[None, :] < nv[:, None]  # (B, T): each row's own frames
+            starts = np.array([f.frame_start - batch.region_start for f in files])
+            dest = np.repeat(starts - (np.cumsum(nv) - nv), nv) + np.arange(int(nv.sum()))
+            means, stds = {}, {}
+            for name, data in feats.items():
+                region[name][dest] = data[valid]
+                count, mean, m2 = row_moments(data, n_valid)
+                means[name], stds[name] = mean, np.sqrt(m2 / np.maximum(count, 1.0)[:, None])
+            rows.add_many(files, means, stds)
         timings["index_s"] += time.perf_counter() - t0
 
     group, longest = [], 0
     for f in batch.files:  # sorted by length
         t0, r0 = time.perf_counter(), timings["resample_s"]
         try:
-            y = decode(f.path, sr=fs.sr, expected_frames=f.frames, timings=timings)
+            y = decode(f.path, sr=fs.sr, expected_frames=f.frames, timings=timings, subtype=f.subtype)
             if y.shape[0] != f.n_samples:
                 raise BatchError("decode", "LengthMismatch",
                                  f"planned {f.n_samples} samples, decoded {y.shape[0]}")
@@ -310,6 +314,8 @@ def _extract_long(batch, job, fs, xp, timings):
                         maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
                     timings["decode_s"] += t1 - t0
                     timings["dsp_s"] += time.perf_counter() - t1
+                timings["decode_s"] -= stream.resample_s
+                timings["resample_s"] += stream.resample_s
         moments = {n: Moments(d) for n, d in dims.items()}
         index = IndexRows(dims)
         with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
@@ -331,6 +337,8 @@ def _extract_long(batch, job, fs, xp, timings):
                         rows_ = np.concatenate([rows_, np.zeros((pad, rows_.shape[1]), np.float32)])
                     arrays[name] = rows_
                 _write(out, arrays, batch.region_start + f0, timings)
+            timings["decode_s"] -= stream.resample_s
+            timings["resample_s"] += stream.resample_s
     except BatchError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -571,14 +579,32 @@ def _versions() -> dict:
     return out
 
 
-def _check_window(cfg) -> None:
+def _tables(fc: dict) -> dict:
+    """Window and mel bases for the tasks; a window featurelib does not know is a usage error."""
     from featurelib import ParameterError
-    from featurelib.framing import get_window
+    from jobs.compute import FeatureSet
 
     try:
-        get_window(cfg.frames.window, cfg.frames.win_length or cfg.frames.n_fft, n_fft=cfg.frames.n_fft)
+        return FeatureSet.from_config(fc).make_tables()
     except ParameterError as exc:
         raise UsageError(f"frames.window: {exc}") from None
+
+
+def _lock(out: str):
+    """Hold ``OUT/.lock`` for the run: a second extract into the same folder stops at once.
+
+    The lock is an ``flock``, released by the kernel when the process ends, however it ends.
+    """
+    import fcntl
+
+    os.makedirs(out, exist_ok=True)
+    handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(f"another audiofeat extract is writing {out} (its .lock is held)") from None
+    return handle
 
 
 # ================================================================ the whole job
@@ -589,9 +615,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
 
     The cluster starts (and its workers warm up) while the coordinator probes the headers.
     """
-    import contextlib
 
-    from jobs import store
     from jobs.config import config_hash, feature_config
 
     if cfg.input is None:
@@ -599,10 +623,23 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     if cfg.out is None:
         raise UsageError("out: no run directory given (set `out:` in the config or pass --out)")
     started, t_start = _now(), time.perf_counter()
-    _check_window(cfg)
     fc = feature_config(cfg)
     chash = config_hash(fc)
     device = _resolve_device(cfg.compute.device)
+    out = cfg.out
+    lock = _lock(out)
+    try:
+        return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
+                           started=started, t_start=t_start, fc=fc, chash=chash, device=device)
+    finally:
+        lock.close()
+
+
+def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, chash, device) -> int:
+    import contextlib
+
+    from jobs import store
+
     out = cfg.out
     timeline = {}
 
@@ -646,9 +683,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
              f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
         if pending:
-            from jobs.compute import FeatureSet
-
-            tables = FeatureSet.from_config(fc).make_tables()
+            tables = _tables(fc)
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
             summaries, batch_failures, rate = stage_extract(client, plan, pending, job)

@@ -200,6 +200,14 @@ class IndexRows:
             self.means[n].append(np.asarray(means[n], dtype=np.float64).reshape(-1))
             self.stds[n].append(np.asarray(stds[n], dtype=np.float64).reshape(-1))
 
+    def add_many(self, planned_files, means: dict, stds: dict) -> None:
+        """Several files at once: ``means[name]`` and ``stds[name]`` are ``(n_files, dim)``."""
+        for k in self._FACTS:
+            self.facts[k].extend(getattr(f, k) for f in planned_files)
+        for n in self.dims:
+            self.means[n].extend(np.asarray(means[n], dtype=np.float64).reshape(len(planned_files), -1))
+            self.stds[n].extend(np.asarray(stds[n], dtype=np.float64).reshape(len(planned_files), -1))
+
     def table(self):
         import pyarrow as pa
 

@@ -217,3 +217,15 @@ def test_run_command_on_the_example_config(tmp_path):
     assert result.returncode == 0, result.stderr
     files, failures = read_tables(tmp_path / "example")
     assert files.num_rows == 120 and failures.num_rows == 0
+
+
+def test_a_second_job_on_the_same_folder_stops_at_once(tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = write_config(tmp_path / "job.yaml", input="../data/samples", out=out)
+    with open(out / ".lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli("extract", cfg)
+    assert result.returncode == 2 and "another audiofeat extract" in result.stderr
