@@ -277,7 +277,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         import time
 
         t0 = time.perf_counter()
-        n_out = int(math.ceil(y.shape[0] * sr / native_sr))
+        n_out = int(math.ceil(y.shape[0] * (sr / native_sr)))  # librosa's order of operations
         y = _fix_length(soxr.resample(y, native_sr, sr, quality="soxr_hq"), n_out)
         if timings is not None:
             timings["resample_s"] = timings.get("resample_s", 0.0) + time.perf_counter() - t0
@@ -302,7 +302,7 @@ class ResampledStream:
         self.sr = sr
         self.expected_frames = expected_frames
         self.n_samples = int(expected_frames) if self.native_sr == sr else int(
-            math.ceil(expected_frames * sr / self.native_sr))
+            math.ceil(expected_frames * (sr / self.native_sr)))
         self._resampler = None if self.native_sr == sr else soxr.ResampleStream(
             self.native_sr, sr, 1, dtype="float32", quality="HQ")
         self._pending: list[np.ndarray] = []

@@ -381,6 +381,7 @@ def extract_batch(batch, job: dict) -> dict:
     timings["commit_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     summary["ok"], summary["failed"] = len(rows), len(failures)
+    summary["rss_mb"] = _peak_rss_mb()
     return summary
 
 
@@ -550,6 +551,8 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         "throughput": {"audio_hours_per_s": audio_s / 3600.0 / wall_s if wall_s > 0 else None,
                        "files_per_s": files.num_rows / wall_s if wall_s > 0 else None},
         "task_seconds": totals,
+        "peak_rss_mb": {"coordinator": _peak_rss_mb(),
+                        "largest_worker": max((s.get("rss_mb", 0.0) for s in summaries), default=None)},
         "coordinator_seconds": timeline,
         "cluster": cluster_info,
         "plan": {k: meta[k] for k in ("chunk_frames", "batch_seconds", "min_batches",
@@ -557,6 +560,14 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
     }
     store.write_json(manifest, os.path.join(out, "manifest.json"))
     return files, failures, manifest
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def _now() -> str:

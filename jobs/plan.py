@@ -40,7 +40,7 @@ def n_resampled(frames: int, native_sr: int, sr: int) -> int:
     """Samples after resampling ``frames`` native samples to ``sr`` (librosa: ceil of the ratio)."""
     if native_sr == sr:
         return int(frames)
-    return int(math.ceil(frames * sr / native_sr))
+    return int(math.ceil(frames * (sr / native_sr)))  # librosa's order: the ratio first
 
 
 def frame_count(n_samples: int, hop_length: int) -> int:
