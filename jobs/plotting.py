@@ -280,6 +280,7 @@ class FileAnalysis:
 
         import featurelib
 
+        self.magnitude = magnitude
         window_gain = float(featurelib.get_window("hann", self.n_fft).sum()) / 2.0
         scaled = (magnitude / window_gain).astype(np.float32)  # a full-scale sine peaks at 1.0
         self.freqs = np.arange(magnitude.shape[0]) * self.sr / self.n_fft
@@ -369,12 +370,6 @@ def draw_spectrum(ax, a: FileAnalysis) -> None:
 def _colorbar(fig, mesh, ax, label):
     bar = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
     bar.set_label(label)
-
-
-def _time_edges(times, step):
-    import numpy as np
-
-    return np.concatenate([times - step / 2, [times[-1] + step / 2]])
 
 
 LOG_ROWS = 480  # rows of the log-frequency image the spectrogram is drawn as
@@ -681,6 +676,8 @@ def main(args) -> int:
     _check_args(args)
     path = os.path.expanduser(args.path)
     args.path = path
+    if "://" not in path and not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file or folder")
     if os.path.isdir(path):
         if not _is_run_dir(path):
             raise UsageError(f"{path} is a folder but not a run directory (no features.zarr): "

@@ -1,0 +1,293 @@
+"""``audiofeat plot`` for real: every kind on short, long, silent and stereo files, the
+run-directory form on a real extract + train + score run, and bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import featurelib
+from jobs import plotting
+from jobs.cli import main as cli_main
+
+from audio_factory import (
+    write_chirp,
+    write_empty,
+    write_nan_wav,
+    write_noise,
+    write_not_audio,
+    write_silence,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = ["waveform", "spectrum", "spectrogram", "mel", "mfcc", "all"]
+WIDTH = 640  # small images keep the suite quick
+
+
+def expected_size(n_panels, width=WIDTH):
+    return width, plotting.PANEL_HEIGHT_PX * n_panels + 60
+
+
+def check_png(path: Path, size) -> np.ndarray:
+    """A valid PNG of the given size whose pixels are not all alike; returns its pixels."""
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == size
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert pixels.std() > 10.0, "blank image"
+    return pixels
+
+
+def plot(*argv) -> int:
+    return cli_main(["plot", *map(str, argv)])
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory, samples_dir):
+    root = tmp_path_factory.mktemp("plot-audio")
+    return {
+        "short": samples_dir / "3_theo_3.wav",
+        # ten minutes: the waveform is streamed and the spectral views are sampled
+        "long": write_noise(root / "ten minutes.wav", 8000, 600.0, amplitude=0.6),
+        "silent": write_silence(root / "silent.flac", 16000, 1.0),
+        "stereo": write_chirp(root / "stereo.wav", 44100, 2.0, channels=2),
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("which", ["short", "long", "silent", "stereo"])
+def test_every_kind_renders(audio, tmp_path, which, kind):
+    out = tmp_path / f"{which}_{kind}.png"
+    assert plot(audio[which], "--kind", kind, "-o", out, "--width", WIDTH) == 0
+    n_panels = 5 if kind == "all" else 1
+    pixels = check_png(out, expected_size(n_panels))
+    # more than the axes and text: a drawn view has many distinct colours
+    if kind not in ("waveform", "spectrum") and which != "silent":
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+
+
+def test_every_panel_of_all_holds_a_drawing(audio, tmp_path):
+    out = tmp_path / "all.png"
+    assert plot(audio["stereo"], "-o", out, "--width", WIDTH) == 0  # --kind all is the default
+    pixels = check_png(out, expected_size(5))
+    band = plotting.PANEL_HEIGHT_PX
+    for k in range(5):
+        panel = pixels[60 + k * band + 40: 60 + (k + 1) * band - 60, 80:WIDTH - 100]
+        assert panel.std() > 10.0, f"panel {k} is blank"
+
+
+def test_size_window_and_analysis_options(audio, tmp_path):
+    out = tmp_path / "window.png"
+    status = plot(audio["long"], "--kind", "all", "-o", out, "--offset", "123.4", "--duration", "2.5",
+                  "--sr", "16000", "--n-fft", "512", "--hop-length", "128", "--n-mels", "64",
+                  "--n-mfcc", "13", "--width", "1000", "--height", "900")
+    assert status == 0
+    check_png(out, (1000, 900))
+
+
+def test_long_file_in_a_subprocess_is_quick_and_quiet(audio, tmp_path):
+    out = tmp_path / "long.png"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "jobs", "plot", str(audio["long"]), "--kind", "all",
+                           "-o", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    check_png(out, expected_size(5, plotting.DEFAULT_WIDTH_PX))
+
+
+# ---------------------------------------------------------------- the numbers behind the views
+
+
+def test_streamed_envelope_equals_the_whole_file_envelope(tmp_path):
+    path = write_noise(tmp_path / "n.wav", 22050, 30.0, channels=3, subtype="PCM_24")
+    data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    start, count = 12345, 500_000
+    lo, hi = plotting._envelope_streamed(path, start, count, 777)
+    ref_lo, ref_hi = plotting._envelope_from_array(data[start:start + count].T, 777)
+    np.testing.assert_array_equal(lo, ref_lo)
+    np.testing.assert_array_equal(hi, ref_hi)
+
+
+def test_full_analysis_is_featurelib(samples_dir):
+    path = samples_dir / "5_lucas_30.wav"
+    a = plotting.FileAnalysis(path, kinds=plotting.FILE_KINDS, sr=None, offset=0.0, duration=None,
+                              n_fft=256, hop_length=64, n_mels=40, n_mfcc=13, n_cols=600)
+    y, sr = featurelib.load(path)
+    np.testing.assert_allclose(a.magnitude, np.abs(featurelib.stft(y, n_fft=256, hop_length=64)),
+                               rtol=0, atol=1e-6)
+    mel = featurelib.melspectrogram(y=y, sr=sr, n_fft=256, hop_length=64, n_mels=40)
+    np.testing.assert_allclose(a.mfcc, featurelib.mfcc(S=featurelib.power_to_db(mel), n_mfcc=13),
+                               rtol=0, atol=1e-3)
+    assert a.frame_times[1] - a.frame_times[0] == pytest.approx(64 / sr)
+
+
+def test_sampled_frames_are_the_frames_of_the_whole_signal(tmp_path, monkeypatch):
+    """Past MAX_FRAMES each frame is decoded on its own; it equals the same frame of the
+    whole decoded signal (native rate, so no resampler edge)."""
+    path = write_chirp(tmp_path / "c.wav", 8000, 20.0, channels=2)
+    monkeypatch.setattr(plotting, "MAX_FRAMES", 50)
+    a = plotting.FileAnalysis(path, kinds=["spectrogram"], sr=None, offset=1.0, duration=15.0,
+                              n_fft=512, hop_length=128, n_mels=40, n_mfcc=13, n_cols=600)
+    assert a.sampled and a.magnitude.shape == (257, 50)
+    y, sr = featurelib.load(path)
+    padded = np.pad(y, 256)
+    window = featurelib.get_window("hann", 512)
+    for k, centre in enumerate(a.frame_times):
+        c = int(round(centre * sr))
+        frame = padded[c:c + 512] * window
+        np.testing.assert_allclose(a.magnitude[:, k], np.abs(np.fft.rfft(frame)), rtol=0, atol=1e-4)
+
+
+def test_silence_draws_the_floor(audio):
+    a = plotting.FileAnalysis(audio["silent"], kinds=plotting.FILE_KINDS, sr=None, offset=0.0,
+                              duration=None, n_fft=512, hop_length=128, n_mels=40, n_mfcc=13,
+                              n_cols=600)
+    assert np.all(np.isfinite(a.spectrogram_db)) and np.all(np.isfinite(a.mfcc))
+    assert float(a.spectrogram_db.max()) == pytest.approx(-100.0)  # amplitude_to_db's floor
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("writer", [write_not_audio, write_empty, write_nan_wav])
+def test_bad_file_exit_1_one_line(tmp_path, capsys, writer):
+    path = writer(tmp_path / "bad.wav")
+    out = tmp_path / "bad.png"
+    assert plot(path, "--kind", "all", "-o", out) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: ")
+    assert not out.exists()
+
+
+def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
+    path = write_not_audio(tmp_path / "text.wav")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "jobs", "plot", str(path), "-o", str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{path}: not a readable audio file (libsndfile: Format not recognised)"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--kind", "chroma"], "--kind chroma"),
+        (["--offset", "-1"], "--offset"),
+        (["--duration", "0"], "--duration"),
+        (["--n-fft", "0"], "--n-fft"),
+        (["--offset", "99"], "past the end"),
+        (["--file-id", "abc"], "--file-id goes with a run directory"),
+    ],
+)
+def test_usage_errors_exit_2(samples_dir, tmp_path, capsys, argv, message):
+    status = plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "x.png", *argv)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_missing_path_bad_output_and_plain_folder_exit_2(samples_dir, tmp_path, capsys):
+    assert plot(tmp_path / "nope.wav", "-o", tmp_path / "x.png") == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "x.jpg2") == 2
+    assert "must end in .png" in capsys.readouterr().err
+    assert plot(samples_dir, "-o", tmp_path / "x.png") == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a run directory
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory):
+    """A real run: audiofeat extract, train and score on the bundled sample."""
+    from train_helpers import write_config
+
+    root = tmp_path_factory.mktemp("plot-run")
+    config = write_config(root / "job.yaml")
+    out = root / "run"
+    assert cli_main(["extract", str(config), "--out", str(out), "--workers", "1"]) == 0
+    assert cli_main(["train", str(config), "--out", str(out)]) == 0
+    assert cli_main(["score", str(config), "--out", str(out)]) == 0
+    return out
+
+
+def _first_file(run: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(run / "files.parquet").slice(0, 1).to_pylist()[0]
+
+
+@pytest.mark.parametrize("kind, n_panels", [("mel", 1), ("mfcc", 1), ("rms", 1), ("spectral_centroid", 1),
+                                            ("all", 5)])
+def test_run_directory_kinds(scored_run, tmp_path, kind, n_panels):
+    row = _first_file(scored_run)
+    out = tmp_path / f"{kind}.png"
+    assert plot(scored_run, "--file-id", row["file_id"], "--kind", kind, "-o", out, "--width", WIDTH) == 0
+    check_png(out, expected_size(n_panels))
+
+
+def test_run_directory_reads_the_stored_rows(scored_run, tmp_path, monkeypatch):
+    """The form decodes nothing: it works with the audio gone."""
+    import zarr
+
+    row = _first_file(scored_run)
+    moved = tmp_path / "moved"
+    shutil.copytree(scored_run, moved)
+    monkeypatch.setattr(featurelib, "load", None)  # any decode would fail loudly
+    assert plot(moved, "--file-id", row["file_id"], "--kind", "mfcc", "-o", tmp_path / "m.png") == 0
+    stored = zarr.open_group(str(moved / "features.zarr"), mode="r")["mfcc"]
+    assert stored.shape[0] >= row["frame_stop"] > row["frame_start"]
+
+
+def test_run_directory_events_are_shaded(scored_run, tmp_path):
+    import pyarrow.parquet as pq
+
+    events = pq.read_table(scored_run / "scores" / "events.parquet").to_pylist()
+    assert events, "the scored sample has events"
+    file_id = events[0]["file_id"]
+    with_events = tmp_path / "with.png"
+    assert plot(scored_run, "--file-id", file_id, "--kind", "rms", "-o", with_events) == 0
+    bare = tmp_path / "bare"
+    shutil.copytree(scored_run, bare, ignore=shutil.ignore_patterns("scores"))
+    without = tmp_path / "without.png"
+    assert plot(bare, "--file-id", file_id, "--kind", "rms", "-o", without) == 0
+    a = check_png(with_events, expected_size(1, plotting.DEFAULT_WIDTH_PX))
+    b = check_png(without, expected_size(1, plotting.DEFAULT_WIDTH_PX))
+    assert np.abs(a - b).sum() > 0
+
+
+def test_run_directory_by_path_and_window(scored_run, tmp_path):
+    row = _first_file(scored_run)
+    out = tmp_path / "by_path.png"
+    assert plot(scored_run, "--file-id", row["path"], "--kind", "mel", "-o", out,
+                "--offset", "0.1", "--duration", "0.2", "--width", WIDTH) == 0
+    check_png(out, expected_size(1))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--file-id"),
+        (["--file-id", "0000000000000000"], "not in"),
+        (["--file-id", "FIRST", "--kind", "chroma"], "not stored in this run"),
+        (["--file-id", "FIRST", "--offset", "100"], "past the end"),
+    ],
+)
+def test_run_directory_usage_errors(scored_run, tmp_path, capsys, argv, message):
+    row = _first_file(scored_run)
+    argv = [row["file_id"] if a == "FIRST" else a for a in argv]
+    assert plot(scored_run, "-o", tmp_path / "x.png", *argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err
