@@ -103,7 +103,7 @@ def test_long_file_is_streamed_in_blocks(tmp_path, capsys):
     data, _ = sf.read(str(path), dtype="float32")
     assert data.shape[0] > 10 * (1 << 16)
     rms = float(np.sqrt(np.mean(data.astype(np.float64) ** 2)))
-    assert row["rms_dbfs"] == pytest.approx(20 * math.log10(rms), abs=1e-9)
+    assert row["rms_dbfs"] == pytest.approx(20 * math.log10(rms), abs=1e-5)
     assert row["min"] == float(data.min()) and row["max"] == float(data.max())
     cli_main(["inspect", str(path)])
     assert "20.000 s" in capsys.readouterr().out
