@@ -412,6 +412,7 @@ def _open_client(cfg, *, scheduler, security, n_workers: int, gpu: bool):
 
 def _local_client(*, scheduler, security, n_workers, gpu):
     import contextlib
+    import logging
 
     from distributed import Client, LocalCluster
 
@@ -423,6 +424,7 @@ def _local_client(*, scheduler, security, n_workers, gpu):
             return
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR,
                           resources={"GPU": 1} if gpu else None) as cluster, Client(cluster) as client:
             yield client
 
