@@ -184,6 +184,8 @@ def _format_db(value: float) -> str:
 
 
 def _format_duration(seconds: float) -> str:
+    if seconds < 0.01:
+        return f"{seconds * 1000:.3g} ms"
     if seconds < 60:
         return f"{seconds:.3f} s"
     minutes, secs = divmod(seconds, 60)

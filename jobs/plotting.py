@@ -308,6 +308,8 @@ class FileAnalysis:
 
 
 def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.3g} ms"
     if value < 60:
         return f"{value:.3f} s"
     minutes, secs = divmod(value, 60)
@@ -341,7 +343,9 @@ def draw_waveform(ax, a: FileAnalysis) -> None:
         colour = colours[c % len(colours)]
         if hi is None:  # few samples: every sample drawn
             t = a.offset + np.arange(wave.shape[-1]) / a.wave_rate
-            ax.plot(t, wave[c], lw=0.8, color=colour, label=label, alpha=0.8 if channels > 1 else 1)
+            marker = "o" if wave.shape[-1] <= 200 else None  # a handful of samples: show each
+            ax.plot(t, wave[c], lw=0.8, color=colour, label=label, marker=marker, markersize=3,
+                    alpha=0.8 if channels > 1 else 1, clip_on=marker is None)
         else:  # min/max envelope, one column per pixel
             t = start + (np.arange(wave.shape[-1]) + 0.5) * (stop - start) / wave.shape[-1]
             ax.fill_between(t, wave[c], hi[c], color=colour, lw=0.5, label=label,

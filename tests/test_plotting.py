@@ -19,6 +19,7 @@ from jobs import plotting
 from jobs.cli import main as cli_main
 
 from audio_factory import (
+    write_audio,
     write_chirp,
     write_empty,
     write_nan_wav,
@@ -61,18 +62,19 @@ def audio(tmp_path_factory, samples_dir):
         "long": write_noise(root / "ten minutes.wav", 8000, 600.0, amplitude=0.6),
         "silent": write_silence(root / "silent.flac", 16000, 1.0),
         "stereo": write_chirp(root / "stereo.wav", 44100, 2.0, channels=2),
+        "one sample": write_audio(root / "one.wav", np.array([0.25], np.float32), 16000),
     }
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("which", ["short", "long", "silent", "stereo"])
+@pytest.mark.parametrize("which", ["short", "long", "silent", "stereo", "one sample"])
 def test_every_kind_renders(audio, tmp_path, which, kind):
     out = tmp_path / f"{which}_{kind}.png"
     assert plot(audio[which], "--kind", kind, "-o", out, "--width", WIDTH) == 0
     n_panels = 5 if kind == "all" else 1
     pixels = check_png(out, expected_size(n_panels))
     # more than the axes and text: a drawn view has many distinct colours
-    if kind not in ("waveform", "spectrum") and which != "silent":
+    if kind not in ("waveform", "spectrum") and which not in ("silent", "one sample"):
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
 
 
