@@ -398,3 +398,18 @@ def test_nothing_is_printed_or_warned(tmp_path, capfd):
                 featurelib.load(path)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_streamed_wav_with_unknown_length_loads(tmp_path):
+    """A WAV written to a pipe carries 0xFFFFFFFF sizes: a placeholder, not a truncation."""
+    import struct
+
+    path = write_tone(tmp_path / "piped.wav", 16000, 1.0)
+    data = bytearray(path.read_bytes())
+    assert data[36:40] == b"data"
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF)
+    data[40:44] = struct.pack("<I", 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    y, sr = featurelib.load(path)
+    assert y.shape == (16000,) and sr == 16000
+    np.testing.assert_array_equal(y, featurelib.load(write_tone(tmp_path / "plain.wav", 16000, 1.0))[0])
