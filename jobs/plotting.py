@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw at most this many seconds")
     parser.add_argument("--sr", type=int, default=None,
                         help="resample to this rate before the analysis (default: native rate)")
-    parser.add_argument("--n-fft", type=int, default=2048, metavar="N", help="FFT length (2048)")
+    parser.add_argument("--n-fft", type=int, default=None, metavar="N",
+                        help="FFT length (default: librosa's 2048 at 22.05 kHz and up, scaled down "
+                             "with the rate to a power of two: 1024 at 16 kHz, 512 at 8 kHz)")
     parser.add_argument("--hop-length", type=int, default=None, metavar="H",
                         help="samples between frames (n_fft // 4)")
     parser.add_argument("--n-mels", type=int, default=128, metavar="M", help="mel bands (128)")
@@ -88,8 +90,6 @@ def _check_args(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {value}")
     if args.width < 200 or (args.height is not None and args.height < 150):
         raise UsageError("the image must be at least 200 x 150 pixels")
-    if args.hop_length is None:
-        args.hop_length = max(args.n_fft // 4, 1)
     out_dir = os.path.dirname(os.path.abspath(args.output))
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in (".png", ".pdf", ".svg"):
@@ -177,6 +177,14 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
     return lo, hi
 
 
+def default_n_fft(sr: float) -> int:
+    """librosa's 2048 samples at 22.05 kHz (93 ms), the same duration or less at other rates,
+    as a power of two between 256 and 2048."""
+    import math
+
+    return int(min(2048, max(256, 2 ** math.floor(math.log2(2048 * sr / 22050)))))
+
+
 class FileAnalysis:
     """Everything the five views of one recording need, computed with featurelib."""
 
@@ -207,6 +215,10 @@ class FileAnalysis:
 
             raise UsageError(f"--duration {duration} s is shorter than one sample")
         self.window_s = count / native
+        if n_fft is None:
+            n_fft = default_n_fft(self.sr)
+        if hop_length is None:
+            hop_length = max(n_fft // 4, 1)
         self.n_fft, self.hop_length, self.n_mels, self.n_mfcc = n_fft, hop_length, n_mels, n_mfcc
         self.kinds = kinds
         n_samples = int(round(self.window_s * self.sr))
@@ -419,9 +431,7 @@ def _log_hz_ticks(ax, log_lo: float, log_hi: float) -> None:
 def draw_spectrogram(fig, ax, a: FileAnalysis) -> None:
     step = (a.frame_times[1] - a.frame_times[0]) if len(a.frame_times) > 1 else a.hop_length / a.sr
     rows, (log_lo, log_hi) = _log_frequency_rows(a.spectrogram_db, a.freqs)
-    extent = (a.frame_times[0] - step / 2, a.frame_times[-1] + step / 2, log_lo, log_hi)
-    image = ax.imshow(rows, origin="lower", aspect="auto", extent=extent, cmap="magma",
-                      interpolation="nearest")
+    image = _frames_image(ax, rows, a.frame_times, step, (log_lo, log_hi), "magma")
     _log_hz_ticks(ax, log_lo, log_hi)
     _window_axis(ax, a)
     note = f", {a.frames_note}" if a.frames_note else ""
@@ -449,10 +459,22 @@ def _mel_ticks(ax, n_mels, *, fmin, fmax, htk):
     ax.set_ylabel("frequency (Hz, mel scale)")
 
 
-def _image(ax, data, times, step, cmap):
-    extent = (times[0] - step / 2, times[-1] + step / 2, -0.5, data.shape[0] - 0.5)
+def _frames_image(ax, data, times, step, y_range, cmap):
+    """``(rows, frames)`` as an image whose column ``k`` is centred on ``times[k]``.
+
+    The last frame is drawn once more after itself, so that the picture reaches the end of the
+    recording (the last centred frame lies up to one hop before it); the axis limits cut the rest.
+    """
+    import numpy as np
+
+    data = np.concatenate([data, data[:, -1:]], axis=1)
+    extent = (times[0] - step / 2, times[-1] + 1.5 * step, *y_range)
     return ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap,
                      interpolation="nearest")
+
+
+def _image(ax, data, times, step, cmap):
+    return _frames_image(ax, data, times, step, (-0.5, data.shape[0] - 0.5), cmap)
 
 
 def draw_mel(fig, ax, a: FileAnalysis) -> None:
@@ -497,10 +519,17 @@ def _figure(n_panels: int, width_px: int, height_px: int | None):
 
 
 def plot_file(args) -> None:
+    import warnings
+
     kinds = _kinds_for_file(args.kind)
-    analysis = FileAnalysis(args.path, kinds=kinds, sr=args.sr, offset=args.offset,
-                            duration=args.duration, n_fft=args.n_fft, hop_length=args.hop_length,
-                            n_mels=args.n_mels, n_mfcc=args.n_mfcc, n_cols=args.width)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analysis = FileAnalysis(args.path, kinds=kinds, sr=args.sr, offset=args.offset,
+                                duration=args.duration, n_fft=args.n_fft,
+                                hop_length=args.hop_length, n_mels=args.n_mels,
+                                n_mfcc=args.n_mfcc, n_cols=args.width)
+    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+        print(f"audiofeat plot: note: {message}", file=sys.stderr)
     fig, axes = _figure(len(kinds), args.width, args.height)
     for kind, ax in zip(kinds, axes):
         if kind == "waveform":
@@ -629,6 +658,11 @@ def plot_run(args) -> None:
         raise UsageError(f"--offset {args.offset} s is past the end of the file "
                          f"({row['duration_s']:.3f} s)")
     times = (np.arange(lo, hi) - first) * frame_step
+    # the shown stretch of the recording: frames are centred, the first at 0 s
+    x_start = max(times[0] - frame_step / 2, 0.0)
+    x_stop = float(row["duration_s"]) if hi == stop else times[-1] + frame_step / 2
+    if x_stop <= x_start:
+        x_stop = times[-1] + frame_step / 2
     events = _events_for(out_dir, row["file_id"])
     fig, axes = _figure(len(names), args.width, args.height)
     colours: dict = {}
@@ -655,7 +689,7 @@ def plot_run(args) -> None:
             image = _image(ax, data, times, frame_step, "viridis")
             ax.set_ylabel(f"{name} index")
             _colorbar(fig, image, ax, UNITS.get(name, "value"))
-        _time_axis(ax, times[0] - frame_step / 2, times[-1] + frame_step / 2)
+        _time_axis(ax, x_start, x_stop)
         ax.set_title(f"{name} (stored, {sr} Hz, hop {hop})", fontsize=10)
         _shade_events(ax, events, colours, over_image=data.shape[0] > 1)
     title = (f"{os.path.basename(row['path'])} — {row['sample_rate']} Hz, {row['channels']} ch, "

@@ -293,3 +293,16 @@ def test_run_directory_usage_errors(scored_run, tmp_path, capsys, argv, message)
     assert plot(scored_run, "-o", tmp_path / "x.png", *argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_default_fft_length_follows_the_rate():
+    assert [plotting.default_n_fft(sr) for sr in (4000, 8000, 16000, 22050, 44100, 96000)] == [
+        256, 512, 1024, 2048, 2048, 2048]
+
+
+def test_library_warnings_become_one_note_line(audio, tmp_path, capsys):
+    out = tmp_path / "narrow.png"
+    assert plot(audio["stereo"], "--kind", "mel", "--n-fft", "256", "-o", out) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("audiofeat plot: note: Empty filters")
+    check_png(out, expected_size(1, plotting.DEFAULT_WIDTH_PX))
