@@ -33,6 +33,7 @@ __all__ = ["add_arguments", "main", "FILE_KINDS", "MAX_FRAMES"]
 
 FILE_KINDS = ("waveform", "spectrum", "spectrogram", "mel", "mfcc")
 MAX_FRAMES = 2048  # STFT frames computed for one image; longer windows are sampled evenly
+MAX_DECODED_SAMPLES = 1 << 24  # samples (all channels) decoded at once; past this, sample frames
 BLOCK_FRAMES = 1 << 16  # frames read per step while streaming the waveform envelope
 PANEL_HEIGHT_PX = 360
 DEFAULT_WIDTH_PX = 1200
@@ -223,7 +224,8 @@ class FileAnalysis:
         self.kinds = kinds
         n_samples = int(round(self.window_s * self.sr))
         n_frames = 1 + n_samples // hop_length
-        self.sampled = n_frames > MAX_FRAMES
+        self.sampled = n_frames > MAX_FRAMES or n_samples * self.meta.channels > MAX_DECODED_SAMPLES
+        self.n_sampled = min(MAX_FRAMES, n_frames)
         spectral = any(k != "waveform" for k in kinds)
         if not self.sampled:
             y_multi, _ = featurelib.load(path, sr=self.sr, mono=False, offset=offset,
@@ -259,7 +261,7 @@ class FileAnalysis:
         self._derive(magnitude)
 
     def _spectra_sampled(self, path, native):
-        """``MAX_FRAMES`` frames spread over the window, each decoded on its own."""
+        """``n_sampled`` frames spread evenly over the window, each decoded on its own."""
         import numpy as np
 
         import featurelib
@@ -267,8 +269,9 @@ class FileAnalysis:
         n_fft, sr = self.n_fft, self.sr
         half = n_fft // 2
         margin = max(0.02, 64.0 / min(sr, native))  # resampler settling room on each side
-        centres = self.offset + (np.arange(MAX_FRAMES) + 0.5) * self.window_s / MAX_FRAMES
-        frames = np.zeros((MAX_FRAMES, n_fft), np.float32)
+        count = self.n_sampled
+        centres = self.offset + (np.arange(count) + 0.5) * self.window_s / count
+        frames = np.zeros((count, n_fft), np.float32)
         for k, centre in enumerate(centres):
             begin = max(centre - half / sr - margin, 0.0)
             begin_frame = int(begin * native)
@@ -282,8 +285,7 @@ class FileAnalysis:
         # one frame per row: an uncentred STFT whose only frame is the row itself
         magnitude = abs(featurelib.stft(frames, n_fft=n_fft, hop_length=n_fft, center=False))[..., 0]
         self.frame_times = centres
-        self.frames_note = (f"{MAX_FRAMES} frames sampled every "
-                            f"{self.window_s / MAX_FRAMES:.3g} s")
+        self.frames_note = f"{count} frames sampled every {self.window_s / count:.3g} s"
         self._derive(magnitude.T)
 
     def _derive(self, magnitude):
