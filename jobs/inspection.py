@@ -29,7 +29,8 @@ JSON_KEYS = ("path", "format", "subtype", "sample_rate", "channels", "frames", "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="audio files, folders (searched recursively for audio files) or globs")
+                        help="audio files, folders (searched recursively for audio files), globs, "
+                             "or fsspec URLs of single files (s3://bucket/a.wav)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of objects instead of a table")
     parser.add_argument("--recursive", "-r", action="store_true",
@@ -78,6 +79,11 @@ def resolve_paths(paths, *, recursive: bool = False) -> tuple[list[str], list[st
     problems: list[str] = []
     for entry in paths:
         entry = os.path.expanduser(os.fspath(entry))
+        if "://" in entry and not entry.startswith("file://"):
+            files[entry] = None  # an fsspec URL (s3://, gs://, https://...): opened when inspected
+            continue
+        if entry.startswith("file://"):
+            entry = entry[len("file://"):]
         if os.path.isdir(entry):
             found = _walk_folder(entry, extensions)
             if not found:

@@ -196,3 +196,22 @@ def test_compressed_and_multichannel_formats(tmp_path, capsys):
     assert status == 0
     assert [(r["format"], r["channels"], r["bit_depth"]) for r in rows] == [
         ("OGG", 2, None), ("W64", 6, 32), ("AIFF", 1, 24)]
+
+
+def test_fsspec_urls(samples_dir, tmp_path, capsys):
+    fsspec = pytest.importorskip("fsspec")
+    source = samples_dir / "0_george_3.wav"
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/inspect-test/clip.wav", source.read_bytes())
+    fs.pipe("/inspect-test/text.wav", b"not audio at all" * 10)
+    try:
+        status, rows, err = inspect_json(capsys, "memory://inspect-test/clip.wav",
+                                         "memory://inspect-test/text.wav", f"file://{source}")
+    finally:
+        fs.rm("/inspect-test", recursive=True)
+    assert status == 1
+    assert rows[0]["path"] == "memory://inspect-test/clip.wav"
+    assert rows[0]["frames"] == rows[2]["frames"] == sf.info(str(source)).frames
+    assert rows[0]["rms_dbfs"] == rows[2]["rms_dbfs"]
+    assert "not a readable audio file" in rows[1]["error"]
+    assert err.splitlines() == [f"memory://inspect-test/text.wav: {rows[1]['error']}"]
