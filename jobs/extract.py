@@ -107,10 +107,10 @@ def _plan_id(config_hash: str, discovery) -> str:
 
 
 def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
-    """The plan an earlier run stored in OUT for this config and these inputs, or None.
+    """The plan an earlier run stored in OUT for this config, or None (then make a new one).
 
-    Refuses (exit 2) a store of another feature config, or a plan of other inputs, unless
-    ``overwrite``. Returns ``(plan, meta)`` or ``None`` (then a new plan must be made).
+    Refuses (exit 2) a store of another feature config unless ``overwrite``. When the inputs
+    changed, the stored plan is extended (:func:`extend_plan`). Returns ``(plan, meta)``.
     """
     from jobs import store
     from jobs.plan import plan_from_tables
@@ -126,16 +126,51 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
                          "pass --overwrite to replace it, or choose another --out")
     if meta is None or meta.get("config_hash") != config_hash or attrs is None:
         return None
-    if meta.get("plan_id") != _plan_id(config_hash, discovery):
-        raise UsageError(f"the inputs differ from those of the run in {out} "
-                         f"({meta.get('n_inputs')} inputs then, "
-                         f"{len(discovery.paths) + len(discovery.failures)} now); "
-                         "pass --overwrite to start over, or choose another --out")
     import pyarrow.parquet as pq
 
     table = pq.read_table(os.path.join(out, ".plan.parquet"))
     plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
                             meta["chunk_frames"])
+    if meta.get("plan_id") != _plan_id(config_hash, discovery):
+        plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash)
+    return plan, meta
+
+
+def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
+    """The inputs changed since the stored plan: new inputs get new batches after the old regions
+    (the arrays grow), inputs that went away are left out of the tables; nothing done is redone.
+
+    Crash-safe like a new plan: the arrays grow first, the plan file is written last, and the
+    same inputs always give the same extension.
+    """
+    from jobs import store
+    from jobs.plan import make_batches, plan_to_tables, probe_all
+
+    out = cfg.out
+    planned = {f.path for f in plan.files}
+    current = set(discovery.paths) | {f["path"] for f in discovery.failures}
+    new_paths = [p for p in discovery.paths if p not in planned]
+    files, probe_failures = probe_all(new_paths)
+    old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
+                          and f["path"] not in set(new_paths)]
+    extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
+                         batch_seconds=meta["batch_seconds"], min_batches=meta["min_batches"],
+                         block_seconds=meta["block_seconds"], chunk_frames=meta["chunk_frames"],
+                         first_batch_id=len(plan.batches), first_frame=plan.total_frames)
+    plan.batches += extra.batches
+    plan.total_frames = extra.total_frames if extra.batches else plan.total_frames
+    failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *discovery.failures]}
+    plan.failures = [failures[p] for p in sorted(failures)]
+    dropped = sorted(planned - current)
+    store.grow_store(out, plan.total_frames)
+    table, batches = plan_to_tables(plan)
+    store.write_table(table, os.path.join(out, ".plan.parquet"))
+    meta = {**meta, "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
+            "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
+            "dropped": dropped}
+    store.write_json(meta, os.path.join(out, ".plan.json"))  # the extension's commit
+    _say(f"extract: inputs changed since the last run: {len(new_paths)} new, {len(dropped)} gone; "
+         f"{len(extra.batches)} batches added")
     return plan, meta
 
 
@@ -519,16 +554,11 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
 
     out = cfg.out
     committed = sorted(store.committed_batches(out) & {b.batch_id for b in plan.batches})
-    files, failures = store.gather(out, committed, meta["dims"], plan.failures + extra_failures)
+    files, failures = store.gather(out, committed, meta["dims"], plan.failures + extra_failures,
+                                   drop=set(meta.get("dropped", ())))
     store.write_table(files, os.path.join(out, "files.parquet"))
     store.write_table(failures, os.path.join(out, "failures.parquet"))
-    import warnings
-
-    import zarr
-
-    with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec" (yet)
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(os.path.join(out, store.STORE_NAME))
+    store.consolidate(out)
     audio_s = float(sum(files.column("duration_s").to_pylist())) if files.num_rows else 0.0
     wall_s = time.perf_counter() - t_start
     totals = {}

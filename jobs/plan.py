@@ -170,8 +170,13 @@ def _round_up(n: int, chunk: int) -> int:
 
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
-                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None) -> Plan:
-    """Group probed files into batches with chunk-aligned, disjoint regions (deterministic)."""
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
+                 first_batch_id: int = 0, first_frame: int = 0) -> Plan:
+    """Group probed files into batches with chunk-aligned, disjoint regions (deterministic).
+
+    ``first_batch_id`` and ``first_frame`` (a chunk boundary) place the batches after those of an
+    earlier plan, when new inputs are appended to a store.
+    """
     for f in files:
         f.n_samples = n_resampled(f.frames, f.sample_rate, sr)
         f.n_frames = frame_count(f.n_samples, hop_length)
@@ -199,8 +204,8 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
     if current:
         groups.append(("files", current))
 
-    batches, start = [], 0
-    for batch_id, (kind, members) in enumerate(groups):
+    batches, start = [], first_frame
+    for batch_id, (kind, members) in enumerate(groups, start=first_batch_id):
         cursor = start
         for f in members:
             f.frame_start, f.frame_stop, f.batch_id = cursor, cursor + f.n_frames, batch_id

@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
     "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
-    "write_parquet", "write_json", "IndexRows", "write_table", "read_json", "clear_run", "gather",
+    "write_parquet", "write_json", "IndexRows", "write_table", "grow_store", "read_json", "clear_run", "gather",
 ]
 
 STORE_NAME = "features.zarr"
@@ -97,9 +97,14 @@ def write_rows(out: str, arrays: dict[str, np.ndarray], start: int) -> None:
     """
     import zarr
 
-    group = zarr.open_group(_store_path(out), mode="r+")
+    # fresh array metadata, never the consolidated copy (the arrays may have grown since)
+    group = zarr.open_group(_store_path(out), mode="r+", use_consolidated=False)
     for name, data in arrays.items():
-        group[name][start:start + data.shape[0]] = data
+        array = group[name]
+        if start + data.shape[0] > array.shape[0]:
+            raise IndexError(f"rows {start}:{start + data.shape[0]} lie outside {name} "
+                             f"({array.shape[0]} rows)")
+        array[start:start + data.shape[0]] = data
 
 
 def read_rows(out: str, name: str, start: int, stop: int) -> np.ndarray:
@@ -248,8 +253,35 @@ def commit_batch(out: str, batch_id: int, files, failures: list[dict],
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict]):
-    """(files table, failures table) from the committed batches, each sorted by path."""
+def grow_store(out: str, total_frames: int) -> None:
+    """Lengthen every feature array to ``total_frames`` rows (metadata only; no task is running)."""
+
+    import zarr
+
+    group = zarr.open_group(_store_path(out), mode="r+", use_consolidated=False)
+    for name in group.array_keys():
+        array = group[name]
+        if array.shape[0] != total_frames:
+            array.resize((total_frames, array.shape[1]))
+    group.attrs["total_frames"] = int(total_frames)
+    consolidate(out)
+
+
+def consolidate(out: str) -> None:
+    """Write the group's consolidated metadata (readers open the store with one read)."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec" (yet)
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(_store_path(out))
+
+
+def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict],
+           drop: set[str] = frozenset()):
+    """(files table, failures table) from the committed batches, each sorted by path; rows of
+    the paths in ``drop`` (inputs no longer named) are left out."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -259,6 +291,12 @@ def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict]
     schema = files_schema(dims)
     files_table = pa.concat_tables([t.cast(schema) for t in files]) if files else schema.empty_table()
     failures_table = pa.concat_tables([t.cast(failures_schema()) for t in fails])
+    if drop:
+        import pyarrow.compute as pc
+
+        keep = pa.array(sorted(drop), pa.string())
+        files_table = files_table.filter(pc.invert(pc.is_in(files_table["path"], value_set=keep)))
+        failures_table = failures_table.filter(pc.invert(pc.is_in(failures_table["path"], value_set=keep)))
     files_table = files_table.sort_by([("path", "ascending")])
     failures_table = failures_table.sort_by([("path", "ascending"), ("stage", "ascending")])
     return files_table, failures_table

@@ -195,9 +195,12 @@ def test_changed_feature_config_is_refused_unless_overwrite(mixed_run, tmp_path)
     assert files.num_rows == 1
     group = zarr.open_group(str(out / "features.zarr"), mode="r")
     assert set(group.array_keys()) == {"mfcc", "rms"}
-    # same config, other inputs: refused too (the plan belongs to the inputs)
+    # same config, other inputs: the new one is appended, the one no longer named left out
     result = run_cli("extract", changed, "--input", str(root / "corpus" / "silent.wav"))
-    assert result.returncode == 2 and "inputs differ" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "1 new, 1 gone" in result.stderr
+    assert pq.read_table(out / "files.parquet").column("path").to_pylist() == [
+        str(root / "corpus" / "silent.wav")]
 
 
 def test_bad_config_exits_2_and_names_the_key(tmp_path):

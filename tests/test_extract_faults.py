@@ -127,3 +127,44 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, tmp_path):
             if proc.poll() is None:
                 kill_group(proc)
         log.close()
+
+
+def test_new_inputs_are_appended_and_gone_ones_left_out(corpus, tmp_path):
+    import shutil
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import zarr
+
+    from jobs.compute import FeatureSet, decode, file_features
+
+    src = sorted((corpus["root"] / "corpus").glob("*.wav"))
+    folder = tmp_path / "grows"
+    folder.mkdir()
+    for path in src[:40]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(folder), out=out, features=FEATURES,
+                       compute=COMPUTE)
+    assert run_cli("extract", cfg).returncode == 0
+    first = json.loads((out / "manifest.json").read_text())
+    for path in src[40:52]:
+        shutil.copy(path, folder / path.name)
+    for path in src[:5]:
+        (folder / path.name).unlink()
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "12 new, 5 gone" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["batches"] > first["counts"]["batches"]
+    assert manifest["counts"]["batches_run"] == manifest["counts"]["batches"] - first["counts"]["batches"]
+    files = pq.read_table(out / "files.parquet")
+    assert files.column("path").to_pylist() == sorted(str(folder / p.name) for p in src[5:52])
+    group = zarr.open_group(str(out / "features.zarr"), mode="r")
+    fs = FeatureSet.from_config(dict(group.attrs)["feature_config"])
+    for row in files.to_pylist()[-4:]:
+        ref = file_features(decode(row["path"], sr=fs.sr), fs)
+        for name, expected in ref.items():
+            got = group[name][row["frame_start"]:row["frame_stop"]]
+            assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6), name
+    assert run_cli("extract", cfg).stdout.startswith("extract: nothing to do")
