@@ -214,27 +214,41 @@ def _check_complete(path: str, fmt: str, frames: int) -> None:
 
 
 def _read_pcm16_wav(path: str, expected_frames: int | None):
-    """(frames, channels) float32 of a plain 16-bit PCM WAV via the standard library, or None.
+    """``(samples (frames, channels) float32, sample rate)`` of a plain 16-bit PCM WAV, or None.
 
-    About 4x faster than libsndfile on short clips and bit-identical (x / 32768). Anything not
-    plainly PCM_16, or whose length is not the header's, returns None and goes to libsndfile.
+    One read and a RIFF chunk walk: several times faster than libsndfile on short clips and
+    bit-identical (x / 32768). Anything else (other encodings, extensible headers, a data chunk
+    cut short, a length other than the header's) returns None and goes to libsndfile.
     """
-    import wave
+    import struct
 
     try:
-        with wave.open(path, "rb") as handle:
-            channels, width, frames = handle.getnchannels(), handle.getsampwidth(), handle.getnframes()
-            if width != 2 or handle.getcomptype() != "NONE" or frames <= 0:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], struct.unpack_from("<I", raw, pos + 4)[0]
+        body = pos + 8
+        if cid == b"fmt " and size >= 16:
+            fmt = struct.unpack_from("<HHIIHH", raw, body)  # tag, channels, rate, bytes/s, align, bits
+        elif cid == b"data":
+            if fmt is None or fmt[0] != 1 or fmt[5] != 16 or fmt[1] < 1 or fmt[4] != 2 * fmt[1]:
+                return None
+            channels, rate = fmt[1], fmt[2]
+            frames = size // fmt[4]
+            if body + frames * fmt[4] > len(raw) or frames <= 0:
                 return None
             if expected_frames is not None and frames != expected_frames:
                 return None
-            raw = handle.readframes(frames)
-    except (wave.Error, EOFError, OSError):
-        return None
-    if len(raw) != frames * channels * 2:
-        return None
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
-    return samples.reshape(frames, channels)
+            samples = np.frombuffer(raw, dtype="<i2", count=frames * channels, offset=body)
+            samples = samples.astype(np.float32) * np.float32(1.0 / 32768.0)
+            return samples.reshape(frames, channels), rate
+        pos = body + size + (size & 1)
+    return None
 
 
 def decode(path: str, *, sr: int, expected_frames: int | None = None,
@@ -247,13 +261,10 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soxr
 
     block = None
-    if subtype == "PCM_16" and "://" not in path and path.lower().endswith((".wav", ".wave")):
-        block = _read_pcm16_wav(path, expected_frames)
-        if block is not None:
-            import wave
-
-            with wave.open(path, "rb") as handle:
-                native_sr, fmt = handle.getframerate(), "WAV"
+    if subtype == "PCM_16" and "://" not in path:
+        fast = _read_pcm16_wav(path, expected_frames)
+        if fast is not None:
+            (block, native_sr), fmt = fast, "WAV"
     if block is None:
         source = _source(path)
         try:
