@@ -318,3 +318,10 @@ def test_snr_with_and_without_a_noise_reference():
     assert abs(estimate - true_snr) < 1.5
     batch = F.snr(np.stack([mixed, mixed]), noise=noise)
     assert batch.shape == (2,)
+
+
+@pytest.mark.parametrize(("win_length", "n_fft"), [(1, 4), (2, 2), (255, 255), (256, 256), (400, 512), (2048, 2048)])
+@pytest.mark.parametrize("window", ["hann", "hamming", ("kaiser", 8.0)])
+def test_window_equals_librosa(window, win_length, n_fft):
+    ref = librosa.util.pad_center(librosa.filters.get_window(window, win_length, fftbins=True), size=n_fft)
+    np.testing.assert_allclose(F.get_window(window, win_length, n_fft=n_fft), ref, atol=1e-15)
