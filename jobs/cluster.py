@@ -1,0 +1,545 @@
+"""Where the Dask work runs: the ``compute.cluster`` config section and :func:`open_client`.
+
+```yaml
+compute:
+  cluster:
+    kind: local            # local | address | slurm | kubernetes
+    host: 127.0.0.1        # what the scheduler (and local workers) bind to
+    dashboard_address: 127.0.0.1:0
+    worker_lifetime: 1h    # restart worker processes now and then (memory creep in long runs)
+    tls: {ca_file: ca.pem, cert: node.pem, key: node.key}
+    slurm: {queue: cpu, account: lab, cores: 8, memory: 32GB, walltime: "04:00:00", n_workers: 4}
+```
+
+- ``local`` (default): a :class:`distributed.LocalCluster` of worker processes on this machine,
+  one thread and one BLAS/OpenMP thread each, everything bound to 127.0.0.1 (dashboard too).
+- ``address``: a running scheduler at ``address`` (``--scheduler`` on the command line wins over
+  any kind).
+- ``slurm``: a dask-jobqueue ``SLURMCluster`` (the ``slurm`` extra); the job script comes from
+  :func:`slurm_cluster_kwargs`.
+- ``kubernetes``: a dask-kubernetes operator ``KubeCluster`` (the ``kubernetes`` extra).
+
+TLS comes from ``--tls-ca/--tls-cert/--tls-key`` (:func:`security_from`) or ``compute.cluster.tls``
+(:func:`security_from_tls`); with TLS every connection needs a certificate signed by the CA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from jobs.errors import UsageError
+
+__all__ = [
+    "ClusterConfig", "TLSConfig", "SlurmConfig", "AdaptiveConfig", "KubernetesConfig",
+    "KubernetesResources", "open_client", "gpu_available", "security_from", "security_from_tls",
+    "slurm_cluster_kwargs", "kubernetes_cluster_kwargs", "kubernetes_gpu_group_kwargs",
+    "BLAS_ENV", "LOOPBACK",
+]
+
+LOOPBACK = "127.0.0.1"
+# One BLAS/OpenMP thread per worker process (FIELD-NOTES: oversubscription hangs or slows workers).
+BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+_EXTRA_HINT = "compute.cluster.kind {kind!r} needs the {extra!r} extra: pip install -e '.[{extra}]'"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_timedelta(value):
+    if value is None:
+        return value
+    from dask.utils import parse_timedelta
+
+    try:
+        seconds = parse_timedelta(value)
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"not a duration: {value!r} (e.g. '1h', '30m', '3600s')") from None
+    if seconds is None or seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return value
+
+
+def _check_bytes(value):
+    if value is None or value == "auto":
+        return value
+    from dask.utils import parse_bytes
+
+    try:
+        parse_bytes(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a memory size: {value!r} (e.g. '4GB', '16GiB')") from None
+    return value
+
+
+# ---------------------------------------------------------------- config
+
+
+class TLSConfig(_Section):
+    """Certificates for a TLS cluster: one CA, and the certificate + key this side presents."""
+
+    ca_file: str = Field(description="CA certificate (PEM) that signed every node's certificate")
+    cert: str = Field(description="certificate (PEM) presented by the scheduler/workers/client")
+    key: str = Field(description="private key (PEM) of `cert`")
+    require_encryption: bool = True
+
+
+class AdaptiveConfig(_Section):
+    """SLURM jobs scale between ``minimum`` and ``maximum`` with the work waiting."""
+
+    minimum: int = Field(default=0, ge=0)
+    maximum: int = Field(ge=1)
+
+    @field_validator("maximum")
+    @classmethod
+    def _max_ge_min(cls, value, info: ValidationInfo):
+        minimum = info.data.get("minimum")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"maximum={value} is below minimum={minimum}")
+        return value
+
+
+class SlurmConfig(_Section):
+    """A dask-jobqueue SLURMCluster: each SLURM job runs ``processes`` worker processes."""
+
+    queue: str | None = Field(default=None, description="partition (#SBATCH -p)")
+    account: str | None = Field(default=None, description="account (#SBATCH -A)")
+    cores: int = Field(default=1, ge=1, description="CPU cores per job (#SBATCH --cpus-per-task)")
+    processes: int | None = Field(
+        default=None, ge=1,
+        description="worker processes per job (default: cores, i.e. one thread per worker)")
+    memory: str = Field(default="4GB", description="memory per job (#SBATCH --mem)")
+    walltime: str = Field(default="01:00:00", description="#SBATCH -t")
+    job_extra_directives: list[str] = Field(default_factory=list, description="more #SBATCH lines")
+    worker_extra_args: list[str] = Field(default_factory=list, description="more `dask worker` args")
+    job_script_prologue: list[str] = Field(default_factory=list,
+                                           description="shell lines run before the workers start")
+    local_directory: str | None = Field(default=None, description="worker scratch (node-local disk)")
+    log_directory: str | None = None
+    python: str | None = Field(default=None, description="python on the nodes (default: this one)")
+    interface: str | None = Field(default=None, description="network interface (e.g. ib0)")
+    n_workers: int | None = Field(default=None, ge=0, description="number of SLURM jobs")
+    adaptive: AdaptiveConfig | None = Field(default=None, description="or: adapt jobs to the load")
+    gpus_per_job: int = Field(default=0, ge=0, description="GPUs per job: --gres=gpu:N, resources GPU")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value):
+        if value == "auto":
+            raise ValueError("give a size for a SLURM job, e.g. '16GB'")
+        return _check_bytes(value)
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, value, info: ValidationInfo):
+        cores = info.data.get("cores")
+        if value is not None and cores is not None and value > cores:
+            raise ValueError(f"processes={value} exceeds cores={cores} (each worker needs a core)")
+        return value
+
+    @field_validator("adaptive")
+    @classmethod
+    def _one_scaling(cls, value, info: ValidationInfo):
+        if value is not None and info.data.get("n_workers") is not None:
+            raise ValueError("give either n_workers (a fixed number of jobs) or adaptive, not both")
+        return value
+
+    @field_validator("gpus_per_job")
+    @classmethod
+    def _gpus_split(cls, value, info: ValidationInfo):
+        if value:
+            processes = info.data.get("processes") or info.data.get("cores") or 1
+            if value % processes:
+                raise ValueError(
+                    f"{value} GPU(s) per job cannot be shared evenly by {processes} worker "
+                    f"processes; set slurm.processes to a divisor of gpus_per_job (e.g. 1)")
+        return value
+
+
+class KubernetesResources(_Section):
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class KubernetesConfig(_Section):
+    """A dask-kubernetes operator KubeCluster: CPU workers, optionally a GPU worker group."""
+
+    name: str = "audiofeat"
+    namespace: str | None = None
+    image: str = "audiofeat:latest"
+    n_workers: int = Field(default=2, ge=0)
+    resources: KubernetesResources = Field(default_factory=KubernetesResources)
+    gpu_workers: int = Field(default=0, ge=0, description="workers in the `gpu` group, 1 GPU each")
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterConfig(_Section):
+    """The ``compute.cluster`` section: where the Dask scheduler and workers come from."""
+
+    kind: Literal["local", "address", "slurm", "kubernetes"] = "local"
+    address: str | None = Field(
+        default=None, validate_default=True,
+        description="scheduler address for kind address (--scheduler wins)")
+    host: str = Field(default=LOOPBACK, description="interface the scheduler/local workers bind")
+    dashboard_address: str | None = Field(default=f"{LOOPBACK}:0",
+                                          description="host:port of the dashboard; null: none")
+    worker_lifetime: str | None = Field(default=None, description="restart workers after this")
+    worker_lifetime_stagger: str | None = Field(
+        default=None, description="spread of the restarts (default: a tenth of the lifetime)")
+    memory_limit: str = Field(default="auto", description="per local worker ('auto': RAM / workers)")
+    tls: TLSConfig | None = None
+    slurm: SlurmConfig | None = Field(default=None, validate_default=True)
+    kubernetes: KubernetesConfig | None = Field(default=None, validate_default=True)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value, info: ValidationInfo):
+        if info.data.get("kind") == "address" and not value:
+            raise ValueError("kind 'address' needs the scheduler address (e.g. tcp://10.0.0.5:8786)")
+        if value is not None and "://" not in value:
+            raise ValueError(f"{value!r}: give the protocol, e.g. tcp://{value} or tls://{value}")
+        return value
+
+    @field_validator("worker_lifetime", "worker_lifetime_stagger")
+    @classmethod
+    def _durations(cls, value):
+        return _check_timedelta(value)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value):
+        return _check_bytes(value)
+
+    @field_validator("slurm")
+    @classmethod
+    def _slurm(cls, value, info: ValidationInfo):
+        if info.data.get("kind") == "slurm" and value is None:
+            raise ValueError("kind 'slurm' needs this section (queue, account, cores, memory, "
+                             "walltime, n_workers or adaptive); see cluster/slurm/cpu.yaml")
+        return value
+
+    @field_validator("kubernetes")
+    @classmethod
+    def _kubernetes(cls, value, info: ValidationInfo):
+        if info.data.get("kind") == "kubernetes" and value is None:
+            raise ValueError("kind 'kubernetes' needs this section (image, n_workers, ...); "
+                             "see cluster/README.md")
+        return value
+
+    def lifetime_args(self) -> dict:
+        """``{lifetime, lifetime_stagger, lifetime_restart}`` for workers, or ``{}``."""
+        if not self.worker_lifetime:
+            return {}
+        from dask.utils import parse_timedelta
+
+        stagger = self.worker_lifetime_stagger
+        if stagger is None:
+            stagger = f"{max(1, int(parse_timedelta(self.worker_lifetime) / 10))}s"
+        return {"lifetime": self.worker_lifetime, "lifetime_stagger": stagger,
+                "lifetime_restart": True}
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def _check_files(pairs) -> None:
+    for name, path in pairs:
+        if not os.path.isfile(path):
+            raise UsageError(f"{name}: no such file: {path}")
+
+
+def security_from(tls_ca: str | None, tls_cert: str | None, tls_key: str | None, *,
+                  require_encryption: bool = True):
+    """A client :class:`~distributed.security.Security` from ``--tls-ca/--tls-cert/--tls-key``.
+
+    None when none is given; a UsageError when only some are, or a file is missing.
+    """
+    files = [tls_ca, tls_cert, tls_key]
+    if not any(files):
+        return None
+    if not all(files):
+        raise UsageError("--tls-ca, --tls-cert and --tls-key go together")
+    _check_files(zip(("--tls-ca", "--tls-cert", "--tls-key"), files))
+    from distributed.security import Security
+
+    return Security(tls_ca_file=tls_ca, tls_client_cert=tls_cert, tls_client_key=tls_key,
+                    require_encryption=require_encryption)
+
+
+def _full_security(ca: str, cert: str, key: str, require_encryption: bool = True):
+    """One certificate for every role (scheduler, worker, client): what a cluster we start uses."""
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key,
+                    tls_scheduler_cert=cert, tls_scheduler_key=key,
+                    tls_worker_cert=cert, tls_worker_key=key,
+                    require_encryption=require_encryption)
+
+
+def security_from_tls(tls: TLSConfig | None, *, role: Literal["client", "all"] = "client"):
+    """A Security from ``compute.cluster.tls``: the client's, or every role's (``"all"``)."""
+    if tls is None:
+        return None
+    _check_files(zip(("compute.cluster.tls.ca_file", "compute.cluster.tls.cert",
+                      "compute.cluster.tls.key"), (tls.ca_file, tls.cert, tls.key)))
+    if role == "all":
+        return _full_security(tls.ca_file, tls.cert, tls.key, tls.require_encryption)
+    return security_from(tls.ca_file, tls.cert, tls.key, require_encryption=tls.require_encryption)
+
+
+def _cluster_security(cluster: ClusterConfig, security):
+    """Security for a cluster this process starts: config TLS, else the CLI files for all roles."""
+    if cluster.tls is not None:
+        return security_from_tls(cluster.tls, role="all")
+    if security is not None and getattr(security, "tls_client_cert", None):
+        return _full_security(security.tls_ca_file, security.tls_client_cert,
+                              security.tls_client_key, security.require_encryption)
+    return None
+
+
+# ---------------------------------------------------------------- GPU
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device; never raises."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device: all mean "no GPU"
+        return False
+
+
+# ---------------------------------------------------------------- open_client
+
+
+def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None = None,
+                threads_per_worker: int = 1, resources: dict | None = None,
+                scheduler: str | None = None, gpu: bool = False, security=None):
+    """A context manager yielding a :class:`distributed.Client` for ``cluster``.
+
+    ``scheduler`` (``--scheduler``) wins over the config; ``security`` (``--tls-*``) over
+    ``cluster.tls``. Clusters this function starts are closed on exit; a scheduler given by
+    address is left running.
+    """
+    if cluster is None:
+        cluster = ClusterConfig()
+    elif isinstance(cluster, dict):
+        cluster = ClusterConfig.model_validate(cluster)
+    address = scheduler or (cluster.address if cluster.kind == "address" else None)
+    if address:
+        if security is None and cluster.tls is not None:
+            security = security_from_tls(cluster.tls)
+        return _address_client(address, security=security, gpu=gpu)
+    if cluster.kind == "slurm":
+        return _slurm_client(cluster, security=security, gpu=gpu)
+    if cluster.kind == "kubernetes":
+        return _kubernetes_client(cluster, gpu=gpu)
+    return _local_client(cluster, n_workers=n_workers, threads_per_worker=threads_per_worker,
+                         resources=resources, gpu=gpu, security=security)
+
+
+def _connect_error(address: str, exc: BaseException) -> UsageError:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return UsageError(f"scheduler {address}: cannot connect ({type(exc).__name__}: {text})")
+
+
+@contextlib.contextmanager
+def _address_client(address: str, *, security, gpu: bool) -> Iterator:
+    from distributed import Client
+
+    if address.startswith("tls://") and security is None:
+        raise UsageError(f"scheduler {address} uses TLS: give --tls-ca, --tls-cert and --tls-key "
+                         "(or compute.cluster.tls)")
+    if security is not None and getattr(security, "require_encryption", False) \
+            and not address.startswith("tls://"):
+        raise UsageError(f"scheduler {address}: TLS certificates given, so the address must "
+                         "start with tls://")
+    try:
+        client = Client(address, security=security, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise _connect_error(address, exc) from None
+    with client:
+        if gpu:
+            _check_gpu_workers(client, address)
+        yield client
+
+
+def _check_gpu_workers(client, address: str) -> None:
+    workers = client.scheduler_info().get("workers", {})
+    if workers and not any(w.get("resources", {}).get("GPU") for w in workers.values()):
+        raise UsageError(f"compute.device: cuda, but no worker of the scheduler at {address} "
+                         "offers the GPU resource (start GPU workers with --resources GPU=1 or "
+                         "`dask cuda worker`, see cluster/README.md)")
+
+
+@contextlib.contextmanager
+def _blas_env_for_nannies() -> Iterator:
+    """Worker processes spawned inside this block start with one BLAS/OpenMP thread."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.update(BLAS_ENV)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        yield
+
+
+def _dashboard_options(cluster: ClusterConfig) -> dict:
+    """Scheduler options for the dashboard. Without one, the scheduler's HTTP server (health and
+    metrics routes) still starts, by default on port 8787 of every interface: keep it on host."""
+    if cluster.dashboard_address:
+        return {"dashboard_address": cluster.dashboard_address}
+    return {"dashboard": False, "dashboard_address": f"{cluster.host}:0"}
+
+
+@contextlib.contextmanager
+def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
+                  security) -> Iterator:
+    from distributed import Client, LocalCluster
+
+    if gpu and not resources:
+        resources = {"GPU": 1}
+    sec = _cluster_security(cluster, security)
+    kwargs = dict(
+        processes=True, host=cluster.host, dashboard_address=cluster.dashboard_address,
+        scheduler_kwargs=_dashboard_options(cluster),
+        n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker or 1,
+        memory_limit=cluster.memory_limit, resources=resources or None,
+        silence_logs=logging.ERROR, **cluster.lifetime_args())
+    if sec is not None:
+        kwargs.update(security=sec, protocol="tls://")
+    with _blas_env_for_nannies():
+        local = LocalCluster(**kwargs)
+    with local, Client(local, security=sec) as client:
+        yield client
+
+
+# ---------------------------------------------------------------- SLURM
+
+
+def _need_extra(module: str, kind: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(_EXTRA_HINT.format(kind=kind, extra=extra)) from None
+
+
+def slurm_cluster_kwargs(cluster: ClusterConfig, *, security=None) -> dict:
+    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for this config (no SLURM needed).
+
+    Every worker process runs one thread (``processes`` defaults to ``cores``) with one
+    BLAS/OpenMP thread; ``gpus_per_job`` adds ``--gres=gpu:N`` and the worker resource ``GPU``.
+    """
+    s = cluster.slurm
+    if s is None:
+        raise UsageError("compute.cluster.slurm: kind 'slurm' needs this section")
+    processes = s.processes or s.cores
+    directives = list(s.job_extra_directives)
+    worker_args = list(s.worker_extra_args)  # jobqueue adds --nthreads cores // processes
+    if s.gpus_per_job:
+        directives.append(f"--gres=gpu:{s.gpus_per_job}")
+        worker_args += ["--resources", f"GPU={s.gpus_per_job // processes}"]
+    life = cluster.lifetime_args()
+    if life:
+        worker_args += ["--lifetime", life["lifetime"], "--lifetime-stagger",
+                        life["lifetime_stagger"], "--lifetime-restart"]
+    prologue = [f"export {k}={v}" for k, v in BLAS_ENV.items()] + list(s.job_script_prologue)
+    kwargs = dict(
+        queue=s.queue, account=s.account, cores=s.cores, processes=processes, memory=s.memory,
+        walltime=s.walltime, job_extra_directives=directives, worker_extra_args=worker_args,
+        job_script_prologue=prologue, local_directory=s.local_directory,
+        log_directory=s.log_directory, python=s.python, silence_logs="error")
+    # jobqueue takes the scheduler's own options here; the dashboard stays on cluster.host
+    options = _dashboard_options(cluster)
+    if s.interface:
+        kwargs["interface"] = s.interface
+    else:
+        options["host"] = cluster.host
+    kwargs["scheduler_options"] = options
+    sec = _cluster_security(cluster, security)
+    if sec is not None:
+        kwargs.update(security=sec, protocol="tls://")
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+@contextlib.contextmanager
+def _slurm_client(cluster: ClusterConfig, *, security, gpu: bool) -> Iterator:
+    jobqueue = _need_extra("dask_jobqueue", "slurm", "slurm")
+    from distributed import Client
+
+    s = cluster.slurm
+    if gpu and not s.gpus_per_job:
+        raise UsageError("compute.device: cuda needs compute.cluster.slurm.gpus_per_job >= 1 "
+                         "(see cluster/slurm/gpu.yaml)")
+    with _blas_env_for_nannies():
+        slurm = jobqueue.SLURMCluster(**slurm_cluster_kwargs(cluster, security=security))
+    with slurm:
+        if s.adaptive is not None:
+            slurm.adapt(minimum_jobs=s.adaptive.minimum, maximum_jobs=s.adaptive.maximum)
+        else:
+            slurm.scale(jobs=1 if s.n_workers is None else s.n_workers)
+        with Client(slurm, security=slurm.security) as client:
+            yield client
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def _worker_command(cluster: ClusterConfig, gpus: int = 0) -> str:
+    parts = ["dask", "worker", "--nthreads", "1"]
+    if gpus:
+        parts += ["--resources", f"GPU={gpus}"]
+    life = cluster.lifetime_args()
+    if life:
+        parts += ["--lifetime", life["lifetime"], "--lifetime-stagger", life["lifetime_stagger"],
+                  "--lifetime-restart"]
+    return " ".join(parts)
+
+
+def kubernetes_cluster_kwargs(cluster: ClusterConfig) -> dict:
+    """Keyword arguments of ``dask_kubernetes.operator.KubeCluster`` (the CPU worker group)."""
+    k = cluster.kubernetes
+    if k is None:
+        raise UsageError("compute.cluster.kubernetes: kind 'kubernetes' needs this section")
+    resources = k.resources.model_dump(exclude_defaults=True)
+    kwargs = dict(name=k.name, namespace=k.namespace, image=k.image, n_workers=k.n_workers,
+                  resources=resources or None, env={**BLAS_ENV, **k.env},
+                  worker_command=_worker_command(cluster))
+    return {key: v for key, v in kwargs.items() if v is not None}
+
+
+def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
+    """``KubeCluster.add_worker_group`` arguments of the ``gpu`` group (None without one)."""
+    k = cluster.kubernetes
+    if k is None or not k.gpu_workers:
+        return None
+    resources = k.resources.model_dump()
+    resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": 1}
+    return dict(name="gpu", n_workers=k.gpu_workers, image=k.image, resources=resources,
+                env={**BLAS_ENV, **k.env}, worker_command=_worker_command(cluster, gpus=1))
+
+
+@contextlib.contextmanager
+def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool) -> Iterator:
+    _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
+    from dask_kubernetes.operator import KubeCluster
+    from distributed import Client
+
+    group = kubernetes_gpu_group_kwargs(cluster)
+    if gpu and group is None:
+        raise UsageError("compute.device: cuda needs compute.cluster.kubernetes.gpu_workers >= 1")
+    kube = KubeCluster(**kubernetes_cluster_kwargs(cluster))
+    with kube:
+        if group is not None:
+            kube.add_worker_group(**group)
+        with Client(kube) as client:
+            yield client
