@@ -181,7 +181,7 @@ def _file_batches(files, n_segments_per_file, max_segments: int):
     return batches
 
 
-def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 4096, log=None):
+def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 2048, log=None):
     """Model inputs for every segment of ``files``, read from the Zarr store by Dask tasks
     (one per batch of neighbouring files). Returns ``(inputs, segments)``."""
     import dask
@@ -208,7 +208,7 @@ def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 4096,
         tasks.append(dask.delayed(one_batch)(part))
     if log:
         log(f"train: reading {len(segments)} segments of {len(files)} files from the store "
-            f"({len(tasks)} Dask tasks)")
+            f"({len(tasks)} Dask task{'s' if len(tasks) != 1 else ''})")
     results = dask.compute(*tasks, scheduler="threads")
     inputs = np.concatenate(results, axis=0) if results else np.zeros((0,), np.float32)
     return inputs, pd.concat(parts, ignore_index=True) if parts else segments
