@@ -14,7 +14,9 @@ corpus's native 8 kHz, n_fft 256, hop 80):
    largest process of the job (coordinator or worker), sampled every 50 ms.
 Each timing is a whole process, Python start-up and cluster start-up included. Where the time
 goes inside audiofeat's tasks comes from the run's manifest.json (``task_seconds``).
-The machine this runs on may be shared: repeat runs and read the figures as rough.
+CPU seconds (user + system of every process of the run, from getrusage) are printed beside the
+wall times: on a shared machine they move much less than wall time. The machine this runs on
+may be shared: repeat runs and read the figures as rough.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def _tree_rss(pid: int) -> int:
 
 def timed(argv: list[str], *, label: str) -> dict:
     """Run a command; wall seconds and the peak RSS of its largest process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -104,10 +109,13 @@ def timed(argv: list[str], *, label: str) -> dict:
     stop.set()
     thread.join()
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every reaped descendant, recursively
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{label} failed ({proc.returncode}):\n{out}\n{err}")
-    print(f"  {label:<44s} {wall:8.1f} s   peak RSS {peak[0] / 2**20:7.0f} MB", flush=True)
-    return {"wall_s": wall, "peak_rss_mb": peak[0] / 2**20}
+    print(f"  {label:<44s} {wall:8.1f} s wall {cpu:8.1f} s CPU   peak RSS {peak[0] / 2**20:5.0f} MB",
+          flush=True)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20}
 
 
 def _config(path: Path, *, input: str, out: str, sr=SR, n_fft=N_FFT, hop=HOP, workers=2) -> Path:
@@ -129,6 +137,7 @@ def audiofeat(cfg: Path, out: Path, label: str, workers: int | None = None) -> d
     result = timed(argv, label=label)
     manifest = json.loads((out / "manifest.json").read_text())
     result["task_seconds"] = manifest["task_seconds"]
+    result["coordinator_seconds"] = manifest.get("coordinator_seconds", {})
     result["files"] = manifest["counts"]["files"]
     return result
 
@@ -140,10 +149,13 @@ def naive(input_dir: Path, out: Path, label: str) -> dict:
 
 def where_time_goes(result: dict) -> str:
     t = result["task_seconds"]
-    keys = ("decode_s", "resample_s", "dsp_s", "write_s", "commit_s")
+    keys = ("decode_s", "resample_s", "dsp_s", "index_s", "write_s", "commit_s")
     busy = sum(t.get(k, 0.0) for k in keys)
     parts = ", ".join(f"{k[:-2]} {t.get(k, 0.0):.1f} s" for k in keys)
-    return f"task time {t.get('total_s', 0):.1f} s (worker-seconds): {parts} (sum {busy:.1f})"
+    c = result.get("coordinator_seconds", {})
+    coord = ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in c.items())
+    return (f"\n    tasks {t.get('total_s', 0):.1f} worker-s: {parts} (sum {busy:.1f})"
+            f"\n    coordinator: {coord}")
 
 
 def link_corpus(src: Path, dest: Path, copies: int) -> int:
@@ -197,7 +209,8 @@ def main(argv=None) -> None:
             n = naive(FSDD, scratch / "naive_fsdd", "naive (librosa + joblib, 2 processes)")
             a = audiofeat(_config(scratch / "fsdd.yaml", input=str(FSDD), out=str(scratch / "af_fsdd")),
                           scratch / "af_fsdd", "audiofeat extract (2 workers)", workers=2)
-            print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x;  {where_time_goes(a)}")
+            print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x wall, "
+                  f"{n['cpu_s'] / a['cpu_s']:.1f}x CPU;  {where_time_goes(a)}")
             report["fsdd"] = {"naive": n, "audiofeat": a, "ratio": n["wall_s"] / a["wall_s"]}
         if {"30k", "workers"} & only:
             big = scratch / "fsdd_x"
@@ -207,7 +220,8 @@ def main(argv=None) -> None:
             if "30k" in only:
                 n = naive(big, scratch / "naive_big", "naive (librosa + joblib, 2 processes)")
                 a = audiofeat(cfg, scratch / "af_big", "audiofeat extract (2 workers)", workers=2)
-                print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x;  {where_time_goes(a)}")
+                print(f"  ratio naive / audiofeat: {n['wall_s'] / a['wall_s']:.1f}x wall, "
+                      f"{n['cpu_s'] / a['cpu_s']:.1f}x CPU;  {where_time_goes(a)}")
                 report["30k"] = {"naive": n, "audiofeat": a, "ratio": n["wall_s"] / a["wall_s"]}
             if "workers" in only:
                 one = audiofeat(cfg, scratch / "af_big", "audiofeat extract (1 worker)", workers=1)
