@@ -1,0 +1,48 @@
+"""Progress: a redrawn bar on a terminal, plain periodic lines otherwise."""
+
+from __future__ import annotations
+
+import io
+
+from jobs.progress import Progress, format_duration
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_terminal_bar_is_redrawn_in_place():
+    stream = _Terminal()
+    progress = Progress(200, 7200.0, stream=stream)
+    progress.update(50, 1800.0)
+    progress.update(150, 5400.0, failed=3)
+    progress.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n")
+    assert "200/200 files (100%), 3 failed" in text and "[########################]" in text
+    assert "audio h/s" in text and "ETA" in text
+
+
+def test_plain_lines_are_periodic():
+    stream = io.StringIO()
+    progress = Progress(10, 100.0, stream=stream, every_s=3600)
+    for _ in range(10):
+        progress.update(1, 10.0)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2  # the first update, then the closing line
+    assert lines[-1].startswith("extract: 10/10 files (100%)") and "\r" not in stream.getvalue()
+
+
+def test_resumed_runs_count_what_was_done_but_not_in_the_rate():
+    stream = io.StringIO()
+    progress = Progress(10, 100.0, stream=stream, done_files=8, done_audio_s=80.0)
+    assert progress.rate_hours_per_s() == 0.0
+    progress.update(2, 20.0)
+    assert "10/10 files" in progress.line()
+
+
+def test_format_duration():
+    assert format_duration(5) == "0:05" and format_duration(3725) == "1:02:05"
+    assert format_duration(float("nan")) == "?"
