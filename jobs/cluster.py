@@ -382,13 +382,29 @@ def _check_gpu_workers(client, address: str) -> None:
 
 @contextlib.contextmanager
 def _blas_env_for_nannies() -> Iterator:
-    """Worker processes spawned inside this block start with one BLAS/OpenMP thread."""
+    """Worker processes spawned inside this block start with one BLAS/OpenMP thread.
+
+    A Nanny reads ``distributed.nanny.pre-spawn-environ`` when it is made, but lets this
+    process's environment override it, so a shell with ``OMP_NUM_THREADS=32`` (common on HPC
+    login nodes) would oversubscribe every worker. Both are set to 1 while the nannies are
+    made (they keep the values for restarts), then this process's environment is restored.
+    """
     import dask
+    import distributed  # noqa: F401 - its config defaults must be loaded before we set one
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     env.update(BLAS_ENV)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-        yield
+    saved = {k: os.environ.get(k) for k in BLAS_ENV}
+    os.environ.update(BLAS_ENV)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _dashboard_options(cluster: ClusterConfig) -> dict:

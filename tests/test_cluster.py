@@ -1,0 +1,320 @@
+"""jobs.cluster: what the product starts binds 127.0.0.1 (scheduler, workers, nannies, dashboard),
+workers run one BLAS thread, `--scheduler` reaches a real scheduler, config errors name the key,
+and the cluster/local scripts start and stop a working cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import cloudpickle
+import pandas as pd
+import psutil
+import pytest
+from cluster_helpers import (
+    REPO,
+    Procs,
+    listening,
+    process_tree,
+    quiet_env,
+    run_extract,
+    start_scheduler,
+    start_worker,
+    wait_for_workers,
+)
+
+from jobs.cluster import (
+    ClusterConfig,
+    gpu_available,
+    open_client,
+    security_from,
+)
+from jobs.config import parse_config
+from jobs.errors import UsageError
+
+pytestmark = pytest.mark.timeout(180)
+
+# functions of this module run on workers that cannot import it: ship them by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _worker_facts(dask_worker=None):
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    return {
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "MKL_NUM_THREADS")},
+        "blas_threads": sorted({p["num_threads"] for p in threadpool_info()}),
+        "nthreads": dask_worker.state.nthreads,
+        "lifetime": dask_worker.lifetime,
+        "pid": os.getpid(),
+    }
+
+
+# ---------------------------------------------------------------- LocalCluster
+
+
+def test_local_cluster_binds_loopback_one_blas_thread(monkeypatch):
+    """Even with distributed's own BLAS defaults removed and a parent that allows many BLAS
+    threads, open_client's workers run one; every socket they, the nannies, the scheduler and
+    the dashboard listen on is on 127.0.0.1."""
+    import dask
+    import distributed  # noqa: F401 - load its config defaults before overriding one
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "8")
+    me = os.getpid()
+    before = set(listening(process_tree(me)))
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}), \
+            open_client(ClusterConfig(worker_lifetime="1h"), n_workers=2) as client:
+        info = client.scheduler_info()
+        assert urlparse(client.scheduler.address).hostname == "127.0.0.1"
+        workers = info["workers"]
+        assert len(workers) == 2
+        for address, worker in workers.items():
+            assert urlparse(address).hostname == "127.0.0.1", address
+            assert urlparse(worker["nanny"]).hostname == "127.0.0.1", worker["nanny"]
+        dashboard = urlparse(client.dashboard_link)
+        assert dashboard.hostname == "127.0.0.1" and dashboard.port
+
+        facts = client.run(_worker_facts)
+        for fact in facts.values():
+            assert fact["env"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                                   "MKL_NUM_THREADS": "1"}
+            assert fact["blas_threads"] in ([], [1])
+            assert fact["nthreads"] == 1
+            assert 3240 <= fact["lifetime"] <= 3960  # 1h +- the default stagger (6 min)
+
+        pids = process_tree(me)
+        assert {f["pid"] for f in facts.values()} <= set(pids)
+        sockets = [s for s in listening(pids) if s not in before]
+        ports = {port for _, _, port in sockets}
+        assert dashboard.port in ports  # the dashboard really listens here...
+        assert {urlparse(a).port for a in workers} <= ports
+        bad = [s for s in sockets if s[1] != "127.0.0.1"]
+        assert not bad, f"listening beyond 127.0.0.1: {bad}"  # ...and nothing anywhere else
+
+
+def test_no_dashboard_keeps_http_server_on_loopback():
+    """dashboard_address: null turns the dashboard off; the scheduler's HTTP server (health
+    routes) still starts, and must not take port 8787 on every interface."""
+    me = os.getpid()
+    before = set(listening(process_tree(me)))
+    with open_client(ClusterConfig(dashboard_address=None), n_workers=1) as client:
+        sockets = [s for s in listening(process_tree(me)) if s not in before]
+        assert sockets and all(ip == "127.0.0.1" for _, ip, _ in sockets), sockets
+        assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- --scheduler: real processes
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A `dask scheduler` and one `dask worker` subprocess on 127.0.0.1."""
+    workdir = tmp_path_factory.mktemp("dask")
+    with Procs() as procs:
+        info = start_scheduler(procs, workdir)
+        start_worker(procs, info["address"], workdir)
+        wait_for_workers(info["address"], 1)
+        info["procs"] = procs
+        yield info
+
+
+def test_scheduler_processes_listen_on_loopback(scheduler):
+    pids = [p for proc in scheduler["procs"].procs for p in process_tree(proc.pid)]
+    sockets = listening(pids)
+    assert len(sockets) >= 4  # scheduler + its dashboard, nanny, worker (+ worker dashboard)
+    assert all(ip == "127.0.0.1" for _, ip, _ in sockets), sockets
+
+
+def test_extract_on_a_running_scheduler(scheduler, tmp_path):
+    out = tmp_path / "run"
+    result = run_extract(out, "--scheduler", scheduler["address"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = pd.read_parquet(out / "files.parquet")
+    assert len(files) == 3
+    manifest = pd.read_json(out / "manifest.json", typ="series")
+    assert manifest["cluster"]["scheduler"] == scheduler["address"]
+    assert manifest["cluster"]["workers"] == 1
+
+
+def test_worker_of_a_running_scheduler_has_one_blas_thread(scheduler):
+    with open_client(scheduler=scheduler["address"]) as client:
+        facts = client.run(_worker_facts)
+    assert facts
+    for fact in facts.values():
+        assert fact["env"]["OMP_NUM_THREADS"] == "1"
+        assert fact["blas_threads"] in ([], [1])
+        assert fact["nthreads"] == 1
+
+
+def test_config_address_kind_and_scheduler_override(scheduler):
+    cfg = ClusterConfig(kind="address", address=scheduler["address"])
+    with open_client(cfg) as client:
+        assert client.scheduler.address == scheduler["address"]
+    # --scheduler wins over any kind (here over a slurm section that would need SLURM)
+    cfg = ClusterConfig(kind="slurm", slurm={"cores": 2, "memory": "4GB"})
+    with open_client(cfg, scheduler=scheduler["address"]) as client:
+        assert client.scheduler.address == scheduler["address"]
+
+
+def test_gpu_job_on_scheduler_without_gpu_workers_is_refused(scheduler):
+    with pytest.raises(UsageError, match="GPU resource"), \
+            open_client(scheduler=scheduler["address"], gpu=True):
+        pass
+
+
+def test_tls_address_without_certificates_is_a_usage_error():
+    with pytest.raises(UsageError, match="--tls-ca"), open_client(scheduler="tls://127.0.0.1:1"):
+        pass
+
+
+# ---------------------------------------------------------------- config
+
+
+def _parse(cluster: dict):
+    return parse_config({"input": "x", "features": {"rms": {}}, "compute": {"cluster": cluster}})
+
+
+@pytest.mark.parametrize("cluster, message", [
+    ({"bogus": 1}, "compute.cluster.bogus: unknown key"),
+    ({"kind": "cloud"}, "compute.cluster.kind:"),
+    ({"kind": "slurm"}, "compute.cluster.slurm: kind 'slurm' needs this section"),
+    ({"kind": "kubernetes"}, "compute.cluster.kubernetes: kind 'kubernetes' needs this section"),
+    ({"kind": "address"}, "compute.cluster.address: kind 'address' needs the scheduler address"),
+    ({"kind": "address", "address": "10.0.0.5:8786"}, "compute.cluster.address: '10.0.0.5:8786': give the protocol"),
+    ({"worker_lifetime": "soon"}, "compute.cluster.worker_lifetime: not a duration"),
+    ({"memory_limit": "lots"}, "compute.cluster.memory_limit: not a memory size"),
+    ({"tls": {"ca_file": "ca.pem"}}, "compute.cluster.tls.cert: Field required"),
+    ({"tls": {"ca_file": "a", "cert": "b", "key": "c", "pin": 1}}, "compute.cluster.tls.pin: unknown key"),
+    ({"slurm": {"queuee": "cpu"}}, "compute.cluster.slurm.queuee: unknown key"),
+    ({"slurm": {"cores": 2, "processes": 4}}, "compute.cluster.slurm.processes: processes=4 exceeds cores=2"),
+    ({"slurm": {"n_workers": 2, "adaptive": {"maximum": 4}}}, "compute.cluster.slurm.adaptive: give either"),
+    ({"slurm": {"adaptive": {"minimum": 5, "maximum": 4}}}, "compute.cluster.slurm.adaptive.maximum: maximum=4 is below minimum=5"),
+    ({"slurm": {"cores": 4, "gpus_per_job": 1}}, "compute.cluster.slurm.gpus_per_job:"),
+    ({"slurm": {"memory": "auto"}}, "compute.cluster.slurm.memory:"),
+    ({"kubernetes": {"gpu_workers": -1}}, "compute.cluster.kubernetes.gpu_workers:"),
+    ({"kubernetes": {"resources": {"limit": {}}}}, "compute.cluster.kubernetes.resources.limit: unknown key"),
+])
+def test_config_errors_name_the_key(cluster, message):
+    with pytest.raises(UsageError) as err:
+        _parse(cluster)
+    assert message in str(err.value)
+
+
+def test_config_defaults_and_valid_sections():
+    cfg = _parse({}).compute.cluster
+    assert cfg.kind == "local" and cfg.host == "127.0.0.1"
+    assert cfg.dashboard_address == "127.0.0.1:0" and cfg.tls is None
+    cfg = _parse({"kind": "slurm", "worker_lifetime": "1h",
+                  "slurm": {"queue": "gpu", "cores": 4, "processes": 1, "memory": "16GB",
+                            "gpus_per_job": 2, "adaptive": {"maximum": 8}}}).compute.cluster
+    assert cfg.slurm.adaptive.minimum == 0 and cfg.slurm.gpus_per_job == 2
+    assert cfg.lifetime_args() == {"lifetime": "1h", "lifetime_stagger": "360s",
+                                   "lifetime_restart": True}
+
+
+# ---------------------------------------------------------------- extras, GPU, TLS flags
+
+
+@pytest.mark.parametrize("kind, module, section", [
+    ("slurm", "dask_jobqueue", {"slurm": {"cores": 1, "memory": "1GB"}}),
+    ("kubernetes", "dask_kubernetes", {"kubernetes": {}}),
+])
+def test_missing_extra_is_a_usage_error(monkeypatch, kind, module, section):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    cfg = ClusterConfig(kind=kind, **section)
+    with pytest.raises(UsageError) as err, open_client(cfg):
+        pass
+    assert str(err.value) == (f"compute.cluster.kind '{kind}' needs the '{kind}' extra: "
+                              f"pip install -e '.[{kind}]'")
+
+
+def test_gpu_available_never_raises(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert gpu_available() is False
+
+    def broken():
+        raise RuntimeError("cudaErrorNoDevice")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=broken))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert gpu_available() is False
+    fake.cuda.runtime.getDeviceCount = lambda: 1
+    assert gpu_available() is True
+
+
+def test_cluster_module_does_not_import_cupy():
+    code = "import sys, jobs.cluster, jobs.config; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_security_from_flags(tmp_path):
+    assert security_from(None, None, None) is None
+    with pytest.raises(UsageError, match="go together"):
+        security_from(str(tmp_path / "ca.pem"), None, None)
+    with pytest.raises(UsageError, match="--tls-cert: no such file"):
+        (tmp_path / "ca.pem").write_text("x")
+        security_from(str(tmp_path / "ca.pem"), str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+
+
+# ---------------------------------------------------------------- cluster/local scripts
+
+
+def test_local_scripts_start_extract_stop(tmp_path):
+    """cluster/local/start.sh 2 -> a tiny extract with --scheduler -> stop.sh; nothing left."""
+    start, stop = REPO / "cluster" / "local" / "start.sh", REPO / "cluster" / "local" / "stop.sh"
+    state = tmp_path / "cluster"
+    env = quiet_env(AUDIOFEAT_CLUSTER_DIR=str(state))
+    pids = []
+    try:
+        started = subprocess.run(["bash", str(start), "2"], capture_output=True, text=True,
+                                 env=env, timeout=90)
+        assert started.returncode == 0, started.stdout + started.stderr
+        address = started.stdout.strip().splitlines()[-1]
+        assert address.startswith("tcp://127.0.0.1:"), started.stdout
+        pids = [int(p) for p in (state / "pids").read_text().split()]
+        assert len(pids) == 3  # scheduler + 2 workers
+        tree = [p for pid in pids for p in process_tree(pid)]
+        sockets = listening(tree)
+        assert sockets and all(ip == "127.0.0.1" for _, ip, _ in sockets), sockets
+
+        with open_client(scheduler=address) as client:
+            facts = client.run(_worker_facts)
+        assert len(facts) == 2
+        assert all(f["nthreads"] == 1 and f["env"]["OPENBLAS_NUM_THREADS"] == "1"
+                   for f in facts.values())
+
+        result = run_extract(tmp_path / "run", "--scheduler", address)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(pd.read_parquet(tmp_path / "run" / "files.parquet")) == 3
+    finally:
+        stopped = subprocess.run(["bash", str(stop)], capture_output=True, text=True, env=env,
+                                 timeout=60)
+        if not pids and (state / "pids").exists():
+            pids = [int(p) for p in (state / "pids").read_text().split()]
+        for pid in pids:  # whatever stop.sh left (only the processes start.sh started)
+            if psutil.pid_exists(pid):
+                for proc in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) and
+                                              psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                              for p in pids):
+        time.sleep(0.2)
+    alive = [p for p in pids if psutil.pid_exists(p)
+             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"still running after stop.sh: {alive}"
