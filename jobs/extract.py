@@ -703,6 +703,13 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
                   f"{counts['failures']} failed)")
             return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
+    # the window and mel tables import librosa (about a second): build them in the background
+    # while the cluster starts and the coordinator plans
+    from concurrent.futures import ThreadPoolExecutor
+
+    background = ThreadPoolExecutor(1, thread_name_prefix="tables")
+    tables = background.submit(_tables, fc)
+    background.shutdown(wait=False)
     stack = contextlib.ExitStack()
     summaries, batch_failures, cluster_info = [], [], {}
     try:
@@ -726,9 +733,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
              f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
         if pending:
-            tables = _tables(fc)
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
-                   "tables": tables}
+                   "tables": tables.result()}
             summaries, batch_failures, rate = stage_extract(client, plan, pending, job)
             cluster_info["audio_hours_per_s"] = rate
             del warming
