@@ -1,0 +1,190 @@
+"""SLURM, offline: the job scripts that cluster/slurm/{cpu,gpu}.yaml produce through the same
+code path as open_client (slurm_cluster_kwargs -> dask_jobqueue.SLURMCluster), and open_client's
+scaling calls. An opt-in test (AUDIOFEAT_TEST_SLURM=1, a working one-node SLURM) submits real
+jobs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+import yaml
+from cluster_helpers import EXAMPLE_CONFIG, REPO, SAMPLES
+
+from jobs.cluster import ClusterConfig, open_client, slurm_cluster_kwargs
+from jobs.config import parse_config
+
+jobqueue = pytest.importorskip("dask_jobqueue")
+pytestmark = pytest.mark.timeout(120)
+
+SLURM_DIR = REPO / "cluster" / "slurm"
+
+
+def _merged(snippet: str, **cluster_overrides):
+    """The example job config with a cluster/slurm snippet merged in, validated like any config."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    extra = yaml.safe_load((SLURM_DIR / snippet).read_text())
+    data["compute"].update({k: v for k, v in extra["compute"].items() if k != "cluster"})
+    data["compute"]["cluster"] = {**extra["compute"]["cluster"], **cluster_overrides}
+    return parse_config(data, base_dir=EXAMPLE_CONFIG.parent)
+
+
+def _job_script(cluster: ClusterConfig) -> str:
+    with jobqueue.SLURMCluster(**slurm_cluster_kwargs(cluster)) as slurm:
+        assert slurm.scheduler_address.startswith("tcp://127.0.0.1:")
+        return slurm.job_script()
+
+
+def _sbatch(script: str) -> list[str]:
+    return [line[len("#SBATCH "):].strip() for line in script.splitlines()
+            if line.startswith("#SBATCH ")]
+
+
+def _worker_line(script: str) -> str:
+    lines = [line for line in script.splitlines() if "distributed.cli.dask_worker" in line]
+    assert len(lines) == 1, script
+    return lines[0]
+
+
+def test_cpu_snippet_job_script():
+    cfg = _merged("cpu.yaml")
+    cluster = cfg.compute.cluster
+    assert cluster.kind == "slurm" and cluster.slurm.n_workers == 4
+    script = _job_script(cluster)
+    sbatch = _sbatch(script)
+    assert "-p cpu" in sbatch and "-A my-account" in sbatch
+    assert "-t 02:00:00" in sbatch
+    assert "--cpus-per-task=8" in sbatch
+    assert any(re.fullmatch(r"--mem=1[45]G", s) for s in sbatch), sbatch  # 16 GB as GiB
+    assert "--output=logs/dask-%j.out" in sbatch
+    assert not any(s.startswith("--gres") for s in sbatch)
+    worker = _worker_line(script)
+    assert "--nthreads 1" in worker and "--nworkers 8" in worker
+    assert "--resources" not in worker
+    assert "--lifetime 1h" in worker and "--lifetime-stagger 360s" in worker
+    assert "--lifetime-restart" in worker
+    assert "--local-directory /tmp" in worker
+    # one BLAS/OpenMP thread per worker, set before the worker starts
+    body = script.split("#SBATCH")[-1]
+    prologue = body[:body.index("distributed.cli.dask_worker")]
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert f"export {name}=1" in prologue
+
+
+def test_gpu_snippet_job_script():
+    cfg = _merged("gpu.yaml")
+    assert cfg.compute.device == "cuda"
+    cluster = cfg.compute.cluster
+    script = _job_script(cluster)
+    sbatch = _sbatch(script)
+    assert "-p gpu" in sbatch and "-A my-account" in sbatch and "-t 04:00:00" in sbatch
+    assert "--gres=gpu:1" in sbatch and "--cpus-per-task=4" in sbatch
+    worker = _worker_line(script)
+    assert "--resources GPU=1" in worker
+    assert "--nthreads 4" in worker and "--nworkers" not in worker  # one process per job
+    assert "export OMP_NUM_THREADS=1" in script
+
+
+def test_gpus_shared_by_processes():
+    cluster = ClusterConfig(kind="slurm", slurm={"cores": 8, "processes": 2, "memory": "32GB",
+                                                 "gpus_per_job": 2, "queue": "gpu"})
+    kwargs = slurm_cluster_kwargs(cluster)
+    assert "--gres=gpu:2" in kwargs["job_extra_directives"]
+    assert kwargs["worker_extra_args"][-2:] == ["--resources", "GPU=1"]  # per worker process
+    worker = _worker_line(_job_script(cluster))
+    assert "--nworkers 2" in worker and "--nthreads 4" in worker and "--resources GPU=1" in worker
+
+
+def test_user_prologue_and_worker_args_follow_ours():
+    cluster = ClusterConfig(kind="slurm", slurm={
+        "cores": 2, "memory": "4GB", "job_script_prologue": ["module load python/3.11"],
+        "worker_extra_args": ["--memory-limit", "1GB"], "python": "/opt/venv/bin/python",
+        "interface": "lo"})
+    kwargs = slurm_cluster_kwargs(cluster)
+    assert kwargs["job_script_prologue"][-1] == "module load python/3.11"
+    assert kwargs["job_script_prologue"][0] == "export OMP_NUM_THREADS=1"
+    assert kwargs["interface"] == "lo" and "host" not in kwargs["scheduler_options"]
+    script = _job_script(cluster)
+    assert script.index("export OMP_NUM_THREADS=1") < script.index("module load python/3.11")
+    assert "/opt/venv/bin/python -m distributed.cli.dask_worker" in script
+    assert "--interface lo" in script
+
+
+def test_dashboard_and_scheduler_stay_on_loopback():
+    kwargs = slurm_cluster_kwargs(ClusterConfig(kind="slurm", slurm={"memory": "1GB"}))
+    assert kwargs["scheduler_options"] == {"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"}
+    with jobqueue.SLURMCluster(**kwargs) as slurm:
+        assert slurm.dashboard_link.startswith("http://127.0.0.1:")
+    kwargs = slurm_cluster_kwargs(ClusterConfig(kind="slurm", dashboard_address=None,
+                                                slurm={"memory": "1GB"}))
+    # no dashboard, and the scheduler's HTTP server not on jobqueue's default :8787 either
+    assert kwargs["scheduler_options"] == {"dashboard": False, "dashboard_address": "127.0.0.1:0",
+                                           "host": "127.0.0.1"}
+
+
+class _RecordingSLURMCluster(jobqueue.SLURMCluster):
+    """A real SLURMCluster (real scheduler) that records scaling instead of calling sbatch."""
+
+    calls: list = []
+
+    def scale(self, n=None, jobs=0, memory=None, cores=None):
+        type(self).calls.append(("scale", jobs))
+
+    def adapt(self, *args, **kwargs):
+        type(self).calls.append(("adapt", kwargs))
+
+
+@pytest.mark.parametrize("slurm, expected", [
+    ({"memory": "1GB", "n_workers": 3}, ("scale", 3)),
+    ({"memory": "1GB"}, ("scale", 1)),
+    ({"memory": "1GB", "adaptive": {"minimum": 1, "maximum": 5}},
+     ("adapt", {"minimum_jobs": 1, "maximum_jobs": 5})),
+])
+def test_open_client_scales_the_slurm_cluster(monkeypatch, slurm, expected):
+    monkeypatch.setattr(jobqueue, "SLURMCluster", _RecordingSLURMCluster)
+    _RecordingSLURMCluster.calls = []
+    with open_client(ClusterConfig(kind="slurm", slurm=slurm)) as client:
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    assert _RecordingSLURMCluster.calls[0] == expected  # (closing then scales to 0)
+
+
+def test_gpu_job_without_gpus_per_job_is_a_usage_error():
+    from jobs.errors import UsageError
+
+    with pytest.raises(UsageError, match="gpus_per_job"), \
+            open_client(ClusterConfig(kind="slurm", slurm={"memory": "1GB"}), gpu=True):
+        pass
+
+
+# ---------------------------------------------------------------- opt-in: a real one-node SLURM
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(os.environ.get("AUDIOFEAT_TEST_SLURM") != "1",
+                    reason="set AUDIOFEAT_TEST_SLURM=1 with a running one-node SLURM")
+def test_real_slurm_job_runs_extract(tmp_path):
+    """Submits one real SLURM job (partition from AUDIOFEAT_SLURM_QUEUE, default `debug`);
+    its worker joins and a tiny extract runs on it."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    if not shutil.which("sbatch"):
+        pytest.skip("sbatch not found")
+    queue = os.environ.get("AUDIOFEAT_SLURM_QUEUE", "debug")
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    config["input"] = [str(p) for p in SAMPLES[:3]]
+    config["out"] = str(tmp_path / "run")
+    config["compute"]["cluster"] = {"kind": "slurm", "slurm": {
+        "queue": queue, "cores": 1, "memory": "1GB", "walltime": "00:10:00", "n_workers": 1,
+        "python": sys.executable, "log_directory": str(tmp_path / "logs")}}
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "jobs", "extract", str(job)],
+                            capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(pd.read_parquet(tmp_path / "run" / "files.parquet")) == 3
