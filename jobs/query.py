@@ -18,9 +18,11 @@ runs' tables with a leading ``run`` column (the run directory's name; its path w
 clash), so that runs can be compared.
 
 The connection is read-only and contained: only reading statements run (SELECT, WITH, FROM,
-DESCRIBE, SHOW, SUMMARIZE, VALUES, EXPLAIN of those); DuckDB can open only the run's Parquet files
-(``allowed_paths`` and ``enable_external_access = false``, then ``lock_configuration``), so a
-statement can neither write a file nor read one outside the runs.
+DESCRIBE, SHOW, SUMMARIZE, VALUES, EXPLAIN of those). The run's Parquet files reach DuckDB as Arrow
+datasets (read by Arrow, not by DuckDB), then ``enable_external_access = false`` and
+``lock_configuration``: DuckDB itself can open no file at all, so no statement, not even one sent
+on the Python connection, can write a file (COPY ... TO the run's own files.parquet included) or
+read one outside the runs. (``allowed_paths`` would not do: it lets COPY overwrite those paths.)
 
 Python::
 
@@ -171,29 +173,26 @@ def connect(out_dir_or_dirs, *, run_column: bool | None = None):
     ``run_column``: add the ``run`` column (default: with several runs or a glob).
     """
     import duckdb
+    import pyarrow as pa
 
     runs, wanted = resolve_runs(out_dir_or_dirs)
     with_run = wanted if run_column is None else run_column
     con = duckdb.connect(":memory:")
-    allowed: list[str] = []
     try:
         for view, relative in VIEWS.items():
-            parts = []
-            for run in runs:
-                path = os.path.join(run.path, relative)
-                if not os.path.isfile(path):
-                    continue
-                allowed.append(path)
-                source = f"read_parquet({_literal(path)})"
-                parts.append(f"SELECT {_literal(run.name)} AS run, * FROM {source}" if with_run
-                             else f"SELECT * FROM {source}")
-            if parts:
-                con.execute(f"CREATE VIEW {view} AS " + "\nUNION ALL BY NAME\n".join(parts))
+            found = [(run.name, os.path.join(run.path, relative)) for run in runs
+                     if os.path.isfile(os.path.join(run.path, relative))]
+            if not found:
+                continue
+            try:
+                dataset = _arrow_view(found, with_run=with_run)
+            except (OSError, pa.ArrowException) as exc:
+                raise UsageError(f"cannot read the run's {relative}: {_first_line(exc)}") from None
+            con.register(view, dataset)
         # check every view now: an unreadable file is one clear line here, not a query error later
         for (view,) in con.execute("SELECT view_name FROM duckdb_views() "
                                    "WHERE NOT internal ORDER BY view_name").fetchall():
             con.execute(f"SELECT * FROM {view} LIMIT 0")
-        con.execute("SET allowed_paths = [" + ", ".join(_literal(p) for p in allowed) + "]")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET enable_external_access = false")
@@ -201,7 +200,32 @@ def connect(out_dir_or_dirs, *, run_column: bool | None = None):
     except duckdb.Error as exc:
         con.close()
         raise UsageError(f"cannot read the run's tables: {_first_line(exc)}") from None
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _arrow_view(found: list[tuple[str, str]], *, with_run: bool):
+    """One Arrow dataset over the runs' copies of a table: Arrow reads the files, DuckDB gets no
+    path it could open. Columns are matched by name (missing ones are null, types promoted); with
+    ``with_run`` a leading ``run`` column carries each file's run name."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    paths = [path for _, path in found]
+    schema = pa.unify_schemas([pq.read_schema(p) for p in paths],
+                              promote_options="permissive").remove_metadata()
+    partitions = None
+    if with_run:
+        schema = schema.insert(0, pa.field("run", pa.string()))
+        partitions = [pc.field("run") == name for name, _ in found]
+    return pads.FileSystemDataset.from_paths(
+        paths, schema=schema, format=pads.ParquetFileFormat(),
+        filesystem=pafs.LocalFileSystem(), partitions=partitions)
 
 
 def view_names(con) -> list[str]:
