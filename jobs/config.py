@@ -28,16 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jobs.cluster import ClusterConfig  # the compute.cluster section (owned by jobs/cluster.py)
 from jobs.errors import UsageError
 from jobs.train_config import LabelsConfig, ScoreConfig, SegmentsConfig, SplitConfig, TrainConfig
-
-try:  # the cluster section is owned by jobs/cluster.py
-    from jobs.cluster import ClusterConfig
-except ImportError:  # pragma: no cover - only while jobs/cluster.py has not landed
-
-    class ClusterConfig(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="allow")
-
 
 __all__ = [
     "AudioConfig", "FramesConfig", "ComputeConfig", "JobConfig", "FEATURES", "STAGES",

@@ -66,18 +66,11 @@ def apply_overrides(cfg, args) -> None:
 
 
 def security_from_args(args):
-    files = [getattr(args, k, None) for k in ("tls_ca", "tls_cert", "tls_key")]
-    if not any(files):
-        return None
-    if not all(files):
-        raise UsageError("--tls-ca, --tls-cert and --tls-key go together")
-    for name, path in zip(("--tls-ca", "--tls-cert", "--tls-key"), files):
-        if not os.path.isfile(path):
-            raise UsageError(f"{name}: no such file: {path}")
-    from distributed.security import Security
+    """The client's TLS settings from --tls-ca/--tls-cert/--tls-key (None without them)."""
+    from jobs.cluster import security_from
 
-    return Security(tls_ca_file=files[0], tls_client_cert=files[1], tls_client_key=files[2],
-                    require_encryption=True)
+    return security_from(getattr(args, "tls_ca", None), getattr(args, "tls_cert", None),
+                         getattr(args, "tls_key", None))
 
 
 def _say(message: str) -> None:
@@ -424,54 +417,19 @@ def extract_batch(batch, job: dict) -> dict:
 
 
 def _open_client(cfg, *, scheduler, security, n_workers: int, gpu: bool):
-    """A Dask client: jobs.cluster.open_client when present, else a LocalCluster on 127.0.0.1."""
-    try:
-        from jobs.cluster import open_client
-    except ImportError:
-        open_client = None
-    if open_client is not None:
-        import inspect
+    """A Dask client (jobs.cluster): a LocalCluster on 127.0.0.1 by default, the scheduler at
+    ``--scheduler``, or the cluster ``compute.cluster`` describes (SLURM, Kubernetes)."""
+    from jobs.cluster import open_client
 
-        kwargs = {"n_workers": n_workers, "threads_per_worker": 1, "scheduler": scheduler,
-                  "gpu": gpu}
-        if security is not None:
-            kwargs["security"] = security
-        params = inspect.signature(open_client).parameters
-        if "resources" in params and gpu:
-            kwargs["resources"] = {"GPU": 1}
-        kwargs = {k: v for k, v in kwargs.items() if k in params or any(
-            p.kind is p.VAR_KEYWORD for p in params.values())}
-        return open_client(cfg.compute.cluster, **kwargs)
-    return _local_client(scheduler=scheduler, security=security, n_workers=n_workers, gpu=gpu)
-
-
-def _local_client(*, scheduler, security, n_workers, gpu):
-    import contextlib
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    @contextlib.contextmanager
-    def manager():
-        if scheduler:
-            with Client(scheduler, security=security, timeout="30s") as client:
-                yield client
-            return
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                          silence_logs=logging.ERROR,
-                          resources={"GPU": 1} if gpu else None) as cluster, Client(cluster) as client:
-            yield client
-
-    return manager()
+    return open_client(cfg.compute.cluster, n_workers=n_workers, threads_per_worker=1,
+                       resources={"GPU": 1} if gpu else None, scheduler=scheduler, gpu=gpu,
+                       security=security)
 
 
 def _resolve_device(device: str) -> str:
     if device == "auto":
-        try:
-            from jobs.cluster import gpu_available
-        except ImportError:
-            return "cpu"
+        from jobs.cluster import gpu_available
+
         return "cuda" if gpu_available() else "cpu"
     return device
 
