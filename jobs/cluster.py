@@ -164,8 +164,18 @@ class SlurmConfig(_Section):
 
 
 class KubernetesResources(_Section):
-    requests: dict[str, str | int | float] = Field(default_factory=dict)
-    limits: dict[str, str | int | float] = Field(default_factory=dict)
+    """Pod resources; quantities are strings ("2", "4Gi"), as the operator's CRDs require."""
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits", mode="before")
+    @classmethod
+    def _quantities(cls, value):
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                    for k, v in value.items()}
+        return value
 
 
 class KubernetesConfig(_Section):
@@ -173,7 +183,7 @@ class KubernetesConfig(_Section):
 
     name: str = "audiofeat"
     namespace: str | None = None
-    image: str = "audiofeat:latest"
+    image: str = Field(default="audiofeat:0.1.0-cpu", description="built from cluster/docker/Dockerfile")
     n_workers: int = Field(default=2, ge=0)
     resources: KubernetesResources = Field(default_factory=KubernetesResources)
     gpu_workers: int = Field(default=0, ge=0, description="workers in the `gpu` group, 1 GPU each")
@@ -539,7 +549,7 @@ def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
     if k is None or not k.gpu_workers:
         return None
     resources = k.resources.model_dump()
-    resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": 1}
+    resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": "1"}  # the CRDs type quantities as strings
     return dict(name="gpu", n_workers=k.gpu_workers, image=k.image, resources=resources,
                 env={**BLAS_ENV, **k.env}, worker_command=_worker_command(cluster, gpus=1))
 
