@@ -317,64 +317,82 @@ def _extract_files(batch, job, fs, xp, timings):
     return rows, failures
 
 
-def _extract_long(batch, job, fs, xp, timings):
-    """One long file streamed in blocks of whole chunks (two passes when top_db needs its max)."""
+def _pieces(f0: int, f1: int, size: int):
+    """``[f0, f1)`` in consecutive pieces of at most ``size`` frames."""
+    return [(a, min(a + size, f1)) for a in range(f0, f1, size)]
+
+
+def _long_file_maxima(f, fs, xp, timings) -> dict:
+    """First pass over a long file: its largest mel power, for each top_db-clamped mel."""
     import numpy as np
 
-    from jobs.compute import BlockReader, Moments, ResampledStream, compute_segments, mel_maxima
+    from jobs.compute import MAX_BUFFER_FRAMES, BlockReader, ResampledStream, mel_maxima
+
+    maxima = {}
+    with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
+        reader = BlockReader(stream, fs)
+        for f0, f1 in _pieces(0, f.n_frames, MAX_BUFFER_FRAMES):
+            t0 = time.perf_counter()
+            zrow, _ = reader.block(f0, f1)
+            t1 = time.perf_counter()
+            for key, value in mel_maxima(zrow[None], [f1 - f0], fs, xp).items():
+                maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
+            timings["decode_s"] += t1 - t0
+            timings["dsp_s"] += time.perf_counter() - t1
+        timings["decode_s"] -= stream.resample_s
+        timings["resample_s"] += stream.resample_s
+    return maxima
+
+
+def _extract_long(batch, job, fs, xp, timings):
+    """One long file, streamed: computed in pieces of at most MAX_BUFFER_FRAMES frames, written
+    in blocks of whole chunks (a first pass finds the file's max when top_db needs it)."""
+    import numpy as np
+
+    from jobs.compute import (
+        MAX_BUFFER_FRAMES,
+        BlockReader,
+        DecodeError,
+        Moments,
+        ResampledStream,
+        compute_segments,
+    )
     from jobs.store import IndexRows
 
     (f,) = batch.files
     dims, out = job["dims"], job["out"]
-    step = batch.block_frames
-    blocks = [(f0, min(f0 + step, f.n_frames)) for f0 in range(0, f.n_frames, step)]
+    region_frames = batch.region_stop - batch.region_start
     try:
-        maxima = None
-        if fs.db_mels():
-            maxima = {}
-            with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
-                reader = BlockReader(stream, fs)
-                for f0, f1 in blocks:
-                    t0 = time.perf_counter()
-                    zrow, _ = reader.block(f0, f1)
-                    t1 = time.perf_counter()
-                    for key, value in mel_maxima(zrow[None], [f1 - f0], fs, xp).items():
-                        maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
-                    timings["decode_s"] += t1 - t0
-                    timings["dsp_s"] += time.perf_counter() - t1
-                timings["decode_s"] -= stream.resample_s
-                timings["resample_s"] += stream.resample_s
+        maxima = _long_file_maxima(f, fs, xp, timings) if fs.db_mels() else None
         moments = {n: Moments(d) for n, d in dims.items()}
-        index = IndexRows(dims)
         with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
             reader = BlockReader(stream, fs)
-            for f0, f1 in blocks:
-                t0 = time.perf_counter()
-                zrow, erow = reader.block(f0, f1)
-                t1 = time.perf_counter()
-                timings["decode_s"] += t1 - t0
-                feats = compute_segments(zrow[None], None if erow is None else erow[None], fs,
-                                         maxima=maxima, n_valid=[f1 - f0], xp=xp)
-                timings["dsp_s"] += time.perf_counter() - t1
-                arrays = {}
-                for name, data in feats.items():
-                    rows_ = data[0, :f1 - f0]
-                    moments[name].add(rows_)
-                    if f1 == f.n_frames:  # the last block also fills the region's padding
-                        pad = batch.region_stop - batch.region_start - f1
-                        rows_ = np.concatenate([rows_, np.zeros((pad, rows_.shape[1]), np.float32)])
-                    arrays[name] = rows_
-                _write(out, arrays, batch.region_start + f0, timings)
+            for b0, b1 in _pieces(0, f.n_frames, batch.block_frames):
+                parts = {n: [] for n in dims}
+                for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
+                    t0 = time.perf_counter()
+                    zrow, erow = reader.block(f0, f1)
+                    t1 = time.perf_counter()
+                    timings["decode_s"] += t1 - t0
+                    feats = compute_segments(zrow[None], None if erow is None else erow[None], fs,
+                                             maxima=maxima, n_valid=[f1 - f0], xp=xp)
+                    timings["dsp_s"] += time.perf_counter() - t1
+                    for name, data in feats.items():
+                        moments[name].add(data[0, :f1 - f0])
+                        parts[name].append(data[0, :f1 - f0])
+                if b1 == f.n_frames:  # the last block also fills the region's padding
+                    for name, dim in dims.items():
+                        parts[name].append(np.zeros((region_frames - b1, dim), np.float32))
+                _write(out, {n: np.concatenate(p) for n, p in parts.items()},
+                       batch.region_start + b0, timings)
             timings["decode_s"] -= stream.resample_s
             timings["resample_s"] += stream.resample_s
     except BatchError:
         raise
-    except Exception as exc:  # noqa: BLE001
-        from jobs.compute import DecodeError
-
-        stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) and not isinstance(
-            exc, MemoryError) else "compute"
+    except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+        stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) else "compute"
         return IndexRows(dims), [_fail_row(f, stage, exc)]
+    index = IndexRows(dims)
     index.add(f, {n: m.mean for n, m in moments.items()}, {n: m.std for n, m in moments.items()})
     return index, []
 

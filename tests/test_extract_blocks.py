@@ -94,3 +94,37 @@ def test_moments_combine_exactly():
         m.add(rows[start:start + 97])
     np.testing.assert_allclose(m.mean, rows.mean(0), rtol=1e-12)
     np.testing.assert_allclose(m.std, rows.std(0), rtol=1e-9)
+
+
+def test_long_file_task_in_pieces_smaller_than_blocks(tmp_path, monkeypatch):
+    """extract_batch in this process: pieces of 70 frames inside blocks of 256, read back."""
+    import zarr
+
+    import jobs.compute
+    from jobs.config import config_hash
+    from jobs.discover import discover
+    from jobs.extract import _tables, extract_batch, new_plan
+
+    path = str(tmp_path / "long.flac")
+    sf.write(path, np.stack([_signal(7 * 22050 + 3, 22050), _signal(7 * 22050 + 3, 22050, 1)], 1), 22050)
+    cfg = parse_config({"input": path, "out": str(tmp_path / "out"), "audio": {"sr": 16000},
+                        "frames": {"n_fft": 512, "hop_length": 160}, "features": FEATURES,
+                        "compute": {"block_seconds": 2.0, "chunk_frames": 128}})
+    fc = feature_config(cfg)
+    plan, meta = new_plan(cfg, discover(cfg.input), feature_cfg=fc, config_hash=config_hash(fc))
+    (batch,) = plan.batches
+    assert batch.kind == "long" and batch.block_frames == 256
+    monkeypatch.setattr(jobs.compute, "MAX_BUFFER_FRAMES", 70)
+    job = {"out": cfg.out, "feature_config": fc, "dims": meta["dims"], "device": "cpu",
+           "tables": _tables(fc)}
+    summary = extract_batch(batch, job)
+    assert summary["committed"] and summary["ok"] == 1
+    group = zarr.open_group(str(tmp_path / "out" / "features.zarr"), mode="r")
+    f = batch.files[0]
+    fs = FeatureSet.from_config(fc)
+    whole = file_features(decode(path, sr=16000), fs)
+    for name, expected in whole.items():
+        got = group[name][f.frame_start:f.frame_stop]
+        scale = max(float(np.abs(expected).max()), 1e-6)
+        assert float(np.abs(got - expected).max()) / scale < 1e-4, name
+    assert not group["mfcc"][f.frame_stop:batch.region_stop].any()  # padding rows stay zero
