@@ -154,3 +154,47 @@ def test_score_model_path_in_config_is_relative_to_the_config(scored, tmp_path):
     assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
     state = json.loads((private / "scores" / "score.json").read_text())
     assert state["model"]["folder"] == str(private / "models" / "elsewhere")
+
+
+def test_long_recording_gives_many_segments_and_batches_do_not_matter(scored, tmp_path):
+    """A 5 s recording (five digits in a row) scored in batches of 3 segments, so that its
+    segments span batches, gives the same numbers as one batch, and events over segment runs."""
+    import soundfile as sf
+
+    run, _ = scored
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pieces = []
+    for digit in range(5):
+        y, sr = sf.read(SAMPLES / f"{digit}_george_30.wav", dtype="float32")
+        pieces += [y, np.zeros(int(0.5 * sr), np.float32)]
+    sf.write(corpus / "long.wav", np.concatenate(pieces), sr)
+    shutil.copy(SAMPLES / "7_theo_3.wav", corpus)
+    model = str(run / "models" / "default")
+    tables = {}
+    for batch in (3, 4096):
+        config = write_config(tmp_path / f"job{batch}.yaml", input=str(corpus),
+                              score={"threshold": 0.5, "batch_segments": batch})
+        out = tmp_path / f"out{batch}"
+        assert cli_main(["extract", str(config), "--out", str(out), "--workers", "1"]) == 0
+        assert cli_main(["score", str(config), "--out", str(out), "--model", model, "--workers", "2"]) == 0
+        tables[batch] = {name: pd.read_parquet(out / "scores" / f"{name}.parquet")
+                         for name in ("segments", "files", "events")}
+    small, whole = tables[3], tables[4096]
+    pd.testing.assert_frame_equal(small["segments"], whole["segments"])
+    pd.testing.assert_frame_equal(small["events"], whole["events"])
+    files = pd.read_parquet(tmp_path / "out3" / "files.parquet")
+    long_row = files[files["path"].str.endswith("long.wav")].iloc[0]
+    segments = small["segments"][small["segments"]["file_id"] == long_row["file_id"]]
+    expected = 1 + int(np.ceil((long_row["n_frames"] - 100) / 50))
+    assert segments["segment"].tolist() == list(range(expected))
+    np.testing.assert_allclose(segments["start_s"], np.arange(expected) * 0.5)
+    assert segments["end_s"].iloc[-1] == pytest.approx(long_row["duration_s"], abs=0.011)
+    scored_files = small["files"].set_index("file_id")
+    assert scored_files.loc[long_row["file_id"], "n_segments"] == expected
+    # no file of this store is in the model's split; the config's labels still name the digit
+    assert pd.isna(scored_files.loc[long_row["file_id"], "true_label"])
+    theo = scored_files[scored_files["path"].str.endswith("7_theo_3.wav")].iloc[0]
+    assert theo["true_label"] == "7" and pd.isna(theo["split"])
+    events = small["events"][small["events"]["file_id"] == long_row["file_id"]]
+    assert (events["end_s"] > events["start_s"]).all() and (events["n_segments"] >= 1).all()
