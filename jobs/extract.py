@@ -645,6 +645,12 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     fc = feature_config(cfg)
     chash = config_hash(fc)
     device = _resolve_device(cfg.compute.device)
+    if device == "cuda" and scheduler is None and cfg.compute.cluster.kind == "local":
+        from jobs.cluster import gpu_available
+
+        if not gpu_available():
+            raise UsageError("compute.device: cuda, but CuPy sees no CUDA GPU on this machine "
+                             "(use device: auto or cpu, or --scheduler with GPU workers)")
     out = cfg.out
     lock = _lock(out)
     try:

@@ -1,6 +1,7 @@
 """compute.device: cuda runs featurelib on CuPy inside workers with the Dask resource GPU.
 
-Skipped without CuPy and a CUDA device; on a GPU machine the store must equal the CPU store.
+On a GPU machine the store must equal the CPU store (skipped elsewhere); without one, ``cuda``
+is refused with exit 2 and ``auto`` runs on the CPU.
 """
 
 from __future__ import annotations
@@ -9,18 +10,28 @@ import numpy as np
 import pytest
 from test_extract_support import copy_samples, read_tables, run_cli, write_config
 
-cupy = pytest.importorskip("cupy")
-try:
-    HAS_GPU = cupy.cuda.runtime.getDeviceCount() > 0
-except Exception:  # noqa: BLE001 - no driver, no device
-    HAS_GPU = False
+from jobs.cluster import gpu_available
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")]
+HAS_GPU = gpu_available()
 
 FEATURES = {"mfcc": {"n_mfcc": 13, "n_mels": 32}, "melspectrogram": {"n_mels": 32, "db": True},
             "rms": {}, "zero_crossing_rate": {}, "spectral_centroid": {}, "spectral_bandwidth": {}}
 
 
+@pytest.mark.skipif(HAS_GPU, reason="checks the machine without a GPU")
+def test_without_a_gpu_cuda_is_refused_and_auto_runs_on_cpu(tmp_path):
+    copy_samples(tmp_path / "corpus", 4)
+    cfg = write_config(tmp_path / "cuda.yaml", input=str(tmp_path / "corpus"), out=tmp_path / "a",
+                       features={"rms": {}}, compute={"device": "cuda", "workers": 1})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 2 and "compute.device: cuda" in result.stderr
+    cfg = write_config(tmp_path / "auto.yaml", input=str(tmp_path / "corpus"), out=tmp_path / "b",
+                       features={"rms": {}}, compute={"device": "auto", "workers": 1})
+    assert run_cli("extract", cfg).returncode == 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU and CuPy")
 def test_cuda_store_equals_cpu_store(tmp_path):
     import zarr
 
