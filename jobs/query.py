@@ -36,12 +36,14 @@ Python::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import math
 import os
 import re
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 
 from jobs.errors import EXIT_OK, UsageError
@@ -528,30 +530,23 @@ def open_features(out_dir):
     starts, stops, ids, lengths = starts[keep], stops[keep], ids[keep], lengths[keep]
     if len(starts) > 1 and (starts[1:] < stops[:-1]).any():
         raise UsageError(f"{path}: files.parquet has files whose frame rows overlap")
-    # contiguous runs of covered rows (a batch's files lie back to back): slices to concatenate
-    breaks = np.flatnonzero(starts[1:] != stops[:-1]) + 1
-    run_starts = starts[np.r_[0, breaks]] if len(starts) else starts
-    run_stops = stops[np.r_[breaks - 1, len(stops) - 1]] if len(stops) else stops
     n_frames = int(lengths.sum())
-
     file_id = np.repeat(ids, lengths)
     first_frame = np.repeat(np.cumsum(lengths) - lengths, lengths)
     time_s = (np.arange(n_frames, dtype=np.int64) - first_frame) * (float(hop) / float(sr))
 
     data_vars = {}
+    selections: dict[tuple, _RowSelection] = {}  # (store rows, row chunks) -> covered rows
     for name in sorted(group.array_keys()):
         array = group[name]
-        if array.shape[0] and len(run_stops) and int(run_stops[-1]) > array.shape[0]:
+        if len(stops) and int(stops[-1]) > array.shape[0]:
             raise UsageError(f"{path}: files.parquet names rows beyond the end of {name} "
                              f"({array.shape[0]} rows)")
         lazy = da.from_zarr(array)
-        pieces = [lazy[int(a):int(b)] for a, b in zip(run_starts, run_stops)]
-        if len(pieces) == 1:
-            selected = pieces[0]
-        elif pieces:
-            selected = da.concatenate(pieces, axis=0)
-        else:
-            selected = lazy[:0]
+        key = (array.shape[0], lazy.chunks[0])
+        if key not in selections:
+            selections[key] = _RowSelection(starts, stops, lazy.chunks[0])
+        selected = selections[key].select(lazy)
         dim = array.shape[1] if array.ndim == 2 else 1
         var_attrs = {"feature": name, **(config.get("features", {}).get(name) or {})}
         if array.ndim == 2 and dim == 1:
@@ -567,9 +562,77 @@ def open_features(out_dir):
         "audiofeat_version": attrs.get("audiofeat_version"),
         "run_dir": os.path.abspath(path),
     }
-    return xr.Dataset(data_vars,
-                      coords={"file_id": ("frame", file_id), "time_s": ("frame", time_s)},
-                      attrs=ds_attrs)
+    with _object_strings_kept():
+        return xr.Dataset(data_vars,
+                          coords={"file_id": ("frame", file_id), "time_s": ("frame", time_s)},
+                          attrs=ds_attrs)
+
+
+@contextlib.contextmanager
+def _object_strings_kept():
+    """xarray passes an object array of strings through pandas, which (pandas >= 3) infers its
+    string dtype and converts every element there and back: about 1 s for the 6M file_id values
+    of a 100k-file store. With inference off (while it can still be turned off) the array stays
+    as it is."""
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infer_string.*")
+        try:
+            context = pd.option_context("future.infer_string", False)
+            context.__enter__()
+        except (KeyError, ValueError, AttributeError, pd.errors.OptionError):
+            context = None
+    try:
+        yield
+    finally:
+        if context is not None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*infer_string.*")
+                context.__exit__(None, None, None)
+
+
+def _take_rows(block, keep):
+    return block[keep]
+
+
+class _RowSelection:
+    """The store rows that belong to a file (``[frame_start, frame_stop)`` of some row of
+    files.parquet), per chunk of the store's arrays."""
+
+    def __init__(self, starts, stops, row_chunks: tuple[int, ...]):
+        import numpy as np
+
+        n_rows = int(sum(row_chunks))
+        edges = np.zeros(n_rows + 1, np.int32)
+        np.add.at(edges, starts, 1)
+        np.add.at(edges, stops, -1)
+        self.covered = np.cumsum(edges[:-1], dtype=np.int32) > 0
+        self.row_chunks = tuple(int(c) for c in row_chunks)
+        offsets = np.r_[0, np.cumsum(self.row_chunks)[:-1]].astype(np.int64)
+        self.counts = (np.add.reduceat(self.covered, offsets, dtype=np.int64) if n_rows
+                       else np.zeros(len(self.row_chunks), np.int64))
+        self.everything = bool(self.counts.sum() == n_rows)
+        self._mask = None
+
+    def select(self, lazy):
+        """The covered rows of a Dask array over the store: one task per store chunk (it reads
+        the chunk and keeps its covered rows); chunks that hold no covered row are left out."""
+        import dask.array as da
+        import numpy as np
+
+        if self.everything:
+            return lazy
+        if self._mask is None:
+            self._mask = da.from_array(self.covered, chunks=(self.row_chunks,), name=False)
+        index = "ij"[:lazy.ndim]
+        selected = da.blockwise(_take_rows, index, lazy, index, self._mask, "i",
+                                adjust_chunks={"i": tuple(int(c) for c in self.counts)},
+                                dtype=lazy.dtype, meta=np.empty((0,) * lazy.ndim, lazy.dtype))
+        nonempty = np.flatnonzero(self.counts)
+        if len(nonempty) < len(self.counts):
+            selected = selected.blocks[nonempty.tolist()] if len(nonempty) else selected[:0]
+        return selected
 
 
 def features(out_dir, file_id: str, name: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -353,6 +354,38 @@ def test_open_features_reads_no_chunk(run, tmp_path):
     assert not list((bare / "features.zarr").rglob("c"))
     ds = open_features(bare)
     assert ds.sizes == open_features(run).sizes
+
+
+class ChunkOpens:
+    """Counts files opened under a store's chunk folders (``<array>/c/...``): an audit hook."""
+
+    def __init__(self):
+        self.prefix, self.opened = None, []
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event, args):
+        if self.prefix and event == "open" and isinstance(args[0], (str, bytes, Path)):
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if path.startswith(self.prefix) and f"{os.sep}c{os.sep}" in path:
+                self.opened.append(path)
+
+    def watch(self, store: Path):
+        self.prefix, self.opened = os.path.realpath(store) + os.sep, []
+        return self
+
+
+_CHUNK_OPENS = ChunkOpens()
+
+
+def test_open_features_opens_no_chunk_file(run):
+    watch = _CHUNK_OPENS.watch(run / "features.zarr")
+    try:
+        ds = open_features(run)
+        assert watch.opened == []
+        ds["mfcc"][:5].compute()  # the hook sees chunk reads when there are some
+        assert len(watch.opened) == 1
+    finally:
+        watch.prefix = None
 
 
 def test_open_features_leaves_out_rows_of_no_file(run, tmp_path):
