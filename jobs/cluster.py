@@ -305,12 +305,13 @@ def security_from_tls(tls: TLSConfig | None, *, role: Literal["client", "all"] =
 
 
 def _cluster_security(cluster: ClusterConfig, security):
-    """Security for a cluster this process starts: config TLS, else the CLI files for all roles."""
-    if cluster.tls is not None:
-        return security_from_tls(cluster.tls, role="all")
+    """Security for a cluster this process starts: the CLI files (``--tls-*``) for every role,
+    else ``compute.cluster.tls``, else none."""
     if security is not None and getattr(security, "tls_client_cert", None):
         return _full_security(security.tls_ca_file, security.tls_client_cert,
                               security.tls_client_key, security.require_encryption)
+    if cluster.tls is not None:
+        return security_from_tls(cluster.tls, role="all")
     return None
 
 

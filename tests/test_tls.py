@@ -256,3 +256,51 @@ def test_product_sources_never_unpickle():
                 if _UNPICKLING.search(code):
                     hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not hits, "unpickling in the product:\n" + "\n".join(hits)
+
+
+# ---------------------------------------------------------------- cluster/local/start.sh with TLS
+
+
+def test_local_scripts_with_tls(pki, tmp_path):
+    """start.sh with AUDIOFEAT_TLS_*: a TLS scheduler and worker on 127.0.0.1, an extract with
+    the client certificate, then stop.sh; a client without a certificate is refused."""
+    import contextlib
+    import subprocess
+
+    import psutil
+    from cluster_helpers import quiet_env
+
+    start, stop = REPO / "cluster" / "local" / "start.sh", REPO / "cluster" / "local" / "stop.sh"
+    state = tmp_path / "cluster"
+    cert, key = pki["worker"]
+    env = quiet_env(AUDIOFEAT_CLUSTER_DIR=str(state), AUDIOFEAT_TLS_CA=pki["ca"],
+                    AUDIOFEAT_TLS_CERT=cert, AUDIOFEAT_TLS_KEY=key, AUDIOFEAT_GPU="0")
+    try:
+        started = subprocess.run(["bash", str(start), "1"], capture_output=True, text=True,
+                                 env=env, timeout=90)
+        assert started.returncode == 0, started.stdout + started.stderr
+        address = started.stdout.strip().splitlines()[-1]
+        assert address.startswith("tls://127.0.0.1:"), started.stdout
+        result = run_extract(tmp_path / "run", "--scheduler", address,
+                             *_client_flags(pki, pki["client"]))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert _tls_handshake(address, pki["ca"], None) is False
+    finally:
+        subprocess.run(["bash", str(stop)], capture_output=True, text=True, env=env, timeout=60)
+        pids_file = state / "pids"
+        if pids_file.exists():  # stop.sh failed: end what start.sh started, by pid
+            for pid in (int(p) for p in pids_file.read_text().split()):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for proc in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            proc.kill()
+    assert not (state / "pids").exists()
+
+
+def test_cli_certificates_secure_the_local_cluster(pki):
+    """--tls-* without --scheduler: the LocalCluster audiofeat starts uses those certificates."""
+    sec = security_from(pki["ca"], *pki["client"])
+    with open_client(ClusterConfig(), n_workers=1, security=sec) as client:
+        assert client.scheduler.address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [1, 1]).result(timeout=30) == 2
+        assert _tls_handshake(client.scheduler.address, pki["ca"], None) is False
