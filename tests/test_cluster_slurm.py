@@ -161,30 +161,63 @@ def test_gpu_job_without_gpus_per_job_is_a_usage_error():
 # ---------------------------------------------------------------- opt-in: a real one-node SLURM
 
 
+@pytest.fixture
+def real_slurm(tmp_path_factory):
+    """A running SLURM: the one SLURM_CONF / sinfo already reach, else a one-node SLURM started
+    with cluster/slurm/one-node.sh (root, slurm-wlm and munge installed) and stopped after."""
+    import subprocess
+
+    if not shutil.which("sbatch"):
+        pytest.skip("sbatch not found (apt-get install slurmctld slurmd slurm-client munge)")
+    probe = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=30)
+    if probe.returncode == 0 and probe.stdout.strip():
+        yield os.environ.get("SLURM_CONF")
+        return
+    script = SLURM_DIR / "one-node.sh"
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "AUDIOFEAT_SLURM_DIR": str(state)}
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    try:
+        if started.returncode != 0:
+            pytest.skip(f"could not start a one-node SLURM: {started.stderr[-500:]}")
+        yield str(state / "slurm.conf")
+    finally:
+        subprocess.run(["bash", str(script), "stop"], capture_output=True, env=env, timeout=60)
+
+
 @pytest.mark.slurm
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(os.environ.get("AUDIOFEAT_TEST_SLURM") != "1",
-                    reason="set AUDIOFEAT_TEST_SLURM=1 with a running one-node SLURM")
-def test_real_slurm_job_runs_extract(tmp_path):
-    """Submits one real SLURM job (partition from AUDIOFEAT_SLURM_QUEUE, default `debug`);
-    its worker joins and a tiny extract runs on it."""
+                    reason="opt-in: AUDIOFEAT_TEST_SLURM=1 (a running SLURM, or root with "
+                           "slurm-wlm and munge for cluster/slurm/one-node.sh)")
+def test_real_slurm_job_runs_extract(real_slurm, tmp_path):
+    """A real extract with compute.cluster.kind slurm: audiofeat submits one SLURM job
+    (partition AUDIOFEAT_SLURM_QUEUE, default `debug`); its worker joins and does the work."""
     import subprocess
     import sys
 
     import pandas as pd
 
-    if not shutil.which("sbatch"):
-        pytest.skip("sbatch not found")
     queue = os.environ.get("AUDIOFEAT_SLURM_QUEUE", "debug")
+    logs = tmp_path / "logs"
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     config["input"] = [str(p) for p in SAMPLES[:3]]
     config["out"] = str(tmp_path / "run")
     config["compute"]["cluster"] = {"kind": "slurm", "slurm": {
         "queue": queue, "cores": 1, "memory": "1GB", "walltime": "00:10:00", "n_workers": 1,
-        "python": sys.executable, "log_directory": str(tmp_path / "logs")}}
+        "python": sys.executable, "log_directory": str(logs)}}
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(config))
+    env = dict(os.environ)
+    if real_slurm:
+        env["SLURM_CONF"] = real_slurm
     result = subprocess.run([sys.executable, "-m", "jobs", "extract", str(job)],
-                            capture_output=True, text=True, timeout=540)
+                            capture_output=True, text=True, timeout=540, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_parquet(tmp_path / "run" / "files.parquet")) == 3
+    # the work ran in a SLURM job: its worker log shows it joining the scheduler
+    job_logs = sorted(logs.glob("dask-worker-*.err"))
+    assert job_logs, list(logs.iterdir()) if logs.exists() else "no log directory"
+    text = "\n".join(p.read_text() for p in job_logs)
+    assert "Registered to" in text, text[-2000:]
