@@ -64,6 +64,7 @@ SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
 MpiDefault=none
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$((mem * 9 / 10)) State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
