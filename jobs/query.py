@@ -356,8 +356,25 @@ def _write_csv(reader, stream, *, max_rows: int) -> None:
     writer.writerow(reader.schema.names)
     nested = [pa.types.is_nested(f.type) for f in reader.schema]
     for batch in reader:
+        batch = _shortest_floats(batch)
         columns = [_csv_column(batch.column(i), nested[i]) for i in range(batch.num_columns)]
         writer.writerows(zip(*columns))
+
+
+def _shortest_floats(batch):
+    """The batch with its float32 columns as float64 holding each value's shortest decimal
+    (0.826, not 0.8259999752044678), so that CSV and JSON show what was stored."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = list(batch.columns)
+    changed = False
+    for i, column in enumerate(columns):
+        if pa.types.is_float32(column.type) or pa.types.is_float16(column.type):
+            text = pc.cast(column, pa.string()).to_pylist()
+            columns[i] = pa.array([None if t is None else float(t) for t in text], pa.float64())
+            changed = True
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names) if changed else batch
 
 
 def _csv_column(array, nested: bool) -> list:
@@ -372,7 +389,7 @@ def _write_json(reader, stream, *, max_rows: int) -> None:
     stream.write("[")
     first = True
     for batch in reader:
-        for row in batch.to_pylist():
+        for row in _shortest_floats(batch).to_pylist():
             stream.write("\n" if first else ",\n")
             stream.write(_json_text(row))
             first = False
@@ -560,7 +577,6 @@ def open_features(out_dir):
         "sr": sr,
         "hop_length": hop,
         "audiofeat_version": attrs.get("audiofeat_version"),
-        "run_dir": os.path.abspath(path),
     }
     with _object_strings_kept():
         return xr.Dataset(data_vars,

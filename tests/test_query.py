@@ -154,6 +154,11 @@ def test_json_format_is_records(run, capsys):
     assert json.loads(out) == []
     status, out, _ = query(capsys, run, "SELECT 'nan'::DOUBLE AS x, [1, 2] AS l", "--format", "json")
     assert json.loads(out) == [{"x": None, "l": [1, 2]}]
+    # float32 columns (scores) are written as their shortest decimal, in JSON and CSV
+    status, out, _ = query(capsys, run, "SELECT 0.826::REAL AS x", "--format", "json")
+    assert json.loads(out) == [{"x": 0.826}]
+    status, out, _ = query(capsys, run, "SELECT 0.826::REAL AS x", "--format", "csv")
+    assert out == "x\n0.826\n"
 
 
 def test_parquet_format_needs_an_output_file(run, capsys, tmp_path):
