@@ -318,3 +318,43 @@ def test_local_scripts_start_extract_stop(tmp_path):
     alive = [p for p in pids if psutil.pid_exists(p)
              and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"still running after stop.sh: {alive}"
+
+
+def _gpu_env(dask_worker=None):
+    import os
+
+    return {"resources": dict(dask_worker.state.total_resources),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def test_local_scripts_add_gpu_workers_when_nvidia_smi_lists_gpus(tmp_path):
+    """The GPU branch of start.sh without a GPU: a stand-in nvidia-smi lists one GPU, dask-cuda is
+    absent, so one plain worker pinned to device 0 offers GPU=1 next to the CPU worker."""
+    start, stop = REPO / "cluster" / "local" / "start.sh", REPO / "cluster" / "local" / "stop.sh"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: Stand-in GPU (UUID: GPU-00000000)'\n")
+    fake.chmod(0o755)
+    state = tmp_path / "cluster"
+    env = quiet_env(AUDIOFEAT_CLUSTER_DIR=str(state), PATH=f"{bin_dir}:{os.environ['PATH']}",
+                    PYTHON=sys.executable)
+    try:
+        started = subprocess.run(["bash", str(start), "1"], capture_output=True, text=True,
+                                 env=env, timeout=90)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "1 GPU worker(s) with resource GPU=1" in started.stderr
+        address = started.stdout.strip().splitlines()[-1]
+        with open_client(scheduler=address, gpu=True) as client:  # GPU jobs are accepted
+            facts = sorted(client.run(_gpu_env).values(), key=lambda f: f["resources"] != {})
+        assert [f["resources"] for f in facts] == [{}, {"GPU": 1.0}]
+        assert facts[1]["cuda_visible"] == "0"
+    finally:
+        subprocess.run(["bash", str(stop)], capture_output=True, text=True, env=env, timeout=60)
+        if (state / "pids").exists():  # stop.sh failed: end what start.sh started, by pid
+            for pid in (int(p) for p in (state / "pids").read_text().split()):
+                if psutil.pid_exists(pid):
+                    for proc in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            proc.kill()
+    assert not (state / "pids").exists()
