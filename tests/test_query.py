@@ -430,3 +430,54 @@ def test_features_names_what_is_unknown(run, tmp_path):
         open_features(tmp_path / "missing")
     with pytest.raises(UsageError, match="no such run directory"):
         features(tmp_path / "missing", file_id, "mfcc")
+
+
+# ---------------------------------------------------------------- the documented examples
+
+
+def _documented_commands():
+    """(command, its documented output lines) for each ``$ audiofeat query`` in docs/analytics.md."""
+    import re
+    import shlex
+
+    text = (REPO / "docs" / "analytics.md").read_text()
+    found = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        lines, i = block.splitlines(), 0
+        while i < len(lines):
+            if not lines[i].startswith("$ "):
+                i += 1
+                continue
+            command, i = lines[i][2:], i + 1
+            while True:  # a command goes on until its quotes close
+                try:
+                    argv = shlex.split(command)
+                    break
+                except ValueError:
+                    command, i = command + "\n" + lines[i], i + 1
+            output = []
+            while i < len(lines) and not lines[i].startswith("$ "):
+                output.append(lines[i])
+                i += 1
+            if argv[:2] == ["audiofeat", "query"]:
+                found.append((argv[2:], output))
+    return found
+
+
+def test_the_documented_examples_run(run, two_runs, tmp_path, capsys, monkeypatch):
+    """Every query in docs/analytics.md runs on this test's run (made with other audio settings,
+    so the numbers differ) with the documented exit status and the documented header line."""
+    commands = _documented_commands()
+    assert len(commands) >= 10
+    monkeypatch.chdir(tmp_path)
+    for argv, documented in commands:
+        argv = [str(two_runs / "*") if a == "runs/*" else str(run) if a == "runs/example" else a
+                for a in argv]
+        status, out, err = query(capsys, *argv)
+        if documented and documented[0].startswith("audiofeat query: error:"):
+            assert status == 2 and out == "", argv
+            one_error_line(err)
+            continue
+        assert status == 0 and err == "", (argv, err)
+        if documented:
+            assert out.splitlines()[0].split() == documented[0].split(), argv
