@@ -352,7 +352,7 @@ def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None =
     if cluster.kind == "slurm":
         return _slurm_client(cluster, security=security, gpu=gpu)
     if cluster.kind == "kubernetes":
-        return _kubernetes_client(cluster, gpu=gpu)
+        return _kubernetes_client(cluster, gpu=gpu, security=security)
     return _local_client(cluster, n_workers=n_workers, threads_per_worker=threads_per_worker,
                          resources=resources, gpu=gpu, security=security)
 
@@ -556,7 +556,11 @@ def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
 
 
 @contextlib.contextmanager
-def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool) -> Iterator:
+def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool, security=None) -> Iterator:
+    if cluster.tls is not None or security is not None:
+        raise UsageError("compute.cluster.tls: TLS is not supported with kind 'kubernetes' "
+                         "(run the DaskJob inside the cluster, or connect with --scheduler "
+                         "tls://... to a TLS scheduler you deployed)")
     _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
     from dask_kubernetes.operator import KubeCluster
     from distributed import Client

@@ -237,6 +237,13 @@ def test_missing_extra_is_a_usage_error(monkeypatch, kind, module, section):
                               f"pip install -e '.[{kind}]'")
 
 
+def test_kubernetes_with_tls_is_refused(tmp_path):
+    cfg = ClusterConfig(kind="kubernetes", kubernetes={},
+                        tls={"ca_file": "ca.pem", "cert": "c.pem", "key": "k.pem"})
+    with pytest.raises(UsageError, match="not supported with kind 'kubernetes'"), open_client(cfg):
+        pass
+
+
 def test_gpu_available_never_raises(monkeypatch):
     import types
 
