@@ -257,11 +257,16 @@ def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train
         pipeline = train_baseline(x_train, y_train, len(classes), settings, log=log)
         onnx_bytes = export_baseline(pipeline, x_train.shape[1])
         return onnx_bytes, pipeline.predict_proba, settings.to_json(), pipeline.history
-    from jobs.models.cnn import CnnSettings, export_cnn, predict_torch, train_cnn
+    from jobs.models.cnn import CnnSettings, default_epochs, export_cnn, predict_torch, train_cnn
 
+    batch_size = train_cfg.batch_size or 64
+    epochs = train_cfg.epochs or default_epochs(len(x_train), batch_size)
+    if not train_cfg.epochs and epochs != 30:
+        log(f"train: small training set ({len(x_train)} segments): {epochs} epochs instead of 30, so that "
+            "the CNN gets enough optimiser steps (set train.epochs to choose)")
     settings = CnnSettings(
         n_mels=spec["dim"], length_frames=spec["length_frames"], n_classes=len(classes), scale=spec["scale"],
-        widths=train_cfg.cnn_widths, epochs=train_cfg.epochs or 30, batch_size=train_cfg.batch_size or 64,
+        widths=train_cfg.cnn_widths, epochs=epochs, batch_size=batch_size,
         learning_rate=train_cfg.learning_rate, seed=train_cfg.seed,
     )
     net = train_cnn(x_train, y_train, settings, threads=train_cfg.threads or os.cpu_count(), log=log)

@@ -23,6 +23,8 @@ import numpy as np
 __all__ = ["torch_available", "CnnSettings", "train_cnn", "export_cnn", "predict_torch"]
 
 TOP_DB = 80.0
+DEFAULT_EPOCHS = 30
+MIN_STEPS = 600  # optimiser steps a default-length training run gets at least
 
 
 def torch_available() -> bool:
@@ -48,6 +50,18 @@ class CnnSettings:
 
     def to_json(self) -> dict:
         return dict(vars(self), widths=list(self.widths))
+
+
+def effective_batch_size(n_train: int, batch_size: int) -> int:
+    """Small training sets get smaller batches (an eighth of the set, at least 8)."""
+    return max(1, min(batch_size, max(8, n_train // 8)))
+
+
+def default_epochs(n_train: int, batch_size: int) -> int:
+    """30 epochs, or more on a small training set so that it gets ``MIN_STEPS`` optimiser steps
+    (60 sample clips: 75 epochs of 8 steps; FSDD's 2,700: 30 epochs of 43 steps)."""
+    steps_per_epoch = max(1, math.ceil(n_train / effective_batch_size(n_train, batch_size)))
+    return max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
 
 
 def _modules(settings: CnnSettings):
@@ -150,7 +164,8 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
     with torch.no_grad():
         scaled_all = net.log_scale(x_all)  # scaling has no parameters: do it once
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=1e-3)
-    steps_per_epoch = max(1, math.ceil(len(x_all) / settings.batch_size))
+    batch_size = effective_batch_size(len(x_all), settings.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(x_all) / batch_size))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.learning_rate * 3, total_steps=settings.epochs * steps_per_epoch
     )
@@ -162,7 +177,7 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
         order = torch.randperm(len(x_all), generator=generator)
         total_loss, correct = 0.0, 0
         for b in range(steps_per_epoch):
-            idx = order[b * settings.batch_size:(b + 1) * settings.batch_size]
+            idx = order[b * batch_size:(b + 1) * batch_size]
             if len(idx) < 2 and len(x_all) >= 2:
                 continue  # BatchNorm needs two samples
             batch = _spec_augment(scaled_all[idx], settings, generator)
