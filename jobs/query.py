@@ -163,10 +163,6 @@ def resolve_runs(specs) -> tuple[list[Run], bool]:
     return result, used_glob or len(result) > 1
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def connect(out_dir_or_dirs, *, run_column: bool | None = None):
     """An in-memory DuckDB connection with the views ``files``, ``failures``, ``segments``,
     ``file_scores`` and ``events`` (those whose file exists) over one run directory or several
@@ -315,9 +311,11 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
         stream = sys.stdout
         try:
             _WRITERS[fmt](reader, stream, max_rows=max_rows)
+            stream.flush()
         except duckdb.Error as exc:  # an error met while the result streams
             raise UsageError(f"SQL error: {_first_line(exc)}") from None
-        stream.flush()
+        except BrokenPipeError:  # `audiofeat query ... | head`: the reader has what it wanted
+            _silence_stdout()
         return
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
@@ -337,6 +335,17 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's flush at exit does not fail again on
+    the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured output)
+        pass
 
 
 def _write_parquet(reader, path: str) -> None:

@@ -319,6 +319,17 @@ def test_the_installed_command_prints_no_traceback(run):
     one_error_line(result.stderr)
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(run):
+    """``audiofeat query ... | head -1``: the closed pipe ends the command quietly."""
+    sql = "SELECT * FROM segments, range(500)"
+    process = subprocess.Popen([sys.executable, "-m", "jobs", "query", str(run), sql, "--format", "csv"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert process.stdout.readline().startswith(b"file_id,segment,")
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and stderr == ""
+
+
 # ---------------------------------------------------------------- features
 
 
