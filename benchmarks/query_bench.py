@@ -48,6 +48,9 @@ QUERIES = {
                             "avg(f.mfcc_mean_1) AS mfcc1, avg(f.mfcc_mean_2) AS mfcc2 "
                             "FROM files f JOIN file_scores s USING (file_id) "
                             "GROUP BY s.true_label ORDER BY s.true_label"),
+    "per-class MFCC (regex)": ("SELECT regexp_extract(path, '(\\d)_speaker', 1) AS digit, count(*) AS n, "
+                               "round(avg(COLUMNS('^mfcc_mean_[0-9]+$')), 1) FROM files "
+                               "GROUP BY digit ORDER BY digit"),
     "silent or clipped": ("SELECT path, rms_mean, duration_s FROM files "
                           "WHERE rms_mean < 1e-3 OR rms_mean > 0.5 ORDER BY rms_mean"),
 }
@@ -180,6 +183,11 @@ def main() -> int:
               f"(with xarray/Dask imports), again {again:.2f} s; chunk files opened: {counter.count}")
         print(f"  dataset: {dict(ds.sizes)}, "
               f"{len(ds['mfcc'].data.chunks[0])} Dask chunks along frame")
+        from jobs.query import features
+
+        some_id = ds["file_id"].values[len(ds["file_id"]) // 2]
+        seconds, rows = timed(lambda: features(out, some_id, "mfcc"))
+        print(f"  features(out, file_id, 'mfcc'): {seconds * 1000:.1f} ms -> {rows.shape}")
         counter.count, counter.active = 0, True
         ds["rms"][:10].compute()  # positive control: a computation does open chunk files
         counter.active = False
