@@ -77,9 +77,11 @@ class UnknownFeatureData(UsageError, KeyError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="+", metavar="OUT_DIR... SQL",
-                        help="one or more run directories (or globs such as 'runs/*'), then the "
-                             "SQL statement; views: " + ", ".join(VIEWS))
+    parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
+                        help="run directory, or a glob such as 'runs/*' (several: a run column)")
+    parser.add_argument("sql", metavar="SQL",
+                        help="one reading SQL statement (DuckDB) over the views "
+                             + ", ".join(VIEWS))
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: table, or the -o file's suffix: "
                              ".csv, .json, .parquet)")
@@ -91,10 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    if len(args.args) < 2:
-        raise UsageError("give one or more run directories and then the SQL statement, "
-                         "e.g. audiofeat query runs/example \"SELECT count(*) FROM files\"")
-    *run_specs, sql = args.args
+    run_specs, sql = args.runs, args.sql
     fmt = args.format
     if fmt is None:
         suffix = os.path.splitext(args.output or "")[1].lower()

@@ -303,13 +303,20 @@ def test_bad_input_is_one_line_and_exit_2(run, capsys, tmp_path):
         ([run, "SELECT 'a'::INTEGER"], "Conversion Error"),
         ([run, "SELECT 1; SELECT 2"], "one SQL statement"),
         ([run, "   "], "no statement"),
-        (["SELECT 1"], "run directories"),
         ([run, "SELECT 1", "--max-rows", "-1"], "--max-rows"),
     ]
     for argv, needle in cases:
         status, out, err = query(capsys, *argv)
         assert status == 2 and out == "", argv
         assert needle in one_error_line(err), (argv, err)
+
+
+def test_the_sql_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_status:  # argparse: usage and one error line
+        cli_main(["query", "SELECT 1"])
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "audiofeat query: error: the following arguments are required: SQL"
 
 
 def test_the_installed_command_prints_no_traceback(run):
