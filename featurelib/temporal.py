@@ -160,13 +160,31 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     >>> featurelib.zero_crossing_rate(y, frame_length=4, hop_length=4, center=False)
     array([[0.75, 0.  ]], dtype=float32)
     """
-    frames, xp = _framed(y, frame_length, hop_length, center, "edge")
-    small = xp.abs(frames) <= threshold
+    if frame_length <= 1:
+        raise ParameterError(f"frame_length={frame_length} must be at least 2")
+    if not isinstance(hop_length, int) or hop_length <= 0:
+        raise ParameterError(f"hop_length={hop_length} must be a positive integer")
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    if center:
+        y = pad_signal(y, frame_length // 2, frame_length // 2, mode="edge")
+    n = y.shape[-1]
+    if n < frame_length:
+        raise ParameterError(f"Input is too short (n={n:d}) for frame_length={frame_length:d}")
+    # Sign changes between neighbouring samples, counted once over the signal; a frame starting
+    # at s holds the changes at s+1 .. s+frame_length-1 (librosa pads the first with False), so
+    # its count is a difference of the running sum: O(n) rather than O(n * frame_length / hop).
+    # |y| <= threshold counts as zero, and zero as positive unless zero_pos is False
     if zero_pos:
-        sign = xp.where(small, xp.zeros_like(frames), frames) < 0
-        crossings = sign[..., 1:] != sign[..., :-1]
+        sign = y < -threshold
     else:
-        s = xp.where(small, xp.zeros_like(frames), xp.sign(frames))
-        crossings = s[..., 1:] != s[..., :-1]
-    count = xp.sum(xp.astype(crossings, frames.dtype), axis=-1)
-    return (count / frame_length)[..., None, :]
+        sign = xp.astype(y > threshold, xp.int8) - xp.astype(y < -threshold, xp.int8)
+    changes = xp.astype(sign[..., 1:] != sign[..., :-1], xp.int32)
+    zero = xp.zeros((*changes.shape[:-1], 1), dtype=xp.int32)
+    running = xp.concat([zero, xp.cumulative_sum(changes, axis=-1)], axis=-1)  # running[k] = changes up to k
+    count = 1 + (n - frame_length) // hop_length
+    last = (count - 1) * hop_length
+    begin = running[..., 0:last + 1:hop_length]
+    end = running[..., frame_length - 1:frame_length + last:hop_length]
+    rate = xp.astype(end - begin, y.dtype) / frame_length
+    return rate[..., None, :]
