@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 
 from jobs.errors import UsageError
+from jobs.redact import redact
 
 __all__ = ["Discovery", "discover", "audio_extensions", "LIST_EXTENSIONS"]
 
@@ -144,14 +145,14 @@ class _Walker:
             elif fs.exists(root):
                 self.add_file(url if url.startswith(protocol) else fs.unstrip_protocol(root))
             elif top_level:
-                raise UsageError(f"input: nothing found at {url}")
+                raise UsageError(f"input: nothing found at {redact(url)}")
             else:
                 self._fail(url, "no such object", "FileNotFoundError")
         except UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend error is reported, not raised
             if top_level:
-                raise UsageError(f"input: cannot list {url}: {type(exc).__name__}: {exc}") from None
+                raise UsageError(redact(f"input: cannot list {url}: {type(exc).__name__}: {exc}")) from None
             self._fail(url, exc)
 
     def add(self, entry: str, *, base: str | None = None, top_level: bool, depth: int = 0):

@@ -523,6 +523,19 @@ def stage_extract(client, plan, pending, job: dict):
     return summaries, batch_failures, progress.rate_hours_per_s()
 
 
+def _redacted(value):
+    """A JSON-able value with credentials masked in every string (URLs in `input`, ...)."""
+    from jobs.redact import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, started, summaries,
                 cluster_info, timeline, t_start):
     """Stage 5: gather the committed batches into files/failures tables and the manifest."""
@@ -543,7 +556,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
             totals[k] = totals.get(k, 0.0) + v
     manifest = {
         "audiofeat_version": VERSION,
-        "config": cfg.model_dump(mode="json"),
+        "config": _redacted(cfg.model_dump(mode="json")),
         "feature_config": feature_cfg,
         "config_hash": config_hash,
         "plan_id": meta["plan_id"],

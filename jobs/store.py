@@ -29,6 +29,8 @@ import uuid
 
 import numpy as np
 
+from jobs.redact import redact_column
+
 __all__ = [
     "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
     "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
@@ -299,6 +301,9 @@ def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict]
         failures_table = failures_table.filter(pc.invert(pc.is_in(failures_table["path"], value_set=keep)))
     files_table = files_table.sort_by([("path", "ascending")])
     failures_table = failures_table.sort_by([("path", "ascending"), ("stage", "ascending")])
+    # credentials in URLs stay in the private plan (needed to read again), never in the tables
+    files_table = redact_column(files_table, "path")
+    failures_table = redact_column(redact_column(failures_table, "path"), "message")
     return files_table, failures_table
 
 

@@ -65,3 +65,28 @@ def test_http_corpus_equals_local_corpus(served, tmp_path):
         for feature in FEATURES:
             np.testing.assert_array_equal(a[feature][la["frame_start"]:la["frame_stop"]],
                                           b[feature][rb["frame_start"]:rb["frame_stop"]])
+
+
+def test_credentials_in_urls_are_never_printed_or_stored(served, tmp_path):
+    corpus, url = served
+    secret_url = url.replace("http://", "http://alice:s3cr3t@")
+    names = sorted(p.name for p in corpus.glob("*.wav"))[:3]
+    listing = tmp_path / "inputs.txt"
+    listing.write_text("\n".join([f"{secret_url}{n}?token=T0K3N" for n in names]
+                                 + [f"{secret_url}missing.wav?X-Amz-Signature=S1GN"]) + "\n")
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "secret.yaml", input=str(listing), out=out, features=FEATURES,
+                       sr=8000, n_fft=256, hop=80, compute={"workers": 1})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr  # the missing object is a failure
+    files, failures = read_tables(out)
+    assert files.num_rows == 3 and failures.num_rows == 1
+    shown = [result.stdout, result.stderr, (out / "manifest.json").read_text(),
+             *map(str, files.column("path").to_pylist()), *map(str, failures.to_pylist())]
+    for text in shown:
+        for secret in ("s3cr3t", "T0K3N", "S1GN"):
+            assert secret not in text
+    assert all(p.startswith(url.replace("http://", "http://alice:***@")) for p in files.column("path").to_pylist())
+    # a top-level URL that cannot be listed: exit 2, one line, no password in it
+    bad = run_cli("extract", cfg, "--input", "http://alice:s3cr3t@127.0.0.1:9/x.wav", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "s3cr3t" not in bad.stderr + bad.stdout
