@@ -99,54 +99,30 @@ class Plan:
 # ---------------------------------------------------------------- probe
 
 
-def _open_source(path: str):
-    """A path or an open binary file object for soundfile (fsspec for URLs)."""
-    if "://" in path:
-        import fsspec
-
-        return fsspec.open(path, "rb").open()
-    return path
-
-
 def probe(path: str) -> PlannedFile:
-    """Read one header. Raises on anything that is not a readable, non-empty audio file."""
-    import soundfile as sf
+    """Read one header (``featurelib.info``). Raises ``AudioDecodeError`` with a human reason on
+    anything that is not a readable, non-empty audio file."""
+    from featurelib.exceptions import AudioDecodeError
+    from featurelib.io import info
 
+    meta = info(path)
+    if meta.frames <= 0:
+        raise AudioDecodeError(path, "no audio samples (the header announces none)")
     if "://" in path:
         import fsspec
 
         fs, inner = fsspec.core.url_to_fs(path)
         size = int(fs.size(inner) or 0)
     else:
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path} is a folder")
         size = os.path.getsize(path)
-    if size == 0:
-        raise EOFError("file is empty")
-    source = _open_source(path)
-    try:
-        with sf.SoundFile(source) as handle:
-            frames, rate, channels = int(handle.frames), int(handle.samplerate), int(handle.channels)
-            fmt, subtype = handle.format, handle.subtype
-    finally:
-        if source is not path:
-            source.close()
-    if rate <= 0:
-        raise ValueError(f"header gives sample rate {rate}")
-    if channels <= 0:
-        raise ValueError(f"header gives {channels} channels")
-    if frames <= 0:
-        raise EOFError("no audio samples")
-    return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format=fmt,
-                       subtype=subtype, sample_rate=rate, channels=channels, frames=frames,
-                       duration_s=frames / rate)
+    return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format=meta.format,
+                       subtype=meta.subtype, sample_rate=meta.sample_rate, channels=meta.channels,
+                       frames=meta.frames, duration_s=meta.frames / meta.sample_rate)
 
 
 def _failure(path: str, stage: str, exc: BaseException) -> dict:
-    message = str(exc).strip() or type(exc).__name__
-    # soundfile prefixes its messages with the path: keep the reason only
-    if message.startswith(f"Error opening {path!r}: "):
-        message = message[len(f"Error opening {path!r}: "):]
+    reason = getattr(exc, "reason", None)  # featurelib.AudioDecodeError carries a human reason
+    message = reason or str(exc).strip() or type(exc).__name__
     return {"path": path, "stage": stage, "error_type": type(exc).__name__, "message": message}
 
 
