@@ -150,6 +150,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="epochs for every fit (default: each model's own)")
     parser.add_argument("--loso-epochs", type=int, help="epochs for the leave-one-speaker-out fits")
     parser.add_argument("--skip-loso", action="store_true")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="measure with the official-split models already in OUT/models (no training)")
     parser.add_argument("--json", help="write the summary here too")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -163,7 +165,12 @@ def main(argv=None) -> int:
     results = {"machine": {"cores": os.cpu_count(), "load_before": load()}, "models": {}}
     for kind in kinds:
         res = results["models"][kind] = {}
-        res["official"] = official(out, kind, args.epochs)
+        if args.reuse_models:
+            report = json.loads((out / "models" / f"{kind}-official" / "report.json").read_text())
+            res["official"] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "reused": True,
+                               "n_test_files": report["n_files"], "folder": str(out / "models" / f"{kind}-official")}
+        else:
+            res["official"] = official(out, kind, args.epochs)
         res["throughput_in_process"] = throughput_in_process(out, res["official"]["folder"])
         say(f"{kind}: in-process scoring (1 thread): {res['throughput_in_process']['segments_per_s']:,.0f} "
             f"segments/s (best of 5; median {res['throughput_in_process']['segments_per_s_median']:,.0f})")
