@@ -52,11 +52,9 @@ def main(args: argparse.Namespace) -> int:
         # like every path in a config file: relative to the config file's folder
         config.score.model = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.config)),
                                                            config.score.model))
-    security = None
-    if any(getattr(args, k, None) for k in ("tls_ca", "tls_cert", "tls_key")):
-        from jobs.extract import security_from_args
+    from jobs.cluster import security_from
 
-        security = security_from_args(args)
+    security = security_from(args.tls_ca, args.tls_cert, args.tls_key)
     return run_score(config, out_dir, model_dir=args.model, scheduler=args.scheduler,
                      workers=args.workers, security=security)
 
@@ -249,37 +247,11 @@ def find_events(segment_table, classes: list[str], threshold: float):
 
 
 def _open_client(config, *, scheduler, security, n_workers: int):
-    """A Dask client: jobs.cluster.open_client when present, else a LocalCluster on 127.0.0.1."""
-    try:
-        from jobs.cluster import open_client
-    except ImportError:
-        open_client = None
-    if open_client is not None:
-        import inspect
+    """The Dask client for scoring, from ``compute.cluster`` (or ``--scheduler``), as extract's."""
+    from jobs.cluster import open_client
 
-        kwargs = {"n_workers": n_workers, "threads_per_worker": 1, "scheduler": scheduler, "gpu": False}
-        if security is not None:
-            kwargs["security"] = security
-        params = inspect.signature(open_client).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kwargs = {k: v for k, v in kwargs.items() if k in params}
-        cluster_cfg = getattr(getattr(config, "compute", None), "cluster", None)
-        return open_client(cluster_cfg, **kwargs)
-    import contextlib
-
-    from distributed import Client, LocalCluster
-
-    @contextlib.contextmanager
-    def local():
-        if scheduler:
-            with Client(scheduler, security=security, timeout="30s") as client:
-                yield client
-            return
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-            yield client
-
-    return local()
+    return open_client(config.compute.cluster, n_workers=n_workers, threads_per_worker=1,
+                       scheduler=scheduler, gpu=False, security=security)
 
 
 def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) -> dict:
