@@ -189,7 +189,8 @@ def _format_db(value: float) -> str:
     return "-inf" if value == float("-inf") else f"{value:.2f}"
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: ``12.3 ms``, ``4.500 s``, ``1:02:03.000``."""
     if seconds < 0.01:
         return f"{seconds * 1000:.3g} ms"
     if seconds < 60:
@@ -205,7 +206,7 @@ _COLUMNS = (  # header, row -> text, right-aligned?
     ("subtype", lambda r: r["subtype"], False),
     ("rate Hz", lambda r: str(r["sample_rate"]), True),
     ("ch", lambda r: str(r["channels"]), True),
-    ("duration", lambda r: _format_duration(r["duration_s"]), True),
+    ("duration", lambda r: format_duration(r["duration_s"]), True),
     ("bits", lambda r: "-" if r["bit_depth"] is None else str(r["bit_depth"]), True),
     ("min", lambda r: f"{r['min']:.4f}", True),
     ("max", lambda r: f"{r['max']:.4f}", True),

@@ -29,6 +29,8 @@ import argparse
 import os
 import sys
 
+from jobs.inspection import format_duration
+
 __all__ = ["add_arguments", "main", "FILE_KINDS", "MAX_FRAMES"]
 
 FILE_KINDS = ("waveform", "spectrum", "spectrogram", "mel", "mfcc")
@@ -315,20 +317,10 @@ class FileAnalysis:
         rate = f"{self.meta.sample_rate} Hz"
         if self.sr != self.meta.sample_rate:
             rate += f" (analysed at {self.sr} Hz)"
-        text = f"{self.name} — {rate}, {self.meta.channels} ch, {_seconds(self.meta.duration)}"
+        text = f"{self.name} — {rate}, {self.meta.channels} ch, {format_duration(self.meta.duration)}"
         if self.offset > 0 or self.window_s < self.meta.duration - 1e-9:
             text += f" — showing {self.offset:.3f}–{self.offset + self.window_s:.3f} s"
         return text
-
-
-def _seconds(value: float) -> str:
-    if value < 0.01:
-        return f"{value * 1000:.3g} ms"
-    if value < 60:
-        return f"{value:.3f} s"
-    minutes, secs = divmod(value, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:06.3f}"
 
 
 # ---------------------------------------------------------------- drawing a file
@@ -695,7 +687,7 @@ def plot_run(args) -> None:
         ax.set_title(f"{name} (stored, {sr} Hz, hop {hop})", fontsize=10)
         _shade_events(ax, events, colours, over_image=data.shape[0] > 1)
     title = (f"{os.path.basename(row['path'])} — {row['sample_rate']} Hz, {row['channels']} ch, "
-             f"{_seconds(row['duration_s'])} — file_id {row['file_id']}")
+             f"{format_duration(row['duration_s'])} — file_id {row['file_id']}")
     if lo > first or hi < stop:
         title += f" — frames {lo - first}–{hi - first} of {stop - first}"
     fig.suptitle(title, fontsize=11)
