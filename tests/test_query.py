@@ -454,11 +454,14 @@ def test_features_names_what_is_unknown(run, tmp_path):
 
 
 def _documented_commands():
-    """(command, its documented output lines) for each ``$ audiofeat query`` in docs/analytics.md."""
+    """(command, its documented output lines) for each ``$ audiofeat query`` in docs/analytics.md
+    and in README.md's Analytics section."""
     import re
     import shlex
 
-    text = (REPO / "docs" / "analytics.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    analytics = readme[readme.index("## Analytics"):readme.index("\n## ", readme.index("## Analytics") + 3)]
+    text = (REPO / "docs" / "analytics.md").read_text() + "\n" + analytics
     found = []
     for block in re.findall(r"```console\n(.*?)```", text, re.S):
         lines, i = block.splitlines(), 0
@@ -486,7 +489,7 @@ def test_the_documented_examples_run(run, two_runs, tmp_path, capsys, monkeypatc
     """Every query in docs/analytics.md runs on this test's run (made with other audio settings,
     so the numbers differ) with the documented exit status and the documented header line."""
     commands = _documented_commands()
-    assert len(commands) >= 10
+    assert len(commands) >= 14  # ten and more in docs/analytics.md, four in the README
     monkeypatch.chdir(tmp_path)
     for argv, documented in commands:
         argv = [str(two_runs / "*") if a == "runs/*" else str(run) if a == "runs/example" else a
