@@ -250,7 +250,8 @@ def _open_client(config, *, scheduler, security, n_workers: int):
     """The Dask client for scoring, from ``compute.cluster`` (or ``--scheduler``), as extract's."""
     from jobs.cluster import open_client
 
-    return open_client(config.compute.cluster, n_workers=n_workers, threads_per_worker=1,
+    compute = getattr(config, "compute", None)  # a bare scoring config may have no compute section
+    return open_client(getattr(compute, "cluster", None), n_workers=n_workers, threads_per_worker=1,
                        scheduler=scheduler, gpu=False, security=security)
 
 
