@@ -254,19 +254,6 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
     return xp.matmul(basis, S)
 
 
-def mel_from_time_major(P, *, sr, n_fft, n_mels=128, fmin=0.0, fmax=None, htk=False,
-                        norm="slaney", transpose: bool = False):
-    """Mel projection of a time-major power spectrogram ``(..., t, 1 + n_fft // 2)``.
-
-    Returns ``(..., t, n_mels)``, or librosa's ``(..., n_mels, t)`` when ``transpose``.
-    """
-    xp = namespace(P)
-    basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                             norm=norm).T, P, xp)
-    M = xp.matmul(P, basis)
-    return xp.matrix_transpose(M) if transpose else M
-
-
 @functools.lru_cache(maxsize=64)
 def _cached_dct(n_mfcc: int, n_mels: int, dct_type: int, norm):
     import scipy.fft
