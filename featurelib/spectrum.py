@@ -18,7 +18,7 @@ from .framing import map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
-    "delta", "power_spectrogram",
+    "delta", "power_spectrogram", "spectrum_power",
 ]
 
 _LOG10_SCALE = 10.0 / math.log(10.0)  # 10*log10(x) == _LOG10_SCALE * ln(x), and ln is faster
@@ -155,7 +155,9 @@ def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
         raise ParameterError(f"invalid mel filter arguments: {exc}") from exc
 
 
-def _power_of(X, power, xp):
+def spectrum_power(X, power: float = 2.0, xp=None):
+    """``|X| ** power`` of a complex spectrogram, in its namespace (the square without ``abs``)."""
+    xp = namespace(X) if xp is None else xp
     if power == 2.0:
         return xp.real(X) ** 2 + xp.imag(X) ** 2  # ** 2 is NumPy's fast square; twice re * re
     mag = xp.abs(X)
@@ -172,7 +174,7 @@ def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_m
     xp = namespace(y)
 
     def reduce(X):
-        P = _power_of(X, power, xp)
+        P = spectrum_power(X, power, xp)
         return P if project is None else xp.matmul(P, project)
 
     return map_stft(y, reduce, n_fft=n_fft, hop_length=hop_length, win_length=win_length,

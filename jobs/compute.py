@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurelib.spectrum import spectrum_power
+
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
     "mel_maxima", "Moments", "row_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
@@ -466,17 +468,12 @@ def _stft_frames(buf, fs: FeatureSet, xp):
                        win_length=fs.n_fft, window=fs.table("window"), center=False)
 
 
-def _power(X, xp):
-    re, im = xp.real(X), xp.imag(X)
-    return re * re + im * im
-
-
 def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, np.ndarray]:
     """Per row, the largest mel power over its valid frames, for each top_db-clamped mel."""
     keys = set(fs.db_mels().values())
     if not keys:
         return {}
-    P = _power(_stft_frames(zbuf, fs, xp), xp)
+    P = spectrum_power(_stft_frames(zbuf, fs, xp), 2.0, xp)
     out = {}
     for key in keys:
         out[key] = _valid_max(_mel(P, fs, key, xp), n_valid, xp)
@@ -515,7 +512,7 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
     feats = fs.features
     z = xp.asarray(zbuf)
     X = _stft_frames(z, fs, xp)  # (B, T, F) complex
-    P = _power(X, xp)
+    P = spectrum_power(X, 2.0, xp)
     cache: dict = {}
 
     def mag():
