@@ -22,7 +22,7 @@ _SUBMODULE_OF = {
     "frame": "framing", "stft": "framing", "istft": "framing", "get_window": "framing",
     "set_fft_precision": "framing", "get_fft_precision": "framing",
     "power_to_db": "spectrum", "amplitude_to_db": "spectrum", "db_to_power": "spectrum",
-    "mel_filters": "spectrum", "melspectrogram": "spectrum", "mfcc": "spectrum", "delta": "spectrum",
+    "mel_filters": "spectrum", "project_mel": "spectrum", "melspectrogram": "spectrum", "mfcc": "spectrum", "delta": "spectrum",
     # time domain
     "amplitude_envelope": "temporal", "rms": "temporal", "short_time_energy": "temporal",
     "zero_crossing_rate": "temporal",
@@ -36,7 +36,12 @@ _SUBMODULE_OF = {
 __all__ = ["AudioDecodeError", "FeatureLibError", "ParameterError", *sorted(_SUBMODULE_OF)]
 
 
+_SUBMODULES = ("io", "framing", "spectrum", "temporal", "frequency", "exceptions")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _SUBMODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'featurelib' has no attribute {name!r}")

@@ -122,7 +122,7 @@ def chunk_samples(x) -> int:
     allows; other namespaces (``array_api_strict``) just need bounded temporaries.
     """
     if is_numpy_array(x):
-        return 1 << 17
+        return 1 << 18
     if is_cupy_array(x):
         return 1 << 25
     return 1 << 22

@@ -291,26 +291,41 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     xp = namespace(y)
     y = as_float_array(y, xp)
     lead = y.shape[:-1]
-    frames = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
-    T = frames.shape[-2]
-    frames = xp.reshape(frames, (-1, T, n_fft)) if len(lead) != 1 else frames
+    if center and pad_mode not in _PAD_MODES:
+        raise ParameterError(f"pad_mode={pad_mode!r} is not supported; use one of {_PAD_MODES}")
+    if not center and y.shape[-1] < n_fft:
+        raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
+    y = xp.reshape(y, (-1, y.shape[-1])) if len(lead) != 1 else y
+    B, n = y.shape
+    T = n_frames(n, frame_length=n_fft, hop_length=hop_length, center=center)
     fft_dtype = xp.float64 if _FFT_PRECISION["value"] == "double" else y.dtype
     w = like(get_window(window, win_length, n_fft=n_fft), y, xp, dtype=fft_dtype)
     out_complex = xp.complex64 if y.dtype == xp.float32 else xp.complex128
     rfft = fft_namespace(xp).rfft
+
+    def transform(chunk):
+        X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
+        return X if reduce is None else reduce(X)
+
     budget = chunk_samples(y)
     rows = max(1, budget // max(1, T * n_fft))
-    span = T if rows > 1 else max(1, min(T, budget // n_fft))
     pieces = []
-    B = frames.shape[0]
-    for b in range(0, B, rows):
-        row_pieces = []
-        for t in range(0, T, span):
-            chunk = frames[b:min(b + rows, B), t:min(t + span, T), :]
-            X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
-            row_pieces.append(X if reduce is None else reduce(X))
-        pieces.append(row_pieces[0] if len(row_pieces) == 1 else xp.concat(row_pieces, axis=-2))
-    out = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
+    if B == 0 or rows > 1 or T * n_fft <= budget:
+        # whole rows per chunk: pad and frame each group of rows while it is in cache
+        for b in range(0, max(B, 1), rows):
+            frames = _frames_for_stft(y[b:min(b + rows, B), ...], n_fft=n_fft,
+                                      hop_length=hop_length, center=center, pad_mode=pad_mode)
+            pieces.append(transform(frames))
+        out = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
+    else:
+        # long rows: frame the padded signal once and transform spans of frames
+        frames = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center,
+                                  pad_mode=pad_mode)
+        span = max(1, min(T, budget // n_fft))
+        for b in range(B):
+            row = [transform(frames[b:b + 1, t:min(t + span, T), :]) for t in range(0, T, span)]
+            pieces.append(row[0] if len(row) == 1 else xp.concat(row, axis=-2))
+        out = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
     return xp.reshape(out, (*lead, T, out.shape[-1]))
 
 

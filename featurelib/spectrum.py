@@ -18,7 +18,7 @@ from .framing import map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
-    "delta", "power_spectrogram", "spectrum_power",
+    "delta", "power_spectrogram", "spectrum_power", "project_mel",
 ]
 
 _LOG10_SCALE = 10.0 / math.log(10.0)  # 10*log10(x) == _LOG10_SCALE * ln(x), and ln is faster
@@ -134,6 +134,125 @@ def _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm):
     return basis
 
 
+# A banded product pays a call per group of bands; this is that overhead in multiply-adds per
+# frame (measured with chunks of about a thousand frames on NumPy/OpenBLAS).
+_CALL_COST_MACS = 600
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm):
+    return _banded_blocks(_cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm))
+
+
+def _banded_blocks(basis: np.ndarray):
+    """Split a filterbank ``(k, K)`` into groups of consecutive bands and the bins each group reads.
+
+    Every mel band is zero outside a short run of FFT bins, so a group of neighbouring bands
+    touches a contiguous slice ``lo:hi`` of the spectrum. Multiplying slice by block does the
+    product with a fraction of the dense multiply-adds (about 14 times fewer for 128 bands at
+    n_fft 2048). Returns ``((lo, hi, block (hi - lo, bands)), ...)`` in band order, or ``None``
+    when one dense product is about as cheap (small ``n_fft``).
+    """
+    k, K = basis.shape
+    dense = k * K + _CALL_COST_MACS
+    best, best_cost = None, float("inf")
+    for size in (4, 8, 16, 32):
+        if size >= k:
+            break
+        groups = []
+        for m0 in range(0, k, size):
+            m1 = min(k, m0 + size)
+            used = np.flatnonzero(np.any(basis[m0:m1] != 0.0, axis=0))
+            lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+            groups.append((m0, m1, lo, hi))
+        cost = sum((m1 - m0) * (hi - lo) for m0, m1, lo, hi in groups) + _CALL_COST_MACS * len(groups)
+        if cost < best_cost:
+            best, best_cost = groups, cost
+    if best is None or best_cost > 0.5 * dense:
+        return None
+    blocks = []
+    for m0, m1, lo, hi in best:
+        block = np.ascontiguousarray(basis[m0:m1, lo:hi].T)
+        block.setflags(write=False)
+        blocks.append((lo, hi, block))
+    return tuple(blocks)
+
+
+def project_mel(P, *, sr: float = 22050, n_fft: int | None = None, n_mels: int = 128,
+                fmin: float = 0.0, fmax: float | None = None, htk: bool = False, norm="slaney",
+                basis=None):
+    """Mel bands of a time-major power spectrogram: ``P @ mel_filters(...).T``.
+
+    The product a batch job applies to ``|STFT| ** 2`` laid out frames first. For large
+    ``n_fft`` it runs band-group by band-group over the bins each group reads (the filterbank
+    is almost all zeros), which gives the same numbers as the dense product with far fewer
+    multiply-adds.
+
+    Parameters
+    ----------
+    P : array, shape ``(..., n_frames, 1 + n_fft // 2)``
+        Power (or magnitude) spectrogram, time-major.
+    sr, n_fft, n_mels, fmin, fmax, htk, norm
+        Mel filterbank parameters (``librosa.filters.mel``); ``n_fft`` defaults to the one that
+        ``P``'s bin count implies.
+    basis : np.ndarray, shape ``(n_mels, 1 + n_fft // 2)``, optional
+        A precomputed filterbank (from :func:`mel_filters`); the mel arguments are then ignored.
+        Batch workers get the basis shipped with their task and need not import librosa.
+
+    Returns
+    -------
+    array, shape ``(..., n_frames, n_mels)``, in ``P``'s namespace and precision
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib.spectrum as fs
+    >>> P = np.ones((10, 1025), dtype=np.float32)
+    >>> dense = P @ fs.mel_filters(sr=44100, n_fft=2048, n_mels=128).T.astype(np.float32)
+    >>> bool(np.allclose(fs.project_mel(P, sr=44100, n_fft=2048, n_mels=128), dense, rtol=1e-5))
+    True
+    """
+    xp = namespace(P)
+    if basis is not None:
+        basis = np.asarray(basis, dtype=np.float64)
+        if basis.ndim != 2 or basis.shape[1] != P.shape[-1]:
+            raise ParameterError(f"basis has shape {basis.shape}; P has {P.shape[-1]} frequency bins")
+        return _projector(basis, _blocks_of(basis), P, xp)(P)
+    n_fft = 2 * (P.shape[-1] - 1) if n_fft is None else n_fft
+    if P.shape[-1] != 1 + int(n_fft) // 2:
+        raise ParameterError(f"P has {P.shape[-1]} frequency bins; n_fft={n_fft} gives {1 + int(n_fft) // 2}")
+    return _mel_projector(P, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                          norm=norm)(P)
+
+
+_BLOCKS_OF_ARRAY: dict = {}
+
+
+def _blocks_of(basis: np.ndarray):
+    """:func:`_banded_blocks` of an explicit filterbank, remembered by its contents."""
+    key = (basis.shape, hash(basis.tobytes()))
+    if key not in _BLOCKS_OF_ARRAY:
+        if len(_BLOCKS_OF_ARRAY) >= 64:
+            _BLOCKS_OF_ARRAY.clear()
+        _BLOCKS_OF_ARRAY[key] = _banded_blocks(basis)
+    return _BLOCKS_OF_ARRAY[key]
+
+
+def _mel_projector(ref, xp, *, sr, n_fft, n_mels, fmin, fmax, htk, norm):
+    """A function ``P -> P @ basis.T`` with the basis moved once to ``ref``'s namespace and dtype."""
+    basis = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    blocks = _cached_mel_blocks(float(sr), int(n_fft), int(n_mels), float(fmin),
+                                None if fmax is None else float(fmax), bool(htk), norm)
+    return _projector(basis, blocks, ref, xp)
+
+
+def _projector(basis: np.ndarray, blocks, ref, xp):
+    if blocks is None:
+        dense = like(basis.T, ref, xp)
+        return lambda P: xp.matmul(P, dense)
+    moved = [(lo, hi, like(block, ref, xp)) for lo, hi, block in blocks]
+    return lambda P: xp.concat([xp.matmul(P[..., lo:hi], block) for lo, hi, block in moved], axis=-1)
+
+
 def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
                 fmax: float | None = None, htk: bool = False, norm="slaney") -> np.ndarray:
     """The mel filterbank ``(n_mels, 1 + n_fft // 2)`` of ``librosa.filters.mel``, cached (NumPy).
@@ -168,14 +287,15 @@ def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_m
                       project=None):
     """``|STFT(y)| ** power`` in time-major layout ``(..., n_frames, 1 + n_fft // 2)``.
 
-    ``project`` (a ``(1 + n_fft // 2, k)`` matrix in ``y``'s namespace) is applied chunk by chunk,
-    giving ``(..., n_frames, k)`` without materialising the full spectrogram.
+    ``project`` (a function ``(..., t, 1 + n_fft // 2) -> (..., t, k)``, e.g. the mel projection) is
+    applied chunk by chunk, giving ``(..., n_frames, k)`` without materialising the full
+    spectrogram.
     """
     xp = namespace(y)
 
     def reduce(X):
         P = spectrum_power(X, power, xp)
-        return P if project is None else xp.matmul(P, project)
+        return P if project is None else project(P)
 
     return map_stft(y, reduce, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                     window=window, center=center, pad_mode=pad_mode)
@@ -242,18 +362,18 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
             raise ParameterError("melspectrogram needs y or S")
         xp = namespace(y)
         y = as_float_array(y, xp)
-        basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                 htk=htk, norm=norm).T, y, xp)
+        project = _mel_projector(y, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                 htk=htk, norm=norm)
         M = _time_major_power(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                               window=window, center=center, pad_mode=pad_mode, power=power,
-                              project=basis)
+                              project=project)
         return xp.matrix_transpose(M)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     n_fft = 2 * (S.shape[-2] - 1)
-    basis = like(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                             norm=norm), S, xp)
-    return xp.matmul(basis, S)
+    project = _mel_projector(S, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                             htk=htk, norm=norm)
+    return xp.matrix_transpose(project(xp.matrix_transpose(S)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -454,11 +454,9 @@ class BlockReader:
 
 def _mel(P, fs: FeatureSet, key: tuple, xp):
     """Mel projection of a time-major power spectrogram, as featurelib.melspectrogram(S=...)."""
-    from featurelib._backend import like
+    from featurelib.spectrum import project_mel
 
-    basis = like(fs.table("mel", key).T, P, xp)
-    flat = xp.reshape(P, (-1, P.shape[-1]))  # one large product instead of one per row
-    return xp.reshape(xp.matmul(flat, basis), (*P.shape[:-1], basis.shape[-1]))
+    return project_mel(P, basis=fs.table("mel", key))  # banded where the basis is sparse
 
 
 def _stft_frames(buf, fs: FeatureSet, xp):

@@ -325,3 +325,29 @@ def test_snr_with_and_without_a_noise_reference():
 def test_window_equals_librosa(window, win_length, n_fft):
     ref = librosa.util.pad_center(librosa.filters.get_window(window, win_length, fftbins=True), size=n_fft)
     np.testing.assert_allclose(F.get_window(window, win_length, n_fft=n_fft), ref, atol=1e-15)
+
+
+@pytest.mark.parametrize(("sr", "n_fft", "n_mels", "extra"), [
+    (44100, 2048, 128, {}), (22050, 2048, 128, {"htk": True}), (16000, 1024, 64, {"fmin": 50.0, "fmax": 7000.0}),
+    (48000, 4096, 256, {"norm": None}), (8000, 256, 40, {}), (8000, 2048, 128, {}),  # empty high bands
+    (44100, 2048, 3, {}),
+])
+def test_project_mel_equals_the_dense_product(xp, sr, n_fft, n_mels, extra):
+    """The banded mel product (band groups times the bins they read) equals ``P @ basis.T``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about empty filters at (8000, 2048, 128)
+        basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, **extra)
+        P = np.random.default_rng(n_fft).random((3, 7, 1 + n_fft // 2)).astype(np.float32) ** 4
+        ours = to_numpy(F.project_mel(xp(P), sr=sr, n_fft=n_fft, n_mels=n_mels, **extra))
+        via_s = to_numpy(F.melspectrogram(S=xp(np.ascontiguousarray(np.swapaxes(P, -1, -2))), sr=sr,
+                                          n_mels=n_mels, **extra))
+    dense = P.astype(np.float64) @ basis.T.astype(np.float64)
+    assert ours.shape == dense.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, dense, rtol=2e-5, atol=1e-6 * dense.max())
+    np.testing.assert_allclose(np.swapaxes(via_s, -1, -2), dense, rtol=2e-5, atol=1e-6 * dense.max())
+    given = to_numpy(F.project_mel(xp(P), basis=basis))  # a shipped basis, no librosa call
+    np.testing.assert_allclose(given, dense, rtol=2e-5, atol=1e-6 * dense.max())
+    with pytest.raises(ParameterError):
+        F.project_mel(xp(P[..., :-1]), sr=sr, n_fft=n_fft, n_mels=n_mels, **extra)
+    with pytest.raises(ParameterError):
+        F.project_mel(xp(P[..., :-1]), basis=basis)
