@@ -86,21 +86,40 @@ class _Walker:
         self.failures.pop(path, None)
 
     def walk_folder(self, root: str):
+        """Depth first, like ``os.walk(followlinks=True)``, with one ``scandir`` per folder: a
+        regular file's type comes from the listing, so only links cost a ``stat``."""
         seen_dirs = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        stack = [root]
+        while stack:
+            dirpath = stack.pop()
             real = os.path.realpath(dirpath)
             if real in seen_dirs:  # a symlink loop or a second link to a visited folder
-                dirnames[:] = []
                 continue
             seen_dirs.add(real)
+            try:
+                with os.scandir(dirpath) as listing:
+                    entries = list(listing)
+            except OSError:  # unreadable folder: skipped, as os.walk does
+                continue
+            dirs = []
+            for entry in sorted(entries, key=lambda e: e.name):
+                try:
+                    is_dir = entry.is_dir()  # follows links
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    dirs.append(entry)
+                elif self._is_audio(entry.name):
+                    try:
+                        is_file = entry.is_file()  # follows links: skips dangling ones
+                    except OSError:
+                        is_file = False
+                    if is_file:
+                        self.add_file(entry.path)
             # real folders before links at each level, so a folder reached both ways is listed
             # under its own path
-            dirnames.sort(key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
-            for name in sorted(filenames):
-                if self._is_audio(name):
-                    full = os.path.join(dirpath, name)
-                    if os.path.isfile(full):  # skips dangling links
-                        self.add_file(full)
+            dirs.sort(key=lambda e: (e.is_symlink(), e.name))
+            stack.extend(e.path for e in reversed(dirs))
 
     def add_local(self, path: str, *, top_level: bool, depth: int = 0):
         path = os.path.abspath(os.path.expanduser(path))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
@@ -99,9 +99,71 @@ class Plan:
 # ---------------------------------------------------------------- probe
 
 
+# (format tag, bits per sample) of a plain RIFF/WAVE fmt chunk -> libsndfile's subtype
+_WAV_SUBTYPES = {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32",
+                 (3, 32): "FLOAT", (3, 64): "DOUBLE"}
+_WAV_HEAD_BYTES = 4096
+
+
+def wav_header(path: str) -> PlannedFile | None:
+    """The facts of a plain, complete PCM or float RIFF/WAVE file from its first bytes, or None.
+
+    The standard library reads a WAV header about ten times faster than libsndfile opens the
+    file, and the probe runs in the coordinator for every input. Only the unambiguous case is
+    taken here: ``fmt `` (PCM 8/16/24/32-bit or IEEE float 32/64, block align = channels x
+    sample bytes) before a ``data`` chunk that lies whole inside the file and holds whole
+    frames. Anything else (extensible, compressed, RIFX/RF64, truncated, streamed placeholders,
+    empty, unreadable) returns None and goes through ``featurelib.info``, which gives the same
+    facts as libsndfile and the human reasons of failures.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(_WAV_HEAD_BYTES)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(head):
+        cid, chunk = head[pos:pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        body = pos + 8
+        if cid == b"fmt ":
+            if fmt is not None or chunk not in (16, 18) or body + 16 > len(head):
+                return None
+            fmt = struct.unpack_from("<HHIIHH", head, body)  # tag, channels, rate, bytes/s, align, bits
+        elif cid == b"data":
+            if fmt is None:
+                return None
+            tag, channels, rate, _, align, bits = fmt
+            subtype = _WAV_SUBTYPES.get((tag, bits))
+            if subtype is None or channels < 1 or rate < 1 or align != channels * (bits // 8):
+                return None
+            if chunk == 0 or chunk % align or body + chunk > size:
+                return None
+            frames = chunk // align
+            return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format="WAV",
+                               subtype=subtype, sample_rate=rate, channels=channels,
+                               frames=frames, duration_s=frames / rate)
+        elif cid in (b"fact", b"LIST", b"JUNK", b"junk", b"PAD ", b"bext", b"cue ", b"smpl",
+                     b"inst", b"id3 ", b"ID3 ", b"PEAK"):
+            pass
+        else:  # an unusual chunk: let libsndfile judge
+            return None
+        pos = body + chunk + (chunk & 1)
+    return None
+
+
 def probe(path: str) -> PlannedFile:
-    """Read one header (``featurelib.info``). Raises ``AudioDecodeError`` with a human reason on
-    anything that is not a readable, non-empty audio file."""
+    """Read one header (:func:`wav_header`, else ``featurelib.info``). Raises
+    ``AudioDecodeError`` with a human reason on anything that is not a readable, non-empty audio
+    file."""
+    if "://" not in path:
+        fast = wav_header(path)
+        if fast is not None:
+            return fast
     from featurelib.exceptions import AudioDecodeError
     from featurelib.io import info
 
@@ -139,17 +201,30 @@ def _probe_each(paths: list[str]) -> list:
 def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256) -> tuple[list[PlannedFile], list[dict]]:
     """Probe every path: (readable files, probe failures), both in the order of ``paths``.
 
-    Header reads wait on storage (network file systems, object stores): several threads keep
-    several requests in flight; libsndfile releases the GIL while it reads.
+    Header reads of local files on a local disk are CPU work, and threads only fight over the
+    GIL (measured 2x slower with 8 threads on 30,000 WAV clips). Header reads that wait on
+    storage (URLs, network file systems) gain from several requests in flight; libsndfile
+    releases the GIL while it reads. So URLs go to ``threads`` threads at once, and local paths
+    too when the first chunk shows that probing mostly waits (wall time well above CPU time).
     """
+    import time
+
     parts = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    results: list = []
+    if parts and not any("://" in p for p in parts[0]):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        results += _probe_each(parts[0])
+        waiting = (time.perf_counter() - t0) - (time.thread_time() - c0)
+        parts = parts[1:]
+        if waiting < 0.5 * (time.perf_counter() - t0) or waiting < 100e-6 * len(results):
+            threads = 1  # CPU-bound (local disk, page cache): one thread is fastest
     if threads > 1 and len(parts) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="probe") as pool:
-            results = [r for part in pool.map(_probe_each, parts) for r in part]
+            results += [r for part in pool.map(_probe_each, parts) for r in part]
     else:
-        results = [r for part in parts for r in _probe_each(part)]
+        results += [r for part in parts for r in _probe_each(part)]
     files = [r for r in results if isinstance(r, PlannedFile)]
     failures = [r for r in results if not isinstance(r, PlannedFile)]
     return files, failures
@@ -215,12 +290,18 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
 # ---------------------------------------------------------------- persistence
 
 
+_PLANNED_FIELDS = ("path", "file_id", "size_bytes", "format", "subtype", "sample_rate", "channels",
+                   "frames", "duration_s", "n_samples", "n_frames", "frame_start", "frame_stop",
+                   "batch_id")
+
+
 def plan_to_tables(plan: Plan):
     """(files table, batches list) for storing a plan: pyarrow Table + JSON-able list."""
     import pyarrow as pa
 
-    rows = [asdict(f) for f in plan.files]
-    table = pa.Table.from_pylist(rows, schema=_files_schema())
+    files = plan.files
+    columns = {name: [getattr(f, name) for f in files] for name in _PLANNED_FIELDS}
+    table = pa.table(columns, schema=_files_schema())  # column by column: 30x faster than asdict
     batches = [{"batch_id": b.batch_id, "kind": b.kind, "region_start": b.region_start,
                 "region_stop": b.region_stop, "block_frames": b.block_frames} for b in plan.batches]
     return table, batches
@@ -242,7 +323,9 @@ def plan_from_tables(table, batches: list[dict], failures: list[dict], total_fra
                      chunk_frames: int) -> Plan:
     """Rebuild a :class:`Plan` stored by :func:`plan_to_tables`."""
     by_batch: dict[int, list[PlannedFile]] = {b["batch_id"]: [] for b in batches}
-    for row in table.to_pylist():
-        by_batch[row["batch_id"]].append(PlannedFile(**row))
+    columns = table.select(list(_PLANNED_FIELDS)).to_pydict()
+    for values in zip(*columns.values()):
+        planned = PlannedFile(*values)
+        by_batch[planned.batch_id].append(planned)
     out = [Batch(files=by_batch[b["batch_id"]], **b) for b in batches]
     return Plan(batches=out, failures=failures, total_frames=total_frames, chunk_frames=chunk_frames)
