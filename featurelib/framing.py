@@ -314,23 +314,31 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
 
     budget = chunk_samples(y)
     rows = max(1, budget // max(1, T * n_fft))
-    pieces = []
     if B == 0 or rows > 1 or T * n_fft <= budget:
         # whole rows per chunk: pad and frame each group of rows while it is in cache
-        for b in range(0, max(B, 1), rows):
-            frames = _frames_for_stft(y[b:min(b + rows, B), ...], n_fft=n_fft,
-                                      hop_length=hop_length, center=center, pad_mode=pad_mode)
-            pieces.append(transform(frames))
-        out = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
+        spans = [(b, min(b + rows, B), 0, T) for b in range(0, max(B, 1), rows)]
+
+        def frames_of(b0, b1, t0, t1):
+            return _frames_for_stft(y[b0:b1, ...], n_fft=n_fft, hop_length=hop_length,
+                                    center=center, pad_mode=pad_mode)
     else:
         # long rows: frame the padded signal once and transform spans of frames
-        frames = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center,
+        padded = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center,
                                   pad_mode=pad_mode)
         span = max(1, min(T, budget // n_fft))
-        for b in range(B):
-            row = [transform(frames[b:b + 1, t:min(t + span, T), :]) for t in range(0, T, span)]
-            pieces.append(row[0] if len(row) == 1 else xp.concat(row, axis=-2))
-        out = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
+        spans = [(b, b + 1, t, min(t + span, T)) for b in range(B) for t in range(0, T, span)]
+
+        def frames_of(b0, b1, t0, t1):
+            return padded[b0:b1, t0:t1, :]
+    out = None
+    for b0, b1, t0, t1 in spans:
+        piece = transform(frames_of(b0, b1, t0, t1))
+        if len(spans) == 1:
+            out = piece
+            break
+        if out is None:  # filled in place: no concatenation copy of a large spectrogram
+            out = xp.empty((B, T, piece.shape[-1]), dtype=piece.dtype, device=_device(piece))
+        out[b0:b1, t0:t1, :] = piece
     return xp.reshape(out, (*lead, T, out.shape[-1]))
 
 
