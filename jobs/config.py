@@ -2,7 +2,7 @@
 
 ```yaml
 input: ../data/samples        # folder, glob, list file, fsspec URL, or a list of these
-out: ../runs/example
+out: ../runs/example          # or an fsspec URL: s3://bucket/run (out_storage_options: {...})
 audio: {sr: 16000, mono: true}
 frames: {n_fft: 512, hop_length: 160}
 features: {mfcc: {n_mfcc: 20, n_mels: 40}, rms: {}}
@@ -26,7 +26,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from jobs.cluster import ClusterConfig  # the compute.cluster section (owned by jobs/cluster.py)
 from jobs.errors import UsageError
@@ -223,6 +231,8 @@ class JobConfig(_Section):
 
     input: str | list[str] | None = None
     out: str | None = None
+    # fsspec storage options for an `out` URL (s3://, gs://, ...): credentials, endpoint, ...
+    out_storage_options: dict[str, Any] | None = None
     audio: AudioConfig = Field(default_factory=AudioConfig)
     frames: FramesConfig = Field(default_factory=FramesConfig)
     features: dict[str, dict[str, Any] | None] = Field(
@@ -234,6 +244,13 @@ class JobConfig(_Section):
     train: TrainConfig | None = None
     score: ScoreConfig | None = None
     stages: list[Literal["extract", "train", "score"]] | None = None
+
+    @field_serializer("out_storage_options")
+    def _masked_options(self, value):
+        """Dumped (manifest, messages) with every value masked: they may hold credentials."""
+        if value is None:
+            return None
+        return {key: "***" for key in value}
 
     @field_validator("input")
     @classmethod

@@ -58,7 +58,7 @@ def apply_overrides(cfg, args) -> None:
     if getattr(args, "input", None):
         cfg.input = [os.path.abspath(p) if "://" not in p else p for p in args.input]
     if getattr(args, "out", None):
-        cfg.out = os.path.abspath(args.out)
+        cfg.out = os.path.abspath(args.out) if "://" not in args.out else args.out
     if getattr(args, "workers", None) is not None:
         if args.workers < 1:
             raise UsageError("--workers: must be at least 1")
@@ -108,8 +108,8 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     from jobs import store
     from jobs.plan import plan_from_tables
 
-    out = cfg.out
-    meta = store.read_json(os.path.join(out, ".plan.json"))
+    out = _out(cfg)
+    meta = store.read_json(out, ".plan.json")
     attrs = store.store_attrs(out)
     if overwrite:
         return None
@@ -119,9 +119,7 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
                          "pass --overwrite to replace it, or choose another --out")
     if meta is None or meta.get("config_hash") != config_hash or attrs is None:
         return None
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(os.path.join(out, ".plan.parquet"))
+    table = store.read_table(out, ".plan.parquet")
     plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
                             meta["chunk_frames"])
     if meta.get("plan_id") != _plan_id(config_hash, discovery):
@@ -139,7 +137,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     from jobs import store
     from jobs.plan import make_batches, plan_to_tables, probe_all
 
-    out = cfg.out
+    out = _out(cfg)
     planned = {f.path for f in plan.files}
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     new_paths = [p for p in discovery.paths if p not in planned]
@@ -157,11 +155,11 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     dropped = sorted(planned - current)
     store.grow_store(out, plan.total_frames)
     table, batches = plan_to_tables(plan)
-    store.write_table(table, os.path.join(out, ".plan.parquet"))
+    store.write_table(table, out, ".plan.parquet")
     meta = {**meta, "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
             "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
             "dropped": dropped}
-    store.write_json(meta, os.path.join(out, ".plan.json"))  # the extension's commit
+    store.write_json(meta, out, ".plan.json")  # the extension's commit
     _say(f"extract: inputs changed since the last run: {len(new_paths)} new, {len(dropped)} gone; "
          f"{len(extra.batches)} batches added")
     return plan, meta
@@ -174,9 +172,9 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     from jobs.config import feature_dims
     from jobs.plan import DEFAULT_CHUNK_FRAMES, make_batches, plan_to_tables, probe_all
 
-    out = cfg.out
+    out = _out(cfg)
     store.clear_run(out)  # what an earlier run of another config or input set left
-    os.makedirs(out, exist_ok=True)
+    store.make_out(out)
     t0 = time.perf_counter()
     files, probe_failures = probe_all(discovery.paths)
     compute = cfg.compute
@@ -190,7 +188,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     store.create_store(out, feature_config=feature_cfg, config_hash=config_hash, dims=dims,
                        total_frames=plan.total_frames, chunk_frames=chunk, version=VERSION)
     table, batches = plan_to_tables(plan)
-    store.write_table(table, os.path.join(out, ".plan.parquet"))
+    store.write_table(table, out, ".plan.parquet")
     meta = {
         "plan_id": _plan_id(config_hash, discovery), "config_hash": config_hash,
         "n_inputs": len(discovery.paths) + len(discovery.failures),
@@ -199,7 +197,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
         "min_batches": compute.min_batches, "block_seconds": compute.block_seconds,
         "dims": dims, "probe_s": probe_s,
     }
-    store.write_json(meta, os.path.join(out, ".plan.json"))  # the plan's commit
+    store.write_json(meta, out, ".plan.json")  # the plan's commit
     return plan, meta
 
 
@@ -413,7 +411,7 @@ def extract_batch(batch, job: dict) -> dict:
                "commit_s": 0.0}
     summary = {"batch_id": batch.batch_id, "files": len(batch.files), "ok": 0, "failed": 0,
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
-    if os.path.isdir(store.batch_dir(job["out"], batch.batch_id)):
+    if store.is_committed(job["out"], batch.batch_id):
         return summary
     with threadpool_limits(1):
         fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
@@ -541,12 +539,12 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
     """Stage 5: gather the committed batches into files/failures tables and the manifest."""
     from jobs import store
 
-    out = cfg.out
+    out = _out(cfg)
     committed = sorted(store.committed_batches(out) & {b.batch_id for b in plan.batches})
     files, failures = store.gather(out, committed, meta["dims"], plan.failures + extra_failures,
                                    drop=set(meta.get("dropped", ())))
-    store.write_table(files, os.path.join(out, "files.parquet"))
-    store.write_table(failures, os.path.join(out, "failures.parquet"))
+    store.write_table(files, out, "files.parquet")
+    store.write_table(failures, out, "failures.parquet")
     store.consolidate(out)
     audio_s = float(sum(files.column("duration_s").to_pylist())) if files.num_rows else 0.0
     wall_s = time.perf_counter() - t_start
@@ -579,7 +577,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         "plan": {k: meta[k] for k in ("chunk_frames", "batch_seconds", "min_batches",
                                       "block_seconds", "total_frames")},
     }
-    store.write_json(manifest, os.path.join(out, "manifest.json"))
+    store.write_json(manifest, out, "manifest.json")
     return files, failures, manifest
 
 
@@ -622,12 +620,25 @@ def _tables(fc: dict) -> dict:
         raise UsageError(f"frames.window: {exc}") from None
 
 
-def _lock(out: str):
+def _out(cfg):
+    """The run's output location (:class:`jobs.outdir.OutDir`: a folder or an fsspec URL)."""
+    from jobs.outdir import OutDir
+
+    return OutDir(cfg.out, getattr(cfg, "out_storage_options", None))
+
+
+def _lock(out):
     """Hold ``OUT/.lock`` for the run: a second extract into the same folder stops at once.
 
     The lock is an ``flock``, released by the kernel when the process ends, however it ends.
+    An object store (URL out) has no such lock: there is none, one writer per output URL.
     """
+    import contextlib
     import fcntl
+
+    if getattr(out, "is_url", False):
+        return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
+    out = getattr(out, "location", out)
 
     os.makedirs(out, exist_ok=True)
     handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
@@ -664,7 +675,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
         if not gpu_available():
             raise UsageError("compute.device: cuda, but CuPy sees no CUDA GPU on this machine "
                              "(use device: auto or cpu, or --scheduler with GPU workers)")
-    out = cfg.out
+    out = _out(cfg)
     lock = _lock(out)
     try:
         return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
@@ -678,7 +689,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
 
     from jobs import store
 
-    out = cfg.out
+    out = _out(cfg)
     timeline = {}
 
     def mark(name, t0):
@@ -692,7 +703,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     if found is not None:
         plan, meta = found
         pending = [b for b in plan.batches if b.batch_id not in store.committed_batches(out)]
-        manifest = store.read_json(os.path.join(out, "manifest.json"))
+        manifest = store.read_json(out, "manifest.json")
         if not pending and manifest and manifest.get("plan_id") == meta["plan_id"] and manifest.get("complete"):
             counts = manifest["counts"]
             print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
@@ -746,5 +757,5 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     print(f"extract: {files.num_rows} files, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
-        print(f"extract: failures listed in {os.path.join(out, 'failures.parquet')}")
+        print(f"extract: failures listed in {out.display_join('failures.parquet')}")
     return EXIT_SOME_FAILED if failures.num_rows else EXIT_OK

@@ -9,32 +9,44 @@ Layout (docs/architecture.md)::
     OUT/.plan.json            the plan (batches and regions), written once, reused by reruns
     OUT/.plan.parquet         the plan's files (header facts and rows)
     OUT/.batches/NNNNNN/      one committed batch: files.parquet + failures.parquet
+    OUT/.batches/NNNNNN.parquet  the same, on an object store (URL out): one object
+
+OUT is a local folder or an fsspec URL (``s3://bucket/run``, ``file:///abs/dir``,
+``memory://run``; :mod:`jobs.outdir`). Every function here takes either a path/URL string or a
+:class:`jobs.outdir.OutDir` (a URL with storage options).
 
 Commit protocol (zarr-python 3 has no locks; correctness comes from partitioning):
 1. the coordinator writes the store template (array metadata) and then the plan;
 2. each task owns a region of whole chunks, writes its rows there (a retry writes the same bytes
-   to the same chunks), then writes its index rows into a temporary folder and renames it to
-   ``.batches/NNNNNN`` - the rename is the commit;
+   to the same chunks), then commits its index rows:
+   - local folder: writes them into a temporary folder and renames it to ``.batches/NNNNNN``;
+     the rename is the commit;
+   - URL: an object store has no atomic rename, but one PUT is atomic: the batch's files rows go
+     into ONE object ``.batches/NNNNNN.parquet`` (its failure rows in that object's metadata),
+     written after all of the batch's chunks; its existence is the commit;
 3. the coordinator gathers the committed batches into files.parquet / failures.parquet (sorted
    by path), consolidates the Zarr metadata and writes manifest.json last.
-A job killed at any moment and run again redoes exactly the batches without a commit folder.
+A job killed at any moment and run again redoes exactly the batches without a commit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 
 import numpy as np
 
+from jobs.outdir import OutDir, as_outdir
 from jobs.redact import redact_column
 
 __all__ = [
     "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
     "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
     "write_parquet", "write_json", "IndexRows", "write_table", "grow_store", "read_json", "clear_run", "gather",
+    "is_committed", "read_table", "make_out",
 ]
 
 STORE_NAME = "features.zarr"
@@ -42,8 +54,22 @@ _OUR_ENTRIES = (STORE_NAME, "files.parquet", "failures.parquet", "manifest.json"
                 ".plan.parquet", ".batches")
 
 
-def _store_path(out: str) -> str:
-    return os.path.join(out, STORE_NAME)
+_BATCH_OBJECT = re.compile(r"^(\d+)\.parquet$")
+_FAILURES_KEY = b"audiofeat.failures"  # a URL batch object's failure rows (JSON) in its metadata
+
+
+def _store_path(out):
+    """What ``zarr.open_group`` takes for the run's store (a path, or an FsspecStore)."""
+    return as_outdir(out).zarr_store(STORE_NAME)
+
+
+def _store_ro(out):
+    return as_outdir(out).zarr_store(STORE_NAME, read_only=True)
+
+
+def make_out(out) -> None:
+    """Make the run folder (nothing to make on an object store)."""
+    as_outdir(out).makedirs()
 
 
 def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict[str, int],
@@ -75,11 +101,11 @@ def store_attrs(out: str) -> dict | None:
     """The store's group attributes, or None when there is no readable store."""
     import zarr
 
-    path = _store_path(out)
-    if not os.path.isdir(path):
+    od = as_outdir(out)
+    if not od.exists(f"{STORE_NAME}/zarr.json"):
         return None
     try:
-        return dict(zarr.open_group(path, mode="r").attrs)
+        return dict(zarr.open_group(_store_ro(od), mode="r").attrs)
     except Exception:  # noqa: BLE001 - a half-written template counts as no store
         return None
 
@@ -88,7 +114,8 @@ def open_store(out: str, mode: str = "r"):
     """The Zarr group of a run directory."""
     import zarr
 
-    return zarr.open_group(_store_path(out), mode=mode)
+    od = as_outdir(out)
+    return zarr.open_group(od.zarr_store(STORE_NAME, read_only=mode == "r"), mode=mode)
 
 
 def write_rows(out: str, arrays: dict[str, np.ndarray], start: int) -> None:
@@ -117,16 +144,38 @@ def read_rows(out: str, name: str, start: int, stop: int) -> np.ndarray:
 # ---------------------------------------------------------------- batch commits
 
 
-def batch_dir(out: str, batch_id: int) -> str:
-    return os.path.join(out, ".batches", f"{batch_id:06d}")
+def batch_dir(out, batch_id: int) -> str:
+    """A local run's commit folder of one batch."""
+    return as_outdir(out).join(".batches", f"{batch_id:06d}")
 
 
-def committed_batches(out: str) -> set[int]:
-    """Ids of the batches whose commit folder exists."""
-    root = os.path.join(out, ".batches")
-    if not os.path.isdir(root):
-        return set()
-    return {int(name) for name in os.listdir(root) if name.isdigit()}
+def _batch_object(batch_id: int) -> str:
+    return f".batches/{batch_id:06d}.parquet"
+
+
+def is_committed(out, batch_id: int) -> bool:
+    """Whether the batch's commit (folder, or object on a URL) exists."""
+    od = as_outdir(out)
+    if not od.is_url:
+        return os.path.isdir(batch_dir(od, batch_id))
+    od.fs.invalidate_cache(od._path(_batch_object(batch_id)))  # noqa: SLF001
+    return od.exists(_batch_object(batch_id))
+
+
+def committed_batches(out) -> set[int]:
+    """Ids of the batches whose commit folder (or, on a URL, commit object) exists."""
+    od = as_outdir(out)
+    if not od.is_url:
+        root = os.path.join(od.location, ".batches")
+        if not os.path.isdir(root):
+            return set()
+        return {int(name) for name in os.listdir(root) if name.isdigit()}
+    ids = set()
+    for name in od.listdir(".batches"):
+        match = _BATCH_OBJECT.match(name)
+        if match:
+            ids.add(int(match.group(1)))
+    return ids
 
 
 def files_schema(dims: dict[str, int]):
@@ -168,7 +217,12 @@ def write_parquet(rows: list[dict], schema, path: str) -> None:
     os.replace(tmp, path)
 
 
-def write_json(data: dict, path: str) -> None:
+def write_json(data: dict, path, name: str | None = None) -> None:
+    """Write ``data`` atomically to ``path``, or to entry ``name`` of the run ``path``."""
+    if name is not None:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        as_outdir(path).write_bytes(name, text.encode())
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(tmp, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True, default=str)
@@ -176,12 +230,20 @@ def write_json(data: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: str) -> dict | None:
+def read_json(path, name: str | None = None) -> dict | None:
+    """The JSON at ``path`` (or entry ``name`` of the run ``path``); None when absent or bad."""
     try:
+        if name is not None:
+            return json.loads(as_outdir(path).read_bytes(name))
         with open(path) as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return None
+
+
+def read_table(out, name: str, **kwargs):
+    """The Parquet entry ``name`` of a run (a local folder or a URL)."""
+    return as_outdir(out).read_table(name, **kwargs)
 
 
 class IndexRows:
@@ -231,11 +293,14 @@ class IndexRows:
         return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
-def commit_batch(out: str, batch_id: int, files, failures: list[dict],
+def commit_batch(out, batch_id: int, files, failures: list[dict],
                  dims: dict[str, int]) -> bool:
     """Commit a batch's index rows (an :class:`IndexRows`); False when another attempt committed
     it first."""
-    final = batch_dir(out, batch_id)
+    od = as_outdir(out)
+    if od.is_url:
+        return _commit_object(od, batch_id, files, failures)
+    final = batch_dir(od, batch_id)
     if os.path.isdir(final):
         return False
     root = os.path.dirname(final)
@@ -255,7 +320,34 @@ def commit_batch(out: str, batch_id: int, files, failures: list[dict],
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def grow_store(out: str, total_frames: int) -> None:
+def _commit_object(od: OutDir, batch_id: int, files, failures: list[dict]) -> bool:
+    """URL commit: the batch's files rows as one Parquet object, its failure rows (JSON) in the
+    object's metadata; one PUT, so the object exists whole or not at all."""
+    if is_committed(od, batch_id):
+        return False
+    table = files.table()
+    rows = [{k: row.get(k) for k in ("path", "stage", "error_type", "message")} for row in failures]
+    metadata = dict(table.schema.metadata or {})
+    metadata[_FAILURES_KEY] = json.dumps(rows).encode()
+    od.write_table(table.replace_schema_metadata(metadata), _batch_object(batch_id))
+    return True
+
+
+def _read_batch(od: OutDir, batch_id: int):
+    """(files table, failures table) of one committed batch, whichever its layout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not od.is_url:
+        folder = batch_dir(od, batch_id)
+        return (pq.read_table(os.path.join(folder, "files.parquet")),
+                pq.read_table(os.path.join(folder, "failures.parquet")))
+    table = od.read_table(_batch_object(batch_id))
+    rows = json.loads((table.schema.metadata or {}).get(_FAILURES_KEY, b"[]"))
+    return table.replace_schema_metadata(None), pa.Table.from_pylist(rows, schema=failures_schema())
+
+
+def grow_store(out, total_frames: int) -> None:
     """Lengthen every feature array to ``total_frames`` rows (metadata only; no task is running)."""
 
     import zarr
@@ -269,7 +361,7 @@ def grow_store(out: str, total_frames: int) -> None:
     consolidate(out)
 
 
-def consolidate(out: str) -> None:
+def consolidate(out) -> None:
     """Write the group's consolidated metadata (readers open the store with one read)."""
     import warnings
 
@@ -280,15 +372,22 @@ def consolidate(out: str) -> None:
         zarr.consolidate_metadata(_store_path(out))
 
 
-def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict],
+def gather(out, batch_ids, dims: dict[str, int], extra_failures: list[dict],
            drop: set[str] = frozenset()):
     """(files table, failures table) from the committed batches, each sorted by path; rows of
     the paths in ``drop`` (inputs no longer named) are left out."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    files = [pq.read_table(os.path.join(batch_dir(out, b), "files.parquet")) for b in batch_ids]
-    fails = [pq.read_table(os.path.join(batch_dir(out, b), "failures.parquet")) for b in batch_ids]
+    od = as_outdir(out)
+    if od.is_url and len(batch_ids) > 1:  # many small objects: read them side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            pairs = list(pool.map(lambda b: _read_batch(od, b), batch_ids))
+    else:
+        pairs = [_read_batch(od, b) for b in batch_ids]
+    files = [f for f, _ in pairs]
+    fails = [f for _, f in pairs]
     fails.append(pa.Table.from_pylist(extra_failures, schema=failures_schema()))
     schema = files_schema(dims)
     files_table = pa.concat_tables([t.cast(schema) for t in files]) if files else schema.empty_table()
@@ -307,19 +406,20 @@ def gather(out: str, batch_ids, dims: dict[str, int], extra_failures: list[dict]
     return files_table, failures_table
 
 
-def write_table(table, path: str) -> None:
+def write_table(table, path, name: str | None = None) -> None:
+    """Write ``table`` atomically to ``path``, or to entry ``name`` of the run ``path``."""
     import pyarrow.parquet as pq
 
+    if name is not None:
+        as_outdir(path).write_table(table, name)
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
 
-def clear_run(out: str) -> None:
+def clear_run(out) -> None:
     """Remove what a run wrote in ``out`` (only audiofeat's own entries)."""
+    od = as_outdir(out)
     for entry in _OUR_ENTRIES:
-        path = os.path.join(out, entry)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
+        od.remove(entry)

@@ -1,0 +1,325 @@
+"""Where a run's output lives: a local folder, or an fsspec URL (``s3://bucket/run``,
+``gs://...``, ``file:///abs/dir``, ``memory://run``).
+
+:class:`OutDir` maps an out location to the few operations the jobs need (join, exists, isdir,
+listdir, makedirs, read, write atomically, remove) and to a Zarr store. A local path keeps the
+plain ``os`` calls (``os.replace`` renames: atomic, and as fast as before); a URL goes through
+fsspec, where one ``PUT`` of a whole object is the only atomic step there is (S3, GCS, Azure):
+an object written in one call either exists whole or not at all. The commit protocol in
+:mod:`jobs.store` is built on that.
+
+``file://`` URLs deliberately take the fsspec path too (it is how the object-store code is tested
+on a local disk); give a plain path for the local fast path.
+
+An ``OutDir`` pickles as its location and storage options (the filesystem is made again on the
+worker that unpickles it), so that Dask tasks can write to it directly. Credentials in the URL or
+in the options are never part of :attr:`OutDir.display` (what messages and manifests show).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+from jobs.errors import UsageError
+from jobs.redact import redact
+
+__all__ = ["OutDir", "is_url", "as_outdir"]
+
+
+def is_url(location) -> bool:
+    return "://" in os.fspath(location)
+
+
+def as_outdir(out, storage_options: dict | None = None) -> OutDir:
+    """``out`` as an :class:`OutDir` (one already is stays as it is)."""
+    if isinstance(out, OutDir):
+        return out
+    return OutDir(out, storage_options)
+
+
+class OutDir:
+    """A run's output location: a local folder or an fsspec URL (plus its storage options)."""
+
+    def __init__(self, location, storage_options: dict | None = None):
+        location = os.fspath(location)
+        self.is_url = is_url(location)
+        if not self.is_url:
+            location = os.path.abspath(os.path.expanduser(location))
+        elif storage_options is None and location.startswith("file://"):
+            storage_options = {}
+        self.location = location.rstrip("/") if self.is_url and not location.endswith(":///") else location
+        self.storage_options = dict(storage_options or {})
+        self._fs = None
+        self._root = None
+
+    # ------------------------------------------------------------ identity
+
+    def __getstate__(self):
+        return {"location": self.location, "storage_options": self.storage_options,
+                "is_url": self.is_url}
+
+    def __setstate__(self, state):
+        self.location = state["location"]
+        self.storage_options = state["storage_options"]
+        self.is_url = state["is_url"]
+        self._fs = None
+        self._root = None
+
+    def __repr__(self) -> str:  # never the options (they may hold credentials)
+        return f"OutDir({self.display!r})"
+
+    def __str__(self) -> str:
+        return self.display
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, OutDir) and self.location == other.location
+                and self.storage_options == other.storage_options)
+
+    def __hash__(self) -> int:
+        return hash(self.location)
+
+    @property
+    def display(self) -> str:
+        """The location with credentials masked: what messages and the manifest show."""
+        return redact(self.location) if self.is_url else self.location
+
+    # ------------------------------------------------------------ fsspec
+
+    @property
+    def fs(self):
+        """The fsspec filesystem of a URL (None for a local folder)."""
+        if not self.is_url:
+            return None
+        if self._fs is None:
+            import fsspec
+
+            options = dict(self.storage_options)
+            if self.location.startswith("file://"):
+                options.setdefault("auto_mkdir", True)
+            try:
+                self._fs, root = fsspec.core.url_to_fs(self.location, **options)
+            except (ImportError, ValueError) as exc:
+                raise UsageError(f"out: cannot open {self.display}: {exc}") from None
+            self._root = root.rstrip("/") or "/"
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        """The out location's path inside :attr:`fs` (the local path for a folder)."""
+        if not self.is_url:
+            return self.location
+        self.fs  # noqa: B018 - sets _root
+        return self._root
+
+    def _path(self, rel: str = "") -> str:
+        """The filesystem path of ``rel`` (posix, relative to the out location)."""
+        if not self.is_url:
+            return os.path.join(self.location, *rel.split("/")) if rel else self.location
+        root = self.root
+        if not rel:
+            return root
+        return f"{root}/{rel}" if root != "/" else f"/{rel}"
+
+    def join(self, *parts: str) -> str:
+        """The location of a run entry, as a user would name it (a path, or a URL)."""
+        rel = "/".join(p.strip("/") for p in parts if p)
+        if not self.is_url:
+            return os.path.join(self.location, *rel.split("/")) if rel else self.location
+        return f"{self.location}/{rel}" if rel else self.location
+
+    def __truediv__(self, part: str) -> str:
+        """``out / "files.parquet"``: the entry's location as text (for messages)."""
+        return self.display_join(part)
+
+    def display_join(self, *parts: str) -> str:
+        """:meth:`join` with credentials masked."""
+        text = self.join(*parts)
+        return redact(text) if self.is_url else text
+
+    # ------------------------------------------------------------ queries
+
+    def exists(self, rel: str = "") -> bool:
+        if not self.is_url:
+            return os.path.lexists(self._path(rel))
+        return self.fs.exists(self._path(rel))
+
+    def isdir(self, rel: str = "") -> bool:
+        if not self.is_url:
+            return os.path.isdir(self._path(rel))
+        return self.fs.isdir(self._path(rel))
+
+    def isfile(self, rel: str) -> bool:
+        if not self.is_url:
+            return os.path.isfile(self._path(rel))
+        return self.fs.isfile(self._path(rel))
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Names directly under ``rel`` ([] when it does not exist)."""
+        if not self.is_url:
+            try:
+                return os.listdir(self._path(rel))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        path = self._path(rel)
+        try:
+            entries = self.fs.ls(path, detail=False, refresh=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except TypeError:  # a filesystem without a listings cache
+            entries = self.fs.ls(path, detail=False)
+        base = path.rstrip("/") + "/"
+        names = []
+        for entry in entries:
+            entry = entry.rstrip("/")
+            name = entry[len(base):] if entry.startswith(base) else entry.rsplit("/", 1)[-1]
+            if name and "/" not in name:
+                names.append(name)
+        return names
+
+    # ------------------------------------------------------------ reading and writing
+
+    def makedirs(self, rel: str = "") -> None:
+        """Make the folder (a no-op on object stores, which have no folders)."""
+        if not self.is_url:
+            os.makedirs(self._path(rel), exist_ok=True)
+        elif self.location.startswith(("file://", "local://")):
+            self.fs.makedirs(self._path(rel), exist_ok=True)
+
+    def read_bytes(self, rel: str) -> bytes:
+        if not self.is_url:
+            with open(self._path(rel), "rb") as handle:
+                return handle.read()
+        return self.fs.cat_file(self._path(rel))
+
+    def open(self, rel: str, mode: str = "rb"):
+        """A file object (reading; for writing use :meth:`write_bytes`, which is atomic)."""
+        if not self.is_url:
+            return open(self._path(rel), mode)  # noqa: SIM115 - the caller closes it
+        return self.fs.open(self._path(rel), mode)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` whole, atomically: locally a temporary file renamed over it; on an
+        object store one PUT (the object exists whole or not at all)."""
+        if not self.is_url:
+            path = self._path(rel)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            return
+        if self.location.startswith("file://"):  # keep even fsspec's local files atomic
+            path = self._path(rel)
+            parent = path.rsplit("/", 1)[0]
+            self.fs.makedirs(parent, exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, path)
+            return
+        self.fs.pipe_file(self._path(rel), data)
+
+    def write_table(self, table, rel: str) -> None:
+        """A pyarrow table as one Parquet object, written atomically."""
+        import pyarrow.parquet as pq
+
+        if not self.is_url:
+            path = self._path(rel)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+            return
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.write_bytes(rel, sink.getvalue().to_pybytes())
+
+    def read_table(self, rel: str, **kwargs):
+        import pyarrow.parquet as pq
+
+        if not self.is_url:
+            return pq.read_table(self._path(rel), **kwargs)
+        with self.fs.open(self._path(rel), "rb") as handle:
+            return pq.read_table(handle, **kwargs)
+
+    def remove(self, rel: str) -> None:
+        """Remove a file or a whole tree (nothing when it does not exist)."""
+        path = self._path(rel)
+        if not self.is_url:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
+            return
+        fs = self.fs
+        try:
+            if fs.isdir(path):
+                fs.rm(path, recursive=True)
+            elif fs.exists(path):
+                fs.rm(path)
+        except FileNotFoundError:
+            pass
+        fs.invalidate_cache(path)
+
+    def download(self, rel: str, dest) -> bool:
+        """Copy the folder ``rel`` (every file below it) into the local folder ``dest``;
+        False when there is nothing at ``rel``."""
+        from pathlib import Path
+
+        dest = Path(dest)
+        if not self.is_url:
+            source = Path(self._path(rel))
+            if not source.is_dir():
+                return False
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+            return True
+        base = self._path(rel).rstrip("/")
+        try:
+            found = self.fs.find(base, withdirs=False)
+        except FileNotFoundError:
+            return False
+        if not found:
+            return False
+        for path in found:
+            relative = path[len(base):].lstrip("/") if path.startswith(base) else path.rsplit("/", 1)[-1]
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.fs.cat_file(path))
+        return True
+
+    def upload(self, source, rel: str, *, last: str | None = None) -> None:
+        """Replace the folder ``rel`` with the files of the local folder ``source`` (``last``,
+        a file name, is written after all the others: readers take it as the folder's commit)."""
+        from pathlib import Path
+
+        source = Path(source)
+        self.remove(rel)
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        files.sort(key=lambda p: p.name == last)
+        for path in files:
+            name = "/".join((rel.strip("/"), *path.relative_to(source).parts))
+            if not self.is_url:
+                os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
+            else:
+                self.makedirs(name.rsplit("/", 1)[0])
+            self.write_bytes(name, path.read_bytes())
+
+    # ------------------------------------------------------------ Zarr
+
+    def zarr_store(self, rel: str, *, read_only: bool = False):
+        """What ``zarr.open_group`` takes for the group at ``rel``: the local path, or an
+        ``FsspecStore`` on the URL (file:// and memory:// included: never a silent local copy)."""
+        if not self.is_url:
+            return self._path(rel)
+        from zarr.storage import FsspecStore
+
+        options = dict(self.storage_options)
+        if self.location.startswith("file://"):
+            options.setdefault("auto_mkdir", True)
+        return FsspecStore.from_url(self.join(rel), storage_options=options or None,
+                                    read_only=read_only)
