@@ -4,8 +4,10 @@ Command line::
 
     audiofeat query OUT_DIR... "SQL" [--format table|csv|json|parquet] [-o FILE] [--max-rows N]
 
-The last positional argument is the SQL; the ones before it are run directories or globs
-(``runs/*``). The statement sees these views, each only where its file exists:
+The last positional argument is the SQL; the ones before it are run directories, globs
+(``runs/*``) or fsspec URLs of runs (``s3://bucket/run``, ``file:///abs/run``; no globs there,
+credentials from the environment as fsspec reads them). The statement sees these views, each only
+where its file exists:
 
     files        files.parquet            one row per input that succeeded (+ summary columns)
     failures     failures.parquet         one row per input that failed
@@ -78,7 +80,7 @@ class UnknownFeatureData(UsageError, KeyError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
-                        help="run directory, or a glob such as 'runs/*' (several: a run column)")
+                        help="run directory, a glob such as 'runs/*', or a URL (several: a run column)")
     parser.add_argument("sql", metavar="SQL",
                         help="one reading SQL statement (DuckDB) over the views "
                              + ", ".join(VIEWS))
@@ -119,7 +121,42 @@ class Run:
     """One run directory: the name its rows carry in the ``run`` column, and its path."""
 
     name: str
-    path: str  # absolute
+    path: str  # absolute, or an fsspec URL (file://, s3://, memory://, ...)
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.path
+
+    def has(self, relative: str) -> bool:
+        """Whether the run holds the file ``relative`` (``files.parquet``, ``scores/...``)."""
+        if not self.is_url:
+            return os.path.isfile(os.path.join(self.path, relative))
+        return _url_run(self.path).isfile(relative.replace(os.sep, "/"))
+
+
+def _url_run(url: str):
+    from jobs.outdir import OutDir
+
+    return OutDir(url)
+
+
+def _resolve_url(spec: str) -> tuple[str, str]:
+    """(as given, URL) of a run at an fsspec URL; a clear UsageError when it is not one."""
+    from jobs.redact import redact
+
+    od = _url_run(spec)
+    shown = redact(spec)
+    try:
+        if not od.isdir():
+            raise UsageError(f"{shown}: no such run directory")
+        if not od.isfile(VIEWS["files"]):
+            raise UsageError(f"{shown}: not a run directory (no files.parquet; "
+                             "run `audiofeat extract` into it first)")
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a missing fsspec backend, no access, ...
+        raise UsageError(f"{shown}: cannot read the run: {_first_line(exc)}") from None
+    return od.location, od.location
 
 
 def resolve_runs(specs) -> tuple[list[Run], bool]:
@@ -133,6 +170,9 @@ def resolve_runs(specs) -> tuple[list[Run], bool]:
     found: list[tuple[str, str]] = []  # (as given, absolute)
     used_glob = False
     for spec in specs:
+        if "://" in spec:  # an fsspec URL (globs are not expanded there)
+            found.append(_resolve_url(spec))
+            continue
         expanded = os.path.expanduser(spec)
         if glob.has_magic(expanded):
             used_glob = True
@@ -151,11 +191,12 @@ def resolve_runs(specs) -> tuple[list[Run], bool]:
     runs: list[tuple[str, str]] = []
     seen = set()
     for given, absolute in found:
-        key = os.path.realpath(absolute)
+        key = absolute if "://" in absolute else os.path.realpath(absolute)
         if key not in seen:
             seen.add(key)
             runs.append((given, absolute))
-    names = [os.path.basename(absolute) for _, absolute in runs]
+    names = [absolute.rstrip("/").rsplit("/", 1)[-1] if "://" in absolute
+             else os.path.basename(absolute) for _, absolute in runs]
     clash = {n for n in names if names.count(n) > 1}
     result = [Run(given if name in clash else name, absolute)
               for name, (given, absolute) in zip(names, runs)]
@@ -177,12 +218,15 @@ def connect(out_dir_or_dirs, *, run_column: bool | None = None):
     con = duckdb.connect(":memory:")
     try:
         for view, relative in VIEWS.items():
-            found = [(run.name, os.path.join(run.path, relative)) for run in runs
-                     if os.path.isfile(os.path.join(run.path, relative))]
-            if not found:
-                continue
             try:
-                dataset = _arrow_view(found, with_run=with_run)
+                present = [run for run in runs if run.has(relative)]
+                if not present:
+                    continue
+                if any(run.is_url for run in present):
+                    dataset = _arrow_table_view(present, relative, with_run=with_run)
+                else:
+                    found = [(run.name, os.path.join(run.path, relative)) for run in present]
+                    dataset = _arrow_view(found, with_run=with_run)
             except (OSError, pa.ArrowException) as exc:
                 raise UsageError(f"cannot read the run's {relative}: {_first_line(exc)}") from None
             con.register(view, dataset)
@@ -223,6 +267,33 @@ def _arrow_view(found: list[tuple[str, str]], *, with_run: bool):
     return pads.FileSystemDataset.from_paths(
         paths, schema=schema, format=pads.ParquetFileFormat(),
         filesystem=pafs.LocalFileSystem(), partitions=partitions)
+
+
+def _arrow_table_view(runs: list[Run], relative: str, *, with_run: bool):
+    """:func:`_arrow_view` for runs of which some live at fsspec URLs: Arrow reads each table
+    whole (through fsspec) and DuckDB gets the tables in memory (still no path it could open)."""
+    import pyarrow as pa
+
+    tables = []
+    for run in runs:
+        if run.is_url:
+            table = _url_run(run.path).read_table(relative.replace(os.sep, "/"))
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(os.path.join(run.path, relative))
+        tables.append(table.replace_schema_metadata(None))
+    schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    conformed = []
+    for run, table in zip(runs, tables):
+        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                   else pa.nulls(table.num_rows, f.type) for f in schema]
+        table = pa.Table.from_arrays(columns, schema=schema)
+        if with_run:
+            table = table.add_column(0, pa.field("run", pa.string()),
+                                     pa.array([run.name] * table.num_rows, pa.string()))
+        conformed.append(table)
+    return pa.concat_tables(conformed)
 
 
 def view_names(con) -> list[str]:
@@ -488,8 +559,15 @@ _WRITERS = {"table": _write_table, "csv": _write_csv, "json": _write_json}
 # ---------------------------------------------------------------- features (xarray / numpy)
 
 
-def _run_dir(out_dir) -> str:
+def _run_dir(out_dir):
+    """The run directory's path (checked), or an :class:`jobs.outdir.OutDir` for a URL."""
     path = os.fspath(out_dir)
+    if "://" in path:
+        _resolve_url(path)
+        od = _url_run(path)
+        if not od.isfile("features.zarr/zarr.json"):
+            raise UsageError(f"{od.display}: the run has no feature store (features.zarr)")
+        return od
     if not os.path.isdir(path):
         raise UsageError(f"{path}: no such run directory")
     if not os.path.isfile(os.path.join(path, VIEWS["files"])):
@@ -499,19 +577,23 @@ def _run_dir(out_dir) -> str:
     return path
 
 
-def _open_group(path: str):
+def _open_group(path):
     import warnings
 
     import zarr
 
     with warnings.catch_warnings():  # consolidated metadata is not (yet) part of the v3 spec
         warnings.simplefilter("ignore")
+        if not isinstance(path, str):  # a URL's OutDir
+            return zarr.open_group(path.zarr_store("features.zarr", read_only=True), mode="r")
         return zarr.open_group(os.path.join(path, "features.zarr"), mode="r")
 
 
-def _file_rows(path: str, columns=("file_id", "frame_start", "frame_stop"), filters=None):
+def _file_rows(path, columns=("file_id", "frame_start", "frame_stop"), filters=None):
     import pyarrow.parquet as pq
 
+    if not isinstance(path, str):  # a URL's OutDir
+        return path.read_table(VIEWS["files"], columns=list(columns), filters=filters)
     return pq.read_table(os.path.join(path, VIEWS["files"]), columns=list(columns),
                          filters=filters)
 

@@ -134,14 +134,30 @@ def load_worker(out_dir: str, model_dir: str, model_sha256: str):
     from jobs.models.onnx_model import OnnxModel
     from jobs.segments import open_run
 
-    key = (model_dir, model_sha256)
+    key = (str(getattr(model_dir, "location", model_dir)), model_sha256)
     model = _MODELS.get(key)
     if model is None:
-        model = _MODELS[key] = OnnxModel(model_dir, threads=1)
+        model = _MODELS[key] = OnnxModel(_local_model(model_dir), threads=1)
     store = _STORES.get(out_dir)
     if store is None:
         store = _STORES[out_dir] = open_run(out_dir)
     return model, store
+
+
+def _local_model(model_dir):
+    """A local folder holding the model: ``model_dir`` itself, or for a model folder at a URL
+    (an :class:`jobs.outdir.OutDir`) a copy in a temporary folder of this process."""
+    from jobs.outdir import OutDir
+
+    if not isinstance(model_dir, OutDir):
+        return model_dir
+    import tempfile
+    from pathlib import Path
+
+    local = Path(tempfile.mkdtemp(prefix="audiofeat-model-")) / "model"
+    if not model_dir.download("", local):
+        raise UsageError(f"no model folder at {model_dir.display}")
+    return local
 
 
 def warm_worker(out_dir: str, model_dir: str, model_sha256: str, sample) -> bool:
@@ -260,7 +276,7 @@ def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) 
 
     return {
         "store_config_hash": store.config_hash,
-        "files_sha256": file_sha256(store.out_dir / "files.parquet"),
+        "files_sha256": store.files_sha256(),
         "model_onnx_sha256": file_sha256(model_folder / MODEL_FILE),
         "model_json_sha256": file_sha256(model_folder / META_FILE),
         "threshold": threshold,
@@ -291,6 +307,12 @@ def _truth_table(model_folder, store, labels_cfg):
 def _write_parquet(frame, path) -> None:
     import uuid
 
+    if isinstance(path, tuple):  # (OutDir, entry): a URL run, one PUT
+        import pyarrow as pa
+
+        od, name = path
+        od.write_table(pa.Table.from_pandas(frame, preserve_index=False), name)
+        return
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
@@ -317,21 +339,47 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     score_cfg = getattr(config, "score", None) or ScoreConfig()
     train_cfg = getattr(config, "train", None) or TrainConfig()
     labels_cfg = getattr(config, "labels", None)
-    out_dir = Path(out_dir)
-    model_folder = Path(model_dir or score_cfg.model or out_dir / "models" / train_cfg.name)
+    from jobs.outdir import OutDir, is_url
+
+    remote = None  # a URL run: scores go there through fsspec, its model is fetched from there
+    worker_model = None
+    if isinstance(out_dir, OutDir) or is_url(out_dir):
+        remote = out_dir if isinstance(out_dir, OutDir) else OutDir(
+            out_dir, getattr(config, "out_storage_options", None))
+        store = open_run(remote)
+        if model_dir or score_cfg.model:
+            model_folder = Path(model_dir or score_cfg.model)
+        else:
+            worker_model = OutDir(remote.join("models", train_cfg.name), remote.storage_options)
+            model_folder = Path(_local_model(worker_model))
+        out_dir = remote
+    else:
+        out_dir = Path(out_dir)
+        model_folder = Path(model_dir or score_cfg.model or out_dir / "models" / train_cfg.name)
+        store = open_run(out_dir)
 
     # check
-    store = open_run(out_dir)
     meta = read_model_meta(model_folder)
     check_compatible(meta, store)
     classes = list(meta["classes"])
-    scores_dir = out_dir / SCORES_DIR
-    outputs = [scores_dir / "segments.parquet", scores_dir / "files.parquet", scores_dir / "events.parquet"]
+    names = ["segments.parquet", "files.parquet", "events.parquet"]
+    if remote is not None:
+        scores_dir = remote.display_join(SCORES_DIR)
+        outputs = [(remote, f"{SCORES_DIR}/{n}") for n in names]
+    else:
+        scores_dir = out_dir / SCORES_DIR
+        outputs = [scores_dir / n for n in names]
     fingerprint = _fingerprint(store, model_folder, meta, score_cfg.threshold, labels_cfg)
-    state_path = scores_dir / STATE_FILE
-    if state_path.is_file() and all(p.is_file() for p in outputs):
+    state_path = (remote, f"{SCORES_DIR}/{STATE_FILE}") if remote is not None else scores_dir / STATE_FILE
+
+    def is_file(entry) -> bool:
+        return entry[0].isfile(entry[1]) if isinstance(entry, tuple) else entry.is_file()
+
+    if is_file(state_path) and all(is_file(p) for p in outputs):
         try:
-            previous = json.loads(state_path.read_text()).get("fingerprint")
+            text = (state_path[0].read_bytes(state_path[1]) if isinstance(state_path, tuple)
+                    else state_path.read_text())
+            previous = json.loads(text).get("fingerprint")
         except ValueError:
             previous = None
         if previous == fingerprint:
@@ -361,8 +409,10 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     seconds_per_batch = [float((segments["n_valid"].iloc[a:b].sum()) / store.frame_rate_hz) for a, b in batches]
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
         log(f"score: dashboard {client.dashboard_link}")
+        worker_out = str(out_dir) if remote is None else remote
+        worker_model = worker_model or str(model_folder)
         if len(segments):  # model, store and a first inference once per worker, before the clock
-            client.run(warm_worker, str(out_dir), str(model_folder), model_sha,
+            client.run(warm_worker, worker_out, worker_model, model_sha,
                        segments.iloc[:2][["row_start", "n_valid"]])
         started = time.perf_counter()  # the stage's own time: not the cluster's start-up nor model loading
         progress = Progress(len(store.files), float(sum(seconds_per_batch)), label="score")
@@ -370,7 +420,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
         futures = {}
         for i, (a, b) in enumerate(batches):
             part = segments.iloc[a:b][["row_start", "n_valid"]]
-            fut = client.submit(score_batch, str(out_dir), str(model_folder), model_sha, part,
+            fut = client.submit(score_batch, worker_out, worker_model, model_sha, part,
                                 key=f"score-batch-{i}-{token}", retries=1, pure=False)
             futures[fut] = i
         for fut in as_completed(futures):
@@ -397,9 +447,13 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
                                   _truth_table(model_folder, store, labels_cfg))
     events = find_events(segment_table, classes, score_cfg.threshold)
 
-    scores_dir.mkdir(parents=True, exist_ok=True)
-    if state_path.exists():
-        state_path.unlink()  # outputs change below: no stale "up to date" if interrupted
+    if remote is not None:
+        remote.makedirs(SCORES_DIR)
+        remote.remove(state_path[1])  # outputs change below: no stale "up to date" if interrupted
+    else:
+        scores_dir.mkdir(parents=True, exist_ok=True)
+        if state_path.exists():
+            state_path.unlink()  # outputs change below: no stale "up to date" if interrupted
     _write_parquet(segment_table, outputs[0])
     _write_parquet(files_table, outputs[1])
     _write_parquet(events, outputs[2])
@@ -414,9 +468,12 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
         "workers": n_workers,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = state_path.with_name(f".{STATE_FILE}.tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, state_path)
+    if remote is not None:
+        remote.write_bytes(state_path[1], (json.dumps(state, indent=2) + "\n").encode())
+    else:
+        tmp = state_path.with_name(f".{STATE_FILE}.tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, state_path)
     known = files_table["true_label"].notna()
     summary = ""
     if known.any():

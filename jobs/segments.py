@@ -65,11 +65,33 @@ class RunStore:
     def dim(self, name: str) -> int:
         return int(self.array(name).shape[1])
 
+    def files_sha256(self) -> str:
+        """sha256 of the run's files.parquet (what a model or scores were made from)."""
+        import hashlib
 
-def open_run(out_dir: str | Path) -> RunStore:
-    """Open ``OUT/features.zarr`` and ``OUT/files.parquet`` written by ``audiofeat extract``."""
+        if not isinstance(self.out_dir, Path):  # a URL's OutDir
+            return hashlib.sha256(self.out_dir.read_bytes(FILES_TABLE)).hexdigest()
+        from jobs.models.onnx_model import file_sha256
+
+        return file_sha256(self.out_dir / FILES_TABLE)
+
+
+def open_run(out_dir, storage_options: dict | None = None) -> RunStore:
+    """Open ``OUT/features.zarr`` and ``OUT/files.parquet`` written by ``audiofeat extract``.
+
+    ``out_dir``: a folder, an fsspec URL (with ``storage_options``) or a
+    :class:`jobs.outdir.OutDir`; a URL run's ``out_dir`` is its OutDir (joins with ``/`` as text).
+    """
     import zarr
 
+    from jobs.outdir import OutDir, as_outdir, is_url
+
+    if isinstance(out_dir, OutDir) or is_url(out_dir):
+        od = as_outdir(out_dir, storage_options)
+        if not od.is_url:
+            out_dir = od.location
+        else:
+            return _open_url_run(od)
     out_dir = Path(out_dir)
     store_path = out_dir / FEATURES_DIR
     files_path = out_dir / FILES_TABLE
@@ -96,6 +118,35 @@ def open_run(out_dir: str | Path) -> RunStore:
         config_hash=str(attrs["config_hash"]),
         frame_rate_hz=float(attrs["frame_rate_hz"]),
     )
+
+
+def _open_url_run(od) -> RunStore:
+    import warnings
+
+    import zarr
+
+    try:
+        present = od.isfile(f"{FEATURES_DIR}/zarr.json") and od.isfile(FILES_TABLE)
+    except Exception as exc:  # noqa: BLE001 - a missing fsspec backend, no access, ...
+        raise UsageError(f"cannot read {od.display}: {exc}") from None
+    if not present:
+        raise UsageError(
+            f"no feature store in {od.display} (expected {FEATURES_DIR} and {FILES_TABLE}; "
+            "run `audiofeat extract` first)"
+        )
+    with warnings.catch_warnings():  # consolidated metadata is not (yet) part of the v3 spec
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(od.zarr_store(FEATURES_DIR, read_only=True), mode="r")
+    attrs = dict(group.attrs)
+    for key in ("feature_config", "config_hash", "frame_rate_hz"):
+        if key not in attrs:
+            raise UsageError(f"{od.display_join(FEATURES_DIR)} has no {key!r} attribute; "
+                             "it was not written by extract")
+    with od.open(FILES_TABLE) as handle:
+        files = pd.read_parquet(handle)
+    files = files.sort_values("frame_start", kind="stable").reset_index(drop=True)
+    return RunStore(out_dir=od, group=group, files=files, feature_config=attrs["feature_config"],
+                    config_hash=str(attrs["config_hash"]), frame_rate_hz=float(attrs["frame_rate_hz"]))
 
 
 @dataclass(frozen=True)

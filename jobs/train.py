@@ -57,6 +57,10 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     updates = {k: v for k, v in {"model": model, "name": name, "epochs": epochs}.items() if v is not None}
     if updates:
         train_cfg = train_cfg.model_copy(update=updates)
+    from jobs.outdir import OutDir, is_url
+
+    if is_url(out_dir):  # an fsspec URL: with the config's storage options
+        out_dir = OutDir(out_dir, getattr(config, "out_storage_options", None))
     trained = train_model(
         out_dir,
         labels_cfg=config.labels or LabelsConfig(),
@@ -69,7 +73,7 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     if trained.up_to_date:
         return 0
     report = trained.report
-    log(f"train: model {trained.meta['kind']} written to {trained.folder}")
+    log(f"train: model {trained.meta['kind']} written to {trained.location or trained.folder}")
     log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
         f"on {report['n_files']} files (report: {trained.folder / 'report.md'})")
     return 0
@@ -101,6 +105,7 @@ def choose_model_kind(requested: str) -> tuple[str, str]:
 class TrainedModel:
     def __init__(self, folder, meta: dict, report: dict, up_to_date: bool = False):
         self.folder, self.meta, self.report, self.up_to_date = folder, meta, report, up_to_date
+        self.location = None  # where the model folder went when that is a URL (folder: a local copy)
 
 
 def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, train_cfg) -> str:
@@ -114,7 +119,7 @@ def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, 
 
     inputs = {
         "store_config_hash": store.config_hash,
-        "files_sha256": file_sha256(store.out_dir / "files.parquet"),
+        "files_sha256": store.files_sha256(),
         "kind": kind,
         "labels": labels_cfg.model_dump(),
         "labels_csv_sha256": file_sha256(labels_cfg.csv) if labels_cfg.csv and Path(labels_cfg.csv).is_file() else None,
@@ -330,12 +335,24 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     store = open_run(out_dir)
     kind, why = choose_model_kind(train_cfg.model)
     name = train_cfg.name
-    folder = Path(folder) if folder else Path(out_dir) / "models" / name
+    remote = None  # a URL run: the model is made in a local folder, then uploaded to OUT/models/NAME
+    if folder:
+        folder = Path(folder)
+    elif not isinstance(store.out_dir, Path):
+        import tempfile
+
+        remote = store.out_dir
+        folder = Path(tempfile.mkdtemp(prefix="audiofeat-model-")) / name
+        remote.download(f"models/{name}", folder)  # an earlier model, to see if it is up to date
+    else:
+        folder = Path(out_dir) / "models" / name
+    shown = remote.display_join("models", name) if remote is not None else folder
     fingerprint = training_fingerprint(store, kind, labels_cfg, segments_cfg, split_cfg, train_cfg)
     if write and not custom_split and not force:
         existing = _up_to_date_model(folder, fingerprint)
         if existing is not None:
-            log(f"train: nothing to do: model {name!r} ({kind}) in {folder} is up to date with this store "
+            existing.location = remote and shown
+            log(f"train: nothing to do: model {name!r} ({kind}) in {shown} is up to date with this store "
                 f"and these settings (held-out accuracy {existing.report['accuracy']:.4f}; --force trains again)")
             return existing
     log(f"train: {why}")
@@ -448,6 +465,11 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     }
     if write:
         _write_model_folder(folder, onnx_bytes, meta, split_table, report)
+        if remote is not None:
+            from jobs.models.onnx_model import META_FILE
+
+            remote.upload(folder, f"models/{name}", last=META_FILE)
     trained = TrainedModel(folder, meta, report)
+    trained.location = remote and shown
     trained.onnx_bytes = onnx_bytes
     return trained
