@@ -279,10 +279,8 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     ----------
     y : array, shape ``(..., n)``
     reduce : callable, optional
-        Maps a complex chunk ``(rows, t, 1 + n_fft // 2)`` to ``(rows, t, k)``. The chunk is in
-        the FFT's precision (complex128 for float32 ``y`` under the default double precision), so
-        that a reduction such as ``|X| ** 2`` runs before the cast; ``reduce`` returns ``y``'s
-        precision.
+        Maps a complex chunk ``(rows, t, 1 + n_fft // 2)`` (complex64 for float32 ``y``) to
+        ``(rows, t, k)``.
     n_fft, hop_length, win_length, window, center, pad_mode
         As :func:`stft`.
 
@@ -307,10 +305,9 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     rfft = fft_namespace(xp).rfft
 
     def transform(chunk):
-        X = rfft(chunk * w, axis=-1)
-        if reduce is None:
-            return xp.astype(X, out_complex, copy=False)
-        return reduce(X)
+        # cast before any reduction: a complex64 pass then float32 squares beat float64 squares
+        X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
+        return X if reduce is None else reduce(X)
 
     budget = chunk_samples(y)
     rows = max(1, budget // max(1, T * n_fft))

@@ -294,8 +294,8 @@ def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_m
     xp = namespace(y)
     y = as_float_array(y, xp)
 
-    def reduce(X):  # X in the FFT's precision: square first, then cast the (half as large) power
-        P = xp.astype(spectrum_power(X, power, xp), y.dtype, copy=False)
+    def reduce(X):
+        P = spectrum_power(X, power, xp)
         return P if project is None else project(P)
 
     return map_stft(y, reduce, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
