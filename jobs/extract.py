@@ -676,6 +676,10 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
             raise UsageError("compute.device: cuda, but CuPy sees no CUDA GPU on this machine "
                              "(use device: auto or cpu, or --scheduler with GPU workers)")
     out = _out(cfg)
+    if out.location.startswith("memory://") and scheduler is None and cfg.compute.cluster.kind == "local":
+        raise UsageError("out: a memory:// filesystem lives in one process, which the local "
+                         "cluster's worker processes do not share; use --scheduler with an "
+                         "in-process cluster (LocalCluster(processes=False)), or another URL")
     lock = _lock(out)
     try:
         return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,

@@ -394,7 +394,8 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     n_workers = max(1, workers or getattr(getattr(config, "compute", None), "workers", None) or os.cpu_count() or 1)
     batches = plan_batches(segments, score_cfg.batch_segments, n_workers)
     n_workers = min(n_workers, max(1, len(batches)))
-    log(f"score: model {meta['name']!r} ({meta['kind']}, {len(classes)} classes) from {model_folder}")
+    shown_model = worker_model.display if worker_model is not None else model_folder
+    log(f"score: model {meta['name']!r} ({meta['kind']}, {len(classes)} classes) from {shown_model}")
     log(f"score: {len(segments)} segments of {len(store.files)} files in {len(batches)} batches")
 
     # score
@@ -460,7 +461,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     rate = len(segments) / wall_s if wall_s > 0 else float("nan")
     state = {
         "fingerprint": fingerprint,
-        "model": {"folder": str(model_folder), "name": meta["name"], "kind": meta["kind"], "classes": classes},
+        "model": {"folder": str(shown_model), "name": meta["name"], "kind": meta["kind"], "classes": classes},
         "threshold": score_cfg.threshold,
         "counts": {"segments": len(segments), "files": len(files_table), "events": len(events)},
         "wall_s": wall_s,

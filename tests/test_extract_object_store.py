@@ -339,3 +339,12 @@ def test_outdir_basics(tmp_path):
     assert again == OutDir("memory://p/q") and again.root == "/p/q"
     local = OutDir(str(tmp_path / "y"))
     assert not local.is_url and local.zarr_store("features.zarr") == str(tmp_path / "y" / "features.zarr")
+
+
+def test_memory_url_with_worker_processes_is_a_clear_usage_error(runs, tmp_path):
+    cfg = write_config(tmp_path / "mem.yaml", input=str(runs["root"] / "corpus"),
+                       out="memory://audiofeat-cli/run", features=SMALL, compute=COMPUTE)
+    result = run_cli("extract", cfg)
+    assert result.returncode == 2
+    assert "memory://" in result.stderr and "in-process cluster" in result.stderr
+    assert "Traceback" not in result.stderr
