@@ -110,7 +110,13 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
     f = _freq_column(freq, S, sr, n_fft, xp)
-    return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    if f.ndim != 2 or f.shape[-1] != 1:  # frequencies that vary per frame: librosa's formula
+        return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    # sum(f * S / total) as one product per frame, then one division: two passes over S, not five
+    total = xp.sum(S, axis=-2, keepdims=True)
+    tiny = float(np.finfo(np.float32 if S.dtype == xp.float32 else np.float64).tiny)
+    weighted = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S), f))  # (..., 1, t)
+    return weighted / xp.where(total < tiny, xp.ones_like(total), total)
 
 
 def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,

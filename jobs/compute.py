@@ -452,13 +452,6 @@ class BlockReader:
 # ---------------------------------------------------------------- DSP
 
 
-def _mel(P, fs: FeatureSet, key: tuple, xp):
-    """Mel projection of a time-major power spectrogram, as featurelib.melspectrogram(S=...)."""
-    from featurelib.spectrum import project_mel
-
-    return project_mel(P, basis=fs.table("mel", key))  # banded where the basis is sparse
-
-
 def _stft_frames(buf, fs: FeatureSet, xp):
     from featurelib.framing import stft_frames
 
@@ -466,16 +459,59 @@ def _stft_frames(buf, fs: FeatureSet, xp):
                        win_length=fs.n_fft, window=fs.table("window"), center=False)
 
 
+def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
+    """Every spectrum-derived output of ``z`` in one chunked pass over its STFT.
+
+    ``outputs`` lists ``(key, width, fn)``; ``fn(spectrum)`` maps a chunk's spectra (a function
+    ``p -> |X| ** p``, time-major) to ``(rows, t, width)``. featurelib's ``map_stft`` windows,
+    transforms and reduces the frames a cache-sized chunk at a time, so the full complex
+    spectrogram of the buffer never exists: that is twice as fast as whole-buffer passes.
+    Returns ``key -> (B, T, width)`` views of one array.
+    """
+    from featurelib.framing import map_stft
+
+    if not outputs:
+        return {}
+
+    def reduce(X):
+        P = spectrum_power(X, 2.0, xp)
+        spectra = {2.0: P}
+
+        def spectrum(p):
+            if p not in spectra:
+                if 1.0 not in spectra:
+                    spectra[1.0] = xp.sqrt(P)  # |X| from |X|^2: cheaper than abs of complex
+                if p != 1.0:
+                    spectra[p] = spectra[1.0] ** p
+            return spectra[p]
+
+        parts = [fn(spectrum) for _, _, fn in outputs]
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
+
+    S = map_stft(xp.asarray(z), reduce, n_fft=fs.n_fft, hop_length=fs.hop_length,
+                 win_length=fs.n_fft, window=fs.table("window"), center=False)
+    out, at = {}, 0
+    for key, width, _ in outputs:
+        out[key] = S[..., at:at + width]
+        at += width
+    return out
+
+
+def _mel_output(fs: FeatureSet, key: tuple, power: float):
+    from featurelib.spectrum import project_mel
+
+    basis = fs.table("mel", key)
+    return (("mel", key, power), basis.shape[0],
+            lambda spectrum: project_mel(spectrum(power), basis=basis))
+
+
 def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, np.ndarray]:
     """Per row, the largest mel power over its valid frames, for each top_db-clamped mel."""
     keys = set(fs.db_mels().values())
     if not keys:
         return {}
-    P = spectrum_power(_stft_frames(zbuf, fs, xp), 2.0, xp)
-    out = {}
-    for key in keys:
-        out[key] = _valid_max(_mel(P, fs, key, xp), n_valid, xp)
-    return out
+    mels = _spectral_pass(zbuf, fs, [_mel_output(fs, key, 2.0) for key in sorted(keys, key=repr)], xp)
+    return {key: _valid_max(mels[("mel", key, 2.0)], n_valid, xp) for key in keys}
 
 
 def _valid_max(M, n_valid, xp) -> np.ndarray:
@@ -509,24 +545,39 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
 
     feats = fs.features
     z = xp.asarray(zbuf)
-    X = _stft_frames(z, fs, xp)  # (B, T, F) complex
-    P = spectrum_power(X, 2.0, xp)
+    sr, n_fft = fs.sr, fs.n_fft
+
+    def tm(a):  # (B, 1, T) or (B, d, T) -> (B, T, d)
+        return xp.matrix_transpose(a)
+
+    # every output derived from the float32 spectrum, computed in one chunked STFT pass
+    outputs, seen = [], set()
+
+    def want(entry):
+        if entry[0] not in seen:
+            seen.add(entry[0])
+            outputs.append(entry)
+
+    for name, kw in feats.items():
+        if name == "melspectrogram":
+            want(_mel_output(fs, _mel_key(kw, norm_key="norm"), kw["power"]))
+        elif name == "mfcc":
+            want(_mel_output(fs, _mel_key(kw, norm_key="mel_norm"), 2.0))
+        elif name == "spectral_centroid":
+            want((name, 1, lambda spectrum: tm(featurelib.spectral_centroid(
+                S=tm(spectrum(1.0)), sr=sr, n_fft=n_fft))))
+        elif name == "spectral_rolloff":
+            want((name, 1, lambda spectrum, kw=kw: tm(featurelib.spectral_rolloff(
+                S=tm(spectrum(1.0)), sr=sr, n_fft=n_fft, roll_percent=kw["roll_percent"]))))
+        elif name in ("mean_frequency", "median_frequency"):
+            want((name, 1, lambda spectrum, kw=kw, name=name: tm(getattr(featurelib, name)(
+                S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft))))
+        elif name == "band_energy_ratio":
+            want((name, 1, lambda spectrum, kw=kw: tm(featurelib.band_energy_ratio(
+                S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft,
+                split_frequency=kw["split_frequency"]))))
+    spectral = _spectral_pass(z, fs, outputs, xp)
     cache: dict = {}
-
-    def mag():
-        if "mag" not in cache:
-            cache["mag"] = xp.abs(X)
-        return cache["mag"]
-
-    def spec_pow(p):
-        if p == 2.0:
-            return P
-        if p == 1.0:
-            return mag()
-        key = ("pow", p)
-        if key not in cache:
-            cache[key] = mag() ** p
-        return cache[key]
 
     def mag64():  # bandwidth and flatness weigh near-zero bins: featurelib uses float64 here
         if "mag64" not in cache:
@@ -535,27 +586,19 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
         return cache["mag64"]
 
     def mel(key):
-        if ("mel", key) not in cache:
-            cache[("mel", key)] = _mel(P, fs, key, xp)
-        return cache[("mel", key)]
+        return spectral[("mel", key, 2.0)]
 
     def row_max(key):
         if maxima is not None and key in maxima:
             return maxima[key]
         return _valid_max(mel(key), n_valid, xp)
 
-    def tm(a):  # (B, 1, T) or (B, d, T) -> (B, T, d)
-        return xp.matrix_transpose(a)
-
     sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
     out = {}
     for name, kw in feats.items():
         if name == "melspectrogram":
             key = _mel_key(kw, norm_key="norm")
-            if kw["power"] == 2.0:
-                M = mel(key)
-            else:
-                M = _mel(spec_pow(kw["power"]), fs, key, xp)
+            M = spectral[("mel", key, kw["power"])]
             if kw["db"]:
                 from featurelib import power_to_db
 
@@ -578,20 +621,14 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
             value = tm(featurelib.zero_crossing_rate(xp.asarray(ebuf), frame_length=n_fft,
                                                      hop_length=hop, center=False,
                                                      threshold=kw["threshold"]))
-        elif name in ("spectral_centroid", "spectral_rolloff"):
-            extra = {"roll_percent": kw["roll_percent"]} if name == "spectral_rolloff" else {}
-            value = tm(getattr(featurelib, name)(S=tm(mag()), sr=sr, n_fft=n_fft, **extra))
+        elif name in spectral:
+            value = spectral[name]
         elif name == "spectral_bandwidth":
             value = tm(featurelib.spectral_bandwidth(S=mag64(), sr=sr, n_fft=n_fft, p=kw["p"],
                                                      norm=kw["norm"]))
         elif name == "spectral_flatness":
             value = tm(featurelib.spectral_flatness(S=mag64(), n_fft=n_fft, amin=kw["amin"],
                                                     power=kw["power"]))
-        elif name in ("mean_frequency", "median_frequency"):
-            value = tm(getattr(featurelib, name)(S=tm(spec_pow(kw["power"])), sr=sr, n_fft=n_fft))
-        elif name == "band_energy_ratio":
-            value = tm(featurelib.band_energy_ratio(S=tm(spec_pow(kw["power"])), sr=sr, n_fft=n_fft,
-                                                    split_frequency=kw["split_frequency"]))
         else:  # pragma: no cover - the config validates names
             raise ValueError(f"unknown feature {name}")
         out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)
