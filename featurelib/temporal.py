@@ -29,6 +29,15 @@ def _framed(y, frame_length, hop_length, center, pad_mode):
     return sliding_frames(y, frame_length, hop_length), xp
 
 
+def _pointwise(y, op: str):
+    """``|y|`` or ``y ** 2`` once per sample, before framing (padding commutes with both), so that
+    frames overlapping by ``frame_length / hop_length`` are reductions over a strided view rather
+    than a materialised copy of every frame."""
+    xp = namespace(y)
+    y = as_float_array(y, xp)
+    return xp.abs(y) if op == "abs" else y * y
+
+
 def amplitude_envelope(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
                        pad_mode: str = "constant"):
     """Maximum absolute amplitude in each frame.
@@ -57,8 +66,8 @@ def amplitude_envelope(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     >>> featurelib.amplitude_envelope(y, frame_length=2, hop_length=2)
     array([[0.  , 1.  , 0.25]], dtype=float32)
     """
-    frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
-    return xp.max(xp.abs(frames), axis=-1)[..., None, :]
+    frames, xp = _framed(_pointwise(y, "abs"), frame_length, hop_length, center, pad_mode)
+    return xp.max(frames, axis=-1)[..., None, :]
 
 
 def short_time_energy(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
@@ -83,8 +92,8 @@ def short_time_energy(y, *, frame_length: int = 2048, hop_length: int = 512, cen
     >>> featurelib.short_time_energy(np.ones(8, dtype=np.float32), frame_length=4, hop_length=4)
     array([[2., 4., 2.]], dtype=float32)
     """
-    frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
-    return xp.sum(frames * frames, axis=-1)[..., None, :]
+    frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
+    return xp.sum(frames, axis=-1)[..., None, :]
 
 
 def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
@@ -112,8 +121,8 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     array([[0.70710677, 1.        , 0.70710677]], dtype=float32)
     """
     if y is not None:
-        frames, xp = _framed(y, frame_length, hop_length, center, pad_mode)
-        return xp.sqrt(xp.mean(frames * frames, axis=-1))[..., None, :]
+        frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
+        return xp.sqrt(xp.mean(frames, axis=-1))[..., None, :]
     if S is None:
         raise ParameterError("rms needs y or S")
     xp = namespace(S)
