@@ -39,7 +39,7 @@ __all__ = [
     "ClusterConfig", "TLSConfig", "SlurmConfig", "AdaptiveConfig", "KubernetesConfig",
     "KubernetesResources", "open_client", "gpu_available", "security_from", "security_from_tls",
     "slurm_cluster_kwargs", "kubernetes_cluster_kwargs", "kubernetes_gpu_group_kwargs",
-    "BLAS_ENV", "LOOPBACK",
+    "prestart_local_workers", "BLAS_ENV", "LOOPBACK",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -204,6 +204,11 @@ class ClusterConfig(_Section):
     worker_lifetime_stagger: str | None = Field(
         default=None, description="spread of the restarts (default: a tenth of the lifetime)")
     memory_limit: str = Field(default="auto", description="per local worker ('auto': RAM / workers)")
+    start_method: Literal["auto", "forkserver", "spawn"] = Field(
+        default="auto",
+        description="how local worker processes start: forkserver (forked from one process that "
+                    "imported the task modules once; 'auto' where the platform has it) or spawn "
+                    "(a fresh interpreter each)")
     tls: TLSConfig | None = None
     slurm: SlurmConfig | None = Field(default=None, validate_default=True)
     kubernetes: KubernetesConfig | None = Field(default=None, validate_default=True)
@@ -333,11 +338,13 @@ def gpu_available() -> bool:
 
 def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None = None,
                 threads_per_worker: int = 1, resources: dict | None = None,
-                scheduler: str | None = None, gpu: bool = False, security=None):
+                scheduler: str | None = None, gpu: bool = False, security=None,
+                preload: tuple[str, ...] | list[str] = ()):
     """A context manager yielding a :class:`distributed.Client` for ``cluster``.
 
     ``scheduler`` (``--scheduler``) wins over the config; ``security`` (``--tls-*``) over
-    ``cluster.tls``. Clusters this function starts are closed on exit; a scheduler given by
+    ``cluster.tls``. ``preload``: modules the tasks import, imported once by the fork server
+    that local workers start from (see ``ClusterConfig.start_method``). Clusters this function starts are closed on exit; a scheduler given by
     address is left running.
     """
     if cluster is None:
@@ -354,7 +361,7 @@ def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None =
     if cluster.kind == "kubernetes":
         return _kubernetes_client(cluster, gpu=gpu, security=security)
     return _local_client(cluster, n_workers=n_workers, threads_per_worker=threads_per_worker,
-                         resources=resources, gpu=gpu, security=security)
+                         resources=resources, gpu=gpu, security=security, preload=tuple(preload))
 
 
 def _connect_error(address: str, exc: BaseException) -> UsageError:
@@ -418,6 +425,89 @@ def _blas_env_for_nannies() -> Iterator:
                 os.environ[k] = v
 
 
+def _forkserver_available() -> bool:
+    import multiprocessing
+
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def _stop_forkserver() -> None:
+    """Stop this process's fork server and reap it (with it, the CPU time of the workers it
+    forked counts as this process's children's, as spawned workers' does)."""
+    try:
+        from multiprocessing import forkserver
+
+        forkserver._forkserver._stop()
+    except Exception:  # noqa: BLE001 - a private helper; without it the server ends with us
+        pass
+
+
+@contextlib.contextmanager
+def _worker_start_method(cluster: ClusterConfig, preload: tuple[str, ...]) -> Iterator:
+    """Local worker processes inside this block start from a fork server (``start_method``).
+
+    Each spawned worker is a fresh interpreter that imports distributed and then the task's
+    modules (about 1 CPU-second each, and all workers at once on a small machine). A fork server
+    imports them once (``preload``) and forks every worker from that state, so a worker is
+    ready in milliseconds. The server starts with this process's environment inside
+    :func:`_blas_env_for_nannies` (one BLAS thread); nothing it preloads starts a thread
+    (pyarrow does, jemalloc's: keep it out of ``preload``). ``spawn`` keeps distributed's
+    default.
+    """
+    import dask
+
+    if not _use_forkserver(cluster):
+        yield  # spawn, or a method the user configured for Dask: theirs
+        return
+    _start_forkserver(preload)
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        yield
+
+
+def _use_forkserver(cluster: ClusterConfig) -> bool:
+    import dask
+
+    method = cluster.start_method
+    if method == "auto":
+        method = "forkserver" if _forkserver_available() else "spawn"
+    return method == "forkserver" and \
+        dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "spawn"
+
+
+def _start_forkserver(preload: tuple[str, ...]) -> None:
+    """Set the fork server's preload list (once per process) and start it, not waiting for it."""
+    import atexit
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    import distributed.utils
+
+    if not getattr(distributed.utils, "_forkserver_preload_set", True):
+        # distributed would preload its own list (pandas among it) into this process and the
+        # server; ours is the list the tasks need
+        distributed.utils._forkserver_preload_set = True
+        multiprocessing.get_context("forkserver").set_forkserver_preload(
+            ["distributed", *preload])
+        atexit.register(_stop_forkserver)
+    forkserver.ensure_running()
+
+
+def prestart_local_workers(cluster: ClusterConfig | None = None, *,
+                           preload: tuple[str, ...] | list[str] = ()) -> None:
+    """Start the fork server that local workers will fork from, now, so that its imports
+    (``preload``) run on another core while this process reads its inputs and plans. Does
+    nothing where :func:`open_client` would not use one."""
+    if cluster is None:
+        cluster = ClusterConfig()
+    if cluster.kind != "local" or not _use_forkserver(cluster):
+        return
+    try:
+        with _blas_env_for_nannies():
+            _start_forkserver(tuple(preload))
+    except Exception:  # noqa: BLE001 - only a head start: the cluster starts its own way
+        pass
+
+
 def _dashboard_options(cluster: ClusterConfig) -> dict:
     """Scheduler options for the dashboard. Without one, the scheduler's HTTP server (health and
     metrics routes) still starts, by default on port 8787 of every interface: keep it on host."""
@@ -428,7 +518,7 @@ def _dashboard_options(cluster: ClusterConfig) -> dict:
 
 @contextlib.contextmanager
 def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
-                  security) -> Iterator:
+                  security, preload: tuple[str, ...] = ()) -> Iterator:
     from distributed import Client, LocalCluster
 
     if gpu and not resources:
@@ -442,7 +532,7 @@ def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, reso
         silence_logs=logging.ERROR, **cluster.lifetime_args())
     if sec is not None:
         kwargs.update(security=sec, protocol="tls://")
-    with _blas_env_for_nannies():
+    with _blas_env_for_nannies(), _worker_start_method(cluster, preload):
         local = LocalCluster(**kwargs)
     with local, Client(local, security=sec) as client:
         yield client

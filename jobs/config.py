@@ -100,7 +100,7 @@ class ComputeConfig(_Section):
     batch_seconds: float = Field(default=600.0, gt=0, description="audio seconds per task (upper bound)")
     min_batches: int = Field(default=32, ge=1, description="split the corpus into at least this many tasks")
     block_seconds: float = Field(default=120.0, gt=0, description="files longer than this stream in blocks")
-    chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default 2048)")
+    chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 

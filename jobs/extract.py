@@ -170,7 +170,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``."""
     from jobs import store
     from jobs.config import feature_dims
-    from jobs.plan import DEFAULT_CHUNK_FRAMES, make_batches, plan_to_tables, probe_all
+    from jobs.plan import make_batches, plan_to_tables, probe_all
 
     out = _out(cfg)
     store.clear_run(out)  # what an earlier run of another config or input set left
@@ -178,11 +178,11 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     t0 = time.perf_counter()
     files, probe_failures = probe_all(discovery.paths)
     compute = cfg.compute
-    chunk = compute.chunk_frames or DEFAULT_CHUNK_FRAMES
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
-                        block_seconds=compute.block_seconds, chunk_frames=chunk,
+                        block_seconds=compute.block_seconds, chunk_frames=compute.chunk_frames,
                         failures=discovery.failures + probe_failures)
+    chunk = plan.chunk_frames  # compute.chunk_frames, or the plan's pick for its batch size
     probe_s = time.perf_counter() - t0
     dims = feature_dims(cfg.features)
     store.create_store(out, feature_config=feature_cfg, config_hash=config_hash, dims=dims,
@@ -439,7 +439,14 @@ def _open_client(cfg, *, scheduler, security, n_workers: int, gpu: bool):
 
     return open_client(cfg.compute.cluster, n_workers=n_workers, threads_per_worker=1,
                        resources={"GPU": 1} if gpu else None, scheduler=scheduler, gpu=gpu,
-                       security=security)
+                       security=security, preload=WORKER_MODULES)
+
+
+# what a batch imports on a worker: local workers fork from a server that imported these once
+# (pyarrow stays out: it starts a thread at import, and a process with threads must not fork)
+WORKER_MODULES = ("jobs.extract", "jobs.compute", "jobs.store", "threadpoolctl", "soundfile", "soxr",
+                  "zarr", "scipy.fft", "featurelib.framing", "featurelib.spectrum",
+                  "featurelib.temporal", "featurelib.frequency")
 
 
 def _resolve_device(device: str) -> str:
@@ -464,10 +471,13 @@ def warm_worker(n_fft: int) -> float:
     with threadpool_limits(1):
         stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
                     window=np.ones(n_fft), center=False)
+        import pyarrow
         import pyarrow.parquet  # noqa: F401
         import soundfile  # noqa: F401
         import soxr  # noqa: F401
         import zarr  # noqa: F401
+
+        pyarrow.array([0])  # Arrow imports pandas the first time it converts Python values
     return time.perf_counter() - t0
 
 
@@ -690,6 +700,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
 
 def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, chash, device) -> int:
     import contextlib
+    import contextvars
 
     from jobs import store
 
@@ -713,6 +724,11 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
                   f"{counts['failures']} failed)")
             return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
+    if scheduler is None and (found is None or pending):
+        from jobs.cluster import prestart_local_workers
+
+        # local workers fork from a server that imports their modules on the other core now
+        prestart_local_workers(cfg.compute.cluster, preload=WORKER_MODULES)
     # the window and mel tables import librosa (about a second): build them in the background
     # while the cluster starts and the coordinator plans
     from concurrent.futures import ThreadPoolExecutor
@@ -722,23 +738,38 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     background.shutdown(wait=False)
     stack = contextlib.ExitStack()
     summaries, batch_failures, cluster_info = [], [], {}
+    client, warming, starting = None, [], None
+    # the client is entered in the starting thread and left here: both in one context (its
+    # "current client" is a context variable)
+    cluster_context = contextvars.copy_context()
     try:
-        client, warming = None, []
         if found is None or pending:
             n_workers = cfg.compute.workers or os.cpu_count() or 1
             if found is not None:
                 n_workers = min(n_workers, len(pending))
-            client = stack.enter_context(_open_client(cfg, scheduler=scheduler, security=security,
-                                                      n_workers=n_workers, gpu=device == "cuda"))
-            cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
-                            "workers": len(client.scheduler_info().get("workers", {}))}
-            _say(f"extract: dashboard {client.dashboard_link}")
-            warming = start_warm_up(client, fc["n_fft"])
-            t = mark("cluster_start_s", t)
+            t_cluster = time.perf_counter()
+
+            def start_cluster():
+                # in a thread: the cluster starts (and its workers warm up) while this thread
+                # probes the headers and writes the plan
+                c = stack.enter_context(_open_client(cfg, scheduler=scheduler, security=security,
+                                                     n_workers=n_workers, gpu=device == "cuda"))
+                timeline["cluster_start_s"] = round(time.perf_counter() - t_cluster, 3)
+                return c, start_warm_up(c, fc["n_fft"])
+
+            starter = ThreadPoolExecutor(1, thread_name_prefix="cluster")
+            starting = starter.submit(cluster_context.run, start_cluster)
+            starter.shutdown(wait=False)
         if found is None:
             plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
             pending = list(plan.batches)
             t = mark("plan_s", t)
+        if starting is not None:
+            client, warming = starting.result()
+            cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+                            "workers": len(client.scheduler_info().get("workers", {}))}
+            _say(f"extract: dashboard {client.dashboard_link}")
+            t = mark("cluster_wait_s", t)  # what planning did not hide of the cluster's start
         _say(f"extract: {len(plan.files) + len(plan.failures)} inputs, {len(plan.files)} readable, "
              f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
@@ -751,7 +782,11 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             t = mark("extract_s", t)
     finally:
         t = time.perf_counter()
-        stack.close()
+        if starting is not None and client is None:  # planning failed: wait, then close it
+            import concurrent.futures
+
+            concurrent.futures.wait([starting])
+        cluster_context.run(stack.close)
         if client is not None:
             mark("cluster_stop_s", t)
     files, failures, manifest = stage_index(

@@ -25,10 +25,25 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
-    "make_batches", "DEFAULT_CHUNK_FRAMES",
+    "make_batches", "DEFAULT_CHUNK_FRAMES", "auto_chunk_frames",
 ]
 
-DEFAULT_CHUNK_FRAMES = 2048
+DEFAULT_CHUNK_FRAMES = 2048  # the smallest chunk the plan picks by itself
+MAX_AUTO_CHUNK_FRAMES = 8192  # the largest
+
+
+def auto_chunk_frames(batch_frames: float) -> int:
+    """Chunk length for batches of about ``batch_frames`` frames: the largest power of two
+    within a quarter of a batch, between 2048 and 8192 frames.
+
+    Every chunk write costs Zarr about as much in bookkeeping as in compression, so big batches
+    write fewer, bigger chunks (8192 halved the write time of 43,000-frame batches); a quarter
+    of a batch bounds the padding to a chunk boundary at the end of each batch's region.
+    """
+    chunk = DEFAULT_CHUNK_FRAMES
+    while chunk * 2 <= min(batch_frames / 4, MAX_AUTO_CHUNK_FRAMES):
+        chunk *= 2
+    return chunk
 
 
 def file_id(path: str) -> str:
@@ -239,12 +254,13 @@ def _round_up(n: int, chunk: int) -> int:
 
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
-                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
+                 chunk_frames: int | None = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
                  first_batch_id: int = 0, first_frame: int = 0) -> Plan:
     """Group probed files into batches with chunk-aligned, disjoint regions (deterministic).
 
-    ``first_batch_id`` and ``first_frame`` (a chunk boundary) place the batches after those of an
-    earlier plan, when new inputs are appended to a store.
+    ``chunk_frames=None`` picks it from the batch size (:func:`auto_chunk_frames`); the plan's
+    ``chunk_frames`` says which. ``first_batch_id`` and ``first_frame`` (a chunk boundary) place
+    the batches after those of an earlier plan, when new inputs are appended to a store.
     """
     for f in files:
         f.n_samples = n_resampled(f.frames, f.sample_rate, sr)
@@ -256,6 +272,8 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
     total_short = sum(f.n_frames for f in short)
     target = min(batch_seconds * frames_per_second, total_short / max(1, min_batches))
     target = max(1, int(target))
+    if chunk_frames is None:
+        chunk_frames = auto_chunk_frames(target)
     block_frames = max(chunk_frames, int(round(block_seconds * frames_per_second / chunk_frames)) * chunk_frames)
 
     groups: list[tuple[str, list[PlannedFile]]] = [("long", [f]) for f in long_files]
