@@ -46,6 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_now(status: int) -> None:
+    """End the process without tearing the interpreter down module by module.
+
+    After a Dask/Zarr/Arrow/librosa job that teardown alone takes about 0.3 s. Every output is
+    written and closed by then; the exit handlers (logging, multiprocessing, the cluster's) run
+    first, output streams are flushed, then the process ends with ``status``.
+    """
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,7 +75,10 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     module = importlib.import_module(args._module)
     try:
-        return int(module.main(args) or 0)
+        status = int(module.main(args) or 0)
+        if argv is None and getattr(module, "FAST_EXIT", False):
+            _exit_now(status)
+        return status
     except UsageError as exc:
         print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

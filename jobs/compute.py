@@ -30,7 +30,7 @@ from featurelib.spectrum import spectrum_power
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "mel_maxima", "Moments", "row_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
+    "mel_maxima", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -649,6 +649,20 @@ def row_moments(data: np.ndarray, n_valid) -> tuple[np.ndarray, np.ndarray, np.n
     dev = np.where(mask, x - mean[:, None, :], 0.0)
     m2 = np.einsum("btd,btd->bd", dev, dev)
     return count, mean, m2
+
+
+def packed_moments(packed: np.ndarray, n_valid) -> tuple[np.ndarray, np.ndarray]:
+    """Per file, mean and std (float64) of its frames, the files' frames packed one after the
+    other in ``packed`` ``(sum(n_valid), d)``: :func:`row_moments` without the padding (segment
+    sums with ``np.add.reduceat``; every ``n_valid`` is at least 1)."""
+    counts = np.asarray(n_valid, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n = counts.astype(np.float64)[:, None]
+    x = packed.astype(np.float64)
+    mean = np.add.reduceat(x, offsets, axis=0) / n
+    x -= np.repeat(mean, counts, axis=0)
+    np.square(x, out=x)
+    return mean, np.sqrt(np.add.reduceat(x, offsets, axis=0) / n)
 
 
 class Moments:

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 VERSION = "0.1.0"
+FAST_EXIT = True  # the command line ends the process without interpreter teardown (jobs.cli)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +249,7 @@ def _extract_files(batch, job, fs, xp, timings):
         MAX_BUFFER_FRAMES,
         compute_segments,
         decode,
-        row_moments,
+        packed_moments,
         segment_buffers,
     )
     from jobs.store import IndexRows
@@ -282,12 +283,16 @@ def _extract_files(batch, job, fs, xp, timings):
             T = next(iter(feats.values())).shape[1]
             valid = np.arange(T)[None, :] < nv[:, None]  # (B, T): each row's own frames
             starts = np.array([f.frame_start - batch.region_start for f in files])
-            dest = np.repeat(starts - (np.cumsum(nv) - nv), nv) + np.arange(int(nv.sum()))
+            total = int(nv.sum())
+            if starts[-1] - starts[0] == total - nv[-1]:  # no failed file between: one block
+                dest = slice(int(starts[0]), int(starts[0]) + total)
+            else:
+                dest = np.repeat(starts - (np.cumsum(nv) - nv), nv) + np.arange(total)
             means, stds = {}, {}
             for name, data in feats.items():
-                region[name][dest] = data[valid]
-                count, mean, m2 = row_moments(data, n_valid)
-                means[name], stds[name] = mean, np.sqrt(m2 / np.maximum(count, 1.0)[:, None])
+                packed = data[valid]  # each file's own frames, one file after the other
+                region[name][dest] = packed
+                means[name], stds[name] = packed_moments(packed, nv)
             rows.add_many(files, means, stds)
         timings["index_s"] += time.perf_counter() - t0
 
@@ -729,13 +734,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
 
         # local workers fork from a server that imports their modules on the other core now
         prestart_local_workers(cfg.compute.cluster, preload=WORKER_MODULES)
-    # the window and mel tables import librosa (about a second): build them in the background
-    # while the cluster starts and the coordinator plans
     from concurrent.futures import ThreadPoolExecutor
 
-    background = ThreadPoolExecutor(1, thread_name_prefix="tables")
-    tables = background.submit(_tables, fc)
-    background.shutdown(wait=False)
     stack = contextlib.ExitStack()
     summaries, batch_failures, cluster_info = [], [], {}
     client, warming, starting = None, [], None
@@ -764,6 +764,13 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
             pending = list(plan.batches)
             t = mark("plan_s", t)
+        # the window and mel tables import librosa (0.7 CPU-s): after the plan, while the
+        # workers start and warm up (in a thread beside the plan, the import and the probe
+        # slowed each other down through the GIL)
+        tables = None
+        if found is None or pending:
+            tables = _tables(fc)
+            t = mark("tables_s", t)
         if starting is not None:
             client, warming = starting.result()
             cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
@@ -775,7 +782,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
-                   "tables": tables.result()}
+                   "tables": tables}
             summaries, batch_failures, rate = stage_extract(client, plan, pending, job)
             cluster_info["audio_hours_per_s"] = rate
             del warming

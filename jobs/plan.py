@@ -133,10 +133,15 @@ def wav_header(path: str) -> PlannedFile | None:
     """
     import struct
 
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            head = handle.read(_WAV_HEAD_BYTES)
+    try:  # os.open/os.read: a third of the cost of a Python file object for 44 bytes
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            head = os.read(fd, 512)
+            if b"data" not in head and size > 512:  # long chunks before "data": read more
+                head += os.read(fd, _WAV_HEAD_BYTES - 512)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
