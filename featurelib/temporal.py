@@ -180,20 +180,17 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     n = y.shape[-1]
     if n < frame_length:
         raise ParameterError(f"Input is too short (n={n:d}) for frame_length={frame_length:d}")
-    # Sign changes between neighbouring samples, counted once over the signal; a frame starting
+    # Sign changes between neighbouring samples, computed once over the signal; a frame starting
     # at s holds the changes at s+1 .. s+frame_length-1 (librosa pads the first with False), so
-    # its count is a difference of the running sum: O(n) rather than O(n * frame_length / hop).
+    # its count is a sum over a window of frame_length - 1 change flags: a reduction over a
+    # strided view (float32 counts are exact far beyond any frame length).
     # |y| <= threshold counts as zero, and zero as positive unless zero_pos is False
     if zero_pos:
         sign = y < -threshold
     else:
         sign = xp.astype(y > threshold, xp.int8) - xp.astype(y < -threshold, xp.int8)
-    changes = xp.astype(sign[..., 1:] != sign[..., :-1], xp.int32)
-    zero = xp.zeros((*changes.shape[:-1], 1), dtype=xp.int32)
-    running = xp.concat([zero, xp.cumulative_sum(changes, axis=-1)], axis=-1)  # running[k] = changes up to k
+    changes = xp.astype(sign[..., 1:] != sign[..., :-1], xp.float32)
     count = 1 + (n - frame_length) // hop_length
-    last = (count - 1) * hop_length
-    begin = running[..., 0:last + 1:hop_length]
-    end = running[..., frame_length - 1:frame_length + last:hop_length]
-    rate = xp.astype(end - begin, y.dtype) / frame_length
+    windows = sliding_frames(changes, frame_length - 1, hop_length)[..., :count, :]
+    rate = xp.astype(xp.sum(windows, axis=-1), y.dtype) / frame_length
     return rate[..., None, :]
