@@ -166,12 +166,18 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     return plan, meta
 
 
-def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
+def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, commit: bool = True):
     """Stage 2: probe the headers, make batches and regions, write the store template and the
-    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``."""
+    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``.
+
+    ``commit=False`` leaves the plan files to :func:`commit_plan`, which the job calls once the
+    tasks are submitted (Arrow's first table costs the coordinator 0.3 s, pandas' import, and
+    the tasks need only the store template). A job killed before that commit has no plan: its
+    rerun makes the same plan again and clears what the tasks committed meanwhile.
+    """
     from jobs import store
     from jobs.config import feature_dims
-    from jobs.plan import make_batches, plan_to_tables, probe_all
+    from jobs.plan import make_batches, plan_batches, probe_all
 
     out = _out(cfg)
     store.clear_run(out)  # what an earlier run of another config or input set left
@@ -188,18 +194,28 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     dims = feature_dims(cfg.features)
     store.create_store(out, feature_config=feature_cfg, config_hash=config_hash, dims=dims,
                        total_frames=plan.total_frames, chunk_frames=chunk, version=VERSION)
-    table, batches = plan_to_tables(plan)
-    store.write_table(table, out, ".plan.parquet")
     meta = {
         "plan_id": _plan_id(config_hash, discovery), "config_hash": config_hash,
         "n_inputs": len(discovery.paths) + len(discovery.failures),
-        "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
+        "batches": plan_batches(plan), "failures": plan.failures,
+        "total_frames": plan.total_frames,
         "chunk_frames": chunk, "batch_seconds": compute.batch_seconds,
         "min_batches": compute.min_batches, "block_seconds": compute.block_seconds,
         "dims": dims, "probe_s": probe_s,
     }
-    store.write_json(meta, out, ".plan.json")  # the plan's commit
+    if commit:
+        commit_plan(out, plan, meta)
     return plan, meta
+
+
+def commit_plan(out, plan, meta: dict) -> None:
+    """Write the plan's files: its table, then ``.plan.json`` (the plan's commit)."""
+    from jobs import store
+    from jobs.plan import plan_to_tables
+
+    table, _ = plan_to_tables(plan)
+    store.write_table(table, out, ".plan.parquet")
+    store.write_json(meta, out, ".plan.json")
 
 
 def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite: bool = False):
@@ -494,8 +510,9 @@ def start_warm_up(client, n_fft: int) -> list:
             for i, w in enumerate(workers)]
 
 
-def stage_extract(client, plan, pending, job: dict):
-    """Stages 3-4 on the cluster: one task per pending batch, with progress.
+def stage_extract(client, plan, pending, job: dict, on_submitted=None):
+    """Stages 3-4 on the cluster: one task per pending batch, with progress. ``on_submitted()``
+    runs once every task is submitted, while they run.
 
     Returns ``(summaries, batch_failures)``; ``batch_failures`` are failure rows for the files of
     batches that failed as a whole (not committed, so a rerun tries them again).
@@ -519,6 +536,8 @@ def stage_extract(client, plan, pending, job: dict):
         future = client.submit(extract_batch, batch, job, key=f"extract-batch-{batch.batch_id}-{token}",
                                retries=2, pure=False, resources=resources)
         futures[future] = batch
+    if on_submitted is not None:
+        on_submitted()
     summaries, batch_failures = [], []
     for future in as_completed(futures):
         batch = futures.pop(future)
@@ -761,7 +780,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             starting = starter.submit(cluster_context.run, start_cluster)
             starter.shutdown(wait=False)
         if found is None:
-            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
+            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash, commit=False)
             pending = list(plan.batches)
             t = mark("plan_s", t)
         # the window and mel tables import librosa (0.7 CPU-s): after the plan, while the
@@ -783,7 +802,9 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
-            summaries, batch_failures, rate = stage_extract(client, plan, pending, job)
+            summaries, batch_failures, rate = stage_extract(
+                client, plan, pending, job,
+                on_submitted=(lambda: commit_plan(out, plan, meta)) if found is None else None)
             cluster_info["audio_hours_per_s"] = rate
             del warming
             t = mark("extract_s", t)

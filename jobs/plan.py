@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
-    "make_batches", "DEFAULT_CHUNK_FRAMES", "auto_chunk_frames",
+    "make_batches", "plan_to_tables", "plan_batches", "plan_from_tables", "DEFAULT_CHUNK_FRAMES",
+    "auto_chunk_frames",
 ]
 
 DEFAULT_CHUNK_FRAMES = 2048  # the smallest chunk the plan picks by itself
@@ -325,9 +326,13 @@ def plan_to_tables(plan: Plan):
     files = plan.files
     columns = {name: [getattr(f, name) for f in files] for name in _PLANNED_FIELDS}
     table = pa.table(columns, schema=_files_schema())  # column by column: 30x faster than asdict
-    batches = [{"batch_id": b.batch_id, "kind": b.kind, "region_start": b.region_start,
-                "region_stop": b.region_stop, "block_frames": b.block_frames} for b in plan.batches]
-    return table, batches
+    return table, plan_batches(plan)
+
+
+def plan_batches(plan: Plan) -> list[dict]:
+    """The batches of a plan as a JSON-able list (without their files)."""
+    return [{"batch_id": b.batch_id, "kind": b.kind, "region_start": b.region_start,
+             "region_stop": b.region_stop, "block_frames": b.block_frames} for b in plan.batches]
 
 
 def _files_schema():

@@ -117,3 +117,86 @@ def test_plan_is_deterministic_whatever_the_input_order():
     assert key == [(f.path, f.batch_id, f.frame_start, f.frame_stop) for f in b.files]
     assert [(x.region_start, x.region_stop) for x in a.batches] == [
         (x.region_start, x.region_stop) for x in b.batches]
+
+
+# ---------------------------------------------------------------- the stdlib WAV header probe
+
+
+def _wav_variants(tmp_path):
+    """Files wav_header takes (plain PCM / float WAV) and files it must leave to libsndfile."""
+    import struct
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for fmt, subtypes in (("WAV", ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE",
+                                   "ULAW", "IMA_ADPCM")), ("WAVEX", ("PCM_16",)), ("RF64", ("PCM_16",))):
+        for subtype in subtypes:
+            for channels, n in ((1, 1), (2, 1001), (3, 4099)):
+                path = tmp_path / f"{fmt}_{subtype}_{channels}_{n}.wav"
+                try:
+                    sf.write(str(path), rng.uniform(-0.5, 0.5, (n, channels)).astype(np.float32),
+                             8000 + n, format=fmt, subtype=subtype)
+                except sf.LibsndfileError:  # a combination libsndfile does not write
+                    continue
+                paths.append(path)
+    raw = (tmp_path / "WAV_PCM_16_2_1001.wav").read_bytes()
+    at = raw.find(b"data")
+    listed = raw[:at] + b"LIST" + struct.pack("<I", 2000) + b"x" * 2000 + raw[at:]
+    variants = {
+        "cut.wav": raw[:-3], "head_only.wav": raw[:at + 8], "trailing.wav": raw + b"junk!",
+        "list_before_data.wav": listed[:4] + struct.pack("<I", len(listed) - 8) + listed[8:],
+        "odd_size.wav": raw[:at + 4] + struct.pack("<I", struct.unpack_from("<I", raw, at + 4)[0] - 1) + raw[at + 8:],
+        "empty.wav": b"", "text.wav": b"not audio " * 50,
+    }
+    for name, data in variants.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_wav_header_agrees_with_featurelib_info(tmp_path):
+    from featurelib.exceptions import AudioDecodeError
+    from featurelib.io import info
+    from jobs.plan import wav_header
+
+    taken = 0
+    for path in _wav_variants(tmp_path):
+        fast = wav_header(str(path))
+        if fast is None:
+            continue
+        taken += 1
+        try:
+            ref = info(str(path))
+        except AudioDecodeError:
+            pytest.fail(f"wav_header read {path.name}, libsndfile refuses it")
+        assert (fast.format, fast.subtype, fast.sample_rate, fast.channels, fast.frames) == \
+            (ref.format, ref.subtype, ref.sample_rate, ref.channels, ref.frames), path.name
+        assert fast.size_bytes == path.stat().st_size
+        assert fast.duration_s == ref.duration
+    assert taken >= 6 * 3 + 2  # every plain PCM/float variant, trailing bytes, a LIST chunk
+    for name in ("cut.wav", "head_only.wav", "odd_size.wav", "empty.wav", "text.wav"):
+        assert wav_header(str(tmp_path / name)) is None, name
+
+
+def test_auto_chunk_frames():
+    from jobs.plan import auto_chunk_frames
+
+    assert [auto_chunk_frames(n) for n in (1, 8191, 8192, 16384, 40000, 10**7)] == \
+        [2048, 2048, 2048, 4096, 8192, 8192]
+    plan = make_batches(_corpus(), sr=8000, hop_length=80, batch_seconds=600, min_batches=2,
+                        chunk_frames=None)
+    assert plan.chunk_frames == 8192
+    assert all(b.region_start % 8192 == 0 for b in plan.batches)
+
+
+def test_packed_moments_equal_row_moments():
+    from jobs.compute import packed_moments, row_moments
+
+    rng = np.random.default_rng(2)
+    n_valid = [1, 5, 17, 17, 40]
+    data = rng.normal(size=(len(n_valid), 40, 3)).astype(np.float32)
+    packed = np.concatenate([data[i, :n] for i, n in enumerate(n_valid)])
+    mean, std = packed_moments(packed, n_valid)
+    count, ref_mean, m2 = row_moments(data, n_valid)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(std, np.sqrt(m2 / count[:, None]), rtol=1e-12, atol=1e-15)
