@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     module = importlib.import_module(args._module)
     try:
         status = int(module.main(args) or 0)
-        if argv is None and getattr(module, "FAST_EXIT", False):
+        if argv is None and getattr(module, "FAST_EXIT", False) \
+                and sys.getprofile() is None and sys.gettrace() is None:  # no profiler/coverage
             _exit_now(status)
         return status
     except UsageError as exc:

@@ -166,15 +166,9 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     return plan, meta
 
 
-def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, commit: bool = True):
+def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     """Stage 2: probe the headers, make batches and regions, write the store template and the
-    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``.
-
-    ``commit=False`` leaves the plan files to :func:`commit_plan`, which the job calls once the
-    tasks are submitted (Arrow's first table costs the coordinator 0.3 s, pandas' import, and
-    the tasks need only the store template). A job killed before that commit has no plan: its
-    rerun makes the same plan again and clears what the tasks committed meanwhile.
-    """
+    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``."""
     from jobs import store
     from jobs.config import feature_dims
     from jobs.plan import make_batches, plan_batches, probe_all
@@ -203,9 +197,16 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, commit: boo
         "min_batches": compute.min_batches, "block_seconds": compute.block_seconds,
         "dims": dims, "probe_s": probe_s,
     }
-    if commit:
-        commit_plan(out, plan, meta)
+    commit_plan(out, plan, meta)
     return plan, meta
+
+
+def _prime_arrow() -> None:
+    """Have Arrow import pandas now, while the tasks run: reading the batches' index rows at
+    the end would otherwise pay for it (0.3 s) after the last task."""
+    import pyarrow
+
+    pyarrow.array([0])
 
 
 def commit_plan(out, plan, meta: dict) -> None:
@@ -780,7 +781,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             starting = starter.submit(cluster_context.run, start_cluster)
             starter.shutdown(wait=False)
         if found is None:
-            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash, commit=False)
+            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
             pending = list(plan.batches)
             t = mark("plan_s", t)
         # the window and mel tables import librosa (0.7 CPU-s): after the plan, while the
@@ -802,9 +803,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
-            summaries, batch_failures, rate = stage_extract(
-                client, plan, pending, job,
-                on_submitted=(lambda: commit_plan(out, plan, meta)) if found is None else None)
+            summaries, batch_failures, rate = stage_extract(client, plan, pending, job,
+                                                            on_submitted=_prime_arrow)
             cluster_info["audio_hours_per_s"] = rate
             del warming
             t = mark("extract_s", t)

@@ -324,9 +324,35 @@ def plan_to_tables(plan: Plan):
     import pyarrow as pa
 
     files = plan.files
-    columns = {name: [getattr(f, name) for f in files] for name in _PLANNED_FIELDS}
-    table = pa.table(columns, schema=_files_schema())  # column by column: 30x faster than asdict
-    return table, plan_batches(plan)
+    schema = _files_schema()
+    # column by column (30x faster than a dict per file), from buffers (see _arrow_column)
+    columns = [_arrow_column([getattr(f, field.name) for f in files], field.type) for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema), plan_batches(plan)
+
+
+def _arrow_column(values: list, type_):
+    """An Arrow array of ``values`` built from NumPy buffers.
+
+    ``pa.array`` imports pandas the first time it converts Python values (0.3 s), which the
+    coordinator would pay before the first task starts; buffers need no conversion. Strings
+    that are not valid UTF-8 (undecodable file names) take ``pa.array``'s way.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_string(type_):
+        try:
+            data = [v.encode("utf-8") for v in values]
+        except UnicodeEncodeError:
+            return pa.array(values, type_)
+        offsets = np.zeros(len(data) + 1, np.int64)
+        np.cumsum([len(b) for b in data], out=offsets[1:])
+        large = pa.Array.from_buffers(pa.large_string(), len(data),
+                                      [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+        return large.cast(type_)
+    dtype = {pa.int64(): np.int64, pa.float64(): np.float64}[type_]
+    array = np.ascontiguousarray(np.asarray(values, dtype=dtype))
+    return pa.Array.from_buffers(type_, len(array), [None, pa.py_buffer(array)])
 
 
 def plan_batches(plan: Plan) -> list[dict]:

@@ -138,6 +138,10 @@ def write_rows(out: str, arrays: dict[str, np.ndarray], start: int) -> None:
             if start + data.shape[0] > array.shape[0]:
                 raise IndexError(f"rows {start}:{start + data.shape[0]} lie outside {name} "
                                  f"({array.shape[0]} rows)")
+        # the region's chunks are written whole whatever they hold: no scan of each chunk for
+        # "all fill value" first (a quarter of the write's time); a chunk of zeros reads the same
+        targets = [a.with_config({"write_empty_chunks": True}) if hasattr(a, "with_config") else a
+                   for a in targets]
         # every array at once: one trip through Zarr's event loop instead of one per array
         await asyncio.gather(*(array.setitem(slice(start, start + data.shape[0]), data)
                                for array, data in zip(targets, arrays.values())))
