@@ -77,6 +77,10 @@ _BIT_DEPTH = {
 # Declared chunk sizes at or above this are "length unknown" placeholders of streamed files
 # (0xFFFFFFFF from pipes, 0x7FFFF000 from sox), not promises that the data is there.
 _PLACEHOLDER_SIZE = 0x7FFF0000
+_DATA_CHUNKS = {"data", "ssnd", "data size"}
+# a sample-data chunk that libsndfile found whole: "data : 8000" with no "(should be ...)"
+_DATA_WHOLE = re.compile(r"^\s*(?:data|SSND|Data Size)\s*:\s*(\d+)\s*$", re.M | re.I)
+_LENGTH = re.compile(r"^Length\s*:\s*(\d+)\s*$", re.M)
 # libsndfile's header log: "data : 64000 (should be 31979)" for a chunk cut short.
 _SHOULD_BE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 
@@ -206,9 +210,16 @@ def _truncation_reason(handle) -> str | None:
            if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
     if not cut:
         return None
+    data_cut = [c for c in cut if c[0].lower() in _DATA_CHUNKS]
+    whole = _DATA_WHOLE.search(log)
+    length = _LENGTH.search(log)
+    if not data_cut and whole and length and int(whole.group(1)) + 8 <= int(length.group(1)):
+        # only the outer container's size is wrong (a tool that mis-sized RIFF/FORM, or a file
+        # cut after its sample data) and the file is long enough to hold the whole sample data
+        # chunk: every sample is there, so the audio is whole
+        return None
     # name the sample-data chunk ("data", "SSND", "Data Size") rather than the outer container
-    label, declared, actual = min(
-        cut, key=lambda c: 0 if c[0].lower() in {"data", "ssnd", "data size"} else 1)
+    label, declared, actual = (data_cut or cut)[0]
     return (f"truncated: the header announces {declared} bytes in its '{label}' chunk "
             f"but the file holds {actual}")
     return None

@@ -423,3 +423,21 @@ def test_streamed_wav_with_unknown_length_loads(tmp_path):
     y, sr = featurelib.load(path)
     assert y.shape == (16000,) and sr == 16000
     np.testing.assert_array_equal(y, featurelib.load(write_tone(tmp_path / "plain.wav", 16000, 1.0))[0])
+
+
+def test_wrong_container_size_with_whole_data_is_not_truncation(tmp_path):
+    """A RIFF size that overstates the file while the data chunk is whole loses no sample."""
+    import struct
+
+    path = write_noise(tmp_path / "n.wav", 16000, 0.5)
+    data = bytearray(path.read_bytes())
+    data[4:8] = struct.pack("<I", len(data) + 5000)  # the outer size only
+    path.write_bytes(bytes(data))
+    y, _ = featurelib.load(path)
+    ref, _ = sf.read(str(path), dtype="float32")
+    np.testing.assert_array_equal(y, ref)
+    # the data chunk itself overstated: that is a cut file
+    offset = bytes(data).index(b"data") + 4
+    data[offset:offset + 4] = struct.pack("<I", struct.unpack("<I", data[offset:offset + 4])[0] + 4000)
+    path.write_bytes(bytes(data))
+    assert _decode_error(path).reason.startswith("truncated")
