@@ -246,7 +246,7 @@ def _read_pcm16_wav(path: str, expected_frames: int | None):
                 return None
             channels, rate = fmt[1], fmt[2]
             frames = size // fmt[4]
-            if body + frames * fmt[4] > len(raw) or frames <= 0:
+            if body + size > len(raw) or frames <= 0:  # the data chunk must lie whole in the file
                 return None
             if expected_frames is not None and frames != expected_frames:
                 return None
