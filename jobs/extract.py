@@ -511,9 +511,10 @@ def start_warm_up(client, n_fft: int) -> list:
             for i, w in enumerate(workers)]
 
 
-def stage_extract(client, plan, pending, job: dict, on_submitted=None):
+def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: dict | None = None):
     """Stages 3-4 on the cluster: one task per pending batch, with progress. ``on_submitted()``
-    runs once every task is submitted, while they run.
+    runs once every task is submitted, while they run; ``preread`` (a dict) receives each
+    finished batch's committed index rows, read while the other tasks run (for stage 5).
 
     Returns ``(summaries, batch_failures)``; ``batch_failures`` are failure rows for the files of
     batches that failed as a whole (not committed, so a rerun tries them again).
@@ -551,6 +552,13 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None):
             continue
         summaries.append(summary)
         progress.update(len(batch.files), batch.audio_seconds, failed=summary["failed"])
+        if preread is not None:
+            try:  # the coordinator waits anyway: read the batch's rows now, not after the last
+                from jobs import store
+
+                preread[batch.batch_id] = store.read_batch(job["out"], batch.batch_id)
+            except Exception:  # noqa: BLE001 - stage 5 reads it again and reports
+                pass
     del future  # hold no result: the workers may go
     progress.close()
     return summaries, batch_failures, progress.rate_hours_per_s()
@@ -570,14 +578,14 @@ def _redacted(value):
 
 
 def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, started, summaries,
-                cluster_info, timeline, t_start):
+                cluster_info, timeline, t_start, preread: dict | None = None):
     """Stage 5: gather the committed batches into files/failures tables and the manifest."""
     from jobs import store
 
     out = _out(cfg)
     committed = sorted(store.committed_batches(out) & {b.batch_id for b in plan.batches})
     files, failures = store.gather(out, committed, meta["dims"], plan.failures + extra_failures,
-                                   drop=set(meta.get("dropped", ())))
+                                   drop=set(meta.get("dropped", ())), preread=preread)
     store.write_table(files, out, "files.parquet")
     store.write_table(failures, out, "failures.parquet")
     store.consolidate(out)
@@ -757,7 +765,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     from concurrent.futures import ThreadPoolExecutor
 
     stack = contextlib.ExitStack()
-    summaries, batch_failures, cluster_info = [], [], {}
+    summaries, batch_failures, cluster_info, preread = [], [], {}, {}
     client, warming, starting = None, [], None
     # the client is entered in the starting thread and left here: both in one context (its
     # "current client" is a context variable)
@@ -804,7 +812,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
             summaries, batch_failures, rate = stage_extract(client, plan, pending, job,
-                                                            on_submitted=_prime_arrow)
+                                                            on_submitted=_prime_arrow,
+                                                            preread=preread)
             cluster_info["audio_hours_per_s"] = rate
             del warming
             t = mark("extract_s", t)
@@ -820,7 +829,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     files, failures, manifest = stage_index(
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
-        t_start=t_start)
+        t_start=t_start, preread=preread)
     print(f"extract: {files.num_rows} files, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:

@@ -46,6 +46,7 @@ __all__ = [
     "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
     "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
     "write_parquet", "write_json", "IndexRows", "write_table", "grow_store", "read_json", "clear_run", "gather",
+    "read_batch",
     "is_committed", "read_table", "make_out",
 ]
 
@@ -385,20 +386,29 @@ def consolidate(out) -> None:
         zarr.consolidate_metadata(_store_path(out))
 
 
+def read_batch(out, batch_id: int):
+    """(files table, failures table) of one committed batch (for :func:`gather`'s ``preread``)."""
+    return _read_batch(as_outdir(out), batch_id)
+
+
 def gather(out, batch_ids, dims: dict[str, int], extra_failures: list[dict],
-           drop: set[str] = frozenset()):
+           drop: set[str] = frozenset(), preread: dict | None = None):
     """(files table, failures table) from the committed batches, each sorted by path; rows of
-    the paths in ``drop`` (inputs no longer named) are left out."""
+    the paths in ``drop`` (inputs no longer named) are left out. ``preread`` maps batch ids to
+    what :func:`read_batch` gave for them already (the job reads each batch as it finishes)."""
     import pyarrow as pa
 
     od = as_outdir(out)
-    if od.is_url and len(batch_ids) > 1:  # many small objects: read them side by side
+    preread = preread or {}
+    missing = [b for b in batch_ids if b not in preread]
+    if od.is_url and len(missing) > 1:  # many small objects: read them side by side
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(16) as pool:
-            pairs = list(pool.map(lambda b: _read_batch(od, b), batch_ids))
+            read = dict(zip(missing, pool.map(lambda b: _read_batch(od, b), missing)))
     else:
-        pairs = [_read_batch(od, b) for b in batch_ids]
+        read = {b: _read_batch(od, b) for b in missing}
+    pairs = [preread[b] if b in preread else read[b] for b in batch_ids]
     files = [f for f, _ in pairs]
     fails = [f for _, f in pairs]
     fails.append(pa.Table.from_pylist(extra_failures, schema=failures_schema()))
