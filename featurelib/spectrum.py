@@ -1,6 +1,7 @@
 """Decibels, mel spectrograms, MFCCs and deltas (librosa's names, defaults and numbers).
 
-The mel basis comes from ``librosa.filters.mel`` and the DCT from ``scipy.fft.dct``; both are built
+The mel basis is ``librosa.filters.mel``'s (transcribed, and tested bit for bit against it, so that
+building it does not import librosa) and the DCT is ``scipy.fft.dct``'s; both are built
 once per parameter set with NumPy, cached, and applied as matrix products in the caller's array
 namespace, so the same code runs on NumPy, CuPy and ``array_api_strict``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 
@@ -125,12 +127,83 @@ def db_to_power(S_db, *, ref: float = 1.0):
     return ref * xp.exp(S_db / _LOG10_SCALE)
 
 
+def _hz_to_mel(frequencies, htk: bool):
+    """``librosa.hz_to_mel``, the same float64 operations in the same order."""
+    frequencies = np.asanyarray(frequencies)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    f_min, f_sp = 0.0, 200.0 / 3
+    mels = (frequencies - f_min) / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = (min_log_hz - f_min) / f_sp
+    logstep = np.log(6.4) / 27.0
+    if frequencies.ndim:
+        log_t = frequencies >= min_log_hz
+        mels[log_t] = min_log_mel + np.log(frequencies[log_t] / min_log_hz) / logstep
+    elif frequencies >= min_log_hz:
+        mels = min_log_mel + np.log(frequencies / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels, htk: bool):
+    """``librosa.mel_to_hz``, the same float64 operations in the same order."""
+    mels = np.asanyarray(mels)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_min, f_sp = 0.0, 200.0 / 3
+    freqs = f_min + f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = (min_log_hz - f_min) / f_sp
+    logstep = np.log(6.4) / 27.0
+    if mels.ndim:
+        log_t = mels >= min_log_mel
+        freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    elif mels >= min_log_mel:
+        freqs = min_log_hz * np.exp(logstep * (mels - min_log_mel))
+    return freqs
+
+
+def _librosa_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
+    """``librosa.filters.mel(..., dtype=float64)`` for ``norm`` in ``("slaney", None)``.
+
+    A line-by-line transcription of librosa 0.11's filterbank (same float64 operations in the
+    same order, so the same bits: tests/test_featurelib_parity.py compares them exactly over a
+    grid of parameters), because importing ``librosa.filters`` pulls in scipy.signal and numba:
+    0.85 s, paid by every job before its first task. Other norms go to librosa itself.
+    """
+    if fmax is None:
+        fmax = float(sr) / 2
+    n_mels = int(n_mels)
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float64)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin, htk), _hz_to_mel(fmax, htk), n_mels + 2), htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    if norm == "slaney":
+        enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
+        weights *= enorm[:, np.newaxis]
+    if not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0)):
+        warnings.warn("Empty filters detected in mel frequency basis. Some channels will produce "
+                      "empty responses. Try increasing your sampling rate (and fmax) or reducing "
+                      "n_mels.", stacklevel=4)
+    return weights
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm):
-    import librosa.filters
+    if isinstance(norm, str) and norm != "slaney":
+        raise ParameterError(f"Unsupported mel norm={norm!r}: use 'slaney', None or a number")
+    if norm == "slaney" or norm is None:
+        basis = _librosa_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    else:  # numeric norms: librosa.util.normalize's conventions, from librosa itself
+        import librosa.filters
 
-    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                                norm=norm, dtype=np.float64)
+        basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                    htk=htk, norm=norm, dtype=np.float64)
     basis.setflags(write=False)
     return basis
 

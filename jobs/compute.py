@@ -87,7 +87,7 @@ class FeatureSet:
         """The analysis window (padded to ``n_fft``) and every mel basis, from featurelib.
 
         Built once by the coordinator and shipped with the tasks, so that workers need not import
-        librosa (featurelib builds these tables with it; the import costs about a second).
+        librosa for a window other than Hann (featurelib's Hann and mel tables need no librosa import).
         """
         from featurelib.framing import get_window
         from featurelib.spectrum import mel_filters
