@@ -3,7 +3,8 @@
 An input is one of
 - a folder: every file below it (recursively, symlinks followed, each real folder searched once
   so that loops end and a linked folder is not listed twice) whose extension is an audio format
-  libsndfile reads, in any letter case;
+  libsndfile reads, in any letter case (audio it cannot read, such as ``.m4a`` or ``.wma``, is
+  reported as a ``discover`` failure with what to do about it);
 - a glob (``data/**/*.wav``): its matches, folders among them searched as above;
 - a text file listing inputs (``.txt``, ``.lst``, ``.list``; one per line, ``#`` comments, relative
   lines resolve against the list file's folder);
@@ -29,6 +30,14 @@ from jobs.redact import redact
 __all__ = ["Discovery", "discover", "audio_extensions", "LIST_EXTENSIONS"]
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
+
+# Audio that libsndfile cannot decode. Found in a folder, such a file is reported as a discover
+# failure (rather than passed over in silence), so that a corpus of .m4a files does not turn into
+# an empty job and a mixed one shows what it lost.
+UNSUPPORTED_AUDIO_EXTENSIONS = frozenset({
+    ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".asf", ".ape", ".wv", ".amr", ".3gp",
+    ".webm", ".weba", ".mka", ".ac3", ".dts", ".ra", ".aa", ".tta", ".dsf", ".spx",
+})
 
 # Used only if featurelib.io is not importable (it owns the authoritative list).
 _FALLBACK_EXTENSIONS = frozenset({
@@ -81,6 +90,15 @@ class _Walker:
     def _is_audio(self, name: str) -> bool:
         return os.path.splitext(name)[1].lower() in self.extensions
 
+    def unsupported(self, path: str) -> bool:
+        """Record ``path`` as a failure if its extension is audio that libsndfile cannot read."""
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in UNSUPPORTED_AUDIO_EXTENSIONS:
+            return False
+        self._fail(path, f"{ext} audio is not a format libsndfile decodes; convert it to FLAC or "
+                         f"WAV first (e.g. ffmpeg -i IN OUT.flac)", "UnsupportedFormat")
+        return True
+
     def add_file(self, path: str):
         self.found.setdefault(path, None)
         self.failures.pop(path, None)
@@ -116,6 +134,12 @@ class _Walker:
                         is_file = False
                     if is_file:
                         self.add_file(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
+                    try:
+                        if entry.is_file():
+                            self.unsupported(entry.path)
+                    except OSError:
+                        pass
             # real folders before links at each level, so a folder reached both ways is listed
             # under its own path
             dirs.sort(key=lambda e: (e.is_symlink(), e.name))
@@ -158,9 +182,12 @@ class _Walker:
             fs, root = fsspec.core.url_to_fs(url)
             protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
             if fs.isdir(root):
-                names = [p for p in fs.find(root) if self._is_audio(p)]
-                for name in sorted(names):
-                    self.add_file(fs.unstrip_protocol(name))
+                listed = sorted(fs.find(root))
+                for name in listed:
+                    if self._is_audio(name):
+                        self.add_file(fs.unstrip_protocol(name))
+                    else:
+                        self.unsupported(fs.unstrip_protocol(name))
             elif fs.exists(root):
                 self.add_file(url if url.startswith(protocol) else fs.unstrip_protocol(root))
             elif top_level:
