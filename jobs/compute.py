@@ -21,6 +21,7 @@ resampler), so a 2-hour recording never sits in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -67,12 +68,24 @@ class FeatureSet:
     window: str
     features: dict  # name -> kwargs (defaults filled)
     tables: dict | None = None  # window and mel bases (featurelib's), see :meth:`with_tables`
+    fft_precision: str = "double"  # featurelib.set_fft_precision for this store's numbers
 
     @classmethod
     def from_config(cls, fc: dict, tables: dict | None = None) -> FeatureSet:
         return cls(sr=fc["sr"], n_fft=fc["n_fft"], hop_length=fc["hop_length"],
                    win_length=fc["win_length"], window=fc["window"], features=fc["features"],
-                   tables=tables)
+                   tables=tables, fft_precision=fc.get("fft_precision", "double"))
+
+    @contextlib.contextmanager
+    def precision(self):
+        """featurelib's FFT precision set to this store's for the duration (process-wide)."""
+        from featurelib.framing import set_fft_precision
+
+        previous = set_fft_precision(self.fft_precision)
+        try:
+            yield
+        finally:
+            set_fft_precision(previous)
 
     def mel_keys(self) -> set[tuple]:
         keys = set()
@@ -705,6 +718,11 @@ def file_features(y, fs: FeatureSet) -> dict[str, np.ndarray]:
 
     What the store must hold for a file (within float32 rounding): name -> ``(T, dim)``.
     """
+    with fs.precision():
+        return _file_features(y, fs)
+
+
+def _file_features(y, fs: FeatureSet) -> dict[str, np.ndarray]:
     import featurelib
 
     frame = {"n_fft": fs.n_fft, "hop_length": fs.hop_length, "win_length": fs.win_length,

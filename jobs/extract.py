@@ -438,10 +438,11 @@ def extract_batch(batch, job: dict) -> dict:
     with threadpool_limits(1):
         fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
         xp = array_namespace_for(job["device"])
-        if batch.kind == "long":
-            rows, failures = _extract_long(batch, job, fs, xp, timings)
-        else:
-            rows, failures = _extract_files(batch, job, fs, xp, timings)
+        with fs.precision():
+            if batch.kind == "long":
+                rows, failures = _extract_long(batch, job, fs, xp, timings)
+            else:
+                rows, failures = _extract_files(batch, job, fs, xp, timings)
     t0 = time.perf_counter()
     summary["committed"] = store.commit_batch(job["out"], batch.batch_id, rows, failures, job["dims"])
     timings["commit_s"] = time.perf_counter() - t0

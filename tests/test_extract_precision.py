@@ -1,0 +1,58 @@
+"""``frames.fft_precision``: the float32-FFT trade-off, chosen per store and kept with it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import yaml
+import zarr
+from test_extract_support import copy_samples, read_tables, run_cli, write_config
+
+import featurelib
+from jobs.compute import FeatureSet, file_features
+from jobs.config import config_hash, feature_config, load_config
+
+
+def _with_precision(path, precision):
+    cfg = yaml.safe_load(path.read_text())
+    cfg["frames"]["fft_precision"] = precision
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_default_precision_keeps_the_store_hash(tmp_path):
+    cfg = write_config(tmp_path / "job.yaml", input=tmp_path, out=tmp_path / "out")
+    fc = feature_config(load_config(cfg))
+    assert "fft_precision" not in fc  # stores written before the option keep their hash
+    single = feature_config(load_config(_with_precision(cfg, "single")))
+    assert single["fft_precision"] == "single" and config_hash(single) != config_hash(fc)
+    bad = run_cli("extract", _with_precision(cfg, "half"))
+    assert bad.returncode == 2 and "fft_precision" in bad.stderr
+
+
+def test_single_precision_store(tmp_path):
+    copy_samples(tmp_path / "clips", 12)
+    out = tmp_path / "out"
+    cfg = _with_precision(write_config(tmp_path / "job.yaml", input=tmp_path / "clips", out=out,
+                                       sr=8000, n_fft=256, hop=80), "single")
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    group = zarr.open_group(str(out / "features.zarr"), mode="r")
+    fc = dict(group.attrs)["feature_config"]
+    assert fc["fft_precision"] == "single"
+    assert json.loads((out / "manifest.json").read_text())["config"]["frames"]["fft_precision"] == "single"
+    fs = FeatureSet.from_config(fc)
+    assert featurelib.get_fft_precision() == "double"  # the reference restores the setting
+    files, _ = read_tables(out)
+    for row in files.to_pylist():
+        y, _ = featurelib.load(row["path"], sr=8000)
+        ref = file_features(y, fs)  # computed with the store's single-precision FFT
+        for name, expected in ref.items():
+            got = group[name][row["frame_start"]:row["frame_stop"]]
+            scale = max(float(np.abs(expected).max()), 1e-6)
+            assert float(np.abs(got - expected).max()) / scale < 1e-4, (name, row["path"])
+    assert featurelib.get_fft_precision() == "double"
+    # the same store asked for double precision is a changed config: refused without --overwrite
+    again = run_cli("extract", _with_precision(cfg, "double"))
+    assert again.returncode == 2, again.stderr
