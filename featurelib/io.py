@@ -319,7 +319,12 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     if wanted == 0:
         raise ParameterError(f"duration {duration} s is shorter than one sample at {native_sr} Hz")
     try:
-        if start:
+        if not handle.seekable():  # some codecs (GSM 6.10) cannot seek: skip, and count frames
+            if start:
+                for _ in handle.blocks(blocksize=65536, frames=start, dtype=dtype.name):
+                    pass
+            wanted = total - start if wanted < 0 else wanted
+        elif start:
             handle.seek(start)
         block = handle.read(frames=wanted, dtype=dtype.name, always_2d=True)
     except sf.LibsndfileError as exc:

@@ -290,7 +290,9 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         try:
             with sf.SoundFile(source) as handle:
                 native_sr, fmt = int(handle.samplerate), handle.format
-                block = handle.read(dtype="float32", always_2d=True)
+                # libsndfile cannot seek in some codecs (GSM 6.10): they need an explicit count
+                frames = -1 if handle.seekable() else int(handle.frames)
+                block = handle.read(frames, dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:
             raise DecodeError("LibsndfileError", str(exc)) from None
         finally:

@@ -92,6 +92,8 @@ def _variants(root):
     sf.write(str(root / "pcm_32.wav"), y1, SR, subtype="PCM_32")
     sf.write(str(root / "double.wav"), y1, SR, subtype="DOUBLE")
     sf.write(str(root / "pcm16_8k.wav"), y1, 8000, subtype="PCM_16")  # resampled to 16 kHz
+    for subtype in ("ULAW", "ALAW", "IMA_ADPCM", "MS_ADPCM", "GSM610"):  # GSM 6.10: not seekable
+        sf.write(str(root / f"{subtype.lower()}.wav"), y1, 8000, subtype=subtype)
     return sorted(str(p) for p in root.iterdir())
 
 

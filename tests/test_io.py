@@ -441,3 +441,18 @@ def test_wrong_container_size_with_whole_data_is_not_truncation(tmp_path):
     data[offset:offset + 4] = struct.pack("<I", struct.unpack("<I", data[offset:offset + 4])[0] + 4000)
     path.write_bytes(bytes(data))
     assert _decode_error(path).reason.startswith("truncated")
+
+
+def test_unseekable_codec_gsm610(tmp_path):
+    """libsndfile cannot seek in GSM 6.10 WAV (librosa.load fails on it): featurelib reads it."""
+    path = write_noise(tmp_path / "gsm.wav", 8000, 1.0, subtype="GSM610")
+    with sf.SoundFile(str(path)) as handle:
+        assert not handle.seekable()
+        ref = handle.read(handle.frames, dtype="float32")
+    y, sr = featurelib.load(path)
+    assert sr == 8000
+    np.testing.assert_array_equal(y, ref)
+    part, _ = featurelib.load(path, offset=0.25, duration=0.5)
+    np.testing.assert_array_equal(part, ref[2000:6000])
+    resampled, _ = featurelib.load(path, sr=16000)
+    assert resampled.shape == (2 * ref.shape[0],)  # GSM pads to whole 160-sample frames
