@@ -144,7 +144,9 @@ def inspect_file(path) -> dict:
             raise AudioDecodeError(shown, truncated)
         lo, hi, sum_sq, n_frames = np.inf, -np.inf, 0.0, 0
         try:
-            for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            whole = -1 if handle.seekable() else int(meta.frames)  # GSM 6.10 cannot seek
+            for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=whole, dtype="float32",
+                                       always_2d=True):
                 if block.size == 0:
                     continue
                 b_lo, b_hi = float(block.min()), float(block.max())

@@ -156,8 +156,11 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
         edges = _envelope_columns(count, n_cols)
         done = 0
         try:
-            if start:
+            if start and handle.seekable():
                 handle.seek(start)
+            elif start:  # a codec libsndfile cannot seek in (GSM 6.10): read up to the start
+                for _ in handle.blocks(blocksize=BLOCK_FRAMES, frames=start, dtype="float32"):
+                    pass
             for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=count, dtype="float32",
                                        always_2d=True):
                 if block.size == 0:

@@ -215,3 +215,15 @@ def test_fsspec_urls(samples_dir, tmp_path, capsys):
     assert rows[0]["rms_dbfs"] == rows[2]["rms_dbfs"]
     assert "not a readable audio file" in rows[1]["error"]
     assert err.splitlines() == [f"memory://inspect-test/text.wav: {rows[1]['error']}"]
+
+
+def test_unseekable_codec_is_inspected(tmp_path, capsys):
+    """GSM 6.10 WAV: libsndfile cannot seek in it; its levels are still read."""
+    gsm = write_tone(tmp_path / "gsm.wav", 8000, 1.0, subtype="GSM610")
+    status, rows, err = inspect_json(capsys, gsm)
+    assert status == 0 and err == ""
+    (row,) = rows
+    with sf.SoundFile(str(gsm)) as handle:
+        data = handle.read(handle.frames, dtype="float32")
+    assert row["subtype"] == "GSM610" and row["frames"] == data.shape[0]
+    assert row["max"] == pytest.approx(float(data.max()))

@@ -306,3 +306,17 @@ def test_library_warnings_become_one_note_line(audio, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("audiofeat plot: note: Empty filters")
     check_png(out, expected_size(1, plotting.DEFAULT_WIDTH_PX))
+
+
+def test_unseekable_codec_plots_from_an_offset(tmp_path):
+    """GSM 6.10 WAV cannot seek: a window from an offset is reached by reading up to it."""
+    import soundfile as sf
+
+    from jobs.cli import main as cli_main
+
+    path = tmp_path / "gsm.wav"
+    t = np.arange(8000) / 8000
+    sf.write(str(path), (0.4 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 8000, subtype="GSM610")
+    out = tmp_path / "gsm.png"
+    assert cli_main(["plot", str(path), "-o", str(out), "--offset", "0.25", "--duration", "0.5"]) == 0
+    assert out.stat().st_size > 1000
