@@ -412,11 +412,17 @@ def _blas_env_for_nannies() -> Iterator:
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     env.update(BLAS_ENV)
-    saved = {k: os.environ.get(k) for k in BLAS_ENV}
-    os.environ.update(BLAS_ENV)
+    with _environ(BLAS_ENV), dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        yield
+
+
+@contextlib.contextmanager
+def _environ(values: dict) -> Iterator:
+    """``os.environ`` updated with ``values`` inside the block, restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-            yield
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
@@ -464,13 +470,18 @@ def _worker_start_method(cluster: ClusterConfig, preload: tuple[str, ...]) -> It
         yield
 
 
-def _use_forkserver(cluster: ClusterConfig) -> bool:
-    import dask
-
+def _wants_forkserver(cluster: ClusterConfig) -> bool:
+    """``start_method`` resolved: ``auto`` is forkserver where the platform has one."""
     method = cluster.start_method
     if method == "auto":
         method = "forkserver" if _forkserver_available() else "spawn"
-    return method == "forkserver" and \
+    return method == "forkserver"
+
+
+def _use_forkserver(cluster: ClusterConfig) -> bool:
+    import dask
+
+    return _wants_forkserver(cluster) and \
         dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "spawn"
 
 
@@ -481,25 +492,24 @@ def _start_forkserver(preload: tuple[str, ...]) -> None:
     import sys
     from multiprocessing import forkserver
 
-    if "distributed.utils" not in sys.modules:
-        # the server first, distributed's import (0.25 s) after: the server imports its preload
-        # on the other core meanwhile. distributed would set its own list (pandas among it)
-        # into this process and the server when imported: tell it the list is set.
+    if "distributed.utils" in sys.modules:
+        import distributed.utils
+
+        ours = not getattr(distributed.utils, "_forkserver_preload_set", True)
+    else:
+        ours = True  # distributed sets its list only when it first makes a process
+    if ours:
+        # distributed would preload its own list (pandas among it) into this process and the
+        # server; ours is the list the tasks need
         multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
         atexit.register(_stop_forkserver)
-        forkserver.ensure_running()
+    forkserver.ensure_running()
+    if ours:
+        # imported after the server started (0.25 s): the server imports its preload on the
+        # other core meanwhile; then distributed is told the list is set
         import distributed.utils
 
         distributed.utils._forkserver_preload_set = True
-        return
-    import distributed.utils
-
-    if not getattr(distributed.utils, "_forkserver_preload_set", True):
-        distributed.utils._forkserver_preload_set = True
-        multiprocessing.get_context("forkserver").set_forkserver_preload(
-            ["distributed", *preload])
-        atexit.register(_stop_forkserver)
-    forkserver.ensure_running()
 
 
 def prestart_local_workers(cluster: ClusterConfig | None = None, *,
@@ -511,29 +521,19 @@ def prestart_local_workers(cluster: ClusterConfig | None = None, *,
         cluster = ClusterConfig()
     if cluster.kind != "local" or not _may_use_forkserver(cluster):
         return
-    saved = {k: os.environ.get(k) for k in BLAS_ENV}
-    os.environ.update(BLAS_ENV)  # the server, and the workers it forks, get one BLAS thread
     try:
-        _start_forkserver(tuple(preload))
+        with _environ(BLAS_ENV):  # the server, and the workers it forks, get one BLAS thread
+            _start_forkserver(tuple(preload))
     except Exception:  # noqa: BLE001 - only a head start: the cluster starts its own way
         pass
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _may_use_forkserver(cluster: ClusterConfig) -> bool:
     """:func:`_use_forkserver` without importing dask (0.1 s before the server could start):
     only the environment's Dask setting is seen; a method set in a Dask config file leaves the
     head-started server unused, which costs nothing but its imports on an idle core."""
-    method = cluster.start_method
-    if method == "auto":
-        method = "forkserver" if _forkserver_available() else "spawn"
     configured = os.environ.get("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
-    return method == "forkserver" and configured.strip("'\"") == "spawn"
+    return _wants_forkserver(cluster) and configured.strip("'\"") == "spawn"
 
 
 def _dashboard_options(cluster: ClusterConfig) -> dict:
