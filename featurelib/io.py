@@ -300,6 +300,21 @@ def _check_arguments(sr, offset, duration, dtype):
     return dtype
 
 
+def _seek(handle, start: int) -> None:
+    """Move to frame ``start``; in a codec libsndfile cannot seek in (GSM 6.10), by reading."""
+    if handle.seekable():
+        handle.seek(start)
+        return
+    for _ in handle.blocks(blocksize=65536, frames=start, dtype="float32"):
+        pass
+
+
+def _frames_to_end(handle, position: int = 0) -> int:
+    """The frame count that reads from ``position`` to the end: ``-1``, or, where libsndfile
+    cannot seek (GSM 6.10) and soundfile needs a count, the header's frames left."""
+    return -1 if handle.seekable() else int(handle.frames) - position
+
+
 def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     """The requested window as ``(frames, channels)``, checked for truncation and NaN/inf."""
     import soundfile as sf
@@ -319,13 +334,10 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     if wanted == 0:
         raise ParameterError(f"duration {duration} s is shorter than one sample at {native_sr} Hz")
     try:
-        if not handle.seekable():  # some codecs (GSM 6.10) cannot seek: skip, and count frames
-            if start:
-                for _ in handle.blocks(blocksize=65536, frames=start, dtype=dtype.name):
-                    pass
-            wanted = total - start if wanted < 0 else wanted
-        elif start:
-            handle.seek(start)
+        if start:
+            _seek(handle, start)
+        if wanted < 0:
+            wanted = _frames_to_end(handle, start)
         block = handle.read(frames=wanted, dtype=dtype.name, always_2d=True)
     except sf.LibsndfileError as exc:
         raise AudioDecodeError(

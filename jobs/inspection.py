@@ -129,6 +129,7 @@ def inspect_file(path) -> dict:
 
     from featurelib import AudioDecodeError
     from featurelib.io import (
+        _frames_to_end,
         _info_from_handle,
         _libsndfile_text,
         _open_soundfile,
@@ -144,9 +145,8 @@ def inspect_file(path) -> dict:
             raise AudioDecodeError(shown, truncated)
         lo, hi, sum_sq, n_frames = np.inf, -np.inf, 0.0, 0
         try:
-            whole = -1 if handle.seekable() else int(meta.frames)  # GSM 6.10 cannot seek
-            for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=whole, dtype="float32",
-                                       always_2d=True):
+            for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=_frames_to_end(handle),
+                                       dtype="float32", always_2d=True):
                 if block.size == 0:
                     continue
                 b_lo, b_hi = float(block.min()), float(block.max())

@@ -144,7 +144,7 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
     import soundfile as sf
 
     from featurelib import AudioDecodeError
-    from featurelib.io import _libsndfile_text, _open_soundfile, _truncation_reason
+    from featurelib.io import _libsndfile_text, _open_soundfile, _seek, _truncation_reason
 
     with _open_soundfile(path) as (handle, shown):
         reason = _truncation_reason(handle)
@@ -156,11 +156,8 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
         edges = _envelope_columns(count, n_cols)
         done = 0
         try:
-            if start and handle.seekable():
-                handle.seek(start)
-            elif start:  # a codec libsndfile cannot seek in (GSM 6.10): read up to the start
-                for _ in handle.blocks(blocksize=BLOCK_FRAMES, frames=start, dtype="float32"):
-                    pass
+            if start:
+                _seek(handle, start)  # by reading where the codec cannot seek (GSM 6.10)
             for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=count, dtype="float32",
                                        always_2d=True):
                 if block.size == 0:
