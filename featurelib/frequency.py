@@ -67,12 +67,16 @@ def _freq_column(freq, S, sr, n_fft, xp):
     return freq
 
 
-def _normalize_columns(S, xp):
-    """``S`` divided by its per-frame sum, leaving all-but-silent frames as they are (librosa)."""
+def _column_totals(S, xp):
+    """Per-frame sums of ``S`` ``(..., 1, t)``, 1 where a frame is all but silent (librosa)."""
     total = xp.sum(S, axis=-2, keepdims=True)
     tiny = float(np.finfo(np.float32 if S.dtype == xp.float32 else np.float64).tiny)
-    total = xp.where(total < tiny, xp.ones_like(total), total)
-    return S / total
+    return xp.where(total < tiny, xp.ones_like(total), total)
+
+
+def _normalize_columns(S, xp):
+    """``S`` divided by its per-frame sum, leaving all-but-silent frames as they are (librosa)."""
+    return S / _column_totals(S, xp)
 
 
 def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
@@ -113,10 +117,8 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     if f.ndim != 2 or f.shape[-1] != 1:  # frequencies that vary per frame: librosa's formula
         return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
     # sum(f * S / total) as one product per frame, then one division: two passes over S, not five
-    total = xp.sum(S, axis=-2, keepdims=True)
-    tiny = float(np.finfo(np.float32 if S.dtype == xp.float32 else np.float64).tiny)
     weighted = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S), f))  # (..., 1, t)
-    return weighted / xp.where(total < tiny, xp.ones_like(total), total)
+    return weighted / _column_totals(S, xp)
 
 
 def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
