@@ -20,7 +20,7 @@ from .framing import map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
-    "delta", "power_spectrogram", "spectrum_power", "project_mel",
+    "delta", "power_spectrogram", "spectrum_power", "project_mel", "mel_projector",
 ]
 
 _LOG10_SCALE = 10.0 / math.log(10.0)  # 10*log10(x) == _LOG10_SCALE * ln(x), and ln is faster
@@ -290,12 +290,42 @@ def project_mel(P, *, sr: float = 22050, n_fft: int | None = None, n_mels: int =
         basis = np.asarray(basis, dtype=np.float64)
         if basis.ndim != 2 or basis.shape[1] != P.shape[-1]:
             raise ParameterError(f"basis has shape {basis.shape}; P has {P.shape[-1]} frequency bins")
-        return _projector(basis, _blocks_of(basis), P, xp)(P)
+        return mel_projector(basis, P)(P)
     n_fft = 2 * (P.shape[-1] - 1) if n_fft is None else n_fft
     if P.shape[-1] != 1 + int(n_fft) // 2:
         raise ParameterError(f"P has {P.shape[-1]} frequency bins; n_fft={n_fft} gives {1 + int(n_fft) // 2}")
     return _mel_projector(P, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
                           norm=norm)(P)
+
+
+def mel_projector(basis, ref):
+    """``P -> P @ basis.T`` for a given filterbank, prepared once for many chunks.
+
+    The band groups are found and the blocks moved to ``ref``'s namespace, device and dtype
+    here, not per call: what a job applies to every chunk of a batch (see :func:`project_mel`).
+
+    Parameters
+    ----------
+    basis : np.ndarray, shape ``(n_mels, n_bins)``
+        A filterbank, e.g. from :func:`mel_filters`.
+    ref : array
+        An array of the namespace and dtype the spectra will have.
+
+    Returns
+    -------
+    callable
+        ``(..., t, n_bins) -> (..., t, n_mels)``.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib.spectrum as fs
+    >>> P = np.ones((10, 1025), dtype=np.float32)
+    >>> project = fs.mel_projector(fs.mel_filters(sr=44100, n_fft=2048), P)
+    >>> project(P).shape
+    (10, 128)
+    """
+    basis = np.asarray(basis, dtype=np.float64)
+    return _projector(basis, _blocks_of(basis), ref, namespace(ref))
 
 
 _BLOCKS_OF_ARRAY: dict = {}

@@ -279,6 +279,8 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soundfile as sf
     import soxr
 
+    from featurelib.io import _frames_to_end
+
     block, whole_pcm = None, False
     if subtype == "PCM_16" and "://" not in path:
         fast = _read_pcm16_wav(path, expected_frames)
@@ -290,9 +292,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         try:
             with sf.SoundFile(source) as handle:
                 native_sr, fmt = int(handle.samplerate), handle.format
-                # libsndfile cannot seek in some codecs (GSM 6.10): they need an explicit count
-                frames = -1 if handle.seekable() else int(handle.frames)
-                block = handle.read(frames, dtype="float32", always_2d=True)
+                block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:
             raise DecodeError("LibsndfileError", str(exc)) from None
         finally:
@@ -520,11 +520,18 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
 
 
 def _mel_output(fs: FeatureSet, key: tuple, power: float):
-    from featurelib.spectrum import project_mel
+    from featurelib.spectrum import mel_projector
 
     basis = fs.table("mel", key)
-    return (("mel", key, power), basis.shape[0],
-            lambda spectrum: project_mel(spectrum(power), basis=basis))
+    project = []  # prepared on the first chunk (it needs the chunks' namespace and dtype)
+
+    def mel(spectrum):
+        P = spectrum(power)
+        if not project:
+            project.append(mel_projector(basis, P))
+        return project[0](P)
+
+    return ("mel", key, power), basis.shape[0], mel
 
 
 def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, np.ndarray]:
