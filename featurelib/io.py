@@ -300,12 +300,33 @@ def _check_arguments(sr, offset, duration, dtype):
     return dtype
 
 
+def _read_blocks(handle, frames: int, blocksize: int = 65536, dtype: str = "float32"):
+    """Yield ``(n, channels)`` blocks of what is really decoded, ``frames`` in all (``-1``: to
+    the end), stopping early where the decoder does.
+
+    ``SoundFile.blocks`` is not used: on a file cut short (an MP3 whose header announces more
+    frames than it holds) it keeps yielding full-size blocks of its reused buffer, so the
+    missing tail reads as stale samples and the truncation goes unseen.
+    """
+    left = frames if frames >= 0 else None
+    while left is None or left > 0:
+        want = blocksize if left is None else min(blocksize, left)
+        block = handle.read(want, dtype=dtype, always_2d=True)
+        if block.shape[0] == 0:
+            return
+        yield block
+        if left is not None:
+            left -= block.shape[0]
+        if block.shape[0] < want:
+            return
+
+
 def _seek(handle, start: int) -> None:
     """Move to frame ``start``; in a codec libsndfile cannot seek in (GSM 6.10), by reading."""
     if handle.seekable():
         handle.seek(start)
         return
-    for _ in handle.blocks(blocksize=65536, frames=start, dtype="float32"):
+    for _ in _read_blocks(handle, start):
         pass
 
 

@@ -133,6 +133,7 @@ def inspect_file(path) -> dict:
         _info_from_handle,
         _libsndfile_text,
         _open_soundfile,
+        _read_blocks,
         _truncation_reason,
     )
 
@@ -145,8 +146,7 @@ def inspect_file(path) -> dict:
             raise AudioDecodeError(shown, truncated)
         lo, hi, sum_sq, n_frames = np.inf, -np.inf, 0.0, 0
         try:
-            for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=_frames_to_end(handle),
-                                       dtype="float32", always_2d=True):
+            for block in _read_blocks(handle, _frames_to_end(handle), BLOCK_FRAMES):
                 if block.size == 0:
                     continue
                 b_lo, b_hi = float(block.min()), float(block.max())

@@ -144,7 +144,13 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
     import soundfile as sf
 
     from featurelib import AudioDecodeError
-    from featurelib.io import _libsndfile_text, _open_soundfile, _seek, _truncation_reason
+    from featurelib.io import (
+        _libsndfile_text,
+        _open_soundfile,
+        _read_blocks,
+        _seek,
+        _truncation_reason,
+    )
 
     with _open_soundfile(path) as (handle, shown):
         reason = _truncation_reason(handle)
@@ -158,8 +164,7 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
         try:
             if start:
                 _seek(handle, start)  # by reading where the codec cannot seek (GSM 6.10)
-            for block in handle.blocks(blocksize=BLOCK_FRAMES, frames=count, dtype="float32",
-                                       always_2d=True):
+            for block in _read_blocks(handle, count, BLOCK_FRAMES):
                 if block.size == 0:
                     continue
                 if not np.isfinite(block).all():
