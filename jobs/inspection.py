@@ -154,6 +154,8 @@ def inspect_file(path) -> dict:
                     raise AudioDecodeError(shown, "holds non-finite samples (NaN or infinity)")
                 lo, hi = min(lo, b_lo), max(hi, b_hi)
                 flat = block.reshape(-1)
+                if max(-b_lo, b_hi) < 1e-15:  # squares would underflow float32 (denormal audio)
+                    flat = flat.astype(np.float64)
                 sum_sq += float(flat @ flat)  # BLAS sdot per block, blocks summed in float64
                 n_frames += block.shape[0]
         except sf.LibsndfileError as exc:

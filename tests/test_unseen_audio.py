@@ -7,13 +7,14 @@ input accounted for, progress that adds up.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_factory import mp3_writable, write_tone
+from audio_factory import mp3_writable, write_audio, write_tone
 
 needs_mp3 = pytest.mark.skipif(not mp3_writable(), reason="this libsndfile cannot write MP3")
 
@@ -73,3 +74,19 @@ def test_inspect_reports_a_truncated_mp3(tmp_path, capsys):
     rows = {os.path.basename(r["path"]): r for r in json.loads(out)}
     assert "error" in rows["cut.mp3"] and "truncated" in rows["cut.mp3"]["error"]
     assert "error" not in rows["whole.mp3"]
+
+
+# ---------------------------------------------------------------- levels of denormal audio
+
+
+def test_inspect_rms_of_denormal_quiet_audio_is_finite(tmp_path):
+    """A 1e-30 sine: peak -600 dBFS, RMS 3 dB under it, not -inf (float32 squares underflow)."""
+    from jobs.inspection import inspect_file
+
+    t = np.arange(8000) / 16000
+    path = write_audio(tmp_path / "tiny.wav", (1e-30 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+                       16000, subtype="FLOAT")
+    row = inspect_file(str(path))
+    assert row["peak_dbfs"] == pytest.approx(-600.0, abs=0.01)
+    assert math.isfinite(row["rms_dbfs"])
+    assert row["rms_dbfs"] == pytest.approx(-603.01, abs=0.05)
