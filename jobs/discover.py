@@ -3,8 +3,9 @@
 An input is one of
 - a folder: every file below it (recursively, symlinks followed, each real folder searched once
   so that loops end and a linked folder is not listed twice) whose extension is an audio format
-  libsndfile reads, in any letter case (audio it cannot read, such as ``.m4a`` or ``.wma``, is
-  reported as a ``discover`` failure with what to do about it);
+  libsndfile reads, in any letter case (audio it cannot read, such as ``.m4a`` or ``.wma``, and
+  a symbolic link with an audio name whose target is gone are reported as ``discover`` failures
+  with what is wrong);
 - a glob (``data/**/*.wav``): its matches, folders among them searched as above;
 - a text file listing inputs (``.txt``, ``.lst``, ``.list``; one per line, ``#`` comments, relative
   lines resolve against the list file's folder);
@@ -134,6 +135,11 @@ class _Walker:
                         is_file = False
                     if is_file:
                         self.add_file(entry.path)
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
+                        # an audio name whose link leads nowhere: reported, not passed over,
+                        # so that every audio file the folder names is accounted for
+                        self._fail(entry.path, "broken symbolic link (its target does not "
+                                               "exist)", "BrokenLink")
                 elif os.path.splitext(entry.name)[1].lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
                     try:
                         if entry.is_file():

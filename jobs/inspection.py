@@ -62,8 +62,9 @@ def _walk_folder(root: str, extensions) -> list[str]:
         dirnames.sort()
         for name in filenames:
             full = os.path.join(dirpath, name)
-            if os.path.splitext(name)[1].lower() in extensions and os.path.isfile(full):
-                found.append(full)
+            if os.path.splitext(name)[1].lower() in extensions and (
+                    os.path.isfile(full) or not os.path.exists(full)):
+                found.append(full)  # a broken link too: inspect_file says what is wrong
     return sorted(found)
 
 

@@ -90,3 +90,36 @@ def test_inspect_rms_of_denormal_quiet_audio_is_finite(tmp_path):
     assert row["peak_dbfs"] == pytest.approx(-600.0, abs=0.01)
     assert math.isfinite(row["rms_dbfs"])
     assert row["rms_dbfs"] == pytest.approx(-603.01, abs=0.05)
+
+
+# ---------------------------------------------------------------- dangling links
+
+
+def _folder_with_dangling_link(tmp_path):
+    root = tmp_path / "corpus"
+    good = write_tone(root / "good.wav", 16000, 0.2)
+    os.symlink(root / "gone.wav", root / "dangling.wav")
+    os.symlink(tmp_path / "gone.txt", root / "dangling.txt")  # not an audio name: passed over
+    return root, good
+
+
+def test_discover_reports_a_dangling_link_with_an_audio_name(tmp_path):
+    from jobs.discover import discover
+
+    root, good = _folder_with_dangling_link(tmp_path)
+    found = discover(str(root))
+    assert found.paths == [str(good)]
+    assert [(f["path"], f["stage"], f["error_type"]) for f in found.failures] == [
+        (str(root / "dangling.wav"), "discover", "BrokenLink")]
+    assert "broken symbolic link" in found.failures[0]["message"]
+
+
+def test_inspect_folder_names_a_dangling_link(tmp_path, capsys):
+    from jobs.cli import main as cli_main
+
+    root, _ = _folder_with_dangling_link(tmp_path)
+    status = cli_main(["inspect", str(root)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "dangling.wav: broken symbolic link" in err
+    assert "good.wav" in out and "dangling.txt" not in out + err
