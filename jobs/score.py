@@ -318,6 +318,27 @@ def _write_parquet(frame, path) -> None:
     os.replace(tmp, path)
 
 
+def _progress_shares(segments, batches, frame_rate_hz: float):
+    """Files and audio seconds each batch completes, summing to the run's files and audio.
+
+    A file whose segments span several batches counts once (in the batch that holds its last
+    segment), and overlapping segments (hop < length) do not count their shared frames twice:
+    each segment carries an equal share of its file's frames.
+    """
+    import numpy as np
+
+    per_file = segments.groupby("file_id", sort=False)
+    last = (~segments["file_id"].duplicated(keep="last")).to_numpy()
+    n_segments = per_file["segment"].transform("size").to_numpy(np.float64)
+    # a file's frames: from its first segment's row to the real end of its last segment
+    n_frames = (per_file["row_start"].transform("max") - per_file["row_start"].transform("min")
+                + per_file["n_valid"].transform("last")).to_numpy(np.float64)
+    share = n_frames / n_segments / float(frame_rate_hz)
+    files = [int(last[a:b].sum()) for a, b in batches]
+    seconds = [float(share[a:b].sum()) for a, b in batches]
+    return files, seconds
+
+
 def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, workers: int | None = None,
               security=None, log=None) -> int:
     """Score the store in ``out_dir`` with a model folder (``model_dir``, else ``score.model``,
@@ -406,8 +427,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
 
     model_sha = file_sha256(model_folder / "model.onnx")
     probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
-    files_per_batch = [segments["file_id"].iloc[a:b].nunique() for a, b in batches]
-    seconds_per_batch = [float((segments["n_valid"].iloc[a:b].sum()) / store.frame_rate_hz) for a, b in batches]
+    files_per_batch, seconds_per_batch = _progress_shares(segments, batches, store.frame_rate_hz)
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
         log(f"score: dashboard {client.dashboard_link}")
         worker_out = str(out_dir) if remote is None else remote

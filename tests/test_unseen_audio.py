@@ -11,6 +11,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -123,3 +124,26 @@ def test_inspect_folder_names_a_dangling_link(tmp_path, capsys):
     assert status == 1
     assert "dangling.wav: broken symbolic link" in err
     assert "good.wav" in out and "dangling.txt" not in out + err
+
+
+# ---------------------------------------------------------------- score progress
+
+
+def test_score_progress_counts_each_file_once_and_its_audio_once():
+    """A long file spread over several batches, segments overlapping by half: the progress
+    shares add up to the files and audio seconds of the run, never past 100 %."""
+    from jobs.score import _progress_shares, plan_batches
+    from jobs.segments import SegmentGeometry, plan_segments
+
+    n_frames = np.array([5000, 1, 37, 100, 250])
+    files = pd.DataFrame({
+        "file_id": [f"f{i}" for i in range(len(n_frames))],
+        "frame_start": np.concatenate([[0], np.cumsum(n_frames)[:-1]]),
+        "frame_stop": np.cumsum(n_frames),
+    })
+    segments = plan_segments(files, SegmentGeometry(100, 50, 100.0))
+    batches = plan_batches(segments, 16, 2)
+    assert len(batches) > 3
+    per_batch_files, per_batch_seconds = _progress_shares(segments, batches, 100.0)
+    assert sum(per_batch_files) == len(files)
+    assert sum(per_batch_seconds) == pytest.approx(n_frames.sum() / 100.0)
