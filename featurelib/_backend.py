@@ -23,7 +23,7 @@ from .exceptions import ParameterError
 
 __all__ = [
     "namespace", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
-    "chunk_samples",
+    "chunk_samples", "redo_frames",
 ]
 
 
@@ -126,3 +126,18 @@ def chunk_samples(x) -> int:
     if is_cupy_array(x):
         return 1 << 25
     return 1 << 22
+
+
+def redo_frames(frames, redo, result, recompute):
+    """``result`` with the frames flagged in ``redo`` replaced by ``recompute`` of just those.
+
+    ``frames`` ``(rows, t, n)`` and ``result`` ``(rows, t, k)`` (a fresh array, updated in place
+    where the namespace allows it); ``redo`` ``(rows, t)`` boolean; ``recompute`` maps frames
+    ``(1, m, n)`` to ``(1, m, k)``. NumPy and CuPy gather only the flagged frames; other
+    namespaces (no integer-array assignment in the array API) recompute the whole chunk.
+    """
+    if is_numpy_array(frames) or is_cupy_array(frames):
+        rows, cols = redo.nonzero()
+        result[rows, cols] = recompute(frames[rows, cols][None])[0]
+        return result
+    return recompute(frames)

@@ -13,7 +13,15 @@ import math
 
 import numpy as np
 
-from ._backend import as_float_array, chunk_samples, fft_namespace, like, namespace, sliding_frames
+from ._backend import (
+    as_float_array,
+    chunk_samples,
+    fft_namespace,
+    like,
+    namespace,
+    redo_frames,
+    sliding_frames,
+)
 from .exceptions import ParameterError
 
 __all__ = [
@@ -228,52 +236,61 @@ def _stft_parameters(n_fft, hop_length, win_length):
     return int(n_fft), int(hop_length), int(win_length)
 
 
-_FFT_PRECISION = {"value": "double"}
+_FFT_PRECISIONS = ("auto", "double", "single")
+_FFT_PRECISION = {"value": "auto"}
 
 
 def get_fft_precision() -> str:
-    """The FFT arithmetic in use: ``"double"`` (the default) or ``"single"``."""
+    """The FFT arithmetic in use for float32 signals: ``"auto"`` (default), ``"double"`` or
+    ``"single"``."""
     return _FFT_PRECISION["value"]
 
 
 def set_fft_precision(precision: str) -> str:
     """Choose the FFT arithmetic for float32 signals; returns the previous setting.
 
-    ``"double"`` (default) transforms float32 frames in float64, as librosa does, and meets the
-    parity tolerances on any signal, including synthetic ones whose quietest mel bands sit 80 dB
-    under the frame's peak. ``"single"`` transforms in float32: about twice as fast on the CPU
-    and on GPUs with slow float64, and still within tolerance on recorded audio (tested on all of
-    FSDD), but a float32 FFT's rounding floor (~1e-7 of a frame's peak) can move bands 70-80 dB
-    down by a few thousandths of a dB. Like ``librosa.set_fftlib``, this is process-wide.
+    - ``"double"`` transforms float32 frames in float64, as librosa does (its float32 frames meet
+      a float64 window): librosa's numbers on any signal, at twice the cost.
+    - ``"single"`` transforms in float32. A float32 FFT's rounding floor sits about 1e-7 under
+      a frame's energy, so bands 70-80 dB under the frame's loudest can move by a few
+      thousandths of a dB: within tolerance on recorded audio, not on pure tones and chirps.
+    - ``"auto"`` (default) transforms in float32 and checks every frame: where a quantity
+      derived from the spectrum could be moved by float32 rounding beyond librosa parity (a mel
+      band under 1e-7 of the frame's energy but within 80 dB of its loudest band; any frame of
+      a spectral flatness, which takes logs of every bin), that frame is transformed again in
+      float64. Recorded audio keeps nearly all frames in float32; a pure tone ends up all in
+      float64. Plain STFT values (``stft``, within 1e-5 of the peak magnitude either way) stay
+      float32.
+
+    Like ``librosa.set_fftlib``, this is process-wide. float64 signals always transform in
+    float64.
 
     Parameters
     ----------
-    precision : {"double", "single"}
+    precision : {"auto", "double", "single"}
 
     Examples
     --------
     >>> import featurelib
-    >>> previous = featurelib.set_fft_precision("single")
+    >>> previous = featurelib.set_fft_precision("double")
     >>> featurelib.set_fft_precision(previous)
-    'single'
+    'double'
     """
-    if precision not in ("double", "single"):
-        raise ParameterError(f"precision={precision!r} must be 'double' or 'single'")
+    if precision not in _FFT_PRECISIONS:
+        raise ParameterError(f"precision={precision!r} must be one of {_FFT_PRECISIONS}")
     previous = _FFT_PRECISION["value"]
     _FFT_PRECISION["value"] = precision
     return previous
 
 
 def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, window="hann",
-             center=True, pad_mode="constant"):
+             center=True, pad_mode="constant", refine=None):
     """Time-major STFT ``(..., n_frames, 1 + n_fft // 2)``, optionally reduced chunk by chunk.
 
     The frames are windowed and transformed in cache-sized chunks, and ``reduce`` (for example
     ``|X| ** 2`` followed by a mel projection) is applied to each chunk while it is still in
-    cache, so the full complex spectrogram of a long batch never has to exist. The FFT runs in
-    float64, as librosa's does (its float32 frames meet a float64 window), and a float32 input
-    gives complex64 chunks: this keeps quiet bins 80 dB below a frame's peak exact to librosa's
-    tolerance, which a single-precision FFT does not.
+    cache, so the full complex spectrogram of a long batch never has to exist. A float32 ``y``
+    gives complex64 chunks, transformed in the precision :func:`set_fft_precision` chose.
 
     Parameters
     ----------
@@ -283,6 +300,11 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         ``(rows, t, k)``.
     n_fft, hop_length, win_length, window, center, pad_mode
         As :func:`stft`.
+    refine : callable or "double", optional
+        Under the ``"auto"`` precision: ``refine(X, R)`` maps a chunk ``X`` transformed in float32
+        and its reduction ``R`` to a boolean ``(rows, t)`` of the frames whose reduction float32
+        rounding could move beyond parity; those frames are transformed again in float64.
+        ``"double"`` transforms every frame in float64. Without it, ``"auto"`` stays float32.
 
     Returns
     -------
@@ -299,16 +321,31 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     y = xp.reshape(y, (-1, y.shape[-1])) if len(lead) != 1 else y
     B, n = y.shape
     T = n_frames(n, frame_length=n_fft, hop_length=hop_length, center=center)
-    fft_dtype = xp.float64 if _FFT_PRECISION["value"] == "double" else y.dtype
-    w = like(get_window(window, win_length, n_fft=n_fft), y, xp, dtype=fft_dtype)
+    precision = _FFT_PRECISION["value"]
+    if precision == "auto" and isinstance(refine, str):
+        precision = refine
+    fft_dtype = y.dtype if precision in ("single", "auto") else xp.float64
+    window_table = get_window(window, win_length, n_fft=n_fft)
+    w = like(window_table, y, xp, dtype=fft_dtype)
     out_complex = xp.complex64 if y.dtype == xp.float32 else xp.complex128
     rfft = fft_namespace(xp).rfft
+    check = refine if precision == "auto" and callable(refine) and y.dtype == xp.float32 else None
+    w64 = like(window_table, y, xp, dtype=xp.float64) if check is not None else None
 
-    def transform(chunk):
+    def plain(chunk, w=w):
         # cast before any reduction: a complex64 pass then float32 squares beat float64 squares
         X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
         return X if reduce is None else reduce(X)
 
+    def checked(chunk):
+        X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
+        R = X if reduce is None else reduce(X)
+        redo = check(X, R)
+        if bool(xp.any(redo)):
+            R = redo_frames(chunk, redo, R, lambda frames: plain(frames, w64))
+        return R
+
+    transform = plain if check is None else checked
     budget = chunk_samples(y)
     rows = max(1, budget // max(1, T * n_fft))
     if B == 0 or rows > 1 or T * n_fft <= budget:

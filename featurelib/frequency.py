@@ -44,10 +44,11 @@ def _spectrogram(y, S, *, n_fft, hop_length, power, win_length, window, center, 
 def _in_float64(y, S):
     """``(y as float64, y's dtype)`` when the spectrogram is to be computed here, else ``(y, None)``.
 
-    Bandwidth and flatness weigh the quietest bins heavily (``|f - centroid| ** p``, and the log
-    in the geometric mean), where a float32 FFT's rounding floor (about 1e-7 of the peak) would
-    decide the value for very tonal frames; librosa's FFT runs in float64, so these two features
-    compute their own spectrogram in float64 and cast the result back.
+    Bandwidth, flatness and the band energy ratio weigh the quietest bins heavily
+    (``|f - centroid| ** p``, the log in the geometric mean, a near-empty band as the divisor),
+    where a float32 FFT's rounding floor (about 1e-7 of the peak) would decide the value for very
+    tonal or band-limited frames; librosa's FFT runs in float64, so these features compute their
+    own spectrogram in float64 and cast the result back.
     """
     if S is not None or y is None:
         return y, None
@@ -359,13 +360,15 @@ def band_energy_ratio(y=None, *, sr: float = 22050, S=None, split_frequency: flo
         raise ParameterError(f"split_frequency={split_frequency} must lie in (0, sr/2={sr / 2})")
     if amin <= 0:
         raise ParameterError("amin must be strictly positive")
+    y, out_dtype = _in_float64(y, S)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
     split_bin = int(np.searchsorted(fft_frequencies(sr=sr, n_fft=n_fft), split_frequency, side="left"))
     low = xp.sum(S[..., :split_bin, :], axis=-2, keepdims=True)
     high = xp.sum(S[..., split_bin:, :], axis=-2, keepdims=True)
-    return low / xp.clip(high, min=amin)
+    ratio = low / xp.clip(high, min=amin)
+    return ratio if out_dtype is None else xp.astype(ratio, out_dtype)
 
 
 def snr(y, *, noise=None, frame_length: int = 2048, hop_length: int = 512,

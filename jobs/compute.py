@@ -68,13 +68,13 @@ class FeatureSet:
     window: str
     features: dict  # name -> kwargs (defaults filled)
     tables: dict | None = None  # window and mel bases (featurelib's), see :meth:`with_tables`
-    fft_precision: str = "double"  # featurelib.set_fft_precision for this store's numbers
+    fft_precision: str = "auto"  # featurelib.set_fft_precision for this store's numbers
 
     @classmethod
     def from_config(cls, fc: dict, tables: dict | None = None) -> FeatureSet:
         return cls(sr=fc["sr"], n_fft=fc["n_fft"], hop_length=fc["hop_length"],
                    win_length=fc["win_length"], window=fc["window"], features=fc["features"],
-                   tables=tables, fft_precision=fc.get("fft_precision", "double"))
+                   tables=tables, fft_precision=fc.get("fft_precision", "auto"))
 
     @contextlib.contextmanager
     def precision(self):
@@ -494,10 +494,12 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
 
     if not outputs:
         return {}
+    last = {}
 
     def reduce(X):
         P = spectrum_power(X, 2.0, xp)
         spectra = {2.0: P}
+        last["P"] = P
 
         def spectrum(p):
             if p not in spectra:
@@ -511,12 +513,39 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
 
     S = map_stft(xp.asarray(z), reduce, n_fft=fs.n_fft, hop_length=fs.hop_length,
-                 win_length=fs.n_fft, window=fs.table("window"), center=False)
+                 win_length=fs.n_fft, window=fs.table("window"), center=False,
+                 refine=_mel_refine(fs, outputs, last, z, xp))
     out, at = {}, 0
     for key, width, _ in outputs:
         out[key] = S[..., at:at + width]
         at += width
     return out
+
+
+def _mel_refine(fs: FeatureSet, outputs: list, last: dict, ref, xp):
+    """``map_stft``'s ``refine`` for a spectral pass under the "auto" FFT precision: the frames
+    where float32 rounding could move one of its mel outputs (featurelib.mel_float32_check), or
+    "double" for a mel of a power other than 2, or None when no output is a mel."""
+    from featurelib.spectrum import mel_float32_check
+
+    checks, at = [], 0
+    for key, width, _ in outputs:
+        if key[0] == "mel":
+            if key[2] != 2.0:
+                return "double"
+            checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0]))))
+        at += width
+    if not checks:
+        return None
+
+    def refine(X, R):
+        redo = None
+        for at, width, check in checks:
+            flagged = check(last["P"], R[..., at:at + width])
+            redo = flagged if redo is None else redo | flagged
+        return redo
+
+    return refine
 
 
 def _mel_output(fs: FeatureSet, key: tuple, power: float):
@@ -601,14 +630,10 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
         elif name in ("mean_frequency", "median_frequency"):
             want((name, 1, lambda spectrum, kw=kw, name=name: tm(getattr(featurelib, name)(
                 S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft))))
-        elif name == "band_energy_ratio":
-            want((name, 1, lambda spectrum, kw=kw: tm(featurelib.band_energy_ratio(
-                S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft,
-                split_frequency=kw["split_frequency"]))))
     spectral = _spectral_pass(z, fs, outputs, xp)
     cache: dict = {}
 
-    def mag64():  # bandwidth and flatness weigh near-zero bins: featurelib uses float64 here
+    def mag64():  # bandwidth, flatness, band energy ratio weigh near-zero bins: float64 here
         if "mag64" not in cache:
             X64 = _stft_frames(xp.astype(z, xp.float64), fs, xp)
             cache["mag64"] = xp.matrix_transpose(xp.abs(X64))
@@ -658,6 +683,10 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
         elif name == "spectral_flatness":
             value = tm(featurelib.spectral_flatness(S=mag64(), n_fft=n_fft, amin=kw["amin"],
                                                     power=kw["power"]))
+        elif name == "band_energy_ratio":
+            S = mag64() if kw["power"] == 1.0 else mag64() ** kw["power"]
+            value = tm(featurelib.band_energy_ratio(S=S, sr=sr, n_fft=n_fft,
+                                                    split_frequency=kw["split_frequency"]))
         else:  # pragma: no cover - the config validates names
             raise ValueError(f"unknown feature {name}")
         out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)

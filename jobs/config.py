@@ -4,7 +4,7 @@
 input: ../data/samples        # folder, glob, list file, fsspec URL, or a list of these
 out: ../runs/example          # or an fsspec URL: s3://bucket/run (out_storage_options: {...})
 audio: {sr: 16000, mono: true}
-frames: {n_fft: 512, hop_length: 160}   # also win_length, window, fft_precision: double|single
+frames: {n_fft: 512, hop_length: 160}   # also win_length, window, fft_precision: auto|double|single
 features: {mfcc: {n_mfcc: 20, n_mels: 40}, rms: {}}
 compute: {device: cpu, workers: 2, batch_seconds: 600}
 ```
@@ -80,10 +80,13 @@ class FramesConfig(_Section):
     hop_length: int = Field(default=160, gt=0)
     win_length: int | None = Field(default=None, gt=0)
     window: str = "hann"
-    fft_precision: Literal["double", "single"] = Field(
-        default="double",
-        description="FFT arithmetic: double (librosa's numbers on any signal) or single (faster; "
-                    "within 1e-3 dB of librosa's log-mel on recorded audio)")
+    fft_precision: Literal["auto", "double", "single"] = Field(
+        default="auto",
+        description="FFT arithmetic (featurelib.set_fft_precision): auto (float32, with the frames "
+                    "whose mel bands float32 rounding could move redone in float64: librosa parity "
+                    "on any signal), double (every frame in float64, as librosa) or single (every "
+                    "frame in float32; within 1e-3 dB of librosa's log-mel on recorded audio, not "
+                    "on pure tones)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -386,7 +389,8 @@ def feature_config(cfg: JobConfig) -> dict:
         "window": cfg.frames.window,
         "features": {name: dict(sorted(kw.items())) for name, kw in sorted(cfg.features.items())},
         # only when not the default, so that stores written before the option keep their hash
-        **({"fft_precision": cfg.frames.fft_precision} if cfg.frames.fft_precision != "double" else {}),
+        # (they were float64; "auto" gives the same numbers within librosa parity)
+        **({"fft_precision": cfg.frames.fft_precision} if cfg.frames.fft_precision != "auto" else {}),
     }
 
 

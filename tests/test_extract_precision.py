@@ -27,6 +27,8 @@ def test_default_precision_keeps_the_store_hash(tmp_path):
     assert "fft_precision" not in fc  # stores written before the option keep their hash
     single = feature_config(load_config(_with_precision(cfg, "single")))
     assert single["fft_precision"] == "single" and config_hash(single) != config_hash(fc)
+    double = feature_config(load_config(_with_precision(cfg, "double")))
+    assert double["fft_precision"] == "double" and config_hash(double) != config_hash(fc)
     bad = run_cli("extract", _with_precision(cfg, "half"))
     assert bad.returncode == 2 and "fft_precision" in bad.stderr
 
@@ -43,7 +45,7 @@ def test_single_precision_store(tmp_path):
     assert fc["fft_precision"] == "single"
     assert json.loads((out / "manifest.json").read_text())["config"]["frames"]["fft_precision"] == "single"
     fs = FeatureSet.from_config(fc)
-    assert featurelib.get_fft_precision() == "double"  # the reference restores the setting
+    assert featurelib.get_fft_precision() == "auto"  # the reference restores the setting
     files, _ = read_tables(out)
     for row in files.to_pylist():
         y, _ = featurelib.load(row["path"], sr=8000)
@@ -52,7 +54,7 @@ def test_single_precision_store(tmp_path):
             got = group[name][row["frame_start"]:row["frame_stop"]]
             scale = max(float(np.abs(expected).max()), 1e-6)
             assert float(np.abs(got - expected).max()) / scale < 1e-4, (name, row["path"])
-    assert featurelib.get_fft_precision() == "double"
+    assert featurelib.get_fft_precision() == "auto"
     # the same store asked for double precision is a changed config: refused without --overwrite
     again = run_cli("extract", _with_precision(cfg, "double"))
     assert again.returncode == 2, again.stderr

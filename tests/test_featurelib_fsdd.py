@@ -33,7 +33,7 @@ def _batches(clips, size=256):
         yield idx, buf
 
 
-@pytest.fixture(params=["double", "single"])
+@pytest.fixture(params=["auto", "double", "single"])
 def fft_precision(request):
     previous = F.set_fft_precision(request.param)
     yield request.param

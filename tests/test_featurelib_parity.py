@@ -31,6 +31,15 @@ def _cupy_or_skip():
     return cupy
 
 
+@pytest.fixture(autouse=True, params=["auto", "double"])
+def fft_precision(request):
+    """Every parity case under both exact FFT precisions: "auto" (the default: float32, frames at
+    risk redone in float64) and "double" (float64 throughout, as librosa)."""
+    previous = F.set_fft_precision(request.param)
+    yield request.param
+    F.set_fft_precision(previous)
+
+
 @pytest.fixture(params=["numpy", "array_api_strict", "cupy"])
 def xp(request):
     """Converts NumPy test signals to the namespace under test."""
