@@ -495,6 +495,11 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
     if not outputs:
         return {}
     last = {}
+    z = xp.asarray(z)
+    # |X| from |X|^2 is cheaper than abs of complex, but float32 squares underflow for |X| under
+    # ~1e-19: a row whose peak is under 1e-12 (-240 dBFS) takes abs
+    peaks = xp.max(xp.abs(z), axis=-1) if z.shape[-1] else xp.zeros(z.shape[:-1], dtype=z.dtype)
+    exact_magnitude = bool(xp.any((peaks > 0) & (peaks < 1e-12)))
 
     def reduce(X):
         P = spectrum_power(X, 2.0, xp)
@@ -504,7 +509,7 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
         def spectrum(p):
             if p not in spectra:
                 if 1.0 not in spectra:
-                    spectra[1.0] = xp.sqrt(P)  # |X| from |X|^2: cheaper than abs of complex
+                    spectra[1.0] = xp.abs(X) if exact_magnitude else xp.sqrt(P)
                 if p != 1.0:
                     spectra[p] = spectra[1.0] ** p
             return spectra[p]
@@ -512,7 +517,7 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
         parts = [fn(spectrum) for _, _, fn in outputs]
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
 
-    S = map_stft(xp.asarray(z), reduce, n_fft=fs.n_fft, hop_length=fs.hop_length,
+    S = map_stft(z, reduce, n_fft=fs.n_fft, hop_length=fs.hop_length,
                  win_length=fs.n_fft, window=fs.table("window"), center=False,
                  refine=_mel_refine(fs, outputs, last, z, xp))
     out, at = {}, 0
