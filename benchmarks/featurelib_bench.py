@@ -13,8 +13,8 @@ Each featurelib row is timed three times, once per FFT precision (featurelib.set
 float64), ``"double"`` (every frame in float64, as librosa) and ``"single"`` (every frame in
 float32, within tolerance on recorded audio but not on pure tones and chirps).
 
-BLAS is held to one thread for both libraries (threadpoolctl). ``--threads 2`` splits
-featurelib's batches over two Python threads (NumPy's FFT and matmul release the GIL), which is
+BLAS is held to one thread for both libraries (threadpoolctl). ``--threads 2`` deals
+featurelib's batches out to two Python threads (NumPy's FFT and matmul release the GIL), which is
 how a 2-core machine runs it in one process; the extract job instead runs one single-threaded
 worker per core.
 """
@@ -73,10 +73,12 @@ def run_batches(fn, batches, threads):
         for buf, _ in batches:
             fn(buf)
         return
-    # split every batch into `threads` row blocks so both threads stay busy
-    parts = [b[i::threads] for b, _ in batches for i in range(threads)]
+    # deal the length-sorted batches out to the threads in turn, each thread working through its
+    # own list (measured faster than splitting every batch's rows between the threads: fewer,
+    # larger calls, and no thread waits on the other between batches)
+    shares = [[b for b, _ in batches[i::threads]] for i in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(fn, parts))
+        list(pool.map(lambda share: [fn(b) for b in share], shares))
 
 
 def short_clip_functions(sr):
