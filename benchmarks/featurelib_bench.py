@@ -76,7 +76,11 @@ def run_batches(fn, batches, threads):
     # deal the length-sorted batches out to the threads in turn, each thread working through its
     # own list (measured faster than splitting every batch's rows between the threads: fewer,
     # larger calls, and no thread waits on the other between batches)
-    shares = [[b for b, _ in batches[i::threads]] for i in range(threads)]
+    if len(batches) >= 4 * threads:
+        shares = [[b for b, _ in batches[i::threads]] for i in range(threads)]
+    else:  # a few large batches (long signals): each thread takes a contiguous block of rows
+        shares = [[b[i * -(-len(b) // threads):(i + 1) * -(-len(b) // threads)] for b, _ in batches]
+                  for i in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda share: [fn(b) for b in share], shares))
 
