@@ -201,14 +201,6 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     return plan, meta
 
 
-def _prime_arrow() -> None:
-    """Have Arrow import pandas now, while the tasks run: reading the batches' index rows at
-    the end would otherwise pay for it (0.3 s) after the last task."""
-    import pyarrow
-
-    pyarrow.array([0])
-
-
 def commit_plan(out, plan, meta: dict) -> None:
     """Write the plan's files: its table, then ``.plan.json`` (the plan's commit)."""
     from jobs import store
@@ -494,13 +486,10 @@ def warm_worker(n_fft: int) -> float:
     with threadpool_limits(1):
         stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
                     window=np.ones(n_fft), center=False)
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet  # noqa: F401 - Arrow tables are built from buffers: no pandas
         import soundfile  # noqa: F401
         import soxr  # noqa: F401
         import zarr  # noqa: F401
-
-        pyarrow.array([0])  # Arrow imports pandas the first time it converts Python values
     return time.perf_counter() - t0
 
 
@@ -815,7 +804,6 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
             summaries, batch_failures, rate = stage_extract(client, plan, pending, job,
-                                                            on_submitted=_prime_arrow,
                                                             preread=preread)
             cluster_info["audio_hours_per_s"] = rate
             del warming

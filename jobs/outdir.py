@@ -242,10 +242,14 @@ class OutDir:
     def read_table(self, rel: str, **kwargs):
         import pyarrow.parquet as pq
 
+        # a whole-file read goes through ParquetFile, which (unlike read_table) does not import
+        # pandas: the extract job's coordinator reads plans and batches without it
+        read = (lambda source: pq.ParquetFile(source).read()) if not kwargs else (
+            lambda source: pq.read_table(source, **kwargs))
         if not self.is_url:
-            return pq.read_table(self._path(rel), **kwargs)
+            return read(self._path(rel))
         with self.fs.open(self._path(rel), "rb") as handle:
-            return pq.read_table(handle, **kwargs)
+            return read(handle)
 
     def remove(self, rel: str) -> None:
         """Remove a file or a whole tree (nothing when it does not exist)."""

@@ -334,25 +334,45 @@ def _arrow_column(values: list, type_):
     """An Arrow array of ``values`` built from NumPy buffers.
 
     ``pa.array`` imports pandas the first time it converts Python values (0.3 s), which the
-    coordinator would pay before the first task starts; buffers need no conversion. Strings
-    that are not valid UTF-8 (undecodable file names) take ``pa.array``'s way.
+    coordinator and every worker would pay while the batches run; buffers need no conversion.
+    ``None`` values become nulls. Strings that are not valid UTF-8 (undecodable file names) take
+    ``pa.array``'s way.
     """
     import numpy as np
     import pyarrow as pa
 
+    valid, original = None, values
+    if any(v is None for v in values):  # nulls: a validity bitmap, and placeholders in the data
+        mask = np.array([v is not None for v in values])
+        valid = pa.py_buffer(np.packbits(mask, bitorder="little"))
+        fill = "" if pa.types.is_string(type_) else 0
+        values = [fill if v is None else v for v in values]
     if pa.types.is_string(type_):
         try:
             data = [v.encode("utf-8") for v in values]
         except UnicodeEncodeError:
-            return pa.array(values, type_)
+            return pa.array(original, type_)
         offsets = np.zeros(len(data) + 1, np.int64)
         np.cumsum([len(b) for b in data], out=offsets[1:])
         large = pa.Array.from_buffers(pa.large_string(), len(data),
-                                      [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+                                      [valid, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
         return large.cast(type_)
     dtype = {pa.int64(): np.int64, pa.float64(): np.float64}[type_]
     array = np.ascontiguousarray(np.asarray(values, dtype=dtype))
-    return pa.Array.from_buffers(type_, len(array), [None, pa.py_buffer(array)])
+    return pa.Array.from_buffers(type_, len(array), [valid, pa.py_buffer(array)])
+
+
+def arrow_table(columns: dict, schema):
+    """A pyarrow Table of ``schema`` from ``columns`` (name -> list or 1-d NumPy array), built
+    from buffers (:func:`_arrow_column`): no pandas import in the coordinator or the workers."""
+    import pyarrow as pa
+
+    return pa.Table.from_arrays([_arrow_column(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def arrow_rows(rows: list[dict], schema):
+    """:func:`arrow_table` of a list of row dicts (missing keys are nulls)."""
+    return arrow_table({f.name: [r.get(f.name) for r in rows] for f in schema}, schema)
 
 
 def plan_batches(plan: Plan) -> list[dict]:

@@ -222,10 +222,11 @@ def failures_schema():
 
 def write_parquet(rows: list[dict], schema, path: str) -> None:
     """Write rows atomically (temporary file, then rename)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows, schema=schema)
+    from jobs.plan import arrow_rows
+
+    table = arrow_rows(rows, schema)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     pq.write_table(table, tmp)
     os.replace(tmp, path)
@@ -292,7 +293,7 @@ class IndexRows:
             self.stds[n].extend(np.asarray(stds[n], dtype=np.float64).reshape(len(planned_files), -1))
 
     def table(self):
-        import pyarrow as pa
+        from jobs.plan import arrow_table
 
         schema = files_schema(self.dims)
         columns = {k: self.facts[k] for k in self._FACTS}
@@ -304,7 +305,7 @@ class IndexRows:
             for i in range(dim):
                 columns[names[i]] = mean[:, i]
                 columns[names[dim + i]] = std[:, i]
-        return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
+        return arrow_table(columns, schema)
 
 
 def commit_batch(out, batch_id: int, files, failures: list[dict],
@@ -349,16 +350,17 @@ def _commit_object(od: OutDir, batch_id: int, files, failures: list[dict]) -> bo
 
 def _read_batch(od: OutDir, batch_id: int):
     """(files table, failures table) of one committed batch, whichever its layout."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not od.is_url:
+    from jobs.plan import arrow_rows
+
+    if not od.is_url:  # ParquetFile.read, unlike read_table, does not import pandas
         folder = batch_dir(od, batch_id)
-        return (pq.read_table(os.path.join(folder, "files.parquet")),
-                pq.read_table(os.path.join(folder, "failures.parquet")))
+        return (pq.ParquetFile(os.path.join(folder, "files.parquet")).read(),
+                pq.ParquetFile(os.path.join(folder, "failures.parquet")).read())
     table = od.read_table(_batch_object(batch_id))
     rows = json.loads((table.schema.metadata or {}).get(_FAILURES_KEY, b"[]"))
-    return table.replace_schema_metadata(None), pa.Table.from_pylist(rows, schema=failures_schema())
+    return table.replace_schema_metadata(None), arrow_rows(rows, failures_schema())
 
 
 def grow_store(out, total_frames: int) -> None:
@@ -398,6 +400,8 @@ def gather(out, batch_ids, dims: dict[str, int], extra_failures: list[dict],
     what :func:`read_batch` gave for them already (the job reads each batch as it finishes)."""
     import pyarrow as pa
 
+    from jobs.plan import _arrow_column, arrow_rows
+
     od = as_outdir(out)
     preread = preread or {}
     missing = [b for b in batch_ids if b not in preread]
@@ -411,14 +415,14 @@ def gather(out, batch_ids, dims: dict[str, int], extra_failures: list[dict],
     pairs = [preread[b] if b in preread else read[b] for b in batch_ids]
     files = [f for f, _ in pairs]
     fails = [f for _, f in pairs]
-    fails.append(pa.Table.from_pylist(extra_failures, schema=failures_schema()))
+    fails.append(arrow_rows(extra_failures, failures_schema()))
     schema = files_schema(dims)
     files_table = pa.concat_tables([t.cast(schema) for t in files]) if files else schema.empty_table()
     failures_table = pa.concat_tables([t.cast(failures_schema()) for t in fails])
     if drop:
         import pyarrow.compute as pc
 
-        keep = pa.array(sorted(drop), pa.string())
+        keep = _arrow_column(sorted(drop), pa.string())
         files_table = files_table.filter(pc.invert(pc.is_in(files_table["path"], value_set=keep)))
         failures_table = failures_table.filter(pc.invert(pc.is_in(failures_table["path"], value_set=keep)))
     files_table = files_table.sort_by([("path", "ascending")])

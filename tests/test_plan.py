@@ -200,3 +200,38 @@ def test_packed_moments_equal_row_moments():
     count, ref_mean, m2 = row_moments(data, n_valid)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(std, np.sqrt(m2 / count[:, None]), rtol=1e-12, atol=1e-15)
+
+
+def test_index_rows_and_batch_commits_never_import_pandas(tmp_path):
+    """Arrow tables built from buffers and Parquet read through ParquetFile: pyarrow imports
+    pandas (0.2-0.3 CPU-s) on its first conversion of Python values, which every worker and
+    the coordinator would pay while the batches run."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import numpy as np
+from jobs import store
+from jobs.plan import PlannedFile
+out = {str(tmp_path / "run")!r}
+store.make_out(out)
+dims = {{"mfcc": 3, "rms": 1}}
+rows = store.IndexRows(dims)
+f = PlannedFile(path="/a b/ü.wav", file_id="f1", size_bytes=10, format="WAV", subtype="PCM_16",
+                sample_rate=8000, channels=1, frames=80, duration_s=0.01, n_frames=2,
+                frame_start=0, frame_stop=2)
+rows.add(f, {{"mfcc": np.ones(3), "rms": np.ones(1)}}, {{"mfcc": np.zeros(3), "rms": np.zeros(1)}})
+fails = [{{"path": "/x.wav", "stage": "decode", "error_type": "AudioDecodeError", "message": "bad"}}]
+assert store.commit_batch(out, 0, rows, fails, dims)
+files, failures = store.gather(out, [0], dims, [{{"path": "/y.wav", "stage": "probe",
+                                                  "error_type": "E", "message": None}}])
+assert files.column("path").to_pylist() == ["/a b/ü.wav"], files
+assert files.column("mfcc_mean_2").to_pylist() == [1.0]
+assert failures.column("path").to_pylist() == ["/x.wav", "/y.wav"]
+assert failures.column("message").to_pylist() == ["bad", None]
+print("pandas" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
