@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._decoder_notes import is_mpeg_name, quiet_decoder_notes
 from .exceptions import AudioDecodeError, ParameterError
 
 __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
@@ -136,6 +137,10 @@ def _libsndfile_text(exc) -> str:
     """The libsndfile part of a soundfile error, without soundfile's "Error opening 'path': "."""
     text = getattr(exc, "error_string", None) or str(exc)
     text = re.sub(r"^Error opening .*?: ", "", str(text)).strip()
+    if "does not exist or is not a regular file" in text:
+        # what libsndfile says when its MP3 decoder finds no MPEG stream in a file that does exist
+        # (the local checks ran first): not the reason a person needs
+        text = "Format not recognised"
     return text.rstrip(".") or type(exc).__name__
 
 
@@ -182,9 +187,11 @@ def _open_soundfile(path):
             if isinstance(text, str) and text.startswith("file://"):
                 source = text[len("file://"):]
             _check_local_path(source, shown)
+    named_mpeg = is_mpeg_name(shown)
     try:
         try:
-            handle = sf.SoundFile(source)
+            with quiet_decoder_notes(named_mpeg):
+                handle = sf.SoundFile(source)
         except sf.LibsndfileError as exc:
             raise AudioDecodeError(
                 shown, f"not a readable audio file (libsndfile: {_libsndfile_text(exc)})") from None
@@ -192,7 +199,7 @@ def _open_soundfile(path):
             raise AudioDecodeError(shown, f"not a readable audio file ({exc})") from None
         except OSError as exc:
             raise AudioDecodeError(shown, f"cannot be opened ({exc.strerror or exc})") from None
-        with handle:
+        with handle, quiet_decoder_notes(named_mpeg or handle.format == "MP3"):
             yield handle, shown
     finally:
         if opened is not None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurelib._decoder_notes import is_mpeg_name, quiet_decoder_notes
 from featurelib.spectrum import spectrum_power
 
 __all__ = [
@@ -289,10 +290,12 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             whole_pcm = True  # its data chunk lies whole in the file; 16-bit samples are finite
     if block is None:
         source = _source(path)
+        named_mpeg = is_mpeg_name(path)
         try:
-            with sf.SoundFile(source) as handle:
+            with quiet_decoder_notes(named_mpeg), sf.SoundFile(source) as handle:
                 native_sr, fmt = int(handle.samplerate), handle.format
-                block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
+                with quiet_decoder_notes(fmt == "MP3" and not named_mpeg):
+                    block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:
             raise DecodeError("LibsndfileError", str(exc)) from None
         finally:
@@ -332,7 +335,9 @@ class ResampledStream:
 
         self.path = path
         self._source = _source(path)
-        self._handle = sf.SoundFile(self._source)
+        with quiet_decoder_notes(is_mpeg_name(path)):
+            self._handle = sf.SoundFile(self._source)
+        self._quiet = is_mpeg_name(path) or self._handle.format == "MP3"
         self.native_sr = int(self._handle.samplerate)
         self.sr = sr
         self.expected_frames = expected_frames
@@ -359,7 +364,8 @@ class ResampledStream:
         self.close()
 
     def _pull(self):
-        block = self._handle.read(STREAM_CHUNK_FRAMES, dtype="float32", always_2d=True)
+        with quiet_decoder_notes(self._quiet):
+            block = self._handle.read(STREAM_CHUNK_FRAMES, dtype="float32", always_2d=True)
         last = block.shape[0] < STREAM_CHUNK_FRAMES
         self._native_read += block.shape[0]
         y = _to_mono(block) if block.shape[0] else np.zeros(0, dtype=np.float32)

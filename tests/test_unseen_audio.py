@@ -194,3 +194,49 @@ def test_store_equals_featurelib_on_denormal_quiet_and_band_limited_audio(tmp_pa
         if "quiet" in row["path"]:  # not the zeros an underflowed power spectrum gives
             centroid = group["spectral_centroid"][row["frame_start"]:row["frame_stop"]]
             assert float(np.median(centroid)) > 300
+
+
+# ---------------------------------------------------------------- libmpg123's console notes
+
+
+def test_decoder_notes_are_held_back_and_other_stderr_kept(capfd):
+    from featurelib._decoder_notes import quiet_decoder_notes
+
+    with quiet_decoder_notes():
+        with quiet_decoder_notes():  # nested and overlapping uses share one redirection
+            os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 1.\n")
+        os.write(2, b"[src/libmpg123/parse.c:1042] warning: junk\nsomething else the user must see\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "something else the user must see\nafter\n"
+
+
+@needs_mp3
+def test_damaged_mp3s_give_reasons_and_no_decoder_notes(tmp_path):
+    """A text file named .mp3 and an MP3 with zeros in its middle: libmpg123 writes "Note: ..."
+    lines to descriptor 2 for both; inspect and extract show one reason per file and nothing else."""
+    import subprocess
+    import sys
+
+    whole = write_tone(tmp_path / "in" / "whole.mp3", 44100, 1.0, channels=2)
+    data = whole.read_bytes()
+    (tmp_path / "in" / "text.mp3").write_text("hello, not audio\n")
+    (tmp_path / "in" / "holed.mp3").write_bytes(data[:3000] + b"\0" * 3000 + data[6000:])
+    proc = subprocess.run([sys.executable, "-m", "jobs", "inspect", str(tmp_path / "in")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Note:" not in proc.stderr and "mpg123" not in proc.stderr
+    assert f"{tmp_path / 'in' / 'text.mp3'}: not a readable audio file (libsndfile: Format not recognised)" \
+        in proc.stderr
+
+
+@needs_mp3
+def test_extract_decode_of_a_holed_mp3_fails_without_decoder_notes(tmp_path, capfd):
+    from jobs.compute import DecodeError, decode
+
+    whole = write_tone(tmp_path / "whole.mp3", 44100, 1.0, channels=2)
+    data = whole.read_bytes()
+    holed = tmp_path / "holed.mp3"
+    holed.write_bytes(data[:3000] + b"\0" * 3000 + data[6000:])
+    with pytest.raises(DecodeError):
+        decode(str(holed), sr=16000)
+    assert "Note:" not in capfd.readouterr().err

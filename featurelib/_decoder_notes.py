@@ -1,0 +1,93 @@
+"""Keep libmpg123's console notes off the user's terminal.
+
+libsndfile decodes MP3 with libmpg123, which prints lines such as ``Note: Illegal Audio-MPEG-Header
+0x00000000 at offset 1.`` or ``Note: Trying to resync...`` straight to file descriptor 2 while it
+opens and reads a damaged or oddly tagged stream. Python cannot catch them (they never pass
+through ``sys.stderr``), and a job over thousands of MP3s would scroll them by the hundred, while
+featurelib reports every real problem as an :class:`~featurelib.exceptions.AudioDecodeError`.
+
+:func:`quiet_decoder_notes` sends descriptor 2 to a temporary file while an MP3 is opened or read,
+then writes back every captured line that is not a libmpg123 note, so nothing else printed in that
+window (by another thread, a logger, Python itself) is lost. Overlapping uses from several
+threads share one redirection, undone when the last one ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+
+# libmpg123's messages: "Note: ...", "Warning: ...", "Error: ..." (mpg123 1.2x-1.3x) and the
+# older "[src/libmpg123/parse.c:1234] warning: ..." form
+_DECODER_NOTE = re.compile(rb"^(?:(?:Note|Warning|Error): |\[[^\]]*mpg123[^\]]*\] )")
+_MPEG_SUFFIXES = (".mp3", ".mp2", ".mp1", ".mpga", ".mpeg")
+
+_lock = threading.Lock()
+_state = {"depth": 0, "saved": None, "capture": None}
+
+
+def is_mpeg_name(path) -> bool:
+    """Whether ``path`` (anything with a name) is named like an MPEG audio stream."""
+    name = path if isinstance(path, (str, bytes, os.PathLike)) else getattr(path, "name", None)
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return False
+    return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
+
+
+def _begin() -> None:
+    with _lock:
+        if _state["depth"] == 0:
+            capture = tempfile.TemporaryFile()
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            saved = os.dup(2)
+            os.dup2(capture.fileno(), 2)
+            _state.update(saved=saved, capture=capture)
+        _state["depth"] += 1
+
+
+def _end() -> None:
+    with _lock:
+        _state["depth"] -= 1
+        if _state["depth"] > 0:
+            return
+        saved, capture = _state["saved"], _state["capture"]
+        _state.update(saved=None, capture=None)
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        kept = [line for line in capture.read().splitlines(keepends=True)
+                if not _DECODER_NOTE.match(line)]
+        capture.close()
+    if kept:
+        os.write(2, b"".join(kept))
+
+
+@contextlib.contextmanager
+def quiet_decoder_notes(active: bool = True):
+    """Hold back libmpg123's notes on descriptor 2 for the duration (when ``active``).
+
+    Examples
+    --------
+    >>> from featurelib._decoder_notes import quiet_decoder_notes
+    >>> with quiet_decoder_notes():
+    ...     pass
+    """
+    if not active:
+        yield
+        return
+    try:
+        _begin()
+    except OSError:  # no descriptor 2 to redirect (a closed stderr): nothing to hide
+        yield
+        return
+    try:
+        yield
+    finally:
+        _end()
