@@ -20,7 +20,7 @@ _SUBMODULE_OF = {
     "AudioInfo": "io", "info": "io", "load": "io", "AUDIO_EXTENSIONS": "io",
     # framing and spectra
     "frame": "framing", "stft": "framing", "istft": "framing", "get_window": "framing",
-    "set_fft_precision": "framing", "get_fft_precision": "framing",
+    "set_fft_precision": "framing", "get_fft_precision": "framing", "fft_precision": "framing",
     "power_to_db": "spectrum", "amplitude_to_db": "spectrum", "db_to_power": "spectrum",
     "mel_filters": "spectrum", "project_mel": "spectrum", "melspectrogram": "spectrum", "mfcc": "spectrum", "delta": "spectrum",
     # time domain

@@ -8,8 +8,10 @@ input's precision (float32 in, complex64 out), where librosa promotes its frames
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from .exceptions import ParameterError
 
 __all__ = [
     "get_window", "frame", "stft", "istft", "pad_signal", "n_frames", "fft_frequencies", "map_stft",
-    "stft_frames", "set_fft_precision", "get_fft_precision",
+    "stft_frames", "set_fft_precision", "get_fft_precision", "fft_precision",
 ]
 
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric")
@@ -238,12 +240,37 @@ def _stft_parameters(n_fft, hop_length, win_length):
 
 _FFT_PRECISIONS = ("auto", "double", "single")
 _FFT_PRECISION = {"value": "auto"}
+_THREAD_PRECISION = threading.local()  # fft_precision(): one thread's setting, over the process's
 
 
 def get_fft_precision() -> str:
-    """The FFT arithmetic in use for float32 signals: ``"auto"`` (default), ``"double"`` or
-    ``"single"``."""
-    return _FFT_PRECISION["value"]
+    """The FFT arithmetic in use for float32 signals in this thread: ``"auto"`` (default),
+    ``"double"`` or ``"single"``."""
+    return getattr(_THREAD_PRECISION, "value", None) or _FFT_PRECISION["value"]
+
+
+@contextlib.contextmanager
+def fft_precision(precision: str):
+    """Use ``precision`` (see :func:`set_fft_precision`) in this thread for the duration.
+
+    Unlike :func:`set_fft_precision`, other threads keep their setting: a threaded server or
+    Dask worker can run computations of different precisions side by side.
+
+    Examples
+    --------
+    >>> import numpy as np, featurelib
+    >>> with featurelib.fft_precision("double"):
+    ...     featurelib.get_fft_precision()
+    'double'
+    """
+    if precision not in _FFT_PRECISIONS:
+        raise ParameterError(f"precision={precision!r} must be one of {_FFT_PRECISIONS}")
+    previous = getattr(_THREAD_PRECISION, "value", None)
+    _THREAD_PRECISION.value = precision
+    try:
+        yield
+    finally:
+        _THREAD_PRECISION.value = previous
 
 
 def set_fft_precision(precision: str) -> str:
@@ -321,7 +348,7 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     y = xp.reshape(y, (-1, y.shape[-1])) if len(lead) != 1 else y
     B, n = y.shape
     T = n_frames(n, frame_length=n_fft, hop_length=hop_length, center=center)
-    precision = _FFT_PRECISION["value"]
+    precision = get_fft_precision()
     if precision == "auto" and isinstance(refine, str):
         precision = refine
     fft_dtype = y.dtype if precision in ("single", "auto") else xp.float64

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,34 @@ __all__ = [
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
 MAX_BUFFER_FRAMES = 8192  # frames (rows x longest row) computed in one step: bounds memory
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS = {"depth": 0, "limits": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS and OpenMP held to one thread while any batch of this process runs.
+
+    threadpoolctl's limits are process-wide: in a threaded worker, nested ``threadpool_limits``
+    of overlapping batches would undo each other (the first to finish restores the default
+    under the other). Here the first batch in sets the limit and the last one out restores it.
+    """
+    with _BLAS_LOCK:
+        if _BLAS["depth"] == 0:
+            from threadpoolctl import threadpool_limits
+
+            _BLAS["limits"] = threadpool_limits(1)
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limits"].restore_original_limits()
+                _BLAS["limits"] = None
 
 
 class DecodeError(Exception):
@@ -77,16 +106,12 @@ class FeatureSet:
                    win_length=fc["win_length"], window=fc["window"], features=fc["features"],
                    tables=tables, fft_precision=fc.get("fft_precision", "auto"))
 
-    @contextlib.contextmanager
     def precision(self):
-        """featurelib's FFT precision set to this store's for the duration (process-wide)."""
-        from featurelib.framing import set_fft_precision
+        """featurelib's FFT precision set to this store's for the duration, in this thread
+        (a threaded worker may run batches of other stores beside it)."""
+        from featurelib.framing import fft_precision
 
-        previous = set_fft_precision(self.fft_precision)
-        try:
-            yield
-        finally:
-            set_fft_precision(previous)
+        return fft_precision(self.fft_precision)
 
     def mel_keys(self) -> set[tuple]:
         keys = set()

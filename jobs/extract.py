@@ -415,10 +415,8 @@ def extract_batch(batch, job: dict) -> dict:
     Idempotent: a batch already committed returns at once; a retry rewrites the same bytes to
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
-    from threadpoolctl import threadpool_limits
-
     from jobs import store
-    from jobs.compute import FeatureSet, array_namespace_for
+    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
 
     t_start = time.perf_counter()
     timings = {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
@@ -427,7 +425,7 @@ def extract_batch(batch, job: dict) -> dict:
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    with threadpool_limits(1):
+    with one_blas_thread():
         fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
         xp = array_namespace_for(job["device"])
         with fs.precision():
@@ -476,14 +474,14 @@ def warm_worker(n_fft: int) -> float:
     """Import what the tasks use (featurelib, scipy.fft, Zarr, Arrow, soundfile, soxr) on one
     worker while the coordinator plans, so that the first batch does not pay for it."""
     import numpy as np
-    from threadpoolctl import threadpool_limits
 
     import featurelib.frequency  # noqa: F401
     import featurelib.temporal  # noqa: F401
     from featurelib.framing import stft_frames
+    from jobs.compute import one_blas_thread
 
     t0 = time.perf_counter()
-    with threadpool_limits(1):
+    with one_blas_thread():
         stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
                     window=np.ones(n_fft), center=False)
         import pyarrow.parquet  # noqa: F401 - Arrow tables are built from buffers: no pandas

@@ -90,3 +90,75 @@ def test_no_mel_means_no_check_and_float32(precision):
     np.testing.assert_array_equal(auto, single)
     ref = np.abs(librosa.stft(y, n_fft=1024, hop_length=256))
     assert float(np.max(np.abs(auto - ref))) < 1e-5 * float(ref.max())
+
+
+def test_fft_precision_context_holds_in_its_thread_only(precision):
+    """Two threads computing side by side, one in float64 and one in float32, each get their own
+    numbers (a threaded Dask worker may run batches of stores with different precisions)."""
+    import threading
+
+    sr = 16000
+    y = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(sr) / sr)).astype(np.float32)
+    precision("double")
+    reference = {p: np.asarray(F.stft(y, n_fft=512)) for p in ("double",)}
+    precision("single")
+    reference["single"] = np.asarray(F.stft(y, n_fft=512))
+    precision("auto")
+    assert not np.array_equal(reference["double"], reference["single"])
+    results, errors = {}, []
+    barrier = threading.Barrier(2)
+
+    def work(p):
+        try:
+            with F.fft_precision(p):
+                barrier.wait()
+                for _ in range(20):
+                    assert F.get_fft_precision() == p
+                    results[p] = np.asarray(F.stft(y, n_fft=512))
+                    np.testing.assert_array_equal(results[p], reference[p])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in ("double", "single")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert F.get_fft_precision() == "auto"  # the process-wide setting never moved
+    with pytest.raises(F.ParameterError):
+        with F.fft_precision("half"):
+            pass
+
+
+def test_one_blas_thread_survives_overlapping_batches():
+    """threadpoolctl limits are process-wide: overlapping batches in threads must not restore the
+    default under each other; the last one out restores it."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from jobs.compute import one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    inside, left = threading.Event(), threading.Event()
+    seen = []
+
+    def long_batch():
+        with one_blas_thread():
+            inside.set()
+            left.wait(10)
+            seen.append(blas_threads())
+
+    t = threading.Thread(target=long_batch)
+    t.start()
+    inside.wait(10)
+    with one_blas_thread():  # a short batch beside it, finishing first
+        assert all(n == 1 for n in blas_threads())
+    left.set()
+    t.join()
+    assert seen and all(n == 1 for n in seen[0])
+    assert blas_threads() == before
