@@ -35,14 +35,14 @@ class Progress:
         self.every_s = every_s
         self.label = label
         self.start = time.monotonic()
-        self._last_print = 0.0
+        self._last_print = None  # the first update always prints (monotonic time may start near 0)
 
     def update(self, files: int, audio_s: float, failed: int = 0) -> None:
         self.files += files
         self.audio_s += audio_s
         self.failed += failed
         now = time.monotonic()
-        if self.tty or now - self._last_print >= self.every_s:
+        if self.tty or self._last_print is None or now - self._last_print >= self.every_s:
             self._last_print = now
             self._show()
 
