@@ -52,12 +52,17 @@ def one_blas_thread():
     threadpoolctl's limits are process-wide: in a threaded worker, nested ``threadpool_limits``
     of overlapping batches would undo each other (the first to finish restores the default
     under the other). Here the first batch in sets the limit and the last one out restores it.
+    One thread per batch also keeps the numbers of a threaded worker equal to those of a worker
+    process: OpenBLAS splits a product across its threads with other kernels at the edges of
+    the split, which moves some results by an ulp.
     """
     with _BLAS_LOCK:
         if _BLAS["depth"] == 0:
             from threadpoolctl import threadpool_limits
 
+            _release_blas_control()
             _BLAS["limits"] = threadpool_limits(1)
+            _release_blas_control()
         _BLAS["depth"] += 1
     try:
         yield
@@ -65,8 +70,26 @@ def one_blas_thread():
         with _BLAS_LOCK:
             _BLAS["depth"] -= 1
             if _BLAS["depth"] == 0:
+                _release_blas_control()
                 _BLAS["limits"].restore_original_limits()
+                _release_blas_control()
                 _BLAS["limits"] = None
+
+
+def _release_blas_control() -> None:
+    """Let the next thread set OpenBLAS's limits.
+
+    threadpoolctl (3.6 and later) lets one thread at a time, the first to set a limit outside a
+    ``with`` block, change OpenBLAS's shared pthreads pool, and silently ignores every other
+    thread's limits while that thread lives. Batches take turns through ``_BLAS_LOCK``, so the
+    one holding it may take control, and gives it back when done.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+
+        OpenBLASController.clear_controlling_thread(force=True)
+    except (ImportError, AttributeError, TypeError):  # an older threadpoolctl: no such rule
+        pass
 
 
 class DecodeError(Exception):

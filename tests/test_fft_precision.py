@@ -171,3 +171,36 @@ def test_one_blas_thread_survives_overlapping_batches(monkeypatch):
     with one_blas_thread():  # the next batch sets the limit again
         pass
     assert events == [("limit", 1), ("restore",), ("limit", 1), ("restore",)]
+
+
+def test_one_blas_thread_limits_blas_from_a_worker_thread():
+    """threadpoolctl lets only one thread set OpenBLAS's limits: once the main thread has set one
+    outside a ``with`` block, a worker thread's limits were silently ignored, BLAS split the
+    products of an in-process worker across threads, and some MFCCs moved by an ulp."""
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from jobs.compute import one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # OpenBLAS loaded
+    if not blas_threads() or max(blas_threads()) < 2:
+        pytest.skip("BLAS runs one thread here already")
+    threadpool_limits(1).restore_original_limits()  # the main thread now "controls" OpenBLAS
+    before = blas_threads()
+    seen = []
+
+    def batch():
+        with one_blas_thread():
+            seen.append(blas_threads())
+
+    t = threading.Thread(target=batch)
+    t.start()
+    t.join()
+    assert seen == [[1] * len(before)]
+    assert blas_threads() == before
+    with threadpool_limits(1):  # and the main thread can still set limits afterwards
+        assert blas_threads() == [1] * len(before)
