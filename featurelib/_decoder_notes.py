@@ -27,7 +27,7 @@ _DECODER_NOTE = re.compile(rb"^(?:(?:Note|Warning|Error): |\[[^\]]*mpg123[^\]]*\
 _MPEG_SUFFIXES = (".mp3", ".mp2", ".mp1", ".mpga", ".mpeg")
 
 _lock = threading.Lock()
-_state = {"depth": 0, "saved": None, "capture": None}
+_state = {"depth": 0, "saved": None, "capture": None, "pid": None}
 
 
 def is_mpeg_name(path) -> bool:
@@ -38,17 +38,25 @@ def is_mpeg_name(path) -> bool:
     return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
 
 
+def _capture_file():
+    """This process's capture file, made once (a forked child makes its own: a shared file
+    offset would mix two processes' lines)."""
+    if _state["capture"] is None or _state["pid"] != os.getpid():
+        _state.update(capture=tempfile.TemporaryFile(), pid=os.getpid())
+    return _state["capture"]
+
+
 def _begin() -> None:
     with _lock:
         if _state["depth"] == 0:
-            capture = tempfile.TemporaryFile()
+            capture = _capture_file()
             try:
                 sys.stderr.flush()
             except (AttributeError, OSError, ValueError):
                 pass
             saved = os.dup(2)
             os.dup2(capture.fileno(), 2)
-            _state.update(saved=saved, capture=capture)
+            _state["saved"] = saved
         _state["depth"] += 1
 
 
@@ -58,13 +66,16 @@ def _end() -> None:
         if _state["depth"] > 0:
             return
         saved, capture = _state["saved"], _state["capture"]
-        _state.update(saved=None, capture=None)
+        _state["saved"] = None
         os.dup2(saved, 2)
         os.close(saved)
-        capture.seek(0)
-        kept = [line for line in capture.read().splitlines(keepends=True)
-                if not _DECODER_NOTE.match(line)]
-        capture.close()
+        captured = b""
+        if capture.tell():
+            capture.seek(0)
+            captured = capture.read()
+            capture.seek(0)
+            capture.truncate()
+        kept = [line for line in captured.splitlines(keepends=True) if not _DECODER_NOTE.match(line)]
     if kept:
         os.write(2, b"".join(kept))
 

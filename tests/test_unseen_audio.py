@@ -208,6 +208,9 @@ def test_decoder_notes_are_held_back_and_other_stderr_kept(capfd):
         os.write(2, b"[src/libmpg123/parse.c:1042] warning: junk\nsomething else the user must see\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "something else the user must see\nafter\n"
+    with quiet_decoder_notes():  # the capture file is reused: only this window's lines come back
+        os.write(2, b"Note: Trying to resync...\nsecond\n")
+    assert capfd.readouterr().err == "second\n"
 
 
 @needs_mp3
