@@ -706,25 +706,25 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
             return maxima[key]
         return _valid_max(mel(key), n_valid, xp)
 
+    def mel_db(key, top_db):  # log-mel and MFCC of the same mel share one dB conversion
+        if ("db", key, top_db) not in cache:
+            from featurelib import power_to_db
+
+            M = mel(key)
+            cache[("db", key, top_db)] = (power_to_db(M, top_db=None) if top_db is None
+                                         else _db_clamped(M, row_max(key), top_db, xp))
+        return cache[("db", key, top_db)]
+
     sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
     out = {}
     for name, kw in feats.items():
         if name == "melspectrogram":
             key = _mel_key(kw, norm_key="norm")
-            M = spectral[("mel", key, kw["power"])]
-            if kw["db"]:
-                from featurelib import power_to_db
-
-                M = (power_to_db(M, top_db=None) if kw["top_db"] is None
-                     else _db_clamped(M, row_max(key), kw["top_db"], xp))
-            value = M
+            # (the config allows db only with power 2, power_to_db's input)
+            value = mel_db(key, kw["top_db"]) if kw["db"] else spectral[("mel", key, kw["power"])]
         elif name == "mfcc":
             key = _mel_key(kw, norm_key="mel_norm")
-            M = mel(key)
-            if kw["top_db"] is None:
-                S_db = featurelib.power_to_db(M, top_db=None)
-            else:
-                S_db = _db_clamped(M, row_max(key), kw["top_db"], xp)
+            S_db = mel_db(key, kw["top_db"])
             value = tm(featurelib.mfcc(S=tm(S_db), sr=sr, n_mfcc=kw["n_mfcc"], dct_type=kw["dct_type"],
                                        norm=kw["norm"], lifter=kw["lifter"]))
         elif name in ("rms", "amplitude_envelope", "short_time_energy"):
