@@ -134,8 +134,8 @@ def test_fft_precision_context_holds_in_its_thread_only(precision):
 def test_one_blas_thread_survives_overlapping_batches(monkeypatch):
     """threadpoolctl limits are process-wide: overlapping batches in threads must not restore the
     default under each other. The first batch in sets one thread, the last one out restores.
-    (A recording stand-in for threadpoolctl: OpenBLAS reports its thread count per calling
-    thread, so counts read across threads do not show this.)"""
+    (A recording stand-in for threadpoolctl, whose OpenBLAS limits only the controlling thread
+    may change: counts read across threads would not show the order of events.)"""
     import threading
 
     import threadpoolctl
