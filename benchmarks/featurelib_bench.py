@@ -6,7 +6,7 @@ Two settings (issue 3):
   as the extract job feeds it. Also librosa on the very same padded batches.
 - long signals: 44.1 kHz, 60 s, n_fft 2048, hop 512, 128 mels; both batched.
 
-Run:  python benchmarks/featurelib_bench.py [--fsdd DIR] [--threads 1|2] [--repeat 3]
+Run:  python benchmarks/featurelib_bench.py [--fsdd DIR] [--threads 1|2] [--processes 2] [--repeat 3]
 
 Each featurelib row is timed three times, once per FFT precision (featurelib.set_fft_precision):
 ``"auto"`` (the default: float32 FFT, frames where float32 rounding could break parity redone in
@@ -15,8 +15,11 @@ float32, within tolerance on recorded audio but not on pure tones and chirps).
 
 BLAS is held to one thread for both libraries (threadpoolctl). ``--threads 2`` deals
 featurelib's batches out to two Python threads (NumPy's FFT and matmul release the GIL), which is
-how a 2-core machine runs it in one process; the extract job instead runs one single-threaded
-worker per core.
+how a 2-core machine runs it in one process. ``--processes 2`` (the default; 0 skips it) also
+deals them out to two forked single-threaded processes, which is how the extract job runs
+featurelib (one single-threaded worker per core): the batches reach the children through fork
+before the clock starts, each child works through its share, and only the compute is timed, as
+for the threads. librosa runs on one thread throughout, as its users call it.
 """
 
 from __future__ import annotations
@@ -85,6 +88,41 @@ def run_batches(fn, batches, threads):
         list(pool.map(lambda share: [fn(b) for b in share], shares))
 
 
+# --processes: one forked worker process per core, as the extract job runs featurelib (one
+# single-threaded worker per core). The function and the batches reach the children through
+# fork (copy-on-write, set before the pool starts, outside the timed region); each child works
+# through its share of whole batches and returns nothing, as the threads do.
+_JOB: dict = {}
+
+
+def _run_share(i):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        for b in _JOB["shares"][i]:
+            _JOB["fn"](b)
+    return i
+
+
+class ProcessRunner:
+    """A pool of ``n`` forked processes, each ready to run ``fn`` over its share of ``batches``."""
+
+    def __init__(self, fn, batches, n):
+        import multiprocessing as mp
+
+        _JOB.update(fn=fn, shares=[[b for b, _ in batches[i::n]] for i in range(n)])
+        self.n = n
+        self.pool = mp.get_context("fork").Pool(n)
+        self.pool.map(_run_share, [], chunksize=1)  # the children are up
+
+    def run(self):
+        self.pool.map(_run_share, range(self.n), chunksize=1)
+
+    def close(self):
+        self.pool.close()
+        self.pool.join()
+
+
 def short_clip_functions(sr):
     kw = dict(n_fft=256, hop_length=80)
     fk = dict(frame_length=256, hop_length=80)
@@ -135,6 +173,8 @@ def main():
     ap.add_argument("--fsdd", type=Path, default=DEFAULT_FSDD)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=2,
+                    help="also time featurelib on this many forked processes (0: skip)")
     # the extract job computes buffers of at most 8,192 frames (jobs/compute.py MAX_BUFFER_FRAMES):
     # about 80 FSDD clips; 64 length-sorted rows pad 7 % of the frames, 256 rows pad 25 %
     ap.add_argument("--batch-size", type=int, default=64)
@@ -159,13 +199,23 @@ def main():
                 F.set_fft_precision(precision)
                 t1 = best_of(lambda ours=ours: run_batches(ours, batches, 1), args.repeat)
                 tn = best_of(lambda ours=ours: run_batches(ours, batches, args.threads), args.repeat)
-                rows.append([name, precision, f"{t_ref:.3f}", f"{t_ref_batched:.3f}", f"{t1:.3f}", f"{tn:.3f}",
-                             f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x", f"{t_ref_batched / tn:.1f}x"])
+                row = [name, precision, f"{t_ref:.3f}", f"{t_ref_batched:.3f}", f"{t1:.3f}", f"{tn:.3f}",
+                       f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x", f"{t_ref_batched / tn:.1f}x"]
+                if args.processes:
+                    runner = ProcessRunner(ours, batches, args.processes)  # forks: precision set
+                    try:
+                        tp = best_of(runner.run, args.repeat)
+                    finally:
+                        runner.close()
+                    row += [f"{tp:.3f}", f"{t_ref / tp:.1f}x"]
+                rows.append(row)
             F.set_fft_precision("auto")
-        table("Short clips (seconds; ratio = librosa time / featurelib time)", rows,
-              ["function", "fft", "librosa per-clip", "librosa batched", "featurelib 1 thr",
-               f"featurelib {args.threads} thr", "vs per-clip (1 thr)", f"vs per-clip ({args.threads} thr)",
-               f"vs librosa batched ({args.threads} thr)"])
+        headers = ["function", "fft", "librosa per-clip", "librosa batched", "featurelib 1 thr",
+                   f"featurelib {args.threads} thr", "vs per-clip (1 thr)", f"vs per-clip ({args.threads} thr)",
+                   f"vs librosa batched ({args.threads} thr)"]
+        if args.processes:
+            headers += [f"featurelib {args.processes} proc", f"vs per-clip ({args.processes} proc)"]
+        table("Short clips (seconds; ratio = librosa time / featurelib time)", rows, headers)
 
         sr = 44100
         rng = np.random.default_rng(0)
@@ -182,12 +232,24 @@ def main():
                 F.set_fft_precision(precision)
                 t1 = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], 1), args.repeat)
                 tn = best_of(lambda ours=ours: run_batches(ours, [(long_batch, None)], args.threads), args.repeat)
-                rows.append([name, precision, f"{t_ref:.3f}", f"{t1:.3f}", f"{tn:.3f}",
-                             f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x"])
+                row = [name, precision, f"{t_ref:.3f}", f"{t1:.3f}", f"{tn:.3f}",
+                       f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x"]
+                if args.processes:  # each process takes a contiguous block of the signals
+                    step = -(-len(long_batch) // args.processes)
+                    blocks = [(long_batch[i:i + step], None) for i in range(0, len(long_batch), step)]
+                    runner = ProcessRunner(ours, blocks, args.processes)
+                    try:
+                        tp = best_of(runner.run, args.repeat)
+                    finally:
+                        runner.close()
+                    row += [f"{tp:.3f}", f"{t_ref / tp:.1f}x"]
+                rows.append(row)
             F.set_fft_precision("auto")
-        table("Long signals (seconds; both batched)", rows,
-              ["function", "fft", "librosa", "featurelib 1 thr", f"featurelib {args.threads} thr",
-               "ratio (1 thr)", f"ratio ({args.threads} thr)"])
+        headers = ["function", "fft", "librosa", "featurelib 1 thr", f"featurelib {args.threads} thr",
+                   "ratio (1 thr)", f"ratio ({args.threads} thr)"]
+        if args.processes:
+            headers += [f"featurelib {args.processes} proc", f"ratio ({args.processes} proc)"]
+        table("Long signals (seconds; both batched)", rows, headers)
 
 
 if __name__ == "__main__":
