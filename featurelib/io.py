@@ -187,6 +187,11 @@ def _open_soundfile(path):
             if isinstance(text, str) and text.startswith("file://"):
                 source = text[len("file://"):]
             _check_local_path(source, shown)
+            if isinstance(source, str):
+                try:
+                    source.encode("utf-8")
+                except UnicodeEncodeError:  # a name that is not UTF-8: libsndfile takes the bytes
+                    source = os.fsencode(source)
     named_mpeg = is_mpeg_name(shown)
     try:
         try:

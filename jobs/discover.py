@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from jobs.errors import UsageError
 from jobs.redact import redact
 
-__all__ = ["Discovery", "discover", "audio_extensions", "LIST_EXTENSIONS"]
+__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "LIST_EXTENSIONS"]
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
@@ -237,5 +237,26 @@ def discover(inputs: str | list[str] | None) -> Discovery:
     walker = _Walker(audio_extensions())
     for entry in inputs:
         walker.add(os.fspath(entry), top_level=True)
-    failures = [walker.failures[p] for p in sorted(walker.failures)]
-    return Discovery(paths=sorted(walker.found), failures=failures)
+    failures = {printable_path(p): {**f, "path": printable_path(f["path"])}
+                for p, f in walker.failures.items()}
+    paths = []
+    for path in walker.found:
+        if path == printable_path(path):
+            paths.append(path)
+        else:  # the tables are UTF-8 (Parquet strings): such a name cannot be stored, nor re-read
+            shown = printable_path(path)
+            failures[shown] = {
+                "path": shown, "stage": "discover", "error_type": "UndecodableFileName",
+                "message": "the file name is not valid UTF-8 (the bytes shown as \\xNN); rename it "
+                           "to UTF-8 to extract it"}
+    return Discovery(paths=sorted(paths), failures=[failures[p] for p in sorted(failures)])
+
+
+def printable_path(path: str) -> str:
+    """``path`` as valid UTF-8 text: bytes of a name that is not UTF-8 (which Python keeps as
+    surrogates) are written ``\\xNN``."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")

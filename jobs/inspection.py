@@ -205,8 +205,19 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:06.3f}"
 
 
+# control characters in a file name (a newline, a tab) would break the table's lines
+_CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 9: "\\t"}
+
+
+def _shown(path) -> str:
+    """A path as one line of valid UTF-8: undecodable bytes and control characters escaped."""
+    from jobs.discover import printable_path
+
+    return printable_path(str(path)).translate(_CONTROL_CHARACTERS)
+
+
 _COLUMNS = (  # header, row -> text, right-aligned?
-    ("path", lambda r: r["path"], False),
+    ("path", lambda r: _shown(r["path"]), False),
     ("format", lambda r: r["format"], False),
     ("subtype", lambda r: r["subtype"], False),
     ("rate Hz", lambda r: str(r["sample_rate"]), True),
@@ -243,6 +254,7 @@ def main(args) -> int:
     import json
 
     from featurelib import AudioDecodeError
+    from jobs.discover import printable_path
     from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
     files, problems = resolve_paths(args.paths, recursive=args.recursive)
@@ -254,17 +266,18 @@ def main(args) -> int:
             row = inspect_file(path)
         except AudioDecodeError as exc:
             failed += 1
-            print(f"{exc.path}: {exc.reason}", file=sys.stderr, flush=True)
-            results.append({"path": exc.path, "error": exc.reason})
+            print(f"{_shown(exc.path)}: {exc.reason}", file=sys.stderr, flush=True)
+            results.append({"path": printable_path(exc.path), "error": exc.reason})
             continue
         except Exception as exc:  # noqa: BLE001 - one line per file, never a traceback
             failed += 1
             reason = f"unexpected error ({type(exc).__name__}: {exc})"
-            print(f"{path}: {reason}", file=sys.stderr, flush=True)
-            results.append({"path": str(path), "error": reason})
+            print(f"{_shown(path)}: {reason}", file=sys.stderr, flush=True)
+            results.append({"path": printable_path(str(path)), "error": reason})
             continue
         rows.append(row)
         results.append({key: _json_value(row[key]) for key in JSON_KEYS})
+        results[-1]["path"] = printable_path(results[-1]["path"])
     try:
         if args.json:
             print(json.dumps(results, indent=2, ensure_ascii=False))

@@ -335,13 +335,13 @@ def _arrow_column(values: list, type_):
 
     ``pa.array`` imports pandas the first time it converts Python values (0.3 s), which the
     coordinator and every worker would pay while the batches run; buffers need no conversion.
-    ``None`` values become nulls. Strings that are not valid UTF-8 (undecodable file names) take
-    ``pa.array``'s way.
+    ``None`` values become nulls. Strings that are not valid UTF-8 (file names in another
+    encoding, which discovery turns into failures) are written with their bytes as ``\\xNN``.
     """
     import numpy as np
     import pyarrow as pa
 
-    valid, original = None, values
+    valid = None
     if any(v is None for v in values):  # nulls: a validity bitmap, and placeholders in the data
         mask = np.array([v is not None for v in values])
         valid = pa.py_buffer(np.packbits(mask, bitorder="little"))
@@ -350,8 +350,10 @@ def _arrow_column(values: list, type_):
     if pa.types.is_string(type_):
         try:
             data = [v.encode("utf-8") for v in values]
-        except UnicodeEncodeError:
-            return pa.array(original, type_)
+        except UnicodeEncodeError:  # a name that is not UTF-8 (surrogates): its bytes as \xNN
+            from jobs.discover import printable_path
+
+            data = [printable_path(v).encode("utf-8") for v in values]
         offsets = np.zeros(len(data) + 1, np.int64)
         np.cumsum([len(b) for b in data], out=offsets[1:])
         large = pa.Array.from_buffers(pa.large_string(), len(data),

@@ -243,3 +243,59 @@ def test_extract_decode_of_a_holed_mp3_fails_without_decoder_notes(tmp_path, cap
     with pytest.raises(DecodeError):
         decode(str(holed), sr=16000)
     assert "Note:" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- file names that are not UTF-8
+
+
+def _odd_names(folder):
+    """A clip under a Latin-1 name (not UTF-8), one with a newline in its name, and a plain one."""
+    import shutil
+
+    from test_extract_support import copy_samples
+
+    (plain,) = copy_samples(folder, 1)
+    latin1 = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.wav")
+    try:
+        shutil.copy(plain, latin1)
+    except (OSError, UnicodeError):  # a file system that stores UTF-8 names only
+        pytest.skip("this file system cannot hold a name that is not UTF-8")
+    newline = str(folder / "two\nlines.wav")
+    shutil.copy(plain, newline)
+    return plain, latin1, newline
+
+
+def test_extract_reports_a_name_that_is_not_utf8_and_goes_on(tmp_path):
+    """Parquet strings are UTF-8: such a name once crashed the whole job in the plan table. It is
+    now a discover failure with its bytes shown as \\xNN, and every other file is extracted."""
+    from test_extract_support import read_tables, run_cli, write_config
+
+    plain, latin1, newline = _odd_names(tmp_path / "corpus")
+    cfg = write_config(tmp_path / "job.yaml", input=str(tmp_path / "corpus"), out=tmp_path / "out",
+                       features={"rms": {}})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    assert sorted(files.column("path").to_pylist()) == sorted([plain, newline])
+    (row,) = failures.to_pylist()
+    assert row["path"] == str(tmp_path / "corpus") + "/caf\\xe9.wav"
+    assert row["stage"] == "discover" and row["error_type"] == "UndecodableFileName"
+    assert "UTF-8" in row["message"]
+
+
+def test_load_and_inspect_read_a_name_that_is_not_utf8(tmp_path, capsys):
+    import json
+
+    import featurelib as F
+    from jobs.cli import main as cli_main
+
+    plain, latin1, newline = _odd_names(tmp_path)
+    y, sr = F.load(latin1)
+    np.testing.assert_array_equal(y, F.load(plain)[0])
+    assert cli_main(["inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "caf\\xe9.wav" in out and "two\\nlines.wav" in out and len(out.splitlines()) == 4
+    assert cli_main(["inspect", "--json", str(tmp_path)]) == 0
+    paths = sorted(r["path"] for r in json.loads(capsys.readouterr().out))
+    assert paths == sorted([plain, newline, str(tmp_path) + "/caf\\xe9.wav"])
