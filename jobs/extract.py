@@ -798,6 +798,13 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         _say(f"extract: {len(plan.files) + len(plan.failures)} inputs, {len(plan.files)} readable, "
              f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
+        if not plan.files and not plan.failures:
+            from jobs.redact import redact
+
+            named = cfg.input if isinstance(cfg.input, list) else [cfg.input]
+            _say(f"extract: note: no audio files found in {', '.join(redact(str(i)) for i in named)} "
+                 "(a folder is searched for the extensions libsndfile reads: .wav, .flac, .ogg, "
+                 ".opus, .mp3, .aiff, ...)")
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}

@@ -299,3 +299,17 @@ def test_load_and_inspect_read_a_name_that_is_not_utf8(tmp_path, capsys):
     assert cli_main(["inspect", "--json", str(tmp_path)]) == 0
     paths = sorted(r["path"] for r in json.loads(capsys.readouterr().out))
     assert paths == sorted([plain, newline, str(tmp_path) + "/caf\\xe9.wav"])
+
+
+def test_extract_of_a_folder_without_audio_says_so(tmp_path):
+    from test_extract_support import read_tables, run_cli, write_config
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "notes.txt").write_text("no audio here\n")
+    cfg = write_config(tmp_path / "job.yaml", input=str(tmp_path / "corpus"), out=tmp_path / "out",
+                       features={"rms": {}})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert f"no audio files found in {tmp_path / 'corpus'}" in result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    assert files.num_rows == 0 and failures.num_rows == 0
