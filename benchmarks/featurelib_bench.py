@@ -123,6 +123,15 @@ class ProcessRunner:
         self.pool.join()
 
 
+def time_processes(fn, batches, n, repeat):
+    """Best time of ``fn`` over ``batches`` dealt out to ``n`` forked processes."""
+    runner = ProcessRunner(fn, batches, n)
+    try:
+        return best_of(runner.run, repeat)
+    finally:
+        runner.close()
+
+
 def short_clip_functions(sr):
     kw = dict(n_fft=256, hop_length=80)
     fk = dict(frame_length=256, hop_length=80)
@@ -201,12 +210,8 @@ def main():
                 tn = best_of(lambda ours=ours: run_batches(ours, batches, args.threads), args.repeat)
                 row = [name, precision, f"{t_ref:.3f}", f"{t_ref_batched:.3f}", f"{t1:.3f}", f"{tn:.3f}",
                        f"{t_ref / t1:.1f}x", f"{t_ref / tn:.1f}x", f"{t_ref_batched / tn:.1f}x"]
-                if args.processes:
-                    runner = ProcessRunner(ours, batches, args.processes)  # forks: precision set
-                    try:
-                        tp = best_of(runner.run, args.repeat)
-                    finally:
-                        runner.close()
+                if args.processes:  # forked after set_fft_precision: the children inherit it
+                    tp = time_processes(ours, batches, args.processes, args.repeat)
                     row += [f"{tp:.3f}", f"{t_ref / tp:.1f}x"]
                 rows.append(row)
             F.set_fft_precision("auto")
@@ -237,11 +242,7 @@ def main():
                 if args.processes:  # each process takes a contiguous block of the signals
                     step = -(-len(long_batch) // args.processes)
                     blocks = [(long_batch[i:i + step], None) for i in range(0, len(long_batch), step)]
-                    runner = ProcessRunner(ours, blocks, args.processes)
-                    try:
-                        tp = best_of(runner.run, args.repeat)
-                    finally:
-                        runner.close()
+                    tp = time_processes(ours, blocks, args.processes, args.repeat)
                     row += [f"{tp:.3f}", f"{t_ref / tp:.1f}x"]
                 rows.append(row)
             F.set_fft_precision("auto")
