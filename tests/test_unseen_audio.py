@@ -313,3 +313,13 @@ def test_extract_of_a_folder_without_audio_says_so(tmp_path):
     assert f"no audio files found in {tmp_path / 'corpus'}" in result.stderr
     files, failures = read_tables(tmp_path / "out")
     assert files.num_rows == 0 and failures.num_rows == 0
+
+
+def test_plot_titles_a_name_that_is_not_utf8(tmp_path):
+    """matplotlib cannot draw the surrogates Python keeps for such bytes: the title shows \\xNN."""
+    from jobs.cli import main as cli_main
+
+    plain, latin1, newline = _odd_names(tmp_path)
+    for path, png in ((latin1, tmp_path / "latin1.png"), (newline, tmp_path / "newline.png")):
+        assert cli_main(["plot", path, "--kind", "waveform", "-o", str(png)]) == 0
+        assert png.stat().st_size > 0
