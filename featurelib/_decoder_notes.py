@@ -38,24 +38,43 @@ def is_mpeg_name(path) -> bool:
     return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
 
 
-def _capture_file():
-    """This process's capture file, made once (a forked child makes its own: a shared file
-    offset would mix two processes' lines)."""
+def _capture_fd() -> int:
+    """This process's capture file (a descriptor of an unlinked temporary file), made once; a
+    forked child makes its own, as a shared file offset would mix two processes' lines."""
     if _state["capture"] is None or _state["pid"] != os.getpid():
-        _state.update(capture=tempfile.TemporaryFile(), pid=os.getpid())
+        fd, name = tempfile.mkstemp(prefix="audiofeat-decoder-notes-")
+        os.unlink(name)
+        _state.update(capture=fd, pid=os.getpid())
     return _state["capture"]
+
+
+def _read_and_clear(fd: int) -> bytes:
+    size = os.lseek(fd, 0, os.SEEK_CUR)
+    if not size:
+        return b""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks, left = [], size
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return b"".join(chunks)
 
 
 def _begin() -> None:
     with _lock:
         if _state["depth"] == 0:
-            capture = _capture_file()
+            capture = _capture_fd()
             try:
                 sys.stderr.flush()
             except (AttributeError, OSError, ValueError):
                 pass
             saved = os.dup(2)
-            os.dup2(capture.fileno(), 2)
+            os.dup2(capture, 2)
             _state["saved"] = saved
         _state["depth"] += 1
 
@@ -69,12 +88,7 @@ def _end() -> None:
         _state["saved"] = None
         os.dup2(saved, 2)
         os.close(saved)
-        captured = b""
-        if capture.tell():
-            capture.seek(0)
-            captured = capture.read()
-            capture.seek(0)
-            capture.truncate()
+        captured = _read_and_clear(capture)
         kept = [line for line in captured.splitlines(keepends=True) if not _DECODER_NOTE.match(line)]
     if kept:
         os.write(2, b"".join(kept))
