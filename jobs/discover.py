@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from jobs.errors import UsageError
 from jobs.redact import redact
 
-__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "LIST_EXTENSIONS"]
+__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "shown_path", "LIST_EXTENSIONS"]
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
@@ -250,6 +250,16 @@ def discover(inputs: str | list[str] | None) -> Discovery:
                 "message": "the file name is not valid UTF-8 (the bytes shown as \\xNN); rename it "
                            "to UTF-8 to extract it"}
     return Discovery(paths=sorted(paths), failures=[failures[p] for p in sorted(failures)])
+
+
+# control characters in a file name (a newline, a tab) would break a line of output
+_CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 9: "\\t"}
+
+
+def shown_path(path) -> str:
+    """A path for a person: one line of valid UTF-8 (:func:`printable_path`, and control
+    characters escaped)."""
+    return printable_path(str(path)).translate(_CONTROL_CHARACTERS)
 
 
 def printable_path(path: str) -> str:

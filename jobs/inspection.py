@@ -19,6 +19,8 @@ import glob
 import os
 import sys
 
+from jobs.discover import printable_path, shown_path
+
 __all__ = ["add_arguments", "main", "inspect_file", "resolve_paths"]
 
 BLOCK_FRAMES = 1 << 16  # frames read per step while measuring levels
@@ -205,19 +207,8 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:06.3f}"
 
 
-# control characters in a file name (a newline, a tab) would break the table's lines
-_CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 9: "\\t"}
-
-
-def _shown(path) -> str:
-    """A path as one line of valid UTF-8: undecodable bytes and control characters escaped."""
-    from jobs.discover import printable_path
-
-    return printable_path(str(path)).translate(_CONTROL_CHARACTERS)
-
-
 _COLUMNS = (  # header, row -> text, right-aligned?
-    ("path", lambda r: _shown(r["path"]), False),
+    ("path", lambda r: shown_path(r["path"]), False),
     ("format", lambda r: r["format"], False),
     ("subtype", lambda r: r["subtype"], False),
     ("rate Hz", lambda r: str(r["sample_rate"]), True),
@@ -254,7 +245,6 @@ def main(args) -> int:
     import json
 
     from featurelib import AudioDecodeError
-    from jobs.discover import printable_path
     from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
     files, problems = resolve_paths(args.paths, recursive=args.recursive)
@@ -266,13 +256,13 @@ def main(args) -> int:
             row = inspect_file(path)
         except AudioDecodeError as exc:
             failed += 1
-            print(f"{_shown(exc.path)}: {exc.reason}", file=sys.stderr, flush=True)
+            print(f"{shown_path(exc.path)}: {exc.reason}", file=sys.stderr, flush=True)
             results.append({"path": printable_path(exc.path), "error": exc.reason})
             continue
         except Exception as exc:  # noqa: BLE001 - one line per file, never a traceback
             failed += 1
             reason = f"unexpected error ({type(exc).__name__}: {exc})"
-            print(f"{_shown(path)}: {reason}", file=sys.stderr, flush=True)
+            print(f"{shown_path(path)}: {reason}", file=sys.stderr, flush=True)
             results.append({"path": printable_path(str(path)), "error": reason})
             continue
         rows.append(row)

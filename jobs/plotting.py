@@ -199,10 +199,10 @@ class FileAnalysis:
     def __init__(self, path, *, kinds, sr, offset, duration, n_fft, hop_length, n_mels, n_mfcc,
                  n_cols):
         import featurelib
-        from jobs.inspection import _shown
+        from jobs.discover import shown_path
 
         self.path = os.fspath(path)
-        self.name = _shown(os.path.basename(self.path))  # a title in any font: UTF-8, one line
+        self.name = shown_path(os.path.basename(self.path))  # a title in any font: UTF-8, one line
         self.meta = featurelib.info(path)
         if self.meta.frames <= 0:
             raise featurelib.AudioDecodeError(self.path, "no audio frames (the file holds a header "
@@ -630,8 +630,8 @@ def plot_run(args) -> None:
     import zarr
 
     import featurelib
+    from jobs.discover import shown_path
     from jobs.errors import UsageError
-    from jobs.inspection import _shown
 
     out_dir = args.path
     if not args.file_id:
@@ -693,7 +693,7 @@ def plot_run(args) -> None:
         _time_axis(ax, x_start, x_stop)
         ax.set_title(f"{name} (stored, {sr} Hz, hop {hop})", fontsize=10)
         _shade_events(ax, events, colours, over_image=data.shape[0] > 1)
-    title = (f"{_shown(os.path.basename(row['path']))} — {row['sample_rate']} Hz, {row['channels']} ch, "
+    title = (f"{shown_path(os.path.basename(row['path']))} — {row['sample_rate']} Hz, {row['channels']} ch, "
              f"{format_duration(row['duration_s'])} — file_id {row['file_id']}")
     if lo > first or hi < stop:
         title += f" — frames {lo - first}–{hi - first} of {stop - first}"
@@ -728,9 +728,9 @@ def main(args) -> int:
     try:
         plot_file(args)
     except AudioDecodeError as exc:
-        from jobs.inspection import _shown
+        from jobs.discover import shown_path
 
-        print(f"{_shown(exc.path)}: {exc.reason}", file=sys.stderr)
+        print(f"{shown_path(exc.path)}: {exc.reason}", file=sys.stderr)
         return EXIT_SOME_FAILED
     except ParameterError as exc:
         raise UsageError(str(exc)) from None
