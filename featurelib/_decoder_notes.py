@@ -38,6 +38,18 @@ def is_mpeg_name(path) -> bool:
     return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
 
 
+def open_quietly(source, name):
+    """``soundfile.SoundFile(source)`` opened with libmpg123's notes held back when ``name`` is
+    an MPEG name. Returns ``(handle, quiet)``: ``quiet`` says whether reads of it need
+    :func:`quiet_decoder_notes` too (an MPEG name, or a stream libsndfile found to be MP3)."""
+    import soundfile as sf
+
+    named = is_mpeg_name(name)
+    with quiet_decoder_notes(named):
+        handle = sf.SoundFile(source)
+    return handle, named or handle.format == "MP3"
+
+
 def _capture_fd() -> int:
     """This process's capture file (a descriptor of an unlinked temporary file), made once; a
     forked child makes its own, as a shared file offset would mix two processes' lines."""

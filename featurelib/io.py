@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._decoder_notes import is_mpeg_name, quiet_decoder_notes
+from ._decoder_notes import open_quietly, quiet_decoder_notes
 from .exceptions import AudioDecodeError, ParameterError
 
 __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
@@ -192,11 +192,9 @@ def _open_soundfile(path):
                     source.encode("utf-8")
                 except UnicodeEncodeError:  # a name that is not UTF-8: libsndfile takes the bytes
                     source = os.fsencode(source)
-    named_mpeg = is_mpeg_name(shown)
     try:
         try:
-            with quiet_decoder_notes(named_mpeg):
-                handle = sf.SoundFile(source)
+            handle, quiet = open_quietly(source, shown)
         except sf.LibsndfileError as exc:
             raise AudioDecodeError(
                 shown, f"not a readable audio file (libsndfile: {_libsndfile_text(exc)})") from None
@@ -204,7 +202,7 @@ def _open_soundfile(path):
             raise AudioDecodeError(shown, f"not a readable audio file ({exc})") from None
         except OSError as exc:
             raise AudioDecodeError(shown, f"cannot be opened ({exc.strerror or exc})") from None
-        with handle, quiet_decoder_notes(named_mpeg or handle.format == "MP3"):
+        with handle, quiet_decoder_notes(quiet):
             yield handle, shown
     finally:
         if opened is not None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurelib._decoder_notes import is_mpeg_name, quiet_decoder_notes
+from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
 from featurelib.spectrum import spectrum_power
 
 __all__ = [
@@ -338,12 +338,11 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             whole_pcm = True  # its data chunk lies whole in the file; 16-bit samples are finite
     if block is None:
         source = _source(path)
-        named_mpeg = is_mpeg_name(path)
         try:
-            with quiet_decoder_notes(named_mpeg), sf.SoundFile(source) as handle:
+            handle, quiet = open_quietly(source, path)
+            with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
-                with quiet_decoder_notes(fmt == "MP3" and not named_mpeg):
-                    block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
+                block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:
             raise DecodeError("LibsndfileError", str(exc)) from None
         finally:
@@ -378,14 +377,11 @@ class ResampledStream:
     """
 
     def __init__(self, path: str, *, sr: int, expected_frames: int):
-        import soundfile as sf
         import soxr
 
         self.path = path
         self._source = _source(path)
-        with quiet_decoder_notes(is_mpeg_name(path)):
-            self._handle = sf.SoundFile(self._source)
-        self._quiet = is_mpeg_name(path) or self._handle.format == "MP3"
+        self._handle, self._quiet = open_quietly(self._source, path)
         self.native_sr = int(self._handle.samplerate)
         self.sr = sr
         self.expected_frames = expected_frames

@@ -241,10 +241,10 @@ def discover(inputs: str | list[str] | None) -> Discovery:
                 for p, f in walker.failures.items()}
     paths = []
     for path in walker.found:
-        if path == printable_path(path):
+        shown = printable_path(path)
+        if shown == path:
             paths.append(path)
         else:  # the tables are UTF-8 (Parquet strings): such a name cannot be stored, nor re-read
-            shown = printable_path(path)
             failures[shown] = {
                 "path": shown, "stage": "discover", "error_type": "UndecodableFileName",
                 "message": "the file name is not valid UTF-8 (the bytes shown as \\xNN); rename it "
