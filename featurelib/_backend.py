@@ -23,7 +23,7 @@ from .exceptions import ParameterError
 
 __all__ = [
     "namespace", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
-    "chunk_samples", "redo_frames",
+    "chunk_samples", "FrameRedo",
 ]
 
 
@@ -128,16 +128,44 @@ def chunk_samples(x) -> int:
     return 1 << 22
 
 
-def redo_frames(frames, redo, result, recompute):
-    """``result`` with the frames flagged in ``redo`` replaced by ``recompute`` of just those.
+class FrameRedo:
+    """Frames flagged chunk by chunk for a second transform, recomputed a batch at a time.
 
-    ``frames`` ``(rows, t, n)`` and ``result`` ``(rows, t, k)`` (a fresh array, updated in place
-    where the namespace allows it); ``redo`` ``(rows, t)`` boolean; ``recompute`` maps frames
-    ``(1, m, n)`` to ``(1, m, k)``. NumPy and CuPy gather only the flagged frames; other
-    namespaces (no integer-array assignment in the array API) recompute the whole chunk.
+    ``recompute`` maps frames ``(1, m, n)`` to ``(1, m, k)``. :meth:`add` takes a chunk's frames
+    ``(rows, t, n)``, its fresh result ``(rows, t, k)``, the boolean ``redo`` ``(rows, t)`` and the
+    chunk's place ``(row, frame)`` in the output. NumPy and CuPy gather just the flagged frames
+    and recompute them together once ``budget`` samples are waiting (one transform call for many
+    chunks instead of one per chunk); :meth:`flush` writes them into the output. Other
+    namespaces (no integer-array assignment in the array API) recompute the whole chunk at once.
     """
-    if is_numpy_array(frames) or is_cupy_array(frames):
+
+    def __init__(self, recompute, budget: int):
+        self.recompute, self.budget = recompute, budget
+        self.parts, self.waiting = [], 0
+
+    def add(self, frames, redo, result, at=(0, 0)):
+        """The chunk's result (recomputed here where frames cannot be gathered)."""
+        if not (is_numpy_array(frames) or is_cupy_array(frames)):
+            return self.recompute(frames)
         rows, cols = redo.nonzero()
-        result[rows, cols] = recompute(frames[rows, cols][None])[0]
+        picked = frames[rows, cols]
+        self.parts.append((rows + at[0], cols + at[1], picked))
+        self.waiting += picked.shape[0] * picked.shape[-1]
         return result
-    return recompute(frames)
+
+    @property
+    def full(self) -> bool:
+        return self.waiting >= self.budget
+
+    def flush(self, out):
+        """Recompute the waiting frames and write them into ``out`` ``(B, T, k)``."""
+        if not self.parts:
+            return out
+        xp = array_namespace(out)
+        if len(self.parts) == 1:
+            rows, cols, frames = self.parts[0]
+        else:
+            rows, cols, frames = (xp.concat([p[i] for p in self.parts]) for i in range(3))
+        out[rows, cols] = self.recompute(frames[None])[0]
+        self.parts, self.waiting = [], 0
+        return out

@@ -16,12 +16,12 @@ import threading
 import numpy as np
 
 from ._backend import (
+    FrameRedo,
     as_float_array,
     chunk_samples,
     fft_namespace,
     like,
     namespace,
-    redo_frames,
     sliding_frames,
 )
 from .exceptions import ParameterError
@@ -283,8 +283,9 @@ def set_fft_precision(precision: str) -> str:
       thousandths of a dB: within tolerance on recorded audio, not on pure tones and chirps.
     - ``"auto"`` (default) transforms in float32 and checks every frame: where a quantity
       derived from the spectrum could be moved by float32 rounding beyond librosa parity (a mel
-      band under 1e-7 of the frame's energy but within 80 dB of its loudest band; any frame of
-      a spectral flatness, which takes logs of every bin), that frame is transformed again in
+      band under 3e-7 of the frame's energy within 60 dB of the loudest band, or under 3e-8 of
+      it within 80 dB; any frame of a spectral flatness, which takes logs of every bin), that
+      frame is transformed again in
       float64. Recorded audio keeps nearly all frames in float32; a pure tone ends up all in
       float64. Plain STFT values (``stft``, within 1e-5 of the peak magnitude either way) stay
       float32.
@@ -364,16 +365,17 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
         return X if reduce is None else reduce(X)
 
-    def checked(chunk):
+    budget = chunk_samples(y)
+    redo = FrameRedo(lambda frames: plain(frames, w64), budget) if check is not None else None
+
+    def transform(chunk, at):
+        if redo is None:
+            return plain(chunk)
         X = xp.astype(rfft(chunk * w, axis=-1), out_complex, copy=False)
         R = X if reduce is None else reduce(X)
-        redo = check(X, R)
-        if bool(xp.any(redo)):
-            R = redo_frames(chunk, redo, R, lambda frames: plain(frames, w64))
-        return R
+        flagged = check(X, R)
+        return redo.add(chunk, flagged, R, at) if bool(xp.any(flagged)) else R
 
-    transform = plain if check is None else checked
-    budget = chunk_samples(y)
     rows = max(1, budget // max(1, T * n_fft))
     if B == 0 or rows > 1 or T * n_fft <= budget:
         # whole rows per chunk: pad and frame each group of rows while it is in cache
@@ -393,13 +395,17 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
             return padded[b0:b1, t0:t1, :]
     out = None
     for b0, b1, t0, t1 in spans:
-        piece = transform(frames_of(b0, b1, t0, t1))
+        piece = transform(frames_of(b0, b1, t0, t1), (b0, t0))
         if len(spans) == 1:
             out = piece
-            break
-        if out is None:  # filled in place: no concatenation copy of a large spectrogram
-            out = xp.empty((B, T, piece.shape[-1]), dtype=piece.dtype, device=_device(piece))
-        out[b0:b1, t0:t1, :] = piece
+        else:
+            if out is None:  # filled in place: no concatenation copy of a large spectrogram
+                out = xp.empty((B, T, piece.shape[-1]), dtype=piece.dtype, device=_device(piece))
+            out[b0:b1, t0:t1, :] = piece
+        if redo is not None and redo.full:  # frames flagged in float32 go again in float64
+            redo.flush(out)
+    if redo is not None:
+        redo.flush(out)
     return xp.reshape(out, (*lead, T, out.shape[-1]))
 
 
