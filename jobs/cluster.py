@@ -440,10 +440,17 @@ def _forkserver_available() -> bool:
 def _stop_forkserver() -> None:
     """Stop this process's fork server and reap it (with it, the CPU time of the workers it
     forked counts as this process's children's, as spawned workers' does)."""
+    import signal
+
     try:
         from multiprocessing import forkserver
 
-        forkserver._forkserver._stop()
+        server = forkserver._forkserver
+        if server._forkserver_pid is not None:
+            # it holds nothing to clean up, and its interpreter's teardown (numpy, scipy, zarr,
+            # distributed...) kept the job's exit waiting 0.15 s: end it at once, then reap it
+            os.kill(server._forkserver_pid, signal.SIGTERM)
+        server._stop()
     except Exception:  # noqa: BLE001 - a private helper; without it the server ends with us
         pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -203,7 +204,7 @@ def test_packed_moments_equal_row_moments():
 
 
 def test_index_rows_and_batch_commits_never_import_pandas(tmp_path):
-    """Arrow tables built from buffers and Parquet read through ParquetFile: pyarrow imports
+    """Arrow tables built from buffers, batches committed as Arrow IPC: pyarrow imports
     pandas (0.2-0.3 CPU-s) on its first conversion of Python values, which every worker and
     the coordinator would pay while the batches run."""
     import subprocess
@@ -235,3 +236,34 @@ print("pandas" in sys.modules)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_batches_committed_as_parquet_by_an_earlier_version_still_read(tmp_path):
+    """Local batch commits are Arrow IPC files now; a run directory from a version that
+    committed Parquet resumes: its batches read back the same."""
+    import pyarrow.parquet as pq
+
+    from jobs import store
+    from jobs.plan import PlannedFile, arrow_rows
+
+    out = str(tmp_path / "run")
+    store.make_out(out)
+    dims = {"mfcc": 2, "rms": 1}
+    rows = store.IndexRows(dims)
+    f = PlannedFile(path="/a.wav", file_id="f1", size_bytes=10, format="WAV", subtype="PCM_16",
+                    sample_rate=8000, channels=1, frames=80, duration_s=0.01, n_frames=2,
+                    frame_start=0, frame_stop=2)
+    rows.add(f, {"mfcc": np.ones(2), "rms": np.ones(1)}, {"mfcc": np.zeros(2), "rms": np.zeros(1)})
+    fails = [{"path": "/x.wav", "stage": "decode", "error_type": "AudioDecodeError", "message": "bad"}]
+    assert store.commit_batch(out, 0, rows, fails, dims)
+    folder = store.batch_dir(out, 0)
+    assert sorted(os.listdir(folder)) == ["failures.arrow", "files.arrow"]
+    new_files, new_failures = store.read_batch(out, 0)
+    # the earlier layout: the same rows as Parquet files in the batch's folder
+    old = store.batch_dir(out, 1)
+    os.makedirs(old)
+    pq.write_table(new_files, os.path.join(old, "files.parquet"))
+    pq.write_table(arrow_rows(fails, store.failures_schema()), os.path.join(old, "failures.parquet"))
+    old_files, old_failures = store.read_batch(out, 1)
+    assert old_files.equals(new_files) and old_failures.equals(new_failures)
+    assert store.committed_batches(out) == {0, 1}
