@@ -64,7 +64,7 @@ def frame_count(n_samples: int, hop_length: int) -> int:
     return 1 + n_samples // hop_length
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedFile:
     """One input whose header was read: what it is and where its rows go."""
 
@@ -326,7 +326,8 @@ def plan_to_tables(plan: Plan):
     files = plan.files
     schema = _files_schema()
     # column by column (30x faster than a dict per file), from buffers (see _arrow_column)
-    columns = [_arrow_column([getattr(f, field.name) for f in files], field.type) for field in schema]
+    columns = [_arrow_column([getattr(f, name) for f in files], type_)
+               for name, type_ in zip(schema.names, schema.types)]  # Field.name: a new str per call
     return pa.Table.from_arrays(columns, schema=schema), plan_batches(plan)
 
 
