@@ -202,7 +202,8 @@ def main():
         for name, (ref, ours) in short_clip_functions(sr).items():
             for fn in (ref, ours):  # warm caches (mel basis, windows, numba in librosa)
                 fn(clips[0])
-            t_ref = best_of(lambda ref=ref: [ref(c) for c in clips], 1)
+            # best of --repeat, as every featurelib time: one noisy run would move the ratio
+            t_ref = best_of(lambda ref=ref: [ref(c) for c in clips], args.repeat)
             t_ref_batched = best_of(lambda ref=ref: [ref(b) for b, _ in batches], args.repeat)
             for precision in ("auto", "double", "single"):
                 F.set_fft_precision(precision)
