@@ -34,17 +34,25 @@ MAX_AUTO_CHUNK_FRAMES = 8192  # the largest
 
 
 def auto_chunk_frames(batch_frames: float) -> int:
-    """Chunk length for batches of about ``batch_frames`` frames: the largest power of two
-    within a quarter of a batch, between 2048 and 8192 frames.
+    """The largest chunk length the plan considers for batches of about ``batch_frames``
+    frames: the largest power of two within a batch, between 2048 and 8192 frames.
 
-    Every chunk write costs Zarr about as much in bookkeeping as in compression, so big batches
-    write fewer, bigger chunks (8192 halved the write time of 43,000-frame batches); a quarter
-    of a batch bounds the padding to a chunk boundary at the end of each batch's region.
+    Every chunk write costs Zarr about as much in bookkeeping as in compression, so fewer,
+    bigger chunks write faster (8192 halved the write time of 43,000-frame batches; on FSDD,
+    4096 instead of 2048 cut the job's task time by 20 %). :func:`make_batches` takes this
+    length unless its regions would pad more than :data:`MAX_PADDING` of the frames, and then
+    the largest shorter one that does not.
     """
     chunk = DEFAULT_CHUNK_FRAMES
-    while chunk * 2 <= min(batch_frames / 4, MAX_AUTO_CHUNK_FRAMES):
+    while chunk * 2 <= min(batch_frames, MAX_AUTO_CHUNK_FRAMES):
         chunk *= 2
     return chunk
+
+
+# A batch fills its files up to its region's last chunk boundary, so a long chunk pads little
+# where files are short (FSDD: under 1 %); with files of thousands of frames each, whole files
+# no longer fit the gap: the plan then takes a shorter chunk, down to 2048
+MAX_PADDING = 0.05
 
 
 def file_id(path: str) -> str:
@@ -258,13 +266,46 @@ def _round_up(n: int, chunk: int) -> int:
     return -(-n // chunk) * chunk
 
 
+def _fill(short: list[PlannedFile], target: int, chunk: int) -> list[list[PlannedFile]]:
+    """Consecutive runs of the length-sorted ``short`` files: each reaches ``target`` frames,
+    then takes files while they fit its region's last chunk boundary."""
+    groups, current, used = [], [], 0
+    limit = None  # once the target is reached: the chunk boundary the batch may still fill
+    for f in short:
+        if limit is not None and used + f.n_frames > limit:
+            groups.append(current)
+            current, used, limit = [], 0, None
+        current.append(f)
+        used += f.n_frames
+        if limit is None and used >= target:
+            limit = _round_up(used, chunk)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _pick_chunk(short: list[PlannedFile], long_files: list[PlannedFile], target: int) -> int:
+    """The longest chunk, from :func:`auto_chunk_frames` down to 2048, whose regions pad at
+    most :data:`MAX_PADDING` of the frames (2048 when none does)."""
+    chunk = auto_chunk_frames(target)
+    total = sum(f.n_frames for f in short) + sum(f.n_frames for f in long_files)
+    while chunk > DEFAULT_CHUNK_FRAMES:
+        padded = sum(_round_up(sum(f.n_frames for f in g), chunk) for g in _fill(short, target, chunk))
+        padded += sum(_round_up(f.n_frames, chunk) for f in long_files)
+        if padded - total <= MAX_PADDING * total:
+            break
+        chunk //= 2
+    return chunk
+
+
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
                  chunk_frames: int | None = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
                  first_batch_id: int = 0, first_frame: int = 0) -> Plan:
     """Group probed files into batches with chunk-aligned, disjoint regions (deterministic).
 
-    ``chunk_frames=None`` picks it from the batch size (:func:`auto_chunk_frames`); the plan's
+    ``chunk_frames=None`` picks it from the batch size and the padding it would cost
+    (:func:`auto_chunk_frames`, :data:`MAX_PADDING`); the plan's
     ``chunk_frames`` says which. ``first_batch_id`` and ``first_frame`` (a chunk boundary) place
     the batches after those of an earlier plan, when new inputs are appended to a store.
     """
@@ -279,23 +320,11 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
     target = min(batch_seconds * frames_per_second, total_short / max(1, min_batches))
     target = max(1, int(target))
     if chunk_frames is None:
-        chunk_frames = auto_chunk_frames(target)
+        chunk_frames = _pick_chunk(short, long_files, target)
     block_frames = max(chunk_frames, int(round(block_seconds * frames_per_second / chunk_frames)) * chunk_frames)
 
     groups: list[tuple[str, list[PlannedFile]]] = [("long", [f]) for f in long_files]
-    current: list[PlannedFile] = []
-    used = 0
-    limit = None  # once the target is reached: the chunk boundary the batch may still fill
-    for f in short:
-        if limit is not None and used + f.n_frames > limit:
-            groups.append(("files", current))
-            current, used, limit = [], 0, None
-        current.append(f)
-        used += f.n_frames
-        if limit is None and used >= target:
-            limit = _round_up(used, chunk_frames)
-    if current:
-        groups.append(("files", current))
+    groups += [("files", members) for members in _fill(short, target, chunk_frames)]
 
     batches, start = [], first_frame
     for batch_id, (kind, members) in enumerate(groups, start=first_batch_id):

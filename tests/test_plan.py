@@ -182,12 +182,25 @@ def test_wav_header_agrees_with_featurelib_info(tmp_path):
 def test_auto_chunk_frames():
     from jobs.plan import auto_chunk_frames
 
-    assert [auto_chunk_frames(n) for n in (1, 8191, 8192, 16384, 40000, 10**7)] == \
-        [2048, 2048, 2048, 4096, 8192, 8192]
+    assert [auto_chunk_frames(n) for n in (1, 2048, 4095, 4096, 8191, 8192, 40000, 10**7)] == \
+        [2048, 2048, 2048, 4096, 4096, 8192, 8192, 8192]
     plan = make_batches(_corpus(), sr=8000, hop_length=80, batch_seconds=600, min_batches=2,
                         chunk_frames=None)
     assert plan.chunk_frames == 8192
     assert all(b.region_start % 8192 == 0 for b in plan.batches)
+
+
+@pytest.mark.parametrize("seconds, chunk", [(0.45, 4096), (60.0, 2048)])
+def test_auto_chunk_is_long_unless_whole_files_would_pad_the_regions(seconds, chunk):
+    """Clips of 45 frames fill a batch's last chunk almost whole: 4096-frame chunks (the batch
+    target is about 4,100 frames). Clips of 6,000 frames, one per batch, would pad their
+    8192-frame regions (two 4096 chunks) by 36 %: the plan takes 2048 (2 %)."""
+    files = [_fake(f"/c/{i:05d}.wav", seconds) for i in range(int(3000 * 0.45 / seconds))]
+    plan = make_batches(files, sr=8000, hop_length=80, batch_seconds=600, min_batches=32,
+                        chunk_frames=None)
+    assert plan.chunk_frames == chunk
+    used = sum(f.n_frames for f in plan.files)
+    assert plan.total_frames - used <= 0.05 * used
 
 
 def test_packed_moments_equal_row_moments():
