@@ -28,6 +28,23 @@ from jobs.redact import redact
 __all__ = ["OutDir", "is_url", "as_outdir"]
 
 
+def temporary_folder(prefix: str = "audiofeat-"):
+    """A new temporary folder (a ``Path``), removed when this process exits.
+
+    For local copies of what lives at a URL (a model folder to load or upload). The removal is
+    a ``multiprocessing`` finalizer: it runs at a normal exit of the main process and of Dask's
+    worker processes (which skip ``atexit``), never in a forked child for its parent's folder.
+    """
+    import tempfile
+    from multiprocessing import util
+    from pathlib import Path
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True},
+                  exitpriority=0)
+    return Path(folder)
+
+
 def is_url(location) -> bool:
     return "://" in os.fspath(location)
 

@@ -146,15 +146,15 @@ def load_worker(out_dir: str, model_dir: str, model_sha256: str):
 
 def _local_model(model_dir):
     """A local folder holding the model: ``model_dir`` itself, or for a model folder at a URL
-    (an :class:`jobs.outdir.OutDir`) a copy in a temporary folder of this process."""
+    (an :class:`jobs.outdir.OutDir`) a copy in a temporary folder of this process (removed when
+    the process exits)."""
     from jobs.outdir import OutDir
 
     if not isinstance(model_dir, OutDir):
         return model_dir
-    import tempfile
-    from pathlib import Path
+    from jobs.outdir import temporary_folder
 
-    local = Path(tempfile.mkdtemp(prefix="audiofeat-model-")) / "model"
+    local = temporary_folder("audiofeat-model-") / "model"
     if not model_dir.download("", local):
         raise UsageError(f"no model folder at {model_dir.display}")
     return local

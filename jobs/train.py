@@ -339,10 +339,10 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     if folder:
         folder = Path(folder)
     elif not isinstance(store.out_dir, Path):
-        import tempfile
+        from jobs.outdir import temporary_folder
 
         remote = store.out_dir
-        folder = Path(tempfile.mkdtemp(prefix="audiofeat-model-")) / name
+        folder = temporary_folder("audiofeat-model-") / name
         remote.download(f"models/{name}", folder)  # an earlier model, to see if it is up to date
     else:
         folder = Path(out_dir) / "models" / name
