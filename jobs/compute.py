@@ -11,7 +11,8 @@ equal the frames featurelib gives for that file (or that block of it) on its own
   padding repeats each row's first / last sample;
 - ``power_to_db(top_db=...)`` (``melspectrogram`` with ``db: true``, and ``mfcc``) clamps relative
   to a maximum: the job takes it per file (over its valid frames, or over the whole file for a
-  long file, from a first pass), never over the batch.
+  long file: its unclamped dB are kept in a temporary file until the end of its one decoding
+  pass, then clamped), never over the batch.
 
 Decoding mixes channels to mono (mean) and resamples with soxr (HQ), as ``librosa.load``: the
 resampled length is ``ceil(n * sr / native_sr)`` (soxr's output padded with zeros). Long files
@@ -34,7 +35,7 @@ from featurelib.spectrum import spectrum_power
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "mel_maxima", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
+    "mel_maxima", "clamped_db_features", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -640,18 +641,39 @@ def _db_clamped(M, maxima: np.ndarray, top_db: float, xp):
     """``power_to_db(M)`` clamped per row at (row's max dB - top_db)."""
     from featurelib import power_to_db
 
-    S_db = power_to_db(M, top_db=None)
+    return _clamp_db(power_to_db(M, top_db=None), maxima, top_db, xp)
+
+
+def _clamp_db(S_db, maxima: np.ndarray, top_db: float, xp):
+    """Unclamped dB ``(B, T, k)`` clamped per row at (the row's max mel power in dB - top_db)."""
+    from featurelib import power_to_db
+
     floor_db = power_to_db(xp.asarray(np.asarray(maxima, dtype=np.float64)), top_db=None) - top_db
     floor_db = xp.astype(floor_db, S_db.dtype)[:, None, None]
     return xp.maximum(S_db, floor_db)
 
 
+def _mfcc_of(S_db, kw: dict, fs: FeatureSet, xp):
+    """MFCCs ``(B, T, n_mfcc)`` of a time-major dB mel ``(B, T, n_mels)``."""
+    import featurelib
+
+    return xp.matrix_transpose(featurelib.mfcc(
+        S=xp.matrix_transpose(S_db), sr=fs.sr, n_mfcc=kw["n_mfcc"], dct_type=kw["dct_type"],
+        norm=kw["norm"], lifter=kw["lifter"]))
+
+
 def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarray] | None,
-                     n_valid: list[int], xp=np) -> dict[str, np.ndarray]:
+                     n_valid: list[int], xp=np, deferred: dict | None = None) -> dict[str, np.ndarray]:
     """Every feature for every row: name -> NumPy ``(B, T, dim)`` float32 (time-major).
 
     ``maxima`` gives, per clamped mel, each row's max mel power over the whole file; ``None``
     takes it over each row's valid frames (a row is a whole file).
+
+    With ``deferred`` (a dict, filled here), the features clamped with ``top_db``
+    (:meth:`FeatureSet.db_mels`) are left out: for each of their mels, ``deferred[key]`` gets
+    ``(dB without the clamp (B, T, n_mels) float32, each row's max mel power (B,) float64)``,
+    and :func:`clamped_db_features` finishes them once the file's max is known (one pass over
+    a long file instead of two).
     """
     import featurelib
     from featurelib._backend import to_numpy
@@ -713,16 +735,20 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
 
     sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
     out = {}
+    later = fs.db_mels() if deferred is not None else {}
+    for key in set(later.values()):
+        deferred[key] = (np.ascontiguousarray(to_numpy(mel_db(key, None)), dtype=np.float32),
+                         _valid_max(mel(key), n_valid, xp))
     for name, kw in feats.items():
+        if name in later:
+            continue
         if name == "melspectrogram":
             key = _mel_key(kw, norm_key="norm")
             # (the config allows db only with power 2, power_to_db's input)
             value = mel_db(key, kw["top_db"]) if kw["db"] else spectral[("mel", key, kw["power"])]
         elif name == "mfcc":
             key = _mel_key(kw, norm_key="mel_norm")
-            S_db = mel_db(key, kw["top_db"])
-            value = tm(featurelib.mfcc(S=tm(S_db), sr=sr, n_mfcc=kw["n_mfcc"], dct_type=kw["dct_type"],
-                                       norm=kw["norm"], lifter=kw["lifter"]))
+            value = _mfcc_of(mel_db(key, kw["top_db"]), kw, fs, xp)
         elif name in ("rms", "amplitude_envelope", "short_time_energy"):
             fn = getattr(featurelib, name)
             value = tm(fn(z, frame_length=n_fft, hop_length=hop, center=False))
@@ -744,6 +770,26 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
                                                     split_frequency=kw["split_frequency"]))
         else:  # pragma: no cover - the config validates names
             raise ValueError(f"unknown feature {name}")
+        out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)
+    return out
+
+
+def clamped_db_features(db: dict[tuple, np.ndarray], maxima: dict[tuple, np.ndarray],
+                        fs: FeatureSet, xp=np) -> dict[str, np.ndarray]:
+    """The features :func:`compute_segments` deferred, from their mels' unclamped dB
+    ``(B, T, n_mels)`` and each row's max mel power: name -> NumPy ``(B, T, dim)`` float32.
+
+    The same arithmetic as :func:`compute_segments` (the clamp is an elementwise maximum),
+    so the numbers are those of one whole pass.
+    """
+    from featurelib._backend import to_numpy
+
+    out = {}
+    for name, key in fs.db_mels().items():
+        kw = fs.features[name]
+        value = _clamp_db(xp.asarray(db[key]), maxima[key], kw["top_db"], xp)
+        if name == "mfcc":
+            value = _mfcc_of(value, kw, fs, xp)
         out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)
     return out
 

@@ -96,7 +96,12 @@ def test_moments_combine_exactly():
     np.testing.assert_allclose(m.std, rows.std(0), rtol=1e-9)
 
 
-def test_long_file_task_in_pieces_smaller_than_blocks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("features", [
+    FEATURES,
+    # only clamped features, of two different mels, with two top_db
+    {"mfcc": {"n_mfcc": 13, "n_mels": 24}, "melspectrogram": {"n_mels": 32, "db": True, "top_db": 60.0}},
+])
+def test_long_file_task_in_pieces_smaller_than_blocks(tmp_path, monkeypatch, features):
     """extract_batch in this process: pieces of 70 frames inside blocks of 256, read back."""
     import zarr
 
@@ -108,17 +113,23 @@ def test_long_file_task_in_pieces_smaller_than_blocks(tmp_path, monkeypatch):
     path = str(tmp_path / "long.flac")
     sf.write(path, np.stack([_signal(7 * 22050 + 3, 22050), _signal(7 * 22050 + 3, 22050, 1)], 1), 22050)
     cfg = parse_config({"input": path, "out": str(tmp_path / "out"), "audio": {"sr": 16000},
-                        "frames": {"n_fft": 512, "hop_length": 160}, "features": FEATURES,
+                        "frames": {"n_fft": 512, "hop_length": 160}, "features": features,
                         "compute": {"block_seconds": 2.0, "chunk_frames": 128}})
     fc = feature_config(cfg)
     plan, meta = new_plan(cfg, discover(cfg.input), feature_cfg=fc, config_hash=config_hash(fc))
     (batch,) = plan.batches
     assert batch.kind == "long" and batch.block_frames == 256
     monkeypatch.setattr(jobs.compute, "MAX_BUFFER_FRAMES", 70)
+    opened = []
+    stream = jobs.compute.ResampledStream
+    monkeypatch.setattr(jobs.compute, "ResampledStream",
+                        lambda *a, **k: (opened.append(a[0]), stream(*a, **k))[1])
     job = {"out": cfg.out, "feature_config": fc, "dims": meta["dims"], "device": "cpu",
            "tables": _tables(fc)}
     summary = extract_batch(batch, job)
     assert summary["committed"] and summary["ok"] == 1
+    # decoded once, though the MFCC and log-mel are clamped 80 dB under the file's maximum
+    assert opened == [path] and FeatureSet.from_config(fc).db_mels()
     group = zarr.open_group(str(tmp_path / "out" / "features.zarr"), mode="r")
     f = batch.files[0]
     fs = FeatureSet.from_config(fc)
