@@ -68,9 +68,11 @@ def _freq_column(freq, S, sr, n_fft, xp):
     return freq
 
 
-def _column_totals(S, xp):
-    """Per-frame sums of ``S`` ``(..., 1, t)``, 1 where a frame is all but silent (librosa)."""
-    total = xp.sum(S, axis=-2, keepdims=True)
+def _column_totals(S, xp, total=None):
+    """Per-frame sums of ``S`` ``(..., 1, t)`` (or ``total``, computed by the caller), 1 where
+    a frame is all but silent (librosa)."""
+    if total is None:
+        total = xp.sum(S, axis=-2, keepdims=True)
     tiny = float(np.finfo(np.float32 if S.dtype == xp.float32 else np.float64).tiny)
     return xp.where(total < tiny, xp.ones_like(total), total)
 
@@ -117,9 +119,10 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     f = _freq_column(freq, S, sr, n_fft, xp)
     if f.ndim != 2 or f.shape[-1] != 1:  # frequencies that vary per frame: librosa's formula
         return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
-    # sum(f * S / total) as one product per frame, then one division: two passes over S, not five
-    weighted = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S), f))  # (..., 1, t)
-    return weighted / _column_totals(S, xp)
+    # sum(f * S) / sum(S): both sums in one product per frame ([f, 1] as two columns), then
+    # one division: one pass over S, not five
+    both = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S), xp.concat([f, xp.ones_like(f)], axis=-1)))
+    return both[..., :1, :] / _column_totals(S, xp, total=both[..., 1:, :])  # (..., 1, t)
 
 
 def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
@@ -287,8 +290,7 @@ def mean_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
-    f = _freq_column(None, S, sr, n_fft, xp)
-    return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    return spectral_centroid(S=S, sr=sr, n_fft=n_fft)  # the same weighted mean, of S ** power
 
 
 def median_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
