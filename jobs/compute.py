@@ -35,7 +35,7 @@ from featurelib.spectrum import spectrum_power
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "mel_maxima", "clamped_db_features", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
+    "clamped_db_features", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -619,15 +619,6 @@ def _mel_output(fs: FeatureSet, key: tuple, power: float):
     return ("mel", key, power), basis.shape[0], mel
 
 
-def mel_maxima(zbuf, n_valid: list[int], fs: FeatureSet, xp=np) -> dict[tuple, np.ndarray]:
-    """Per row, the largest mel power over its valid frames, for each top_db-clamped mel."""
-    keys = set(fs.db_mels().values())
-    if not keys:
-        return {}
-    mels = _spectral_pass(zbuf, fs, [_mel_output(fs, key, 2.0) for key in sorted(keys, key=repr)], xp)
-    return {key: _valid_max(mels[("mel", key, 2.0)], n_valid, xp) for key in keys}
-
-
 def _valid_max(M, n_valid, xp) -> np.ndarray:
     """Per row of ``M`` ``(B, T, k)``, the max over its first ``n_valid[b]`` frames (NumPy)."""
     from featurelib._backend import to_numpy
@@ -662,14 +653,13 @@ def _mfcc_of(S_db, kw: dict, fs: FeatureSet, xp):
         norm=kw["norm"], lifter=kw["lifter"]))
 
 
-def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarray] | None,
-                     n_valid: list[int], xp=np, deferred: dict | None = None) -> dict[str, np.ndarray]:
+def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
+                     deferred: dict | None = None) -> dict[str, np.ndarray]:
     """Every feature for every row: name -> NumPy ``(B, T, dim)`` float32 (time-major).
 
-    ``maxima`` gives, per clamped mel, each row's max mel power over the whole file; ``None``
-    takes it over each row's valid frames (a row is a whole file).
-
-    With ``deferred`` (a dict, filled here), the features clamped with ``top_db``
+    A row is a whole file: features clamped with ``top_db`` take its max over its valid frames.
+    With ``deferred`` (a dict, filled here; a row is then one piece of a long file), the
+    features clamped with ``top_db``
     (:meth:`FeatureSet.db_mels`) are left out: for each of their mels, ``deferred[key]`` gets
     ``(dB without the clamp (B, T, n_mels) float32, each row's max mel power (B,) float64)``,
     and :func:`clamped_db_features` finishes them once the file's max is known (one pass over
@@ -720,8 +710,6 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, maxima: dict[tuple, np.ndarr
         return spectral[("mel", key, 2.0)]
 
     def row_max(key):
-        if maxima is not None and key in maxima:
-            return maxima[key]
         return _valid_max(mel(key), n_valid, xp)
 
     def mel_db(key, top_db):  # log-mel and MFCC of the same mel share one dB conversion

@@ -275,13 +275,13 @@ def _extract_files(batch, job, fs, xp, timings):
         try:
             zbuf, ebuf, n_valid = segment_buffers(signals, fs)
             parts = [(list(range(len(group))), n_valid,
-                      compute_segments(zbuf, ebuf, fs, maxima=None, n_valid=n_valid, xp=xp))]
+                      compute_segments(zbuf, ebuf, fs, n_valid=n_valid, xp=xp))]
         except Exception:  # noqa: BLE001 - find the file that breaks the group, keep the rest
             parts = []
             for i, (f, y) in enumerate(group):
                 try:
                     zb, eb, nv = segment_buffers([y], fs)
-                    parts.append(([i], nv, compute_segments(zb, eb, fs, maxima=None, n_valid=nv, xp=xp)))
+                    parts.append(([i], nv, compute_segments(zb, eb, fs, n_valid=nv, xp=xp)))
                 except Exception as exc:  # noqa: BLE001
                     failures.append(_fail_row(f, "compute", exc))
         timings["dsp_s"] += time.perf_counter() - t0
@@ -414,7 +414,7 @@ def _extract_long(batch, job, fs, xp, timings):
                     timings["decode_s"] += t1 - t0
                     deferred = {} if later else None
                     feats = compute_segments(zrow[None], None if erow is None else erow[None], fs,
-                                             maxima=None, n_valid=[f1 - f0], xp=xp, deferred=deferred)
+                                             n_valid=[f1 - f0], xp=xp, deferred=deferred)
                     for key, (db, row_max) in (deferred or {}).items():
                         spill.append(key, db[0, :f1 - f0])
                         maxima[key] = np.maximum(maxima[key], row_max) if key in maxima else row_max

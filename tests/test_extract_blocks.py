@@ -11,10 +11,10 @@ from jobs.compute import (
     FeatureSet,
     Moments,
     ResampledStream,
+    clamped_db_features,
     compute_segments,
     decode,
     file_features,
-    mel_maxima,
 )
 from jobs.config import feature_config, parse_config
 
@@ -34,23 +34,26 @@ def _signal(n, sr, seed=0):
 
 
 def _features_by_blocks(path, fs, frames, block_frames):
+    """As the job streams a long file: one pass of blocks, the top_db-clamped features
+    deferred until the file's max is known, then clamped."""
     n_frames = 1 + ResampledStream(path, sr=fs.sr, expected_frames=frames).n_samples // fs.hop_length
     blocks = [(f0, min(f0 + block_frames, n_frames)) for f0 in range(0, n_frames, block_frames)]
-    maxima = {}
-    with ResampledStream(path, sr=fs.sr, expected_frames=frames) as stream:
-        reader = BlockReader(stream, fs)
-        for f0, f1 in blocks:
-            z, _ = reader.block(f0, f1)
-            for key, value in mel_maxima(z[None], [f1 - f0], fs).items():
-                maxima[key] = np.maximum(maxima[key], value) if key in maxima else value
-    parts = {}
+    parts, db, maxima = {}, {}, {}
     with ResampledStream(path, sr=fs.sr, expected_frames=frames) as stream:
         reader = BlockReader(stream, fs)
         for f0, f1 in blocks:
             z, e = reader.block(f0, f1)
-            out = compute_segments(z[None], e[None], fs, maxima=maxima, n_valid=[f1 - f0])
+            deferred = {}
+            out = compute_segments(z[None], e[None], fs, n_valid=[f1 - f0], deferred=deferred)
             for name, data in out.items():
                 parts.setdefault(name, []).append(data[0, : f1 - f0])
+            for key, (values, row_max) in deferred.items():
+                db.setdefault(key, []).append(values[:, : f1 - f0])
+                maxima[key] = np.maximum(maxima[key], row_max) if key in maxima else row_max
+    assert set(fs.db_mels()) and not set(fs.db_mels()) & set(parts)
+    db = {key: np.concatenate(v, axis=1) for key, v in db.items()}
+    for name, data in clamped_db_features(db, maxima, fs).items():
+        parts[name] = [data[0]]
     return {name: np.concatenate(p) for name, p in parts.items()}, len(blocks)
 
 
