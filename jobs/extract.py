@@ -524,7 +524,7 @@ def warm_worker(n_fft: int) -> float:
     with one_blas_thread():
         stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
                     window=np.ones(n_fft), center=False)
-        import pyarrow.parquet  # noqa: F401 - Arrow tables are built from buffers: no pandas
+        import pyarrow.ipc  # noqa: F401 - batch commits (Arrow tables built from buffers: no pandas)
         import soundfile  # noqa: F401
         import soxr  # noqa: F401
         import zarr  # noqa: F401
