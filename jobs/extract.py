@@ -452,13 +452,19 @@ def _extract_long(batch, job, fs, xp, timings):
 def extract_batch(batch, job: dict) -> dict:
     """Stages 3-4 for one batch on a worker: extract, write its region, commit its index rows.
 
+    ``batch`` is a :class:`~jobs.plan.Batch` or, as the job sends it, a
+    :class:`~jobs.plan.PackedBatch`.
+
     Idempotent: a batch already committed returns at once; a retry rewrites the same bytes to
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
     from jobs import store
     from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+    from jobs.plan import PackedBatch
 
     t_start = time.perf_counter()
+    if isinstance(batch, PackedBatch):  # as stage_extract sends it
+        batch = batch.unpack()
     timings = {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
                "commit_s": 0.0}
     summary = {"batch_id": batch.batch_id, "files": len(batch.files), "ok": 0, "failed": 0,
@@ -549,6 +555,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
     """
     from distributed import as_completed
 
+    from jobs.plan import PackedBatch
     from jobs.progress import Progress
 
     pending_ids = {b.batch_id for b in pending}
@@ -563,7 +570,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
     resources = {"GPU": 1} if job["device"] == "cuda" else None
     futures = {}
     for batch in pending:  # plan order: long files first, so that they do not finish last
-        future = client.submit(extract_batch, batch, job, key=f"extract-batch-{batch.batch_id}-{token}",
+        future = client.submit(extract_batch, PackedBatch(batch), job, key=f"extract-batch-{batch.batch_id}-{token}",
                                retries=2, pure=False, resources=resources)
         futures[future] = batch
     if on_submitted is not None:
