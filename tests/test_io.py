@@ -276,6 +276,59 @@ def test_file_objects_and_pathlike(tmp_path, samples_dir):
     np.testing.assert_array_equal(y, ref)
 
 
+class _RangeCounter:
+    """An fsspec file system over local files that counts the bytes each URL read fetches, with
+    the block cache that object stores' file systems use (5 MB blocks, read-ahead)."""
+
+    fetched = 0
+
+    @classmethod
+    def register(cls):
+        import fsspec
+        from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+        class CountedFile(AbstractBufferedFile):
+            def _fetch_range(self, start, end):
+                with open(self.path, "rb") as handle:
+                    handle.seek(start)
+                    data = handle.read(end - start)
+                cls.fetched += len(data)
+                return data
+
+        class CountingFileSystem(AbstractFileSystem):
+            protocol = "counting"
+            blocksize = 5 * 2**20
+
+            def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None,
+                      **kwargs):
+                return CountedFile(self, path, mode, block_size=block_size or "default",
+                                   cache_options=cache_options, **kwargs)
+
+            def info(self, path, **kwargs):
+                path = self._strip_protocol(path)
+                return {"name": path, "size": os.path.getsize(path), "type": "file"}
+
+        fsspec.register_implementation("counting", CountingFileSystem, clobber=True)
+
+
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_24"), ("flac", "PCM_16"), ("ogg", "VORBIS")])
+def test_info_of_a_url_reads_its_header_not_the_file(tmp_path, ext, subtype):
+    """info on a URL fetches the header in 64 KiB requests (the job probes every input with it),
+    not the first multi-megabyte block of the file system, which for clips is the whole file;
+    load still reads the whole file, with the same samples as from disk."""
+    pytest.importorskip("fsspec")
+    _RangeCounter.register()
+    path = tmp_path / f"music.{ext}"
+    sf.write(path, noise(44100, 20.0, channels=2), 44100, subtype=subtype)
+    assert path.stat().st_size > 3 * featurelib.io.HEADER_BLOCK_BYTES
+    _RangeCounter.fetched = 0
+    meta = featurelib.info(f"counting://{path}")
+    assert (meta.frames, meta.sample_rate, meta.channels) == (20 * 44100, 44100, 2)
+    assert _RangeCounter.fetched < 3 * featurelib.io.HEADER_BLOCK_BYTES  # the head, maybe the tail
+    y, _ = featurelib.load(f"counting://{path}", sr=16000)
+    np.testing.assert_array_equal(y, featurelib.load(path, sr=16000)[0])
+
+
 # ---------------------------------------------------------------- bad input
 
 
