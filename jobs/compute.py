@@ -370,14 +370,25 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+# decoded before a stream's first wanted sample when it starts inside a file, so that soxr's
+# filter has settled by then (10 ms already gives the samples of a pass from the file's start,
+# to float32 rounding)
+RESAMPLE_PREROLL_S = 0.25
+
+
 class ResampledStream:
     """A file decoded and resampled in steps: ``read(n)`` returns the next ``n`` samples at ``sr``.
 
     Mono mix and soxr HQ as :func:`decode`, and the same total length (``ceil`` rule), checked
     against the header's frame count at the end of the file.
+
+    ``start`` (a sample index at ``sr``) starts the stream inside the file, for one part of a
+    file split across tasks: decoding seeks to a native frame where input and output samples
+    line up (a multiple of ``native_sr / gcd(native_sr, sr)``) at least
+    :data:`RESAMPLE_PREROLL_S` earlier, and what is resampled before ``start`` is dropped.
     """
 
-    def __init__(self, path: str, *, sr: int, expected_frames: int):
+    def __init__(self, path: str, *, sr: int, expected_frames: int, start: int = 0):
         import soxr
 
         self.path = path
@@ -396,6 +407,24 @@ class ResampledStream:
         self._native_read = 0
         self._emitted = 0
         self._ended = False
+        if start > 0:
+            self._start_at(min(int(start), self.n_samples))
+
+    def _start_at(self, start: int) -> None:
+        if self._resampler is None:
+            native, first = start, start
+        else:
+            step = self.native_sr // math.gcd(self.native_sr, self.sr)  # native frames per cycle
+            native = max(0, start * self.native_sr // self.sr - int(RESAMPLE_PREROLL_S * self.native_sr))
+            native = native // step * step
+            first = native // step * (self.sr // math.gcd(self.native_sr, self.sr))
+        native = min(native, self.expected_frames)
+        with quiet_decoder_notes(self._quiet):
+            self._handle.seek(native)
+        self._native_read = native
+        self._emitted = first
+        if start > first:
+            self.read(start - first)  # the resampler's run-in, dropped
 
     def close(self):
         self._handle.close()
@@ -483,16 +512,22 @@ class BlockReader:
 
     ``block(f0, f1)`` returns ``(zero_row, edge_row)`` of length ``(f1 - f0 - 1) * hop + n_fft``:
     frame ``k`` of the row (``center=False``) is frame ``f0 + k`` of the whole file. Blocks must
-    be asked for in order; only the samples a block needs are held.
+    be asked for in order; only the samples a block needs are held. A reader of the frames from
+    ``first_frame`` on takes a stream started at :meth:`first_sample` of it.
     """
 
-    def __init__(self, stream: ResampledStream, fs: FeatureSet):
+    def __init__(self, stream: ResampledStream, fs: FeatureSet, first_frame: int = 0):
         self.stream, self.fs = stream, fs
         self.n = stream.n_samples
         self._buf = np.zeros(0, dtype=np.float32)
-        self._start = 0  # file index of self._buf[0]
-        self._first = None
+        self._start = self.first_sample(fs, first_frame)  # file index of self._buf[0]
+        self._first = None  # the file's first sample (zero-crossing rate's edge padding)
         self._last = None
+
+    @staticmethod
+    def first_sample(fs: FeatureSet, first_frame: int) -> int:
+        """The first sample that frame ``first_frame`` (centred) reaches."""
+        return max(first_frame * fs.hop_length - fs.pad, 0)
 
     def block(self, f0: int, f1: int):
         fs, n = self.fs, self.n
@@ -502,7 +537,7 @@ class BlockReader:
         have = self._start + self._buf.shape[0]
         if need > have:
             more = self.stream.read(need - have)
-            if self._first is None and more.shape[0]:
+            if self._first is None and have == 0 and more.shape[0]:
                 self._first = float(more[0])
             self._buf = np.concatenate([self._buf, more])
         lo = max(s, 0)

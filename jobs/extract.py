@@ -23,6 +23,7 @@ from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
 __all__ = [
     "add_arguments", "main", "run_extract", "stage_discover", "stage_plan", "extract_batch",
+    "extract_part", "finish_parts",
     "stage_extract", "stage_index", "BatchError",
 ]
 
@@ -148,7 +149,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                          batch_seconds=meta["batch_seconds"], min_batches=meta["min_batches"],
                          block_seconds=meta["block_seconds"], chunk_frames=meta["chunk_frames"],
-                         first_batch_id=len(plan.batches), first_frame=plan.total_frames)
+                         first_batch_id=len(plan.batches), first_frame=plan.total_frames,
+                         part_seconds=meta["batch_seconds"])
     plan.batches += extra.batches
     plan.total_frames = extra.total_frames if extra.batches else plan.total_frames
     failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *discovery.failures]}
@@ -182,7 +184,8 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
                         block_seconds=compute.block_seconds, chunk_frames=compute.chunk_frames,
-                        failures=discovery.failures + probe_failures)
+                        failures=discovery.failures + probe_failures,
+                        part_seconds=compute.batch_seconds)
     chunk = plan.chunk_frames  # compute.chunk_frames, or the plan's pick for its batch size
     probe_s = time.perf_counter() - t0
     dims = feature_dims(cfg.features)
@@ -362,9 +365,118 @@ class _DbSpill:
             handle.close()
 
 
+def _write_block(batch, job, parts: dict, b0: int, b1: int, timings) -> None:
+    """Frames ``[b0, b1)`` of a long file's features (name -> list of pieces) into its rows; the
+    last block also fills the region's padding."""
+    import numpy as np
+
+    f = batch.files[0]
+    if b1 == f.n_frames:
+        for name in parts:
+            parts[name].append(np.zeros((batch.region_stop - batch.region_start - b1,
+                                         job["dims"][name]), np.float32))
+    _write(job["out"], {n: np.concatenate(p) for n, p in parts.items()}, batch.region_start + b0, timings)
+
+
+def _spill_keys(fs):
+    """The features clamped with top_db (name -> mel key) and their mel keys, in a fixed order."""
+    later = fs.db_mels()
+    return later, sorted(set(later.values()), key=repr)
+
+
+def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments: dict, maxima: dict):
+    """Frames ``[p0, p1)`` of a batch's long file (a multiple of its blocks), decoded once from
+    the samples they reach: computed in pieces of at most MAX_BUFFER_FRAMES frames, the features
+    not clamped with top_db written in blocks of whole chunks (each block's moments appended to
+    ``moments[name]``, see :func:`_file_moments`), the clamped ones' mels' unclamped dB appended
+    to ``spill`` and each mel's maximum kept in ``maxima``."""
+    import numpy as np
+
+    from jobs.compute import (
+        MAX_BUFFER_FRAMES,
+        BlockReader,
+        Moments,
+        ResampledStream,
+        compute_segments,
+    )
+
+    (f,) = batch.files
+    later, _ = _spill_keys(fs)
+    start = BlockReader.first_sample(fs, p0)
+    with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames, start=start) as stream:
+        reader = BlockReader(stream, fs, first_frame=p0)
+        for b0, b1 in _pieces(p0, p1, batch.block_frames):
+            parts = {n: [] for n in job["dims"] if n not in later}
+            block = {n: Moments(job["dims"][n]) for n in parts}
+            for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
+                t0 = time.perf_counter()
+                zrow, erow = reader.block(f0, f1)
+                t1 = time.perf_counter()
+                timings["decode_s"] += t1 - t0
+                deferred = {} if later else None
+                feats = compute_segments(zrow[None], None if erow is None else erow[None], fs,
+                                         n_valid=[f1 - f0], xp=xp, deferred=deferred)
+                for key, (db, row_max) in (deferred or {}).items():
+                    spill.append(key, db[0, :f1 - f0])
+                    maxima[key] = np.maximum(maxima[key], row_max) if key in maxima else row_max
+                timings["dsp_s"] += time.perf_counter() - t1
+                for name, data in feats.items():
+                    block[name].add(data[0, :f1 - f0])
+                    parts[name].append(data[0, :f1 - f0])
+            for name, m in block.items():
+                moments.setdefault(name, []).append((m.n, m.mean, m.m2))
+            if parts:
+                _write_block(batch, job, parts, b0, b1, timings)
+        timings["decode_s"] -= stream.resample_s
+        timings["resample_s"] += stream.resample_s
+
+
+def _clamp_frames(batch, job, fs, xp, timings, read_db, maxima: dict, moments: dict) -> None:
+    """The second pass over a long file: its top_db-clamped features from its mels' unclamped dB
+    (``read_db(key, f0, f1)``) and the file's maxima, written block by block (same arithmetic
+    as a whole pass: the clamp is an elementwise maximum), each block's moments appended to
+    ``moments[name]``."""
+    from jobs.compute import MAX_BUFFER_FRAMES, Moments, clamped_db_features
+
+    later, keys = _spill_keys(fs)
+    f = batch.files[0]
+    for b0, b1 in _pieces(0, f.n_frames, batch.block_frames) if later else ():
+        parts = {n: [] for n in later}
+        block = {n: Moments(job["dims"][n]) for n in later}
+        for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
+            t0 = time.perf_counter()
+            db = {key: read_db(key, f0, f1)[None] for key in keys}
+            for name, data in clamped_db_features(db, maxima, fs, xp).items():
+                block[name].add(data[0])
+                parts[name].append(data[0])
+            timings["dsp_s"] += time.perf_counter() - t0
+        for name, m in block.items():
+            moments.setdefault(name, []).append((m.n, m.mean, m.m2))
+        _write_block(batch, job, parts, b0, b1, timings)
+
+
+def _file_moments(blocks: dict, dims: dict) -> tuple[dict, dict]:
+    """A long file's (means, stds) per feature from its blocks' moments, merged in file order:
+    the same numbers whether one task or several computed the blocks."""
+    from jobs.compute import Moments
+
+    total = {n: Moments(d) for n, d in dims.items()}
+    for name, parts in blocks.items():
+        for count, mean, m2 in parts:
+            total[name].merge(count, mean, m2)
+    return {n: m.mean for n, m in total.items()}, {n: m.std for n, m in total.items()}
+
+
+def _long_failure(f, exc: BaseException) -> dict:
+    from jobs.compute import DecodeError
+
+    stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) else "compute"
+    return _fail_row(f, stage, exc)
+
+
 def _extract_long(batch, job, fs, xp, timings):
-    """One long file, streamed: computed in pieces of at most MAX_BUFFER_FRAMES frames, written
-    in blocks of whole chunks.
+    """One long file in one task, streamed: computed in pieces of at most MAX_BUFFER_FRAMES
+    frames, written in blocks of whole chunks.
 
     The file is decoded once. Features clamped with ``top_db`` need the file's maximum first:
     their mels' unclamped dB go to a temporary file on that pass (4 bytes per mel band per
@@ -372,81 +484,194 @@ def _extract_long(batch, job, fs, xp, timings):
     second pass over that file clamps them and writes them. The numbers are those of a whole
     pass (the clamp is an elementwise maximum).
     """
-    import numpy as np
-
-    from jobs.compute import (
-        MAX_BUFFER_FRAMES,
-        BlockReader,
-        DecodeError,
-        Moments,
-        ResampledStream,
-        clamped_db_features,
-        compute_segments,
-    )
     from jobs.store import IndexRows
 
     (f,) = batch.files
-    dims, out = job["dims"], job["out"]
-    region_frames = batch.region_stop - batch.region_start
-    later = fs.db_mels()  # name -> mel key
-    keys = sorted(set(later.values()), key=repr)
-
-    def write_block(parts, b0, b1):
-        if b1 == f.n_frames:  # the last block also fills the region's padding
-            for name in parts:
-                parts[name].append(np.zeros((region_frames - b1, dims[name]), np.float32))
-        _write(out, {n: np.concatenate(p) for n, p in parts.items()}, batch.region_start + b0, timings)
-
+    dims = job["dims"]
+    later, keys = _spill_keys(fs)
     spill = None
     try:
-        moments = {n: Moments(d) for n, d in dims.items()}
+        moments: dict = {}
         maxima: dict = {}
         if later:
             spill = _DbSpill(keys, {key: fs.table("mel", key).shape[0] for key in keys})
-        with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream:
-            reader = BlockReader(stream, fs)
-            for b0, b1 in _pieces(0, f.n_frames, batch.block_frames):
-                parts = {n: [] for n in dims if n not in later}
-                for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
-                    t0 = time.perf_counter()
-                    zrow, erow = reader.block(f0, f1)
-                    t1 = time.perf_counter()
-                    timings["decode_s"] += t1 - t0
-                    deferred = {} if later else None
-                    feats = compute_segments(zrow[None], None if erow is None else erow[None], fs,
-                                             n_valid=[f1 - f0], xp=xp, deferred=deferred)
-                    for key, (db, row_max) in (deferred or {}).items():
-                        spill.append(key, db[0, :f1 - f0])
-                        maxima[key] = np.maximum(maxima[key], row_max) if key in maxima else row_max
-                    timings["dsp_s"] += time.perf_counter() - t1
-                    for name, data in feats.items():
-                        moments[name].add(data[0, :f1 - f0])
-                        parts[name].append(data[0, :f1 - f0])
-                if parts:
-                    write_block(parts, b0, b1)
-            timings["decode_s"] -= stream.resample_s
-            timings["resample_s"] += stream.resample_s
-        for b0, b1 in _pieces(0, f.n_frames, batch.block_frames) if later else ():
-            parts = {n: [] for n in later}
-            for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
-                t0 = time.perf_counter()
-                db = {key: spill.read(key, f0, f1)[None] for key in keys}
-                for name, data in clamped_db_features(db, maxima, fs, xp).items():
-                    moments[name].add(data[0])
-                    parts[name].append(data[0])
-                timings["dsp_s"] += time.perf_counter() - t0
-            write_block(parts, b0, b1)
+        _stream_frames(batch, job, fs, xp, timings, 0, f.n_frames, spill, moments, maxima)
+        _clamp_frames(batch, job, fs, xp, timings, spill.read if spill else None, maxima, moments)
     except BatchError:
         raise
     except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
-        stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) else "compute"
-        return IndexRows(dims), [_fail_row(f, stage, exc)]
+        return IndexRows(dims), [_long_failure(f, exc)]
     finally:
         if spill is not None:
             spill.close()
     index = IndexRows(dims)
-    index.add(f, {n: m.mean for n, m in moments.items()}, {n: m.std for n, m in moments.items()})
+    index.add(f, *_file_moments(moments, dims))
     return index, []
+
+
+# ---------------------------------------------------------------- a long file split across tasks
+
+
+def _parts_dir(batch_id: int) -> str:
+    return f".parts/{batch_id:06d}"
+
+
+class _PartSpill:
+    """:class:`_DbSpill` for one part of a file split across tasks: the part's mels' unclamped dB
+    in the run's folder (``.parts/BATCH/PART-K.f32``, a local folder or an object store), where
+    the task that finishes the file reads them, whichever worker it runs on."""
+
+    def __init__(self, od, batch_id: int, part: int, keys):
+        od.makedirs(_parts_dir(batch_id))
+        self.files = {key: od.open(f"{_parts_dir(batch_id)}/{part:04d}-{k}.f32", "wb")
+                      for k, key in enumerate(keys)}
+
+    def append(self, key, frames) -> None:
+        import numpy as np
+
+        self.files[key].write(np.ascontiguousarray(frames, dtype=np.float32).tobytes())
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+
+
+class _PartSpillReader:
+    """Reads back frame ranges of the parts' spills (a range never crosses a part: parts are
+    whole blocks and ranges lie within blocks)."""
+
+    def __init__(self, od, batch, keys, widths: dict):
+        self.od, self.batch, self.widths = od, batch, widths
+        self.index = {key: k for k, key in enumerate(keys)}
+        self.ranges = batch.part_ranges()
+        self.handles: dict = {}
+
+    def read(self, key, f0: int, f1: int):
+        import numpy as np
+
+        part = f0 // self.batch.part_frames
+        p0, p1 = self.ranges[part]
+        assert p0 <= f0 and f1 <= p1, (f0, f1, p0, p1)
+        name = f"{_parts_dir(self.batch.batch_id)}/{part:04d}-{self.index[key]}.f32"
+        if name not in self.handles:
+            self.handles[name] = self.od.open(name, "rb")
+        handle, width = self.handles[name], self.widths[key]
+        handle.seek((f0 - p0) * width * 4)
+        data = np.frombuffer(handle.read((f1 - f0) * width * 4), dtype=np.float32)
+        return data.reshape(f1 - f0, width)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+
+
+def _timings() -> dict:
+    return {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
+            "commit_s": 0.0}
+
+
+def extract_part(batch, job: dict, part: int) -> dict:
+    """One part of a long file split across tasks (``batch.part_frames``), on a worker.
+
+    Decodes the part's frames from the samples they reach (resampling from a little earlier, see
+    ``ResampledStream(start=...)``), writes the features not clamped with top_db to their rows and
+    the clamped ones' unclamped mel dB to the run's ``.parts/`` folder. Returns what
+    :func:`finish_parts` needs: the part's moments (count, mean, M2 per feature), its mel maxima,
+    or its failure. Idempotent: a retry rewrites the same rows and files.
+    """
+    from jobs import store
+    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+    from jobs.outdir import as_outdir
+    from jobs.plan import PackedBatch
+
+    t_start = time.perf_counter()
+    if isinstance(batch, PackedBatch):
+        batch = batch.unpack()
+    result = {"part": part, "moments": {}, "maxima": {}, "failure": None, "timings": _timings()}
+    if store.is_committed(job["out"], batch.batch_id):
+        return result
+    p0, p1 = batch.part_ranges()[part]
+    with one_blas_thread():
+        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
+        xp = array_namespace_for(job["device"])
+        later, keys = _spill_keys(fs)
+        spill = None
+        with fs.precision():
+            try:
+                if later:
+                    spill = _PartSpill(as_outdir(job["out"]), batch.batch_id, part, keys)
+                _stream_frames(batch, job, fs, xp, result["timings"], p0, p1, spill,
+                               result["moments"], result["maxima"])
+            except BatchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+                result["failure"] = _long_failure(batch.files[0], exc)
+            finally:
+                if spill is not None:
+                    spill.close()
+    result["timings"]["total_s"] = time.perf_counter() - t_start
+    return result
+
+
+def finish_parts(batch, job: dict, *parts: dict) -> dict:
+    """The task that finishes a long file split across tasks, once all its parts are done: the
+    top_db-clamped features from the parts' spilled dB and the file's maxima (the largest of
+    the parts'), the file's moments merged from its parts', then the batch's commit, as
+    :func:`extract_batch` (whose summary it returns). A failed part fails the file."""
+    import numpy as np
+
+    from jobs import store
+    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+    from jobs.outdir import as_outdir
+    from jobs.plan import PackedBatch
+    from jobs.store import IndexRows
+
+    if isinstance(batch, PackedBatch):
+        batch = batch.unpack()
+    t_start = time.perf_counter()
+    timings = _timings()
+    for part in parts:
+        for name in timings:
+            timings[name] += part["timings"][name]
+    summary = {"batch_id": batch.batch_id, "files": 1, "ok": 0, "failed": 0,
+               "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
+    if store.is_committed(job["out"], batch.batch_id):
+        return summary
+    (f,) = batch.files
+    dims, od = job["dims"], as_outdir(job["out"])
+    parts = sorted(parts, key=lambda p: p["part"])
+    failed = [p["failure"] for p in parts if p["failure"] is not None]
+    rows, failures = IndexRows(dims), failed[:1]
+    if not failed:
+        moments: dict = {}  # name -> every block's moments, in file order
+        for part in parts:
+            for name, blocks in part["moments"].items():
+                moments.setdefault(name, []).extend(blocks)
+        with one_blas_thread():
+            fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
+            xp = array_namespace_for(job["device"])
+            later, keys = _spill_keys(fs)
+            maxima = {key: np.max([p["maxima"][key] for p in parts], axis=0) for key in keys}
+            reader = _PartSpillReader(od, batch, keys, {k: fs.table("mel", k).shape[0] for k in keys})
+            try:
+                with fs.precision():
+                    _clamp_frames(batch, job, fs, xp, timings, reader.read, maxima, moments)
+            except BatchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+                failures = [_long_failure(f, exc)]
+            finally:
+                reader.close()
+        if not failures:
+            rows.add(f, *_file_moments(moments, dims))
+    t0 = time.perf_counter()
+    summary["committed"] = store.commit_batch(job["out"], batch.batch_id, rows, failures, dims)
+    timings["commit_s"] += time.perf_counter() - t0
+    od.remove(_parts_dir(batch.batch_id))  # the spilled dB, no longer needed once committed
+    timings["total_s"] = sum(p["timings"].get("total_s", 0.0) for p in parts) + time.perf_counter() - t_start
+    summary["ok"], summary["failed"] = len(rows), len(failures)
+    summary["rss_mb"] = _peak_rss_mb()
+    return summary
 
 
 def extract_batch(batch, job: dict) -> dict:
@@ -570,8 +795,15 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
     resources = {"GPU": 1} if job["device"] == "cuda" else None
     futures = {}
     for batch in pending:  # plan order: long files first, so that they do not finish last
-        future = client.submit(extract_batch, PackedBatch(batch), job, key=f"extract-batch-{batch.batch_id}-{token}",
-                               retries=2, pure=False, resources=resources)
+        packed, key = PackedBatch(batch), f"extract-batch-{batch.batch_id}-{token}"
+        options = {"retries": 2, "pure": False, "resources": resources}
+        ranges = batch.part_ranges() if batch.kind == "long" and batch.part_frames else []
+        if len(ranges) > 1:  # a long file split across tasks: its parts, then the one that finishes it
+            parts = [client.submit(extract_part, packed, job, i, key=f"extract-part-{batch.batch_id}-{i}-{token}",
+                                   **options) for i in range(len(ranges))]
+            future = client.submit(finish_parts, packed, job, *parts, key=key, **options)
+        else:
+            future = client.submit(extract_batch, packed, job, key=key, **options)
         futures[future] = batch
     if on_submitted is not None:
         on_submitted()
@@ -656,6 +888,10 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
                                       "block_seconds", "total_frames")},
     }
     store.write_json(manifest, out, "manifest.json")
+    if manifest["complete"]:
+        from jobs.outdir import as_outdir
+
+        as_outdir(out).remove(".parts")  # split files' spills: each was removed at its commit
     return files, failures, manifest
 
 

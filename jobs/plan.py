@@ -10,7 +10,8 @@ Stages:
    ``batch_seconds`` of audio, at least ``min_batches`` batches) and gives every batch a region of
    rows that starts on a chunk boundary and is padded to one, so no two tasks ever write the same
    Zarr chunk. A file longer than ``block_seconds`` is a batch of its own, streamed in blocks of
-   whole chunks.
+   whole chunks; one longer than ``batch_seconds`` whose parts give the samples of one pass
+   (:func:`splits_exactly`) is split into parts of whole blocks, each a task of its own.
 
 The plan is a pure function of the probed headers and the config, so a rerun makes the same plan;
 the job also stores it (``OUT/.plan.json`` + ``OUT/.plan.parquet``) and reuses it.
@@ -94,7 +95,8 @@ class PlannedFile:
 
 @dataclass
 class Batch:
-    """One task: whole short files in one padded buffer, or one long file streamed in blocks."""
+    """One task: whole short files in one padded buffer, or one long file streamed in blocks
+    (split across several tasks, its parts, when it is longer than ``part_frames``)."""
 
     batch_id: int
     kind: str  # "files" | "long"
@@ -102,10 +104,17 @@ class Batch:
     region_stop: int
     block_frames: int  # for "long": frames per block (a multiple of the chunk length)
     files: list[PlannedFile] = field(default_factory=list)
+    part_frames: int = 0  # for "long": frames per part (a multiple of block_frames); 0: one task
 
     @property
     def audio_seconds(self) -> float:
         return sum(f.duration_s for f in self.files)
+
+    def part_ranges(self) -> list[tuple[int, int]]:
+        """The frames ``[p0, p1)`` of the long file that each part computes (one: the whole)."""
+        n = self.files[0].n_frames
+        size = self.part_frames or n
+        return [(p0, min(p0 + size, n)) for p0 in range(0, n, max(size, 1))]
 
 
 class PackedBatch:
@@ -125,7 +134,7 @@ class PackedBatch:
         from operator import attrgetter
 
         columns = list(zip(*map(attrgetter(*_PLANNED_FIELDS), batch.files)))
-        head = (batch.batch_id, batch.kind, batch.region_start, batch.region_stop, batch.block_frames)
+        head = {name: getattr(batch, name) for name in _BATCH_FIELDS}
         self.blob = pickle.dumps((head, columns), protocol=pickle.HIGHEST_PROTOCOL)
 
     def __reduce__(self):
@@ -135,7 +144,7 @@ class PackedBatch:
         import pickle
 
         head, columns = pickle.loads(self.blob)
-        return Batch(*head, files=[PlannedFile(*values) for values in zip(*columns)])
+        return Batch(**head, files=[PlannedFile(*values) for values in zip(*columns)])
 
 
 def _packed(blob: bytes) -> PackedBatch:
@@ -334,16 +343,37 @@ def _pick_chunk(short: list[PlannedFile], long_files: list[PlannedFile], target:
     return chunk
 
 
+# decoders whose seeks land on other samples than a pass from the start gives (mpg123: within
+# 1e-7, which features at the edge of digital silence, such as the zero-crossing rate, amplify)
+_INEXACT_SEEK_SUBTYPES = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III")
+
+
+def splits_exactly(f: PlannedFile, sr: int) -> bool:
+    """Whether parts of ``f`` computed by separate tasks give the very samples of one pass.
+
+    Parts seek to their first sample. That is exact for PCM, FLAC, Ogg and Opus (tested), but
+    not after resampling: soxr started inside a file gives samples within 2e-7 of a pass from
+    the start, not the same ones, and the zero-crossing rate and the centroid of frames at the
+    edge of digital silence turn on such differences. So only files already at the store's rate
+    (and not MP3) are split.
+    """
+    return f.sample_rate == sr and f.subtype not in _INEXACT_SEEK_SUBTYPES
+
+
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
                  chunk_frames: int | None = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
-                 first_batch_id: int = 0, first_frame: int = 0) -> Plan:
+                 first_batch_id: int = 0, first_frame: int = 0,
+                 part_seconds: float | None = None) -> Plan:
     """Group probed files into batches with chunk-aligned, disjoint regions (deterministic).
 
     ``chunk_frames=None`` picks it from the batch size and the padding it would cost
     (:func:`auto_chunk_frames`, :data:`MAX_PADDING`); the plan's
     ``chunk_frames`` says which. ``first_batch_id`` and ``first_frame`` (a chunk boundary) place
     the batches after those of an earlier plan, when new inputs are appended to a store.
+    A long file of more than ``part_seconds`` of audio (the job passes ``batch_seconds``) is
+    split into parts of whole blocks, each a task of its own (``Batch.part_frames``), where the
+    parts give the samples of one pass (:func:`splits_exactly`).
     """
     for f in files:
         f.n_samples = n_resampled(f.frames, f.sample_rate, sr)
@@ -358,6 +388,9 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
     if chunk_frames is None:
         chunk_frames = _pick_chunk(short, long_files, target)
     block_frames = max(chunk_frames, int(round(block_seconds * frames_per_second / chunk_frames)) * chunk_frames)
+    part_frames = 0
+    if part_seconds is not None:
+        part_frames = max(1, int(part_seconds * frames_per_second / block_frames)) * block_frames
 
     groups: list[tuple[str, list[PlannedFile]]] = [("long", [f]) for f in long_files]
     groups += [("files", members) for members in _fill(short, target, chunk_frames)]
@@ -369,8 +402,11 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
             f.frame_start, f.frame_stop, f.batch_id = cursor, cursor + f.n_frames, batch_id
             cursor += f.n_frames
         stop = start + _round_up(cursor - start, chunk_frames)
+        split = kind == "long" and part_frames and members[0].n_frames > part_frames \
+            and splits_exactly(members[0], sr)
         batches.append(Batch(batch_id=batch_id, kind=kind, region_start=start, region_stop=stop,
-                             block_frames=block_frames if kind == "long" else 0, files=members))
+                             block_frames=block_frames if kind == "long" else 0, files=members,
+                             part_frames=part_frames if split else 0))
         start = stop
     return Plan(batches=batches, failures=list(failures or []), total_frames=start,
                 chunk_frames=chunk_frames)
@@ -452,10 +488,12 @@ def arrow_rows(rows: list[dict], schema):
     return arrow_table({f.name: [r.get(f.name) for r in rows] for f in schema}, schema)
 
 
+_BATCH_FIELDS = ("batch_id", "kind", "region_start", "region_stop", "block_frames", "part_frames")
+
+
 def plan_batches(plan: Plan) -> list[dict]:
     """The batches of a plan as a JSON-able list (without their files)."""
-    return [{"batch_id": b.batch_id, "kind": b.kind, "region_start": b.region_start,
-             "region_stop": b.region_stop, "block_frames": b.block_frames} for b in plan.batches]
+    return [{name: getattr(b, name) for name in _BATCH_FIELDS} for b in plan.batches]
 
 
 def _files_schema():

@@ -53,7 +53,7 @@ __all__ = [
 
 STORE_NAME = "features.zarr"
 _OUR_ENTRIES = (STORE_NAME, "files.parquet", "failures.parquet", "manifest.json", ".plan.json",
-                ".plan.parquet", ".batches")
+                ".plan.parquet", ".batches", ".parts")
 
 
 _BATCH_OBJECT = re.compile(r"^(\d+)\.parquet$")

@@ -142,3 +142,84 @@ def test_long_file_task_in_pieces_smaller_than_blocks(tmp_path, monkeypatch, fea
         scale = max(float(np.abs(expected).max()), 1e-6)
         assert float(np.abs(got - expected).max()) / scale < 1e-4, name
     assert not group["mfcc"][f.frame_stop:batch.region_stop].any()  # padding rows stay zero
+
+
+# ---------------------------------------------------------------- a long file split across tasks
+
+
+@pytest.mark.parametrize(("native", "ext"), [(16000, "flac"), (44100, "wav"), (22050, "ogg")])
+def test_stream_started_inside_the_file(tmp_path, native, ext):
+    """A part's stream: from its start on, the samples of a pass from the file's start; bit for
+    bit without resampling, within float32 rounding after soxr restarted (the reason such files
+    stay one task)."""
+    n = 9 * native + 11
+    y = _signal(n, native)
+    path = str(tmp_path / f"x.{ext}")
+    sf.write(path, np.stack([y, 0.5 * y], axis=1), native)
+    whole = decode(path, sr=16000)
+    for start in (1, 16000 * 4 + 37, whole.shape[0] - 5):
+        with ResampledStream(path, sr=16000, expected_frames=n, start=start) as stream:
+            got = np.concatenate([stream.read(7000) for _ in range(whole.shape[0] // 7000 + 2)])
+        assert got.shape[0] == whole.shape[0] - start
+        if native == 16000:
+            np.testing.assert_array_equal(got, whole[start:])
+        else:
+            assert float(np.abs(got - whole[start:]).max()) < 1e-6
+
+
+def _split_config(tmp_path, name, corpus, batch_seconds, features=FEATURES):
+    from test_extract_support import write_config
+
+    return write_config(tmp_path / f"{name}.yaml", input=str(corpus), out=tmp_path / name,
+                        features=features, compute={"block_seconds": 2.0, "batch_seconds": batch_seconds,
+                                                    "chunk_frames": 64, "workers": 2})
+
+
+def _long_corpus(root):
+    """A 16 kHz long file with digital silence across a part boundary (where the zero-crossing
+    rate and centroid turn on the last bit), beside short files."""
+    root.mkdir()
+    y = _signal(23 * 16000 + 123, 16000)
+    y[5 * 16000:9 * 16000] = 0.0
+    sf.write(root / "night.flac", np.stack([y, 0.25 * y], axis=1), 16000, subtype="PCM_24")
+    sf.write(root / "short.wav", _signal(16000, 16000, seed=1), 16000)
+    return root / "night.flac"
+
+
+def test_split_long_file_equals_one_task(tmp_path):
+    """Parts on two real workers, then the task that clamps and commits: the store, files.parquet
+    and failures.parquet are those of the file in one task, bit for bit, and the spilled dB go."""
+    import json
+
+    from test_extract_support import assert_same_outputs, run_cli
+
+    corpus = _long_corpus(tmp_path / "corpus").parent
+    runs = {}
+    for name, batch_seconds in (("one", 600.0), ("parts", 4.0)):
+        result = run_cli("extract", _split_config(tmp_path, name, corpus, batch_seconds))
+        assert result.returncode == 0, result.stderr
+        runs[name] = tmp_path / name
+    plans = {name: json.loads((out / ".plan.json").read_text())["batches"] for name, out in runs.items()}
+    (long_one,) = [b for b in plans["one"] if b["kind"] == "long"]
+    (long_parts,) = [b for b in plans["parts"] if b["kind"] == "long"]
+    assert long_one["part_frames"] == 0 and long_parts["part_frames"] == 384  # 6 parts
+    assert_same_outputs(runs["one"], runs["parts"])
+    assert not (runs["parts"] / ".parts").exists()
+    again = run_cli("extract", _split_config(tmp_path, "parts", corpus, 4.0))
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_split_long_file_cut_short_fails_once(tmp_path):
+    """A file cut inside its last part: one failure row (decode), no files row, and the other
+    files are there."""
+    from test_extract_support import read_tables, run_cli
+
+    path = _long_corpus(tmp_path / "corpus")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    result = run_cli("extract", _split_config(tmp_path, "cut", path.parent, 4.0))
+    assert result.returncode == 1, result.stderr
+    files, failures = read_tables(tmp_path / "cut")
+    assert [p.rsplit("/", 1)[1] for p in files.column("path").to_pylist()] == ["short.wav"]
+    assert failures.num_rows == 1 and failures.column("path").to_pylist() == [str(path)]
+    assert failures.column("stage").to_pylist() == ["decode"]

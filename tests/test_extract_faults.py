@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import soundfile as sf
 from test_extract_support import (
     REPO,
     _env,
@@ -26,7 +28,10 @@ from test_extract_support import (
 
 FEATURES = {"mfcc": {"n_mfcc": 13, "n_mels": 32}, "melspectrogram": {"n_mels": 32, "db": True},
             "zero_crossing_rate": {}, "spectral_centroid": {}}
-COMPUTE = {"chunk_frames": 64, "min_batches": 40, "workers": 2}
+# block_seconds and batch_seconds small enough that the long file below is split into parts
+# (its own tasks, then the task that finishes it), leaving the short clips' batches as they were
+COMPUTE = {"chunk_frames": 64, "min_batches": 40, "workers": 2, "block_seconds": 2.0,
+           "batch_seconds": 4.0}
 
 
 def _batches(out):
@@ -38,13 +43,19 @@ def _batches(out):
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     copy_samples(root / "corpus", 80)
+    rng = np.random.default_rng(0)
+    night = 0.1 * np.sin(np.arange(20 * 16000) * 0.05) + 0.01 * rng.standard_normal(20 * 16000)
+    night[6 * 16000:9 * 16000] = 0.0  # digital silence across a part boundary
+    sf.write(root / "corpus" / "night.flac", night.astype(np.float32), 16000)
     clean = root / "clean"
     cfg = write_config(root / "clean.yaml", input=str(root / "corpus"), out=clean,
                        features=FEATURES, compute=COMPUTE)
     result = run_cli("extract", cfg)
     assert result.returncode == 0, result.stderr
-    n_batches = len(json.loads((clean / ".plan.json").read_text())["batches"])
+    batches = json.loads((clean / ".plan.json").read_text())["batches"]
+    n_batches = len(batches)
     assert n_batches >= 20
+    assert [b["part_frames"] for b in batches if b["kind"] == "long"] == [384]  # 6 parts
     return {"root": root, "clean": clean, "n_batches": n_batches}
 
 

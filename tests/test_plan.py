@@ -98,6 +98,39 @@ def test_long_files_are_their_own_batches_with_whole_chunk_blocks():
     assert all(b.kind == "files" and b.audio_seconds <= 20.0 * len(b.files) for b in plan.batches[2:])
 
 
+def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks():
+    """With ``part_seconds`` (the job passes batch_seconds) a long file becomes several tasks
+    when its parts give the samples of one pass: already at the store's rate and not MP3."""
+    from jobs.plan import Batch, plan_batches, plan_from_tables, plan_to_tables
+
+    files = [_fake("/c/a.wav", 95.0, sr=16000), _fake("/c/b.wav", 95.0, sr=44100),
+             _fake("/c/c.wav", 20.3, sr=16000), _fake("/c/short.wav", 3.0, sr=16000)]
+    files[1].subtype = "PCM_16"
+    mp3 = _fake("/c/d.mp3", 95.0, sr=16000)
+    mp3.format, mp3.subtype = "MP3", "MPEG_LAYER_III"
+    plan = _plan([*files, mp3], part_seconds=30.0)
+    by_path = {b.files[0].path: b for b in plan.batches}
+    split = by_path["/c/a.wav"]
+    assert split.kind == "long" and split.part_frames % split.block_frames == 0
+    assert split.part_frames == (30 * 100 // split.block_frames) * split.block_frames
+    ranges = split.part_ranges()
+    assert len(ranges) > 1 and ranges[0][0] == 0 and ranges[-1][1] == split.files[0].n_frames
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    # resampled (soxr restarted inside a file is not bit-exact), MP3 (inexact seeks), or short
+    # enough for one part: one task
+    for path in ("/c/b.wav", "/c/d.mp3", "/c/c.wav"):
+        assert by_path[path].part_frames == 0 and len(by_path[path].part_ranges()) == 1
+    assert all(b.part_frames == 0 for b in _plan(files).batches)  # no part_seconds: no parts
+    # the plan keeps its parts; a plan stored before parts existed reads as unsplit
+    table, batches = plan_to_tables(plan)
+    back = plan_from_tables(table, batches, [], plan.total_frames, plan.chunk_frames)
+    assert [b.part_frames for b in back.batches] == [b.part_frames for b in plan.batches]
+    old = [{k: v for k, v in b.items() if k != "part_frames"} for b in plan_batches(plan)]
+    assert all(b.part_frames == 0 for b in plan_from_tables(table, old, [], plan.total_frames,
+                                                            plan.chunk_frames).batches)
+    assert Batch(0, "files", 0, 0, 0).part_frames == 0
+
+
 def test_balanced_by_duration_and_at_least_min_batches():
     files = _corpus()
     plan = _plan(files, batch_seconds=1e9, min_batches=8)
