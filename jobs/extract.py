@@ -23,7 +23,7 @@ from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
 __all__ = [
     "add_arguments", "main", "run_extract", "stage_discover", "stage_plan", "extract_batch",
-    "extract_part", "finish_parts",
+    "extract_part", "file_maxima", "clamp_part", "finish_parts",
     "stage_extract", "stage_index", "BatchError",
 ]
 
@@ -431,16 +431,17 @@ def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments
         timings["resample_s"] += stream.resample_s
 
 
-def _clamp_frames(batch, job, fs, xp, timings, read_db, maxima: dict, moments: dict) -> None:
-    """The second pass over a long file: its top_db-clamped features from its mels' unclamped dB
-    (``read_db(key, f0, f1)``) and the file's maxima, written block by block (same arithmetic
-    as a whole pass: the clamp is an elementwise maximum), each block's moments appended to
-    ``moments[name]``."""
+def _clamp_frames(batch, job, fs, xp, timings, read_db, maxima: dict, moments: dict,
+                  p0: int = 0, p1: int | None = None) -> None:
+    """The second pass over frames ``[p0, p1)`` of a long file (default: all): its top_db-clamped
+    features from its mels' unclamped dB (``read_db(key, f0, f1)``) and the file's maxima,
+    written block by block (same arithmetic as a whole pass: the clamp is an elementwise
+    maximum), each block's moments appended to ``moments[name]``."""
     from jobs.compute import MAX_BUFFER_FRAMES, Moments, clamped_db_features
 
     later, keys = _spill_keys(fs)
-    f = batch.files[0]
-    for b0, b1 in _pieces(0, f.n_frames, batch.block_frames) if later else ():
+    p1 = batch.files[0].n_frames if p1 is None else p1
+    for b0, b1 in _pieces(p0, p1, batch.block_frames) if later else ():
         parts = {n: [] for n in later}
         block = {n: Moments(job["dims"][n]) for n in later}
         for f0, f1 in _pieces(b0, b1, MAX_BUFFER_FRAMES):
@@ -613,15 +614,62 @@ def extract_part(batch, job: dict, part: int) -> dict:
     return result
 
 
-def finish_parts(batch, job: dict, *parts: dict) -> dict:
-    """The task that finishes a long file split across tasks, once all its parts are done: the
-    top_db-clamped features from the parts' spilled dB and the file's maxima (the largest of
-    the parts'), the file's moments merged from its parts', then the batch's commit, as
-    :func:`extract_batch` (whose summary it returns). A failed part fails the file."""
+def file_maxima(*parts: dict) -> dict:
+    """A split file's mel maxima, the largest of its parts' (:func:`extract_part`), for its
+    clamp tasks; or its first failed part's failure."""
     import numpy as np
 
+    parts = sorted(parts, key=lambda p: p["part"])
+    failed = [p["failure"] for p in parts if p["failure"] is not None]
+    if failed or not parts:
+        return {"maxima": {}, "failure": failed[0] if failed else None}
+    return {"maxima": {key: np.max([p["maxima"][key] for p in parts], axis=0) for key in parts[0]["maxima"]},
+            "failure": None}
+
+
+def clamp_part(batch, job: dict, part: int, file: dict) -> dict:
+    """The second pass over one part of a split file, once the file's maxima are known
+    (:func:`file_maxima`): its top_db-clamped features from the dB the part spilled, written to
+    its rows. Returns its blocks' moments, or its failure."""
     from jobs import store
     from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+    from jobs.outdir import as_outdir
+    from jobs.plan import PackedBatch
+
+    t_start = time.perf_counter()
+    if isinstance(batch, PackedBatch):
+        batch = batch.unpack()
+    result = {"part": part, "moments": {}, "failure": None, "timings": _timings()}
+    if file["failure"] is not None or store.is_committed(job["out"], batch.batch_id):
+        return result
+    p0, p1 = batch.part_ranges()[part]
+    with one_blas_thread():
+        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
+        xp = array_namespace_for(job["device"])
+        _, keys = _spill_keys(fs)
+        reader = _PartSpillReader(as_outdir(job["out"]), batch, keys,
+                                  {k: fs.table("mel", k).shape[0] for k in keys})
+        try:
+            with fs.precision():
+                _clamp_frames(batch, job, fs, xp, result["timings"], reader.read, file["maxima"],
+                              result["moments"], p0, p1)
+        except BatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+            result["failure"] = _long_failure(batch.files[0], exc)
+        finally:
+            reader.close()
+    result["timings"]["total_s"] = time.perf_counter() - t_start
+    return result
+
+
+def finish_parts(batch, job: dict, *results: dict) -> dict:
+    """The last task of a file split across tasks: the file's moments merged from its blocks',
+    in file order (the numbers of one task), its index row, the batch's commit as
+    :func:`extract_batch` (whose summary it returns), and its spilled dB removed. ``results``
+    are its parts' (:func:`extract_part`) and, with top_db-clamped features, its clamp tasks'
+    (:func:`clamp_part`); a failure in any fails the file."""
+    from jobs import store
     from jobs.outdir import as_outdir
     from jobs.plan import PackedBatch
     from jobs.store import IndexRows
@@ -630,45 +678,28 @@ def finish_parts(batch, job: dict, *parts: dict) -> dict:
         batch = batch.unpack()
     t_start = time.perf_counter()
     timings = _timings()
-    for part in parts:
+    for result in results:
         for name in timings:
-            timings[name] += part["timings"][name]
+            timings[name] += result["timings"][name]
     summary = {"batch_id": batch.batch_id, "files": 1, "ok": 0, "failed": 0,
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    (f,) = batch.files
-    dims, od = job["dims"], as_outdir(job["out"])
-    parts = sorted(parts, key=lambda p: p["part"])
-    failed = [p["failure"] for p in parts if p["failure"] is not None]
-    rows, failures = IndexRows(dims), failed[:1]
-    if not failed:
-        moments: dict = {}  # name -> every block's moments, in file order
-        for part in parts:
-            for name, blocks in part["moments"].items():
+    dims = job["dims"]
+    results = sorted(results, key=lambda r: r["part"])  # stable: parts before clamps of a part
+    failures = [r["failure"] for r in results if r["failure"] is not None][:1]
+    rows = IndexRows(dims)
+    if not failures:
+        moments: dict = {}  # name -> every block's moments, in file order (a name is either
+        for result in results:  # the parts' or the clamp tasks')
+            for name, blocks in result["moments"].items():
                 moments.setdefault(name, []).extend(blocks)
-        with one_blas_thread():
-            fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
-            xp = array_namespace_for(job["device"])
-            later, keys = _spill_keys(fs)
-            maxima = {key: np.max([p["maxima"][key] for p in parts], axis=0) for key in keys}
-            reader = _PartSpillReader(od, batch, keys, {k: fs.table("mel", k).shape[0] for k in keys})
-            try:
-                with fs.precision():
-                    _clamp_frames(batch, job, fs, xp, timings, reader.read, maxima, moments)
-            except BatchError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
-                failures = [_long_failure(f, exc)]
-            finally:
-                reader.close()
-        if not failures:
-            rows.add(f, *_file_moments(moments, dims))
+        rows.add(batch.files[0], *_file_moments(moments, dims))
     t0 = time.perf_counter()
     summary["committed"] = store.commit_batch(job["out"], batch.batch_id, rows, failures, dims)
     timings["commit_s"] += time.perf_counter() - t0
-    od.remove(_parts_dir(batch.batch_id))  # the spilled dB, no longer needed once committed
-    timings["total_s"] = sum(p["timings"].get("total_s", 0.0) for p in parts) + time.perf_counter() - t_start
+    as_outdir(job["out"]).remove(_parts_dir(batch.batch_id))  # the spilled dB, once committed
+    timings["total_s"] = sum(r["timings"].get("total_s", 0.0) for r in results) + time.perf_counter() - t_start
     summary["ok"], summary["failed"] = len(rows), len(failures)
     summary["rss_mb"] = _peak_rss_mb()
     return summary
@@ -780,6 +811,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
     """
     from distributed import as_completed
 
+    from jobs.compute import FeatureSet
     from jobs.plan import PackedBatch
     from jobs.progress import Progress
 
@@ -793,15 +825,23 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
                         done_audio_s=sum(b.audio_seconds for b in done))
     token = os.urandom(4).hex()
     resources = {"GPU": 1} if job["device"] == "cuda" else None
+    clamped = any(b.part_frames for b in pending) and bool(
+        FeatureSet.from_config(job["feature_config"], tables=job.get("tables")).db_mels())
     futures = {}
     for batch in pending:  # plan order: long files first, so that they do not finish last
         packed, key = PackedBatch(batch), f"extract-batch-{batch.batch_id}-{token}"
         options = {"retries": 2, "pure": False, "resources": resources}
         ranges = batch.part_ranges() if batch.kind == "long" and batch.part_frames else []
-        if len(ranges) > 1:  # a long file split across tasks: its parts, then the one that finishes it
-            parts = [client.submit(extract_part, packed, job, i, key=f"extract-part-{batch.batch_id}-{i}-{token}",
-                                   **options) for i in range(len(ranges))]
-            future = client.submit(finish_parts, packed, job, *parts, key=key, **options)
+        if len(ranges) > 1:  # a long file split across tasks
+            name = f"{batch.batch_id}-{token}"
+            parts = [client.submit(extract_part, packed, job, i, key=f"extract-part-{name}-{i}", **options)
+                     for i in range(len(ranges))]
+            clamps = []
+            if clamped:  # the file's maxima, then each part's second pass
+                maxima = client.submit(file_maxima, *parts, key=f"extract-maxima-{name}", **options)
+                clamps = [client.submit(clamp_part, packed, job, i, maxima, key=f"extract-clamp-{name}-{i}",
+                                        **options) for i in range(len(ranges))]
+            future = client.submit(finish_parts, packed, job, *parts, *clamps, key=key, **options)
         else:
             future = client.submit(extract_batch, packed, job, key=key, **options)
         futures[future] = batch
