@@ -108,6 +108,9 @@ class ComputeConfig(_Section):
     min_batches: int = Field(default=32, ge=1, description="split the corpus into at least this many tasks")
     block_seconds: float = Field(default=120.0, gt=0, description="files longer than this stream in blocks")
     chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")
+    probe: Literal["auto", "coordinator", "workers"] = Field(
+        default="auto", description="where the input headers are read before planning: auto = on the "
+        "workers for a corpus of 1,000 URLs or more (each worker keeps requests in flight), else here")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 

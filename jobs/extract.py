@@ -168,18 +168,25 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     return plan, meta
 
 
-def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
+def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None):
     """Stage 2: probe the headers, make batches and regions, write the store template and the
-    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``."""
+    plan (the plan file last: it is the plan's commit). Returns ``(plan, meta)``.
+
+    With ``client`` the headers are read on its workers (``jobs.plan.probe_on_cluster``), else
+    here (``jobs.plan.probe_all``).
+    """
     from jobs import store
     from jobs.config import feature_dims
-    from jobs.plan import make_batches, plan_batches, probe_all
+    from jobs.plan import make_batches, plan_batches, probe_all, probe_on_cluster
 
     out = _out(cfg)
     store.clear_run(out)  # what an earlier run of another config or input set left
     store.make_out(out)
     t0 = time.perf_counter()
-    files, probe_failures = probe_all(discovery.paths)
+    if client is not None:
+        files, probe_failures = probe_on_cluster(client, discovery.paths)
+    else:
+        files, probe_failures = probe_all(discovery.paths)
     compute = cfg.compute
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
@@ -198,7 +205,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str):
         "total_frames": plan.total_frames,
         "chunk_frames": chunk, "batch_seconds": compute.batch_seconds,
         "min_batches": compute.min_batches, "block_seconds": compute.block_seconds,
-        "dims": dims, "probe_s": probe_s,
+        "dims": dims, "probe_s": probe_s, "probed_on": "coordinator" if client is None else "workers",
     }
     commit_plan(out, plan, meta)
     return plan, meta
@@ -212,6 +219,18 @@ def commit_plan(out, plan, meta: dict) -> None:
     table, _ = plan_to_tables(plan)
     store.write_table(table, out, ".plan.parquet")
     store.write_json(meta, out, ".plan.json")
+
+
+# a corpus of at least this many URLs has its headers read on the workers (compute.probe: auto)
+CLUSTER_PROBE_MIN_URLS = 1000
+
+
+def _probes_on_workers(cfg, paths: list[str]) -> bool:
+    """``compute.probe``: "workers", "coordinator", or (auto) workers for many URLs."""
+    mode = cfg.compute.probe
+    if mode != "auto" or not paths:
+        return mode == "workers" and bool(paths)
+    return len(paths) >= CLUSTER_PROBE_MIN_URLS and sum("://" in p for p in paths) >= CLUSTER_PROBE_MIN_URLS
 
 
 def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite: bool = False):
@@ -1102,7 +1121,10 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             starting = starter.submit(cluster_context.run, start_cluster)
             starter.shutdown(wait=False)
         if found is None:
-            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash)
+            prober = None
+            if starting is not None and _probes_on_workers(cfg, discovery.paths):
+                prober, _ = starting.result()  # the headers are read on the cluster once it is up
+            plan, meta = new_plan(cfg, discovery, feature_cfg=fc, config_hash=chash, client=prober)
             pending = list(plan.batches)
             t = mark("plan_s", t)
         # the window and mel tables import librosa (0.7 CPU-s): after the plan, while the

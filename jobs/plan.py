@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
     "make_batches", "plan_to_tables", "plan_batches", "plan_from_tables", "DEFAULT_CHUNK_FRAMES",
-    "auto_chunk_frames", "PackedBatch",
+    "auto_chunk_frames", "PackedBatch", "probe_on_cluster",
 ]
 
 DEFAULT_CHUNK_FRAMES = 2048  # the smallest chunk the plan picks by itself
@@ -296,6 +296,29 @@ def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256) -> tuple[
         results += [r for part in parts for r in _probe_each(part)]
     files = [r for r in results if isinstance(r, PlannedFile)]
     failures = [r for r in results if not isinstance(r, PlannedFile)]
+    return files, failures
+
+
+def probe_on_cluster(client, paths: list[str], *, per_task: int = 1000) -> tuple[list[PlannedFile], list[dict]]:
+    """:func:`probe_all` on the cluster's workers, ``per_task`` paths a task: ``(files, failures)``
+    in the order of ``paths``, as :func:`probe_all` gives them.
+
+    For a corpus on an object store each probe is a round trip (tens of milliseconds): the
+    coordinator alone keeps a few requests in flight, every worker keeps as many again (probe
+    tasks use :func:`probe_all`'s threads for URLs), so the probing of millions of headers
+    spreads over the cluster instead of holding up the plan.
+    """
+    import os
+
+    token = os.urandom(4).hex()
+    chunks = [paths[i:i + per_task] for i in range(0, len(paths), per_task)]
+    futures = client.map(probe_all, chunks, pure=False, retries=2,
+                         key=[f"probe-{token}-{i}" for i in range(len(chunks))])
+    files: list[PlannedFile] = []
+    failures: list[dict] = []
+    for found, failed in client.gather(futures):
+        files += found
+        failures += failed
     return files, failures
 
 

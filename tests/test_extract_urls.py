@@ -3,6 +3,7 @@ with its URLs as paths, with the same features as the same files read from disk.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,7 +11,14 @@ import sys
 import numpy as np
 import pytest
 import zarr
-from test_extract_support import copy_samples, read_tables, run_cli, wait_for, write_config
+from test_extract_support import (
+    assert_same_outputs,
+    copy_samples,
+    read_tables,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 pytest.importorskip("aiohttp")  # fsspec's HTTP file system
 
@@ -46,12 +54,18 @@ def served(tmp_path):
 def test_http_corpus_equals_local_corpus(served, tmp_path):
     corpus, url = served
     outs = {}
-    for name, source in (("local", str(corpus)), ("http", url)):
+    for name, source, probe in (("local", str(corpus), "auto"), ("http", url, "auto"),
+                                ("http-probed-on-workers", url, "workers")):
         cfg = write_config(tmp_path / f"{name}.yaml", input=source, out=tmp_path / name,
-                           features=FEATURES, sr=8000, n_fft=256, hop=80, compute={"workers": 1})
+                           features=FEATURES, sr=8000, n_fft=256, hop=80,
+                           compute={"workers": 2 if probe == "workers" else 1, "probe": probe})
         result = run_cli("extract", cfg)
         assert result.returncode == 0, result.stderr
         outs[name] = tmp_path / name
+    # compute.probe: workers reads the headers in probe tasks on the cluster: the same plan
+    probed = {name: json.loads((out / ".plan.json").read_text())["probed_on"] for name, out in outs.items()}
+    assert probed == {"local": "coordinator", "http": "coordinator", "http-probed-on-workers": "workers"}
+    assert_same_outputs(outs["http"], outs["http-probed-on-workers"])
     local, _ = read_tables(outs["local"])
     remote, _ = read_tables(outs["http"])
     assert remote.num_rows == local.num_rows == 16
@@ -90,3 +104,21 @@ def test_credentials_in_urls_are_never_printed_or_stored(served, tmp_path):
     # a top-level URL that cannot be listed: exit 2, one line, no password in it
     bad = run_cli("extract", cfg, "--input", "http://alice:s3cr3t@127.0.0.1:9/x.wav", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "s3cr3t" not in bad.stderr + bad.stdout
+
+
+def test_where_headers_are_read_follows_compute_probe():
+    """auto: on the workers for a corpus of 1,000 URLs or more, else in the coordinator."""
+    from jobs.config import parse_config
+    from jobs.extract import CLUSTER_PROBE_MIN_URLS, _probes_on_workers
+
+    def cfg(probe):
+        return parse_config({"input": "x", "out": "y", "compute": {"probe": probe}})
+
+    urls = [f"s3://bucket/clip{i}.wav" for i in range(CLUSTER_PROBE_MIN_URLS)]
+    local = [f"/data/clip{i}.wav" for i in range(CLUSTER_PROBE_MIN_URLS)]
+    assert _probes_on_workers(cfg("auto"), urls)
+    assert not _probes_on_workers(cfg("auto"), urls[:-1])
+    assert not _probes_on_workers(cfg("auto"), local)
+    assert _probes_on_workers(cfg("workers"), local[:3])
+    assert not _probes_on_workers(cfg("workers"), [])
+    assert not _probes_on_workers(cfg("coordinator"), urls)
