@@ -1,7 +1,7 @@
 """Benchmark: `audiofeat extract` against a naive librosa script, whole processes timed.
 
     python benchmarks/extract_bench.py                 # everything (several minutes)
-    python benchmarks/extract_bench.py --only fsdd     # fsdd | 30k | workers | long
+    python benchmarks/extract_bench.py --only fsdd     # fsdd | 30k | workers | long | split
     python benchmarks/extract_bench.py naive IN OUT    # the naive script on its own
 
 Runs, with the same features (MFCC 20 / 40 mels, log-mel 40, RMS, ZCR, spectral centroid at the
@@ -11,7 +11,10 @@ corpus's native 8 kHz, n_fft 256, hop 80):
 2. the same on 30,000 files (FSDD repeated through hard links in a temporary folder);
 3. ``audiofeat extract`` with 1 worker against 2 on the 30,000 files;
 4. a generated 2-hour 44.1 kHz recording (resampled to 16 kHz): time and the peak RSS of the
-   largest process of the job (coordinator or worker), sampled every 50 ms.
+   largest process of the job (coordinator or worker), sampled every 50 ms;
+5. ``split``: a generated 2-hour recording already at the store's 16 kHz, as one task
+   (``batch_seconds`` above its length) and split into parts of ``batch_seconds`` (600 s), with
+   whether the two stores are the same bit for bit.
 Each timing is a whole process, Python start-up and cluster start-up included. Where the time
 goes inside audiofeat's tasks comes from the run's manifest.json (``task_seconds``).
 CPU seconds (user + system of every process of the run, from getrusage) are printed beside the
@@ -118,13 +121,14 @@ def timed(argv: list[str], *, label: str) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20}
 
 
-def _config(path: Path, *, input: str, out: str, sr=SR, n_fft=N_FFT, hop=HOP, workers=2) -> Path:
+def _config(path: Path, *, input: str, out: str, sr=SR, n_fft=N_FFT, hop=HOP, workers=2,
+            batch_seconds=600) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump({
         "input": input, "out": out, "audio": {"sr": sr, "mono": True},
         "frames": {"n_fft": n_fft, "hop_length": hop}, "features": FEATURES,
-        "compute": {"device": "cpu", "workers": workers, "batch_seconds": 600},
+        "compute": {"device": "cpu", "workers": workers, "batch_seconds": batch_seconds},
     }))
     return path
 
@@ -175,6 +179,16 @@ def link_corpus(src: Path, dest: Path, copies: int) -> int:
     return copies * len(files)
 
 
+def _same_store(a: Path, b: Path) -> bool:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import zarr
+
+    ga, gb = zarr.open_group(str(a / "features.zarr"), mode="r"), zarr.open_group(str(b / "features.zarr"), mode="r")
+    return pq.read_table(a / "files.parquet").equals(pq.read_table(b / "files.parquet")) and all(
+        np.array_equal(ga[n][:], gb[n][:]) for n in ga.array_keys())
+
+
 def make_long_file(path: Path, hours: float = 2.0, sr: int = 44100) -> None:
     """A long recording written block by block (never whole in memory)."""
     import numpy as np
@@ -191,12 +205,12 @@ def make_long_file(path: Path, hours: float = 2.0, sr: int = 44100) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["fsdd", "30k", "workers", "long"], action="append")
+    parser.add_argument("--only", choices=["fsdd", "30k", "workers", "long", "split"], action="append")
     parser.add_argument("--copies", type=int, default=10, help="FSDD copies for the large corpus")
     parser.add_argument("--hours", type=float, default=2.0, help="length of the long file")
     parser.add_argument("--tmp", default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    only = set(args.only or ["fsdd", "30k", "workers", "long"])
+    only = set(args.only or ["fsdd", "30k", "workers", "long", "split"])
     if not FSDD.is_dir():
         raise SystemExit(f"FSDD not found at {FSDD} (set AUDIOFEAT_FSDD)")
     scratch = Path(args.tmp or tempfile.mkdtemp(prefix="audiofeat-bench-"))
@@ -239,6 +253,21 @@ def main(argv=None) -> None:
             a = audiofeat(cfg, scratch / "af_long", "audiofeat extract (2 workers)", workers=2)
             print(f"  peak RSS of the largest process: {a['peak_rss_mb']:.0f} MB;  {where_time_goes(a)}")
             report["long"] = a
+        if "split" in only:
+            path = scratch / "long_16k.flac"
+            if not path.exists():
+                make_long_file(path, hours=args.hours, sr=16000)
+            print(f"one {args.hours:g}-hour 16 kHz file, the store's rate: one task, then parts:", flush=True)
+            runs = {}
+            for name, seconds in (("one", 1e9), ("parts", 600)):
+                cfg = _config(scratch / f"split_{name}.yaml", input=str(path), out=str(scratch / f"af_{name}"),
+                              sr=16000, n_fft=512, hop=160, batch_seconds=seconds)
+                runs[name] = audiofeat(cfg, scratch / f"af_{name}", f"audiofeat extract, {name} (2 workers)",
+                                       workers=2)
+            same = _same_store(scratch / "af_one", scratch / "af_parts")
+            print(f"  speed-up from the parts: {runs['one']['wall_s'] / runs['parts']['wall_s']:.2f}x; "
+                  f"the same store bit for bit: {same}")
+            report["split"] = {**runs, "speedup": runs["one"]["wall_s"] / runs["parts"]["wall_s"], "same": same}
         print(json.dumps(report, indent=1))
     finally:
         if args.tmp is None:
