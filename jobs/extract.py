@@ -847,6 +847,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
     clamped = any(b.part_frames for b in pending) and bool(
         FeatureSet.from_config(job["feature_config"], tables=job.get("tables")).db_mels())
     futures = {}
+    part_audio = {}  # a split file's part -> (its batch id, its audio seconds), for the progress
     for batch in pending:  # plan order: long files first, so that they do not finish last
         packed, key = PackedBatch(batch), f"extract-batch-{batch.batch_id}-{token}"
         options = {"retries": 2, "pure": False, "resources": resources}
@@ -861,23 +862,33 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
                 clamps = [client.submit(clamp_part, packed, job, i, maxima, key=f"extract-clamp-{name}-{i}",
                                         **options) for i in range(len(ranges))]
             future = client.submit(finish_parts, packed, job, *parts, *clamps, key=key, **options)
+            n = batch.files[0].n_frames
+            part_audio.update({part: (batch.batch_id, batch.audio_seconds * (p1 - p0) / n)
+                               for part, (p0, p1) in zip(parts, ranges)})
         else:
             future = client.submit(extract_batch, packed, job, key=key, **options)
         futures[future] = batch
     if on_submitted is not None:
         on_submitted()
-    summaries, batch_failures = [], []
-    for future in as_completed(futures):
+    summaries, batch_failures, credited = [], [], {}
+    for future in as_completed([*futures, *part_audio]):
+        if future in part_audio:  # a part of a split file: its audio shows now, the file at its commit
+            batch_id, seconds = part_audio.pop(future)
+            if future.status == "finished":
+                credited[batch_id] = credited.get(batch_id, 0.0) + seconds
+                progress.update(0, seconds)
+            continue
         batch = futures.pop(future)
+        audio_left = batch.audio_seconds - credited.pop(batch.batch_id, 0.0)
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 - the batch's files become failures
             stage = getattr(exc, "stage", "compute")
             batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
-            progress.update(len(batch.files), batch.audio_seconds, failed=len(batch.files))
+            progress.update(len(batch.files), audio_left, failed=len(batch.files))
             continue
         summaries.append(summary)
-        progress.update(len(batch.files), batch.audio_seconds, failed=summary["failed"])
+        progress.update(len(batch.files), audio_left, failed=summary["failed"])
         if preread is not None:
             try:  # the coordinator waits anyway: read the batch's rows now, not after the last
                 from jobs import store

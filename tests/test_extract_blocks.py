@@ -223,3 +223,41 @@ def test_split_long_file_cut_short_fails_once(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in files.column("path").to_pylist()] == ["short.wav"]
     assert failures.num_rows == 1 and failures.column("path").to_pylist() == [str(path)]
     assert failures.column("stage").to_pylist() == ["decode"]
+
+
+def test_split_file_progress_counts_its_parts_audio_once(tmp_path, monkeypatch):
+    """Progress shows a split file's audio part by part (no file yet), then the file at its
+    commit, and counts every audio second once."""
+    from distributed import Client, LocalCluster
+
+    import jobs.progress
+    from jobs.config import config_hash
+    from jobs.discover import discover
+    from jobs.extract import _tables, new_plan, stage_extract
+
+    corpus = _long_corpus(tmp_path / "corpus").parent
+    cfg = parse_config({"input": str(corpus), "out": str(tmp_path / "out"), "audio": {"sr": 16000},
+                        "frames": {"n_fft": 512, "hop_length": 160}, "features": FEATURES,
+                        "compute": {"block_seconds": 2.0, "batch_seconds": 4.0, "chunk_frames": 64}})
+    fc = feature_config(cfg)
+    plan, meta = new_plan(cfg, discover(cfg.input), feature_cfg=fc, config_hash=config_hash(fc))
+    updates = []
+
+    class Recorded(jobs.progress.Progress):
+        def update(self, files, audio_s, failed=0):
+            updates.append((files, audio_s))
+            super().update(files, audio_s, failed)
+
+    monkeypatch.setattr(jobs.progress, "Progress", Recorded)
+    job = {"out": cfg.out, "feature_config": fc, "dims": meta["dims"], "device": "cpu",
+           "tables": _tables(fc)}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, host="127.0.0.1",
+                      protocol="tcp://", scheduler_kwargs={"dashboard": False,
+                                                           "dashboard_address": "127.0.0.1:0"}) as cluster, \
+            Client(cluster) as client:
+        summaries, failures, _ = stage_extract(client, plan, plan.batches, job)
+    assert not failures and len(summaries) == 2
+    total = sum(b.audio_seconds for b in plan.batches)
+    assert sum(a for _, a in updates) == pytest.approx(total)
+    assert sum(f for f, _ in updates) == 2
+    assert sum(1 for f, a in updates if f == 0 and a > 0) == 6  # the long file's parts
