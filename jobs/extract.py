@@ -15,6 +15,7 @@ Exit status: 0 every input done, 1 some inputs failed (see failures.parquet), 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -585,6 +586,18 @@ class _PartSpillReader:
             handle.close()
 
 
+@contextlib.contextmanager
+def _worker_dsp(job: dict):
+    """``(FeatureSet, array namespace)`` of a job's task, inside one BLAS thread and the feature
+    config's FFT precision (what every task that computes features runs under)."""
+    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+
+    with one_blas_thread():
+        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
+        with fs.precision():
+            yield fs, array_namespace_for(job["device"])
+
+
 def _timings() -> dict:
     return {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
             "commit_s": 0.0}
@@ -600,7 +613,6 @@ def extract_part(batch, job: dict, part: int) -> dict:
     or its failure. Idempotent: a retry rewrites the same rows and files.
     """
     from jobs import store
-    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
     from jobs.outdir import as_outdir
     from jobs.plan import PackedBatch
 
@@ -611,24 +623,21 @@ def extract_part(batch, job: dict, part: int) -> dict:
     if store.is_committed(job["out"], batch.batch_id):
         return result
     p0, p1 = batch.part_ranges()[part]
-    with one_blas_thread():
-        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
-        xp = array_namespace_for(job["device"])
+    with _worker_dsp(job) as (fs, xp):
         later, keys = _spill_keys(fs)
         spill = None
-        with fs.precision():
-            try:
-                if later:
-                    spill = _PartSpill(as_outdir(job["out"]), batch.batch_id, part, keys)
-                _stream_frames(batch, job, fs, xp, result["timings"], p0, p1, spill,
-                               result["moments"], result["maxima"])
-            except BatchError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
-                result["failure"] = _long_failure(batch.files[0], exc)
-            finally:
-                if spill is not None:
-                    spill.close()
+        try:
+            if later:
+                spill = _PartSpill(as_outdir(job["out"]), batch.batch_id, part, keys)
+            _stream_frames(batch, job, fs, xp, result["timings"], p0, p1, spill,
+                           result["moments"], result["maxima"])
+        except BatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+            result["failure"] = _long_failure(batch.files[0], exc)
+        finally:
+            if spill is not None:
+                spill.close()
     result["timings"]["total_s"] = time.perf_counter() - t_start
     return result
 
@@ -651,7 +660,6 @@ def clamp_part(batch, job: dict, part: int, file: dict) -> dict:
     (:func:`file_maxima`): its top_db-clamped features from the dB the part spilled, written to
     its rows. Returns its blocks' moments, or its failure."""
     from jobs import store
-    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
     from jobs.outdir import as_outdir
     from jobs.plan import PackedBatch
 
@@ -662,16 +670,13 @@ def clamp_part(batch, job: dict, part: int, file: dict) -> dict:
     if file["failure"] is not None or store.is_committed(job["out"], batch.batch_id):
         return result
     p0, p1 = batch.part_ranges()[part]
-    with one_blas_thread():
-        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
-        xp = array_namespace_for(job["device"])
+    with _worker_dsp(job) as (fs, xp):
         _, keys = _spill_keys(fs)
         reader = _PartSpillReader(as_outdir(job["out"]), batch, keys,
                                   {k: fs.table("mel", k).shape[0] for k in keys})
         try:
-            with fs.precision():
-                _clamp_frames(batch, job, fs, xp, result["timings"], reader.read, file["maxima"],
-                              result["moments"], p0, p1)
+            _clamp_frames(batch, job, fs, xp, result["timings"], reader.read, file["maxima"],
+                          result["moments"], p0, p1)
         except BatchError:
             raise
         except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
@@ -734,7 +739,6 @@ def extract_batch(batch, job: dict) -> dict:
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
     from jobs import store
-    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
     from jobs.plan import PackedBatch
 
     t_start = time.perf_counter()
@@ -746,14 +750,11 @@ def extract_batch(batch, job: dict) -> dict:
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    with one_blas_thread():
-        fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
-        xp = array_namespace_for(job["device"])
-        with fs.precision():
-            if batch.kind == "long":
-                rows, failures = _extract_long(batch, job, fs, xp, timings)
-            else:
-                rows, failures = _extract_files(batch, job, fs, xp, timings)
+    with _worker_dsp(job) as (fs, xp):
+        if batch.kind == "long":
+            rows, failures = _extract_long(batch, job, fs, xp, timings)
+        else:
+            rows, failures = _extract_files(batch, job, fs, xp, timings)
     t0 = time.perf_counter()
     summary["committed"] = store.commit_batch(job["out"], batch.batch_id, rows, failures, job["dims"])
     timings["commit_s"] = time.perf_counter() - t0
@@ -1017,7 +1018,6 @@ def _lock(out):
     The lock is an ``flock``, released by the kernel when the process ends, however it ends.
     An object store (URL out) has no such lock: there is none, one writer per output URL.
     """
-    import contextlib
     import fcntl
 
     if getattr(out, "is_url", False):
@@ -1073,7 +1073,6 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
 
 
 def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, chash, device) -> int:
-    import contextlib
     import contextvars
 
     from jobs import store
