@@ -361,21 +361,27 @@ def _pick_chunk(short: list[PlannedFile], long_files: list[PlannedFile], target:
     return chunk
 
 
-# decoders whose seeks land on other samples than a pass from the start gives (mpg123: within
-# 1e-7, which features at the edge of digital silence, such as the zero-crossing rate, amplify)
-_INEXACT_SEEK_SUBTYPES = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III")
+# encodings whose seeks land on the very samples a pass from the start gives (each tested with
+# libsndfile 1.2 in the containers that carry it: tests/test_extract_blocks.py). Not here: MP3
+# and Ogg Vorbis (mpg123 and libsndfile's Vorbis seek land within 1e-5 of the samples, which
+# features at the edge of digital silence, such as the zero-crossing rate, amplify), GSM 6.10,
+# G.721/G.723 and NMS ADPCM ("unseekable file type"), DWVW and the rest (untested).
+_EXACT_SEEK_SUBTYPES = frozenset({
+    "PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW",
+    "IMA_ADPCM", "MS_ADPCM", "OPUS", "ALAC_16", "ALAC_20", "ALAC_24", "ALAC_32",
+})
 
 
 def splits_exactly(f: PlannedFile, sr: int) -> bool:
     """Whether parts of ``f`` computed by separate tasks give the very samples of one pass.
 
-    Parts seek to their first sample. That is exact for PCM, FLAC, Ogg and Opus (tested), but
-    not after resampling: soxr started inside a file gives samples within 2e-7 of a pass from
-    the start, not the same ones, and the zero-crossing rate and the centroid of frames at the
-    edge of digital silence turn on such differences. So only files already at the store's rate
-    (and not MP3) are split.
+    Parts seek to their first sample, which is exact for the encodings in
+    :data:`_EXACT_SEEK_SUBTYPES`, but not after resampling: soxr started inside a file gives
+    samples within 2e-7 of a pass from the start, not the same ones, and the zero-crossing rate
+    and the centroid of frames at the edge of digital silence turn on such differences. So only
+    files already at the store's rate, in those encodings, are split.
     """
-    return f.sample_rate == sr and f.subtype not in _INEXACT_SEEK_SUBTYPES
+    return f.sample_rate == sr and f.subtype in _EXACT_SEEK_SUBTYPES
 
 
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,

@@ -261,3 +261,33 @@ def test_split_file_progress_counts_its_parts_audio_once(tmp_path, monkeypatch):
     assert sum(a for _, a in updates) == pytest.approx(total)
     assert sum(f for f, _ in updates) == 2
     assert sum(1 for f, a in updates if f == 0 and a > 0) == 6  # the long file's parts
+
+
+_SEEK_CASES = [("WAV", "PCM_16"), ("WAV", "PCM_U8"), ("AIFF", "PCM_S8"), ("WAV", "PCM_24"),
+               ("WAV", "PCM_32"), ("WAV", "FLOAT"), ("WAV", "DOUBLE"), ("WAV", "ULAW"), ("WAV", "ALAW"),
+               ("WAV", "IMA_ADPCM"), ("WAV", "MS_ADPCM"), ("OGG", "OPUS"),
+               ("CAF", "ALAC_16"), ("CAF", "ALAC_20"), ("CAF", "ALAC_24"), ("CAF", "ALAC_32"),
+               ("FLAC", "PCM_16")]
+
+
+def test_the_split_encodings_are_all_tested_here():
+    from jobs.plan import _EXACT_SEEK_SUBTYPES
+
+    assert _EXACT_SEEK_SUBTYPES == {sub for _, sub in _SEEK_CASES}
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), _SEEK_CASES)
+def test_split_encodings_seek_to_the_samples_of_one_pass(tmp_path, fmt, subtype):
+    """A part of a split file seeks to its first sample: for every encoding the plan splits,
+    the samples after a seek are those of a pass from the start, bit for bit."""
+    sr = 48000 if subtype == "OPUS" else 8000
+    y = _signal(20 * sr + 77, sr)
+    path = tmp_path / f"x.{fmt.lower()}"
+    with sf.SoundFile(path, "w", sr, 2, format=fmt, subtype=subtype) as handle:
+        for i in range(0, y.shape[0], sr):  # a second at a time (libvorbis and long writes)
+            handle.write(np.stack([y[i:i + sr], 0.5 * y[i:i + sr]], axis=1))
+    whole, _ = sf.read(path, dtype="float32")
+    with sf.SoundFile(path) as handle:
+        for start in (1, 3 * sr + 5, 11 * sr + 1234, whole.shape[0] - 3 * sr):
+            handle.seek(start)
+            np.testing.assert_array_equal(handle.read(2 * sr, dtype="float32"), whole[start:start + 2 * sr])

@@ -108,7 +108,9 @@ def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks():
     files[1].subtype = "PCM_16"
     mp3 = _fake("/c/d.mp3", 95.0, sr=16000)
     mp3.format, mp3.subtype = "MP3", "MPEG_LAYER_III"
-    plan = _plan([*files, mp3], part_seconds=30.0)
+    gsm = _fake("/c/e.wav", 95.0, sr=16000)
+    gsm.subtype = "GSM610"  # libsndfile: "Seek attempted on unseekable file type"
+    plan = _plan([*files, mp3, gsm], part_seconds=30.0)
     by_path = {b.files[0].path: b for b in plan.batches}
     split = by_path["/c/a.wav"]
     assert split.kind == "long" and split.part_frames % split.block_frames == 0
@@ -116,9 +118,9 @@ def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks():
     ranges = split.part_ranges()
     assert len(ranges) > 1 and ranges[0][0] == 0 and ranges[-1][1] == split.files[0].n_frames
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    # resampled (soxr restarted inside a file is not bit-exact), MP3 (inexact seeks), or short
-    # enough for one part: one task
-    for path in ("/c/b.wav", "/c/d.mp3", "/c/c.wav"):
+    # resampled (soxr restarted inside a file is not bit-exact), MP3 (inexact seeks), GSM 6.10
+    # (no seeks), or short enough for one part: one task
+    for path in ("/c/b.wav", "/c/d.mp3", "/c/e.wav", "/c/c.wav"):
         assert by_path[path].part_frames == 0 and len(by_path[path].part_ranges()) == 1
     assert all(b.part_frames == 0 for b in _plan(files).batches)  # no part_seconds: no parts
     # the plan keeps its parts; a plan stored before parts existed reads as unsplit
