@@ -80,8 +80,9 @@ def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict
     import zarr
     from zarr.codecs import BloscCodec
 
-    group = zarr.open_group(_store_path(out), mode="w", zarr_format=3)
-    group.attrs.update({
+    # the attributes go in with the group's own zarr.json (one write): a job killed while it
+    # makes the store leaves no group without its config hash, which a rerun would refuse
+    group = zarr.open_group(_store_path(out), mode="w", zarr_format=3, attributes={
         "feature_config": feature_config,
         "config_hash": config_hash,
         "frame_rate_hz": feature_config["sr"] / feature_config["hop_length"],
@@ -108,9 +109,12 @@ def store_attrs(out: str) -> dict | None:
     if not od.exists(f"{STORE_NAME}/zarr.json"):
         return None
     try:
-        return dict(zarr.open_group(_store_ro(od), mode="r").attrs)
+        attrs = dict(zarr.open_group(_store_ro(od), mode="r").attrs)
     except Exception:  # noqa: BLE001 - a half-written template counts as no store
         return None
+    # a group without its config hash is a template a killed job left half made (an earlier
+    # version wrote the attributes after the group): no store either
+    return attrs if "config_hash" in attrs else None
 
 
 def open_store(out: str, mode: str = "r"):
