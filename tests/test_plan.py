@@ -330,3 +330,15 @@ def test_batches_committed_as_parquet_by_an_earlier_version_still_read(tmp_path)
     old_files, old_failures = store.read_batch(out, 1)
     assert old_files.equals(new_files) and old_failures.equals(new_failures)
     assert store.committed_batches(out) == {0, 1}
+
+
+def test_auto_chunk_of_long_files_is_long():
+    """A corpus of long files alone (no short batch target) still gets long chunks, unless they
+    would pad the regions more than MAX_PADDING."""
+    hours = make_batches([_fake("/c/night.wav", 7200.0, sr=16000)], sr=16000, hop_length=160,
+                         batch_seconds=600, chunk_frames=None)
+    assert hours.chunk_frames == 8192
+    short_long = make_batches([_fake(f"/c/{i}.wav", 121.0, sr=16000) for i in range(3)], sr=16000,
+                              hop_length=160, batch_seconds=600, chunk_frames=None)
+    used = sum(f.n_frames for f in short_long.files)  # 12,101 frames each: 8192 would pad 35 %
+    assert short_long.chunk_frames == 4096 and short_long.total_frames - used <= 0.05 * used
