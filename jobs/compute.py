@@ -414,10 +414,10 @@ class ResampledStream:
         if self._resampler is None:
             native, first = start, start
         else:
-            step = self.native_sr // math.gcd(self.native_sr, self.sr)  # native frames per cycle
+            g = math.gcd(self.native_sr, self.sr)  # a cycle: native_sr // g in, sr // g out
             native = max(0, start * self.native_sr // self.sr - int(RESAMPLE_PREROLL_S * self.native_sr))
-            native = native // step * step
-            first = native // step * (self.sr // math.gcd(self.native_sr, self.sr))
+            cycles = native // (self.native_sr // g)
+            native, first = cycles * (self.native_sr // g), cycles * (self.sr // g)
         native = min(native, self.expected_frames)
         with quiet_decoder_notes(self._quiet):
             self._handle.seek(native)

@@ -404,6 +404,11 @@ def _spill_keys(fs):
     return later, sorted(set(later.values()), key=repr)
 
 
+def _mel_widths(fs, keys) -> dict:
+    """Mel bands per spilled mel key: the width of its dB frames."""
+    return {key: fs.table("mel", key).shape[0] for key in keys}
+
+
 def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments: dict, maxima: dict):
     """Frames ``[p0, p1)`` of a batch's long file (a multiple of its blocks), decoded once from
     the samples they reach: computed in pieces of at most MAX_BUFFER_FRAMES frames, the features
@@ -515,7 +520,7 @@ def _extract_long(batch, job, fs, xp, timings):
         moments: dict = {}
         maxima: dict = {}
         if later:
-            spill = _DbSpill(keys, {key: fs.table("mel", key).shape[0] for key in keys})
+            spill = _DbSpill(keys, _mel_widths(fs, keys))
         _stream_frames(batch, job, fs, xp, timings, 0, f.n_frames, spill, moments, maxima)
         _clamp_frames(batch, job, fs, xp, timings, spill.read if spill else None, maxima, moments)
     except BatchError:
@@ -537,24 +542,16 @@ def _parts_dir(batch_id: int) -> str:
     return f".parts/{batch_id:06d}"
 
 
-class _PartSpill:
-    """:class:`_DbSpill` for one part of a file split across tasks: the part's mels' unclamped dB
-    in the run's folder (``.parts/BATCH/PART-K.f32``, a local folder or an object store), where
-    the task that finishes the file reads them, whichever worker it runs on."""
+class _PartSpill(_DbSpill):
+    """:class:`_DbSpill` for one part of a file split across tasks, written only: the part's mels'
+    unclamped dB in the run's folder (``.parts/BATCH/PART-K.f32``, a local folder or an object
+    store), where the part's clamp task reads them (:class:`_PartSpillReader`), whichever worker
+    it runs on."""
 
-    def __init__(self, od, batch_id: int, part: int, keys):
+    def __init__(self, od, batch_id: int, part: int, keys):  # files in the run folder, not temporary
         od.makedirs(_parts_dir(batch_id))
         self.files = {key: od.open(f"{_parts_dir(batch_id)}/{part:04d}-{k}.f32", "wb")
                       for k, key in enumerate(keys)}
-
-    def append(self, key, frames) -> None:
-        import numpy as np
-
-        self.files[key].write(np.ascontiguousarray(frames, dtype=np.float32).tobytes())
-
-    def close(self) -> None:
-        for handle in self.files.values():
-            handle.close()
 
 
 class _PartSpillReader:
@@ -608,17 +605,16 @@ def extract_part(batch, job: dict, part: int) -> dict:
 
     Decodes the part's frames from the samples they reach (resampling from a little earlier, see
     ``ResampledStream(start=...)``), writes the features not clamped with top_db to their rows and
-    the clamped ones' unclamped mel dB to the run's ``.parts/`` folder. Returns what
-    :func:`finish_parts` needs: the part's moments (count, mean, M2 per feature), its mel maxima,
-    or its failure. Idempotent: a retry rewrites the same rows and files.
+    the clamped ones' unclamped mel dB to the run's ``.parts/`` folder. Returns its mel maxima
+    (for :func:`file_maxima`), its blocks' moments (count, mean, M2 per feature, for
+    :func:`finish_parts`), or its failure. Idempotent: a retry rewrites the same rows and files.
     """
     from jobs import store
     from jobs.outdir import as_outdir
-    from jobs.plan import PackedBatch
+    from jobs.plan import as_batch
 
     t_start = time.perf_counter()
-    if isinstance(batch, PackedBatch):
-        batch = batch.unpack()
+    batch = as_batch(batch)
     result = {"part": part, "moments": {}, "maxima": {}, "failure": None, "timings": _timings()}
     if store.is_committed(job["out"], batch.batch_id):
         return result
@@ -661,19 +657,17 @@ def clamp_part(batch, job: dict, part: int, file: dict) -> dict:
     its rows. Returns its blocks' moments, or its failure."""
     from jobs import store
     from jobs.outdir import as_outdir
-    from jobs.plan import PackedBatch
+    from jobs.plan import as_batch
 
     t_start = time.perf_counter()
-    if isinstance(batch, PackedBatch):
-        batch = batch.unpack()
+    batch = as_batch(batch)
     result = {"part": part, "moments": {}, "failure": None, "timings": _timings()}
     if file["failure"] is not None or store.is_committed(job["out"], batch.batch_id):
         return result
     p0, p1 = batch.part_ranges()[part]
     with _worker_dsp(job) as (fs, xp):
         _, keys = _spill_keys(fs)
-        reader = _PartSpillReader(as_outdir(job["out"]), batch, keys,
-                                  {k: fs.table("mel", k).shape[0] for k in keys})
+        reader = _PartSpillReader(as_outdir(job["out"]), batch, keys, _mel_widths(fs, keys))
         try:
             _clamp_frames(batch, job, fs, xp, result["timings"], reader.read, file["maxima"],
                           result["moments"], p0, p1)
@@ -695,11 +689,10 @@ def finish_parts(batch, job: dict, *results: dict) -> dict:
     (:func:`clamp_part`); a failure in any fails the file."""
     from jobs import store
     from jobs.outdir import as_outdir
-    from jobs.plan import PackedBatch
+    from jobs.plan import as_batch
     from jobs.store import IndexRows
 
-    if isinstance(batch, PackedBatch):
-        batch = batch.unpack()
+    batch = as_batch(batch)
     t_start = time.perf_counter()
     timings = _timings()
     for result in results:
@@ -739,13 +732,11 @@ def extract_batch(batch, job: dict) -> dict:
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
     from jobs import store
-    from jobs.plan import PackedBatch
+    from jobs.plan import as_batch
 
     t_start = time.perf_counter()
-    if isinstance(batch, PackedBatch):  # as stage_extract sends it
-        batch = batch.unpack()
-    timings = {"decode_s": 0.0, "resample_s": 0.0, "dsp_s": 0.0, "index_s": 0.0, "write_s": 0.0,
-               "commit_s": 0.0}
+    batch = as_batch(batch)  # as stage_extract sends it: packed
+    timings = _timings()
     summary = {"batch_id": batch.batch_id, "files": len(batch.files), "ok": 0, "failed": 0,
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
     "make_batches", "plan_to_tables", "plan_batches", "plan_from_tables", "DEFAULT_CHUNK_FRAMES",
-    "auto_chunk_frames", "PackedBatch", "probe_on_cluster",
+    "auto_chunk_frames", "PackedBatch", "as_batch", "probe_on_cluster", "splits_exactly",
 ]
 
 DEFAULT_CHUNK_FRAMES = 2048  # the smallest chunk the plan picks by itself
@@ -140,6 +140,12 @@ class PackedBatch:
 
     def unpack(self) -> Batch:
         return Batch(**self.head, files=[PlannedFile(*values) for values in zip(*self.columns)])
+
+
+def as_batch(batch: Batch | PackedBatch) -> Batch:
+    """A task's batch, as :func:`jobs.extract.extract_batch` and the other tasks take it: a
+    :class:`Batch`, or the :class:`PackedBatch` the job sends, unpacked."""
+    return batch.unpack() if isinstance(batch, PackedBatch) else batch
 
 
 def _packed(head: dict, columns: list) -> PackedBatch:
