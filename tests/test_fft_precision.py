@@ -79,6 +79,46 @@ def test_recorded_speech_stays_mostly_in_float32():
     assert 0 < flagged < 0.05 * total
 
 
+def _band_by_band_flags(basis, P, M):
+    """The rule of mel_float32_check written out plainly: every band of every frame."""
+    weights = basis.astype(np.float64).sum(axis=-1)
+    energy = P.sum(axis=-1, keepdims=True)
+    loudest = M.max(axis=(-2, -1), keepdims=True)
+    strict = (M < energy * 3e-7 * weights) & (M >= loudest * 1e-6)
+    decibels = (M < energy * 3e-8 * weights) & (M >= loudest * 1e-8)
+    return np.any(strict | decibels, axis=-1)
+
+
+@pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
+def test_the_check_flags_what_the_band_by_band_rule_flags(xp_name):
+    """The check looks band by band only at frames loud enough to be flagged, gathered; its
+    flags equal those of the plain rule on rows that mix speech, silence, a tone and noise."""
+    import scipy.fft
+    import soundfile as sf
+
+    xp = pytest.importorskip(xp_name)
+    basis = F.mel_filters(sr=8000, n_fft=256, n_mels=40).astype(np.float32)
+    window = F.get_window("hann", 256).astype(np.float32)
+    rng = np.random.default_rng(5)
+    n = 16000
+    rows = [np.zeros(n, np.float32) for _ in range(5)]
+    for row, path in zip(rows, sorted(SAMPLES_DIR.glob("*.wav"))):  # speech, then silence
+        clip = sf.read(path, dtype="float32")[0][:n]
+        row[:clip.size] = clip
+    rows += [np.zeros(n, np.float32), (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / 8000)).astype(np.float32),
+             (1e-3 * rng.standard_normal(n)).astype(np.float32)]
+    frames = np.stack([F.frame(np.pad(r, 128), frame_length=256, hop_length=80).T for r in rows])
+    X = scipy.fft.rfft(frames * window, axis=-1)
+    P = (X.real ** 2 + X.imag ** 2).astype(np.float32)
+    M = P @ basis.T
+    expected = _band_by_band_flags(basis, P, M)
+    for a, b in [(0, len(rows)), (0, 5), (5, 6), (6, 7)]:  # mixed, mostly quiet, silent, all loud
+        got = mel_float32_check(basis, xp.asarray(P[:1]))(xp.asarray(P[a:b]), xp.asarray(M[a:b]))
+        np.testing.assert_array_equal(np.asarray(got), expected[a:b])
+    assert 0 < expected[:5].sum() < 0.1 * expected[:5].size  # speech: a few frames, gathered
+    assert expected[6].mean() > 0.9 and not expected[5].any()  # the tone: nearly all; silence: none
+
+
 @pytest.mark.parametrize("seconds", [1, 12])  # one chunk per row; many chunks per row
 def test_flagged_frames_are_redone_together_at_their_places(precision, monkeypatch, seconds):
     """Rows of tones (every frame flagged) beside noise (none): the float64 numbers land at the
