@@ -38,15 +38,44 @@ def is_mpeg_name(path) -> bool:
     return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
 
 
+def _sound_file_class():
+    import soundfile as sf
+
+    class ExactLengthSoundFile(sf.SoundFile):
+        """``soundfile.SoundFile`` whose ``frames`` can be set to what really decodes (MP3s
+        whose header gives an estimate: featurelib.mpeg.exact_length)."""
+
+        exact_frames = None
+
+        @property
+        def frames(self):
+            return self._info.frames if self.exact_frames is None else self.exact_frames
+
+    return ExactLengthSoundFile
+
+
+_SOUND_FILE: list = []
+
+
 def open_quietly(source, name):
     """``soundfile.SoundFile(source)`` opened with libmpg123's notes held back when ``name`` is
     an MPEG name. Returns ``(handle, quiet)``: ``quiet`` says whether reads of it need
-    :func:`quiet_decoder_notes` too (an MPEG name, or a stream libsndfile found to be MP3)."""
-    import soundfile as sf
+    :func:`quiet_decoder_notes` too (an MPEG name, or a stream libsndfile found to be MP3).
 
+    An MP3 without a length tag gets its exact length (featurelib.mpeg.exact_length): its
+    ``frames`` is what decodes, and a variable bit rate one decodes to its end.
+    """
+    from .mpeg import exact_length
+
+    if not _SOUND_FILE:
+        _SOUND_FILE.append(_sound_file_class())
+    open_file = _SOUND_FILE[0]
     named = is_mpeg_name(name)
     with quiet_decoder_notes(named):
-        handle = sf.SoundFile(source)
+        handle = open_file(source)
+        if handle.format == "MP3":
+            with quiet_decoder_notes(not named):
+                handle = exact_length(handle, source, open_file)
     return handle, named or handle.format == "MP3"
 
 

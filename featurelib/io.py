@@ -282,6 +282,9 @@ def info(path) -> AudioInfo:
     For a file cut short, libsndfile (and so ``info``) reports the frames the file actually
     holds; :func:`load` refuses such a file.
 
+    The frames of a local MP3 without a length tag are counted from its frame headers
+    (:mod:`featurelib.mpeg`): what :func:`load` decodes, not libsndfile's estimate.
+
     A URL is read in requests of 64 KiB: the header and, for formats whose length is at the
     end (Ogg) or whose chunks follow the samples (WAV), the last bytes, instead of the first
     block of the file system's default size (5 MB for HTTP and GCS, more for S3), which for
@@ -407,6 +410,10 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
     channel mean for ``mono``, ``soxr`` at librosa's default ``res_type="soxr_hq"``, length
     ``ceil(n * sr / native_sr)``), except that ``sr=None`` (the native rate) is the default.
     Only the frames of the ``offset``/``duration`` window are read.
+
+    One exception: a local Layer III MP3 without a length tag whose frames outrun libsndfile's
+    estimate of its length (a variable bit rate file) is decoded to its end, where librosa
+    stops at the estimate and drops the rest (see :mod:`featurelib.mpeg`).
 
     Parameters
     ----------
