@@ -46,10 +46,17 @@ def _sound_file_class():
         whose header gives an estimate: featurelib.mpeg.exact_length)."""
 
         exact_frames = None
+        length_exact = False  # an MP3's frames are known (a tag, or counted), not estimated
+        owned = None  # a file object opened for this handle, closed with it
 
         @property
         def frames(self):
             return self._info.frames if self.exact_frames is None else self.exact_frames
+
+        def close(self):
+            super().close()
+            if self.owned is not None:
+                self.owned.close()
 
     return ExactLengthSoundFile
 

@@ -11,9 +11,11 @@ carrying the path and a short human reason; bad arguments raise
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,12 +146,33 @@ def _libsndfile_text(exc) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
+def unreadable_path_reason(path) -> str | None:
+    """Why a local ``path`` that is not a directory cannot be read as a file, or None.
+
+    The reasons a folder walk and :func:`load` give alike: a missing file, a link that leads
+    nowhere or back to itself, something that is not a regular file (a named pipe, a socket, a
+    device).
+    """
+    if not os.path.lexists(path):
+        return "no such file"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        if os.path.islink(path):
+            return "broken symbolic link (its target does not exist)"
+        return f"cannot be opened ({exc.strerror or exc})"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "not a regular file (a named pipe, socket or device)"
+    return None
+
+
 def _check_local_path(path, shown: str) -> None:
     """Clear reasons for the failures that happen before libsndfile sees a byte."""
-    if not os.path.lexists(path):
-        raise AudioDecodeError(shown, "no such file")
-    if not os.path.exists(path):
-        raise AudioDecodeError(shown, "broken symbolic link (its target does not exist)")
+    reason = unreadable_path_reason(path)
+    if reason is not None:
+        raise AudioDecodeError(shown, reason)
     if os.path.isdir(path):
         raise AudioDecodeError(shown, "is a directory, not an audio file")
     if not os.access(path, os.R_OK):
@@ -239,6 +262,41 @@ def _truncation_reason(handle) -> str | None:
     return (f"truncated: the header announces {declared} bytes in its '{label}' chunk "
             f"but the file holds {actual}")
     return None
+
+
+_DATA_ZERO = re.compile(r"^\s*data\s*:\s*0\s*$", re.M)
+
+
+def _no_frames_reason(handle) -> str:
+    """Why a file that opened holds no frames: cut short, a size field never filled in, or
+    really empty."""
+    truncated = _truncation_reason(handle)
+    if truncated is not None:
+        return truncated
+    try:
+        log = handle.extra_info or ""
+    except Exception:  # noqa: BLE001
+        log = ""
+    length = _LENGTH.search(log)
+    if _DATA_ZERO.search(log) and length and int(length.group(1)) > 1024:
+        return (f"no audio frames: the header's 'data' chunk size is 0, yet the file is "
+                f"{int(length.group(1))} bytes long (a recording whose header was never finished; "
+                f"rewrite the header, e.g. sox --ignore-length IN.wav OUT.wav)")
+    return "no audio frames (the file holds a header but no samples)"
+
+
+def _length_slack(handle) -> int:
+    """Frames a complete file may fall short of its header's count: two MPEG frames for an MP3
+    whose length is an estimate (no tag, and not counted by featurelib.mpeg: a URL), else 0."""
+    if str(handle.format) == "MP3" and not getattr(handle, "length_exact", False):
+        return 2 * 1152
+    return 0
+
+
+def no_frames_reason(path) -> str:
+    """The reason :func:`load` gives for a file whose header announces no frames."""
+    with _open_soundfile(path, block_size=HEADER_BLOCK_BYTES) as (handle, _):
+        return _no_frames_reason(handle)
 
 
 def _info_from_handle(handle, shown: str) -> AudioInfo:
@@ -367,7 +425,7 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     native_sr = int(handle.samplerate)
     total = int(handle.frames)
     if total <= 0:
-        raise AudioDecodeError(shown, "no audio frames (the file holds a header but no samples)")
+        raise AudioDecodeError(shown, _no_frames_reason(handle))
     truncated = _truncation_reason(handle)
     if truncated is not None:
         raise AudioDecodeError(shown, truncated)
@@ -391,8 +449,7 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
         raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
     expected = total - start if wanted < 0 else min(wanted, total - start)
     got = block.shape[0]
-    # MPEG headers without a frame index give an estimate; allow two MPEG frames of slack.
-    slack = 2 * 1152 if str(handle.format) == "MP3" else 0
+    slack = _length_slack(handle)
     if got < expected - slack:
         raise AudioDecodeError(shown, f"truncated: the header announces {total} frames but "
                                       f"decoding stopped after {start + got}")

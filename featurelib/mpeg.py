@@ -53,6 +53,8 @@ class MpegStream:
         Byte offset of the first frame (after ID3v2 tags and any leading junk).
     header : bytes
         The first frame's four header bytes.
+    tag_counts : bool
+        The tag gives the number of frames (decoders then know the exact length).
     """
 
     tagged: bool
@@ -62,6 +64,7 @@ class MpegStream:
     layer: int = 3
     first_frame: int = 0
     header: bytes = b""
+    tag_counts: bool = False
 
     @property
     def samples(self) -> int:
@@ -146,8 +149,8 @@ def scan_bytes(data, *, walk_tagged: bool = False) -> MpegStream | None:
     layer = key[1]
     tagged, tag_frames = _tag_frames(data, pos, side) if layer == 3 else (False, None)
     if tagged and tag_frames is not None and not walk_tagged:
-        return MpegStream(tagged=True, frames=tag_frames, samples_per_frame=spf,
-                          sample_rate=key[2], layer=layer, first_frame=first, header=bytes(data[pos:pos + 4]))
+        return MpegStream(tagged=True, frames=tag_frames, samples_per_frame=spf, sample_rate=key[2],
+                          layer=layer, first_frame=first, header=bytes(data[pos:pos + 4]), tag_counts=True)
     frames, n = 0, len(data)
     while pos is not None:
         head = _header(data, pos) if pos + 4 <= n else None
@@ -161,7 +164,8 @@ def scan_bytes(data, *, walk_tagged: bool = False) -> MpegStream | None:
     if tagged:
         frames -= 1  # the tag frame holds no audio
     return MpegStream(tagged=tagged, frames=max(frames, 0), samples_per_frame=spf, sample_rate=key[2],
-                      layer=layer, first_frame=first, header=bytes(data[first:first + 4]))
+                      layer=layer, first_frame=first, header=bytes(data[first:first + 4]),
+                      tag_counts=tag_frames is not None)
 
 
 def scan(path, *, walk_tagged: bool = False) -> MpegStream | None:
@@ -316,17 +320,23 @@ def exact_length(handle, source, open_file):
         stream = scan(path)
     except (OSError, ValueError):
         return handle
-    if stream is None or stream.tagged or stream.frames == 0:
+    if stream is None or stream.frames == 0:
+        return handle
+    if stream.tagged:  # the decoder's count is the tag's (an estimate only if the tag has none)
+        handle.length_exact = stream.tag_counts
         return handle
     if stream.samples <= handle.frames:
-        handle.exact_frames = stream.samples
+        handle.exact_frames, handle.length_exact = stream.samples, True
         return handle
     if stream.layer != 3:
         return handle
+    view = TaggedStream(path, stream)
     try:
-        whole = open_file(TaggedStream(path, stream))
+        whole = open_file(view)
     except Exception:  # noqa: BLE001 - the bare file still decodes as far as libsndfile goes
+        view.close()
         return handle
+    whole.owned, whole.length_exact = view, True
     if whole.frames <= handle.frames:
         whole.close()
         return handle

@@ -329,7 +329,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soundfile as sf
     import soxr
 
-    from featurelib.io import _frames_to_end
+    from featurelib.io import _frames_to_end, _libsndfile_text
 
     block, whole_pcm = None, False
     if subtype == "PCM_16" and "://" not in path:
@@ -340,12 +340,17 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     if block is None:
         source = _source(path)
         try:
-            handle, quiet = open_quietly(source, path)
+            try:
+                handle, quiet = open_quietly(source, path)
+            except sf.LibsndfileError as exc:  # changed since the plan read its header
+                raise DecodeError("NotAudio", "not a readable audio file (libsndfile: "
+                                  f"{_libsndfile_text(exc)})") from None
             with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
-        except sf.LibsndfileError as exc:
-            raise DecodeError("LibsndfileError", str(exc)) from None
+        except sf.LibsndfileError as exc:  # a damaged stream (lost sync, bad block, cut short)
+            raise DecodeError("DecodeFailed", "decoding failed part-way (libsndfile: "
+                              f"{_libsndfile_text(exc)})") from None
         finally:
             if source is not path:
                 source.close()

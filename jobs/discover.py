@@ -135,11 +135,15 @@ class _Walker:
                         is_file = False
                     if is_file:
                         self.add_file(entry.path)
-                    elif entry.is_symlink() and not os.path.exists(entry.path):
-                        # an audio name whose link leads nowhere: reported, not passed over,
-                        # so that every audio file the folder names is accounted for
-                        self._fail(entry.path, "broken symbolic link (its target does not "
-                                               "exist)", "BrokenLink")
+                    else:
+                        # an audio name that is no file (a link that leads nowhere or back to
+                        # itself, a named pipe, a socket): reported, not passed over, so that
+                        # every audio file the folder names is accounted for
+                        from featurelib.io import unreadable_path_reason
+
+                        reason = unreadable_path_reason(entry.path) or "not a regular file"
+                        kind = "BrokenLink" if "link" in reason else "NotARegularFile"
+                        self._fail(entry.path, reason, kind)
                 elif os.path.splitext(entry.name)[1].lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
                     try:
                         if entry.is_file():

@@ -134,7 +134,9 @@ def inspect_file(path) -> dict:
     from featurelib.io import (
         _frames_to_end,
         _info_from_handle,
+        _length_slack,
         _libsndfile_text,
+        _no_frames_reason,
         _open_soundfile,
         _read_blocks,
         _truncation_reason,
@@ -143,7 +145,8 @@ def inspect_file(path) -> dict:
     with _open_soundfile(path) as (handle, shown):
         meta = _info_from_handle(handle, shown)
         if meta.frames <= 0:
-            raise AudioDecodeError(shown, "no audio frames (the file holds a header but no samples)")
+            raise AudioDecodeError(shown, _no_frames_reason(handle))
+        slack = _length_slack(handle)  # an MP3 header without a length tag: an estimate
         truncated = _truncation_reason(handle)
         if truncated is not None:
             raise AudioDecodeError(shown, truncated)
@@ -166,7 +169,6 @@ def inspect_file(path) -> dict:
                 shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
         except (sf.SoundFileError, RuntimeError, ValueError) as exc:
             raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
-    slack = 2 * 1152 if meta.format == "MP3" else 0  # MPEG frame counts may be estimates
     if n_frames < meta.frames - slack:
         raise AudioDecodeError(shown, f"truncated: the header announces {meta.frames} frames but "
                                       f"decoding stopped after {n_frames}")

@@ -240,11 +240,11 @@ def probe(path: str) -> PlannedFile:
         if fast is not None:
             return fast
     from featurelib.exceptions import AudioDecodeError
-    from featurelib.io import info
+    from featurelib.io import info, no_frames_reason
 
     meta = info(path)
-    if meta.frames <= 0:
-        raise AudioDecodeError(path, "no audio samples (the header announces none)")
+    if meta.frames <= 0:  # cut short after its header, a size never filled in, or empty
+        raise AudioDecodeError(path, no_frames_reason(path))
     if "://" in path:
         import fsspec
 

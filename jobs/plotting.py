@@ -205,8 +205,9 @@ class FileAnalysis:
         self.name = shown_path(os.path.basename(self.path))  # a title in any font: UTF-8, one line
         self.meta = featurelib.info(path)
         if self.meta.frames <= 0:
-            raise featurelib.AudioDecodeError(self.path, "no audio frames (the file holds a header "
-                                                         "but no samples)")
+            from featurelib.io import no_frames_reason
+
+            raise featurelib.AudioDecodeError(self.path, no_frames_reason(path))
         native = self.meta.sample_rate
         if offset >= self.meta.duration:
             from jobs.errors import UsageError

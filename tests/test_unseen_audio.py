@@ -126,6 +126,98 @@ def test_inspect_folder_names_a_dangling_link(tmp_path, capsys):
     assert "good.wav" in out and "dangling.txt" not in out + err
 
 
+# ---------------------------------------------------------------- files that are not what they say
+
+
+def _riff(fmt_and_chunks: bytes) -> bytes:
+    return b"RIFF" + (4 + len(fmt_and_chunks)).to_bytes(4, "little") + b"WAVE" + fmt_and_chunks
+
+
+def _pcm16_wav(samples: np.ndarray, sr: int = 16000, data_size: int | None = None) -> bytes:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    fmt = b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") \
+        + sr.to_bytes(4, "little") + (2 * sr).to_bytes(4, "little") + (2).to_bytes(2, "little") \
+        + (16).to_bytes(2, "little")
+    size = len(pcm) if data_size is None else data_size
+    return _riff(fmt + b"data" + size.to_bytes(4, "little") + pcm)
+
+
+def _odd_files(tmp_path):
+    """Files whose header and contents disagree, each with the words its reason must hold."""
+    root = tmp_path / "odd"
+    root.mkdir()
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    (root / "cut_after_header.wav").write_bytes(_pcm16_wav(tone)[:44])
+    (root / "size_never_written.wav").write_bytes(_pcm16_wav(tone, data_size=0))
+    os.symlink("loop_b.wav", root / "loop_a.wav")
+    os.symlink("loop_a.wav", root / "loop_b.wav")
+    os.mkfifo(root / "pipe.wav")
+    return root, {
+        "cut_after_header.wav": "truncated: the header announces 32000 bytes",
+        "size_never_written.wav": "'data' chunk size is 0, yet the file is 32044 bytes",
+        "loop_a.wav": "symbolic link loop",
+        "loop_b.wav": "symbolic link loop",
+        "pipe.wav": "not a regular file",
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_load_inspect_and_extract_name_what_is_wrong(tmp_path, capsys):
+    """The same reason from featurelib.load, inspect, and the job's discovery or probe."""
+    import featurelib
+    from jobs.cli import main as cli_main
+    from jobs.discover import discover
+    from jobs.plan import probe_all
+
+    root, reasons = _odd_files(tmp_path)
+    for name, words in reasons.items():
+        with pytest.raises(featurelib.AudioDecodeError, match=words.replace("(", r"\(")):
+            featurelib.load(root / name)
+    assert cli_main(["inspect", *(str(root / n) for n in reasons)]) == 1
+    _, err = capsys.readouterr()
+    lines = {os.path.basename(line.split(": ", 1)[0]): line for line in err.splitlines()}
+    for name, words in reasons.items():
+        assert words in lines[name], lines[name]
+    found = discover(str(root))
+    _, probe_failures = probe_all(found.paths)
+    said = {os.path.basename(f["path"]): f["message"] for f in found.failures + probe_failures}
+    assert sorted(said) == sorted(reasons)
+    for name, words in reasons.items():
+        assert words in said[name], (name, said[name])
+
+
+@needs_mp3
+def test_an_mp3_cut_by_a_few_bytes_is_truncated_for_load_inspect_and_extract(tmp_path, capsys):
+    """Its tag gives the exact length, so a shortfall under two MPEG frames is a cut too."""
+    import featurelib
+    from jobs.cli import main as cli_main
+    from jobs.compute import decode
+
+    whole = write_tone(tmp_path / "whole.mp3", 24000, 1.0, subtype=None)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[:-100])
+    frames = featurelib.info(cut).frames
+    with pytest.raises(featurelib.AudioDecodeError, match="truncated"):
+        featurelib.load(cut)
+    assert cli_main(["inspect", str(cut)]) == 1
+    assert "truncated" in capsys.readouterr().err
+    with pytest.raises(Exception, match="truncated or damaged"):
+        decode(str(cut), sr=24000, expected_frames=frames)
+
+
+def test_a_damaged_flac_fails_its_decode_with_a_reason(tmp_path):
+    from jobs.compute import DecodeError, decode
+
+    path = write_tone(tmp_path / "t.flac", 16000, 2.0)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    frames = sf.info(str(path)).frames
+    with pytest.raises(DecodeError) as caught:
+        decode(str(path), sr=16000, expected_frames=frames)
+    assert caught.value.error_type == "DecodeFailed"
+    assert str(caught.value).startswith("decoding failed part-way (libsndfile: ")
+
+
 # ---------------------------------------------------------------- score progress
 
 
