@@ -812,10 +812,10 @@ def start_warm_up(client, n_fft: int) -> list:
             for i, w in enumerate(workers)]
 
 
-def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: dict | None = None):
+def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=None):
     """Stages 3-4 on the cluster: one task per pending batch, with progress. ``on_submitted()``
-    runs once every task is submitted, while they run; ``preread`` (a dict) receives each
-    finished batch's committed index rows, read while the other tasks run (for stage 5).
+    runs once every task is submitted, while they run; ``index`` (a :class:`jobs.store.FilesIndex`)
+    receives each finished batch's committed rows, written while the other tasks run (stage 5).
 
     Returns ``(summaries, batch_failures)``; ``batch_failures`` are failure rows for the files of
     batches that failed as a whole (not committed, so a rerun tries them again).
@@ -878,16 +878,19 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, preread: 
             stage = getattr(exc, "stage", "compute")
             batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
             progress.update(len(batch.files), audio_left, failed=len(batch.files))
+            if index is not None:
+                index.add(batch.batch_id, None)
             continue
         summaries.append(summary)
         progress.update(len(batch.files), audio_left, failed=summary["failed"])
-        if preread is not None:
-            try:  # the coordinator waits anyway: read the batch's rows now, not after the last
-                from jobs import store
+        if index is not None:  # the coordinator waits anyway: index the batch's rows now
+            from jobs import store
 
-                preread[batch.batch_id] = store.read_batch(job["out"], batch.batch_id)
-            except Exception:  # noqa: BLE001 - stage 5 reads it again and reports
-                pass
+            try:
+                pair = store.read_batch(job["out"], batch.batch_id)
+            except Exception:  # noqa: BLE001 - its turn in the index reads it again and reports
+                pair = None
+            index.add(batch.batch_id, pair)
     del future  # hold no result: the workers may go
     progress.close()
     return summaries, batch_failures, progress.rate_hours_per_s()
@@ -906,19 +909,24 @@ def _redacted(value):
     return value
 
 
+def files_index(cfg, plan, meta, pending):
+    """Stage 5's writer, made before the batches run: see :class:`jobs.store.FilesIndex`."""
+    from jobs import store
+
+    return store.FilesIndex(_out(cfg), [b.batch_id for b in plan.batches], meta["dims"],
+                            pending=[b.batch_id for b in pending], drop=set(meta.get("dropped", ())))
+
+
 def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, started, summaries,
-                cluster_info, timeline, t_start, preread: dict | None = None):
-    """Stage 5: gather the committed batches into files/failures tables and the manifest."""
+                cluster_info, timeline, t_start, index):
+    """Stage 5: the rest of files.parquet (``index``, fed as the batches committed), the
+    failures table and the manifest."""
     from jobs import store
 
     out = _out(cfg)
-    committed = sorted(store.committed_batches(out) & {b.batch_id for b in plan.batches})
-    files, failures = store.gather(out, committed, meta["dims"], plan.failures + extra_failures,
-                                   drop=set(meta.get("dropped", ())), preread=preread)
-    store.write_table(files, out, "files.parquet")
-    store.write_table(failures, out, "failures.parquet")
+    committed = store.committed_batches(out) & {b.batch_id for b in plan.batches}
+    n_files, failures, audio_s = index.finish(plan.failures + extra_failures)
     store.consolidate(out)
-    audio_s = float(sum(files.column("duration_s").to_pylist())) if files.num_rows else 0.0
     wall_s = time.perf_counter() - t_start
     totals = {}
     for s in summaries:
@@ -934,13 +942,13 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         "started": started,
         "finished": _now(),
         "complete": len(committed) == len(plan.batches),
-        "counts": {"inputs": meta["n_inputs"], "files": files.num_rows,
+        "counts": {"inputs": meta["n_inputs"], "files": n_files,
                    "failures": failures.num_rows, "batches": len(plan.batches),
                    "batches_run": len(summaries), "total_frames": plan.total_frames},
         "audio_hours": audio_s / 3600.0,
         "wall_s": wall_s,
         "throughput": {"audio_hours_per_s": audio_s / 3600.0 / wall_s if wall_s > 0 else None,
-                       "files_per_s": files.num_rows / wall_s if wall_s > 0 else None},
+                       "files_per_s": n_files / wall_s if wall_s > 0 else None},
         "task_seconds": totals,
         "peak_rss_mb": {"coordinator": _peak_rss_mb(),
                         "largest_worker": max((s.get("rss_mb", 0.0) for s in summaries), default=None)},
@@ -954,7 +962,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         from jobs.outdir import as_outdir
 
         as_outdir(out).remove(".parts")  # split files' spills: each was removed at its commit
-    return files, failures, manifest
+    return n_files, failures, manifest
 
 
 def _peak_rss_mb() -> float:
@@ -1098,7 +1106,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     from concurrent.futures import ThreadPoolExecutor
 
     stack = contextlib.ExitStack()
-    summaries, batch_failures, cluster_info, preread = [], [], {}, {}
+    summaries, batch_failures, cluster_info, index = [], [], {}, None
     client, warming, starting = None, [], None
     # the client is entered in the starting thread and left here: both in one context (its
     # "current client" is a context variable)
@@ -1154,8 +1162,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
-            summaries, batch_failures, rate = stage_extract(client, plan, pending, job,
-                                                            preread=preread)
+            index = files_index(cfg, plan, meta, pending)
+            summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index)
             cluster_info["audio_hours_per_s"] = rate
             del warming
             t = mark("extract_s", t)
@@ -1168,11 +1176,13 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         cluster_context.run(stack.close)
         if client is not None:
             mark("cluster_stop_s", t)
-    files, failures, manifest = stage_index(
+    if index is None:  # nothing ran: every batch was committed by an earlier run
+        index = files_index(cfg, plan, meta, [])
+    n_files, failures, manifest = stage_index(
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
-        t_start=t_start, preread=preread)
-    print(f"extract: {files.num_rows} files, {failures.num_rows} failed, "
+        t_start=t_start, index=index)
+    print(f"extract: {n_files} files, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
         print(f"extract: failures listed in {out.display_join('failures.parquet')}")

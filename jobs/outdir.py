@@ -256,6 +256,12 @@ class OutDir:
         pq.write_table(table, sink)
         self.write_bytes(rel, sink.getvalue().to_pybytes())
 
+    def table_writer(self, rel: str, schema) -> TableWriter:
+        """A Parquet file written a row group at a time and put in place whole by
+        :meth:`TableWriter.commit` (as :meth:`write_table`): locally a partial file next to it,
+        renamed over it; on an object store the compressed file in memory, then one PUT."""
+        return TableWriter(self, rel, schema)
+
     def read_table(self, rel: str, **kwargs):
         import pyarrow.parquet as pq
 
@@ -344,3 +350,34 @@ class OutDir:
             options.setdefault("auto_mkdir", True)
         return FsspecStore.from_url(self.join(rel), storage_options=options or None,
                                     read_only=read_only)
+
+
+class TableWriter:
+    """See :meth:`OutDir.table_writer`: ``write(table)`` per row group, then ``commit()``."""
+
+    def __init__(self, od: OutDir, rel: str, schema):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.od, self.rel = od, rel
+        if od.is_url:
+            self.sink, self.partial = pa.BufferOutputStream(), None
+        else:
+            self.partial = f"{od._path(rel)}.partial"
+            self.sink = self.partial
+        self.writer = pq.ParquetWriter(self.sink, schema)
+
+    def write(self, table) -> None:
+        self.writer.write_table(table)
+
+    def commit(self) -> None:
+        self.writer.close()
+        if self.partial is not None:
+            os.replace(self.partial, self.od._path(self.rel))
+        else:
+            self.od.write_bytes(self.rel, self.sink.getvalue().to_pybytes())
+
+    def abort(self) -> None:
+        self.writer.close()
+        if self.partial is not None and os.path.exists(self.partial):
+            os.remove(self.partial)

@@ -46,14 +46,14 @@ from jobs.redact import redact_column
 __all__ = [
     "STORE_NAME", "create_store", "store_attrs", "write_rows", "read_rows", "open_store",
     "batch_dir", "committed_batches", "commit_batch", "files_schema", "failures_schema",
-    "write_parquet", "write_json", "IndexRows", "write_table", "grow_store", "read_json", "clear_run", "gather",
+    "write_parquet", "write_json", "IndexRows", "write_table", "grow_store", "read_json", "clear_run", "FilesIndex",
     "read_batch",
     "is_committed", "read_table", "make_out",
 ]
 
 STORE_NAME = "features.zarr"
 _OUR_ENTRIES = (STORE_NAME, "files.parquet", "failures.parquet", "manifest.json", ".plan.json",
-                ".plan.parquet", ".batches", ".parts")
+                ".plan.parquet", ".batches", ".parts", "files.parquet.partial")
 
 
 _BATCH_OBJECT = re.compile(r"^(\d+)\.parquet$")
@@ -460,48 +460,136 @@ def consolidate(out) -> None:
 
 
 def read_batch(out, batch_id: int):
-    """(files table, failures table) of one committed batch (for :func:`gather`'s ``preread``)."""
+    """(files table, failures table) of one committed batch."""
     return _read_batch(as_outdir(out), batch_id)
 
 
-def gather(out, batch_ids, dims: dict[str, int], extra_failures: list[dict],
-           drop: set[str] = frozenset(), preread: dict | None = None):
-    """(files table, failures table) from the committed batches, each sorted by path; rows of
-    the paths in ``drop`` (inputs no longer named) are left out. ``preread`` maps batch ids to
-    what :func:`read_batch` gave for them already (the job reads each batch as it finishes)."""
-    import pyarrow as pa
+class FilesIndex:
+    """``files.parquet`` written as the batches commit, in batch order, and ``failures.parquet``.
 
-    from jobs.plan import _arrow_column, arrow_rows
+    Batch order is the store's frame order (each batch owns a region, in batch order), so the
+    rows of files.parquet follow ``frame_start``, and a rerun that resumes writes the same table
+    as a clean run. The coordinator holds only the rows of batches that finished ahead of an
+    earlier one and one row group waiting to be written (:attr:`ROW_GROUP_ROWS`), not the whole
+    index: about 1 KB per file, which at millions of files was gigabytes.
 
-    od = as_outdir(out)
-    preread = preread or {}
-    missing = [b for b in batch_ids if b not in preread]
-    if od.is_url and len(missing) > 1:  # many small objects: read them side by side
-        from concurrent.futures import ThreadPoolExecutor
+    ``add(batch_id, pair)`` hands over a batch this run computed (its :func:`read_batch` pair,
+    or ``None`` when it failed as a whole); every other batch of ``batch_ids`` was committed by
+    an earlier run and is read from the store when its turn comes. :meth:`finish` writes what
+    is left and puts both tables in place. Rows of the paths in ``drop`` (inputs no longer
+    named) are left out; credentials in paths and messages are masked.
+    """
 
-        with ThreadPoolExecutor(16) as pool:
-            read = dict(zip(missing, pool.map(lambda b: _read_batch(od, b), missing)))
-    else:
-        read = {b: _read_batch(od, b) for b in missing}
-    pairs = [preread[b] if b in preread else read[b] for b in batch_ids]
-    files = [f for f, _ in pairs]
-    fails = [f for _, f in pairs]
-    fails.append(arrow_rows(extra_failures, failures_schema()))
-    schema = files_schema(dims)
-    files_table = pa.concat_tables([t.cast(schema) for t in files]) if files else schema.empty_table()
-    failures_table = pa.concat_tables([t.cast(failures_schema()) for t in fails])
-    if drop:
+    ROW_GROUP_ROWS = 16384
+
+    def __init__(self, out, batch_ids, dims: dict[str, int], *, pending=(), drop=frozenset()):
+        self.od = as_outdir(out)
+        self.order = sorted(batch_ids)
+        self.pending = set(pending)
+        self.at = 0
+        self.ready: dict = {}
+        self.schema = files_schema(dims)
+        self.drop = None
+        if drop:
+            import pyarrow as pa
+
+            from jobs.plan import _arrow_column
+
+            self.drop = _arrow_column(sorted(drop), pa.string())
+        self.buffer: list = []
+        self.buffered = 0
+        self.failures: list = []
+        self.n_files = 0
+        self.audio_s = 0.0
+        self.writer = self.od.table_writer("files.parquet", self.schema)
+
+    def add(self, batch_id: int, pair) -> None:
+        self.ready[batch_id] = pair
+        self._advance()
+
+    def _advance(self, final: bool = False) -> None:
+        earlier = []  # batches an earlier run committed, read side by side from an object store
+        while self.at < len(self.order):
+            b = self.order[self.at]
+            if b in self.ready:
+                pair = self.ready.pop(b)
+            elif b in self.pending and not final:
+                break
+            else:
+                earlier.append(b)
+                self.at += 1
+                continue
+            self._read_and_take(earlier)
+            earlier = []
+            if pair is not None:
+                self._take(*pair)
+            self.at += 1
+        self._read_and_take(earlier)
+
+    def _read_and_take(self, batch_ids: list[int]) -> None:
+        if not batch_ids:
+            return
+        committed = committed_batches(self.od) if len(batch_ids) > 1 else None
+        wanted = [b for b in batch_ids if (b in committed if committed is not None
+                                            else is_committed(self.od, b))]
+        if self.od.is_url and len(wanted) > 1:  # many small objects: read them side by side
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(16) as pool:
+                for pair in pool.map(lambda b: _read_batch(self.od, b), wanted):
+                    self._take(*pair)
+            return
+        for b in wanted:
+            self._take(*_read_batch(self.od, b))
+
+    def _keep(self, table):
+        if self.drop is None or not table.num_rows:
+            return table
         import pyarrow.compute as pc
 
-        keep = _arrow_column(sorted(drop), pa.string())
-        files_table = files_table.filter(pc.invert(pc.is_in(files_table["path"], value_set=keep)))
-        failures_table = failures_table.filter(pc.invert(pc.is_in(failures_table["path"], value_set=keep)))
-    files_table = files_table.sort_by([("path", "ascending")])
-    failures_table = failures_table.sort_by([("path", "ascending"), ("stage", "ascending")])
-    # credentials in URLs stay in the private plan (needed to read again), never in the tables
-    files_table = redact_column(files_table, "path")
-    failures_table = redact_column(redact_column(failures_table, "path"), "message")
-    return files_table, failures_table
+        return table.filter(pc.invert(pc.is_in(table["path"], value_set=self.drop)))
+
+    def _take(self, files, failures) -> None:
+        import pyarrow.compute as pc
+
+        self.failures.append(self._keep(failures.cast(failures_schema())))
+        files = self._keep(files.cast(self.schema))
+        if not files.num_rows:
+            return
+        self.n_files += files.num_rows
+        self.audio_s += float(pc.sum(files["duration_s"]).as_py())
+        self.buffer.append(files)
+        self.buffered += files.num_rows
+        if self.buffered >= self.ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        import pyarrow as pa
+
+        # credentials in URLs stay in the private plan (needed to read again), never in tables
+        self.writer.write(redact_column(pa.concat_tables(self.buffer), "path"))
+        self.buffer, self.buffered = [], 0
+
+    def finish(self, extra_failures: list[dict]):
+        """Write the rest; returns ``(files written, failures table, audio seconds)``."""
+        import pyarrow as pa
+
+        from jobs.plan import arrow_rows
+
+        self._advance(final=True)
+        self._flush()
+        self.writer.commit()
+        failures = pa.concat_tables([*self.failures,
+                                     self._keep(arrow_rows(extra_failures, failures_schema()))])
+        failures = failures.sort_by([("path", "ascending"), ("stage", "ascending")])
+        failures = redact_column(redact_column(failures, "path"), "message")
+        self.od.write_table(failures, "failures.parquet")
+        return self.n_files, failures, self.audio_s
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 def write_table(table, path, name: str | None = None) -> None:

@@ -170,7 +170,9 @@ def test_new_inputs_are_appended_and_gone_ones_left_out(corpus, tmp_path):
     assert manifest["counts"]["batches"] > first["counts"]["batches"]
     assert manifest["counts"]["batches_run"] == manifest["counts"]["batches"] - first["counts"]["batches"]
     files = pq.read_table(out / "files.parquet")
-    assert files.column("path").to_pylist() == sorted(str(folder / p.name) for p in src[5:52])
+    assert sorted(files.column("path").to_pylist()) == sorted(str(folder / p.name) for p in src[5:52])
+    starts = files.column("frame_start").to_pylist()
+    assert starts == sorted(starts)  # the new inputs' rows after the others, as in the store
     group = zarr.open_group(str(out / "features.zarr"), mode="r")
     fs = FeatureSet.from_config(dict(group.attrs)["feature_config"])
     for row in files.to_pylist()[-4:]:

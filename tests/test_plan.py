@@ -288,8 +288,10 @@ f = PlannedFile(path="/a b/ü.wav", file_id="f1", size_bytes=10, format="WAV", s
 rows.add(f, {{"mfcc": np.ones(3), "rms": np.ones(1)}}, {{"mfcc": np.zeros(3), "rms": np.zeros(1)}})
 fails = [{{"path": "/x.wav", "stage": "decode", "error_type": "AudioDecodeError", "message": "bad"}}]
 assert store.commit_batch(out, 0, rows, fails, dims)
-files, failures = store.gather(out, [0], dims, [{{"path": "/y.wav", "stage": "probe",
-                                                  "error_type": "E", "message": None}}])
+index = store.FilesIndex(out, [0], dims)
+n, failures, _ = index.finish([{{"path": "/y.wav", "stage": "probe", "error_type": "E", "message": None}}])
+files = store.read_table(out, "files.parquet")
+assert n == 1
 assert files.column("path").to_pylist() == ["/a b/ü.wav"], files
 assert files.column("mfcc_mean_2").to_pylist() == [1.0]
 assert failures.column("path").to_pylist() == ["/x.wav", "/y.wav"]
