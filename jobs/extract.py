@@ -587,8 +587,9 @@ class _PartSpillReader:
 def _worker_dsp(job: dict):
     """``(FeatureSet, array namespace)`` of a job's task, inside one BLAS thread and the feature
     config's FFT precision (what every task that computes features runs under)."""
-    from jobs.compute import FeatureSet, array_namespace_for, one_blas_thread
+    from jobs.compute import FeatureSet, array_namespace_for, keep_freed_memory, one_blas_thread
 
+    keep_freed_memory()
     with one_blas_thread():
         fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
         with fs.precision():
@@ -791,8 +792,9 @@ def warm_worker(n_fft: int) -> float:
     import featurelib.frequency  # noqa: F401
     import featurelib.temporal  # noqa: F401
     from featurelib.framing import stft_frames
-    from jobs.compute import one_blas_thread
+    from jobs.compute import keep_freed_memory, one_blas_thread
 
+    keep_freed_memory()
     t0 = time.perf_counter()
     with one_blas_thread():
         stft_frames(np.zeros(2 * n_fft, np.float32), n_fft=n_fft, hop_length=n_fft,
