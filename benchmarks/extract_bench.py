@@ -12,9 +12,10 @@ corpus's native 8 kHz, n_fft 256, hop 80):
 3. ``audiofeat extract`` with 1 worker against 2 on the 30,000 files;
 4. a generated 2-hour 44.1 kHz recording (resampled to 16 kHz): time and the peak RSS of the
    largest process of the job (coordinator or worker), sampled every 50 ms;
-5. ``split``: a generated 2-hour recording already at the store's 16 kHz, as one task
-   (``batch_seconds`` above its length) and split into parts of ``batch_seconds`` (600 s), with
-   whether the two stores are the same bit for bit.
+5. ``split``: a generated 2-hour recording already at the store's 16 kHz, and one at 44.1 kHz
+   (resampled: one task writes its 16 kHz samples to the run folder for the parts), each as one
+   task (``batch_seconds`` above its length) and split into parts of ``batch_seconds`` (600 s),
+   with whether the two stores are the same bit for bit.
 Each timing is a whole process, Python start-up and cluster start-up included. Where the time
 goes inside audiofeat's tasks comes from the run's manifest.json (``task_seconds``).
 CPU seconds (user + system of every process of the run, from getrusage) are printed beside the
@@ -254,20 +255,24 @@ def main(argv=None) -> None:
             print(f"  peak RSS of the largest process: {a['peak_rss_mb']:.0f} MB;  {where_time_goes(a)}")
             report["long"] = a
         if "split" in only:
-            path = scratch / "long_16k.flac"
-            if not path.exists():
-                make_long_file(path, hours=args.hours, sr=16000)
-            print(f"one {args.hours:g}-hour 16 kHz file, the store's rate: one task, then parts:", flush=True)
-            runs = {}
-            for name, seconds in (("one", 1e9), ("parts", 600)):
-                cfg = _config(scratch / f"split_{name}.yaml", input=str(path), out=str(scratch / f"af_{name}"),
-                              sr=16000, n_fft=512, hop=160, batch_seconds=seconds)
-                runs[name] = audiofeat(cfg, scratch / f"af_{name}", f"audiofeat extract, {name} (2 workers)",
-                                       workers=2)
-            same = _same_store(scratch / "af_one", scratch / "af_parts")
-            print(f"  speed-up from the parts: {runs['one']['wall_s'] / runs['parts']['wall_s']:.2f}x; "
-                  f"the same store bit for bit: {same}")
-            report["split"] = {**runs, "speedup": runs["one"]["wall_s"] / runs["parts"]["wall_s"], "same": same}
+            report["split"] = {}
+            for label, name, sr in (("16 kHz, the store's rate", "long_16k.flac", 16000),
+                                    ("44.1 kHz, resampled to 16 kHz", "long_44k.wav", 44100)):
+                path = scratch / name
+                if not path.exists():
+                    make_long_file(path, hours=args.hours, sr=sr)
+                print(f"one {args.hours:g}-hour {label} file: one task, then parts:", flush=True)
+                runs = {}
+                for part, seconds in (("one", 1e9), ("parts", 600)):
+                    out = scratch / f"af_{sr}_{part}"
+                    cfg = _config(scratch / f"split_{sr}_{part}.yaml", input=str(path), out=str(out),
+                                  sr=16000, n_fft=512, hop=160, batch_seconds=seconds)
+                    runs[part] = audiofeat(cfg, out, f"audiofeat extract, {part} (2 workers)", workers=2)
+                same = _same_store(scratch / f"af_{sr}_one", scratch / f"af_{sr}_parts")
+                print(f"  speed-up from the parts: {runs['one']['wall_s'] / runs['parts']['wall_s']:.2f}x; "
+                      f"the same store bit for bit: {same}")
+                report["split"][sr] = {**runs, "speedup": runs["one"]["wall_s"] / runs["parts"]["wall_s"],
+                                       "same": same}
         print(json.dumps(report, indent=1))
     finally:
         if args.tmp is None:

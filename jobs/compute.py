@@ -516,6 +516,40 @@ class ResampledStream:
         return out
 
 
+class ScratchStream:
+    """A long file's samples at the store's rate, read back from the raw float32 file one pass
+    of :class:`ResampledStream` wrote (``jobs.extract.resample_part_source``): what the parts of
+    a resampled file split across tasks read, from ``start`` on, with :class:`ResampledStream`'s
+    ``read(n)``. Exact: the very samples of the one pass, wherever a part starts.
+    """
+
+    resample_s = 0.0  # the resampling was the source task's
+
+    def __init__(self, path: str, *, n_samples: int, start: int = 0):
+        self.path, self.n_samples = path, int(n_samples)
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._at = min(int(start), self.n_samples)
+        self._file.seek(4 * self._at)
+
+    def read(self, n: int) -> np.ndarray:
+        n = max(0, min(int(n), self.n_samples - self._at))
+        data = np.fromfile(self._file, dtype="<f4", count=n)
+        if data.shape[0] != n:
+            raise DecodeError("ScratchShort", f"{self.path} holds {self._at + data.shape[0]} "
+                              f"samples, not {self.n_samples}")
+        self._at += n
+        return data.astype(np.float32, copy=False)
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # ---------------------------------------------------------------- buffers
 
 

@@ -104,7 +104,7 @@ class ComputeConfig(_Section):
 
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     workers: int | None = Field(default=None, ge=1, description="worker processes (default: CPU cores)")
-    batch_seconds: float = Field(default=600.0, gt=0, description="audio seconds per task (upper bound; long files at the store's rate are split into parts of about this length)")
+    batch_seconds: float = Field(default=600.0, gt=0, description="audio seconds per task (upper bound; long files are split into parts of about this length where the parts give the samples of one pass)")
     min_batches: int = Field(default=32, ge=1, description="split the corpus into at least this many tasks")
     block_seconds: float = Field(default=120.0, gt=0, description="files longer than this stream in blocks")
     chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")

@@ -151,7 +151,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
                          batch_seconds=meta["batch_seconds"], min_batches=meta["min_batches"],
                          block_seconds=meta["block_seconds"], chunk_frames=meta["chunk_frames"],
                          first_batch_id=len(plan.batches), first_frame=plan.total_frames,
-                         part_seconds=meta["batch_seconds"])
+                         part_seconds=meta["batch_seconds"], scratch_parts=not out.is_url)
     plan.batches += extra.batches
     plan.total_frames = extra.total_frames if extra.batches else plan.total_frames
     failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *discovery.failures]}
@@ -193,7 +193,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
                         block_seconds=compute.block_seconds, chunk_frames=compute.chunk_frames,
                         failures=discovery.failures + probe_failures,
-                        part_seconds=compute.batch_seconds)
+                        part_seconds=compute.batch_seconds, scratch_parts=not out.is_url)
     chunk = plan.chunk_frames  # compute.chunk_frames, or the plan's pick for its batch size
     probe_s = time.perf_counter() - t0
     dims = feature_dims(cfg.features)
@@ -409,12 +409,14 @@ def _mel_widths(fs, keys) -> dict:
     return {key: fs.table("mel", key).shape[0] for key in keys}
 
 
-def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments: dict, maxima: dict):
+def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments: dict, maxima: dict,
+                   scratch: str | None = None):
     """Frames ``[p0, p1)`` of a batch's long file (a multiple of its blocks), decoded once from
-    the samples they reach: computed in pieces of at most MAX_BUFFER_FRAMES frames, the features
-    not clamped with top_db written in blocks of whole chunks (each block's moments appended to
-    ``moments[name]``, see :func:`_file_moments`), the clamped ones' mels' unclamped dB appended
-    to ``spill`` and each mel's maximum kept in ``maxima``."""
+    the samples they reach (or read from ``scratch``, the file's samples at the store's rate
+    that :func:`resample_part_source` wrote): computed in pieces of at most MAX_BUFFER_FRAMES
+    frames, the features not clamped with top_db written in blocks of whole chunks (each block's
+    moments appended to ``moments[name]``, see :func:`_file_moments`), the clamped ones' mels'
+    unclamped dB appended to ``spill`` and each mel's maximum kept in ``maxima``."""
     import numpy as np
 
     from jobs.compute import (
@@ -422,13 +424,16 @@ def _stream_frames(batch, job, fs, xp, timings, p0: int, p1: int, spill, moments
         BlockReader,
         Moments,
         ResampledStream,
+        ScratchStream,
         compute_segments,
     )
 
     (f,) = batch.files
     later, _ = _spill_keys(fs)
     start = BlockReader.first_sample(fs, p0)
-    with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames, start=start) as stream:
+    opened = (ScratchStream(scratch, n_samples=f.n_samples, start=start) if scratch is not None
+              else ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames, start=start))
+    with opened as stream:
         reader = BlockReader(stream, fs, first_frame=p0)
         for b0, b1 in _pieces(p0, p1, batch.block_frames):
             parts = {n: [] for n in job["dims"] if n not in later}
@@ -601,13 +606,62 @@ def _timings() -> dict:
             "commit_s": 0.0}
 
 
-def extract_part(batch, job: dict, part: int) -> dict:
+def _scratch_path(job: dict, batch_id: int) -> str:
+    """Where a split file's samples at the store's rate wait for its parts (a local run folder)."""
+    from jobs.outdir import as_outdir
+
+    return as_outdir(job["out"]).join(_parts_dir(batch_id), "signal.f32")
+
+
+def resample_part_source(batch, job: dict) -> dict:
+    """The first task of a long file split across tasks that cannot seek exactly (resampled, or
+    an encoding whose seeks are not sample-exact): decodes and resamples it in one pass, as one
+    task would, and writes the samples (float32, 4 bytes each: 460 MB for 2 hours at 16 kHz) to
+    the run's ``.parts/`` folder, where its parts read their ranges (``ScratchStream``). Returns
+    its timings, or the file's failure (which its parts and :func:`finish_parts` pass on).
+    Idempotent: a retry writes the file again.
+    """
+    from jobs import store
+    from jobs.compute import STREAM_CHUNK_FRAMES, ResampledStream
+    from jobs.plan import as_batch
+
+    t_start = time.perf_counter()
+    batch = as_batch(batch)
+    result = {"failure": None, "timings": _timings()}
+    if store.is_committed(job["out"], batch.batch_id):
+        return result
+    (f,) = batch.files
+    path = _scratch_path(job, batch.batch_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    timings = result["timings"]
+    with _worker_dsp(job) as (fs, _):
+        try:
+            with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream, \
+                    open(f"{path}.partial", "wb") as out:
+                left = stream.n_samples
+                while left > 0:
+                    block = stream.read(min(left, STREAM_CHUNK_FRAMES))
+                    block.astype("<f4", copy=False).tofile(out)
+                    left -= block.shape[0]
+            os.replace(f"{path}.partial", path)
+            timings["resample_s"] += stream.resample_s
+        except BatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+            result["failure"] = _long_failure(f, exc)
+    timings["total_s"] = time.perf_counter() - t_start
+    timings["decode_s"] += timings["total_s"] - timings["resample_s"]
+    return result
+
+
+def extract_part(batch, job: dict, part: int, source: dict | None = None) -> dict:
     """One part of a long file split across tasks (``batch.part_frames``), on a worker.
 
     Decodes the part's frames from the samples they reach (resampling from a little earlier, see
-    ``ResampledStream(start=...)``), writes the features not clamped with top_db to their rows and
-    the clamped ones' unclamped mel dB to the run's ``.parts/`` folder. Returns its mel maxima
-    (for :func:`file_maxima`), its blocks' moments (count, mean, M2 per feature, for
+    ``ResampledStream(start=...)``), or, after a ``source`` task (:func:`resample_part_source`),
+    reads them from the samples it wrote; writes the features not clamped with top_db to their
+    rows and the clamped ones' unclamped mel dB to the run's ``.parts/`` folder. Returns its mel
+    maxima (for :func:`file_maxima`), its blocks' moments (count, mean, M2 per feature, for
     :func:`finish_parts`), or its failure. Idempotent: a retry rewrites the same rows and files.
     """
     from jobs import store
@@ -619,6 +673,12 @@ def extract_part(batch, job: dict, part: int) -> dict:
     result = {"part": part, "moments": {}, "maxima": {}, "failure": None, "timings": _timings()}
     if store.is_committed(job["out"], batch.batch_id):
         return result
+    if source is not None:
+        if part == 0:  # the source task's time, counted once
+            result["timings"] = dict(source["timings"])
+        if source["failure"] is not None:
+            result["failure"] = source["failure"]
+            return result
     p0, p1 = batch.part_ranges()[part]
     with _worker_dsp(job) as (fs, xp):
         later, keys = _spill_keys(fs)
@@ -626,8 +686,9 @@ def extract_part(batch, job: dict, part: int) -> dict:
         try:
             if later:
                 spill = _PartSpill(as_outdir(job["out"]), batch.batch_id, part, keys)
+            scratch = _scratch_path(job, batch.batch_id) if source is not None else None
             _stream_frames(batch, job, fs, xp, result["timings"], p0, p1, spill,
-                           result["moments"], result["maxima"])
+                           result["moments"], result["maxima"], scratch=scratch)
         except BatchError:
             raise
         except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
@@ -635,7 +696,7 @@ def extract_part(batch, job: dict, part: int) -> dict:
         finally:
             if spill is not None:
                 spill.close()
-    result["timings"]["total_s"] = time.perf_counter() - t_start
+    result["timings"]["total_s"] = result["timings"].get("total_s", 0.0) + time.perf_counter() - t_start
     return result
 
 
@@ -825,7 +886,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     from distributed import as_completed
 
     from jobs.compute import FeatureSet
-    from jobs.plan import PackedBatch
+    from jobs.plan import PackedBatch, splits_exactly
     from jobs.progress import Progress
 
     pending_ids = {b.batch_id for b in pending}
@@ -838,8 +899,8 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
                         done_audio_s=sum(b.audio_seconds for b in done))
     token = os.urandom(4).hex()
     resources = {"GPU": 1} if job["device"] == "cuda" else None
-    clamped = any(b.part_frames for b in pending) and bool(
-        FeatureSet.from_config(job["feature_config"], tables=job.get("tables")).db_mels())
+    feature_set = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
+    clamped = any(b.part_frames for b in pending) and bool(feature_set.db_mels())
     futures = {}
     part_audio = {}  # a split file's part -> (its batch id, its audio seconds), for the progress
     for batch in pending:  # plan order: long files first, so that they do not finish last
@@ -848,8 +909,12 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
         ranges = batch.part_ranges() if batch.kind == "long" and batch.part_frames else []
         if len(ranges) > 1:  # a long file split across tasks
             name = f"{batch.batch_id}-{token}"
-            parts = [client.submit(extract_part, packed, job, i, key=f"extract-part-{name}-{i}", **options)
-                     for i in range(len(ranges))]
+            source = ()  # a file that cannot seek exactly: one pass writes its samples first
+            if not splits_exactly(batch.files[0], feature_set.sr):
+                source = (client.submit(resample_part_source, packed, job, key=f"extract-source-{name}",
+                                        **options),)
+            parts = [client.submit(extract_part, packed, job, i, *source, key=f"extract-part-{name}-{i}",
+                                   **options) for i in range(len(ranges))]
             clamps = []
             if clamped:  # the file's maxima, then each part's second pass
                 maxima = client.submit(file_maxima, *parts, key=f"extract-maxima-{name}", **options)

@@ -291,3 +291,51 @@ def test_split_encodings_seek_to_the_samples_of_one_pass(tmp_path, fmt, subtype)
         for start in (1, 3 * sr + 5, 11 * sr + 1234, whole.shape[0] - 3 * sr):
             handle.seek(start)
             np.testing.assert_array_equal(handle.read(2 * sr, dtype="float32"), whole[start:start + 2 * sr])
+
+
+@pytest.mark.parametrize(("native", "ext", "subtype"), [(22050, "wav", "PCM_16"), (16000, "ogg", "VORBIS")])
+def test_split_file_that_cannot_seek_exactly_equals_one_task(tmp_path, native, ext, subtype):
+    """A long file resampled to the store's rate (soxr restarted inside it would not give the
+    samples of one pass), or in an encoding whose seeks are inexact: one task decodes it into
+    the run folder, its parts read their ranges from there, and the store, files.parquet and
+    failures.parquet are those of the file in one task, bit for bit; the samples go at the end."""
+    import json
+
+    from test_extract_support import assert_same_outputs, run_cli
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    y = _signal(23 * native + 123, native)
+    y[5 * native:9 * native] = 0.0  # digital silence across a part boundary
+    sf.write(corpus / f"night.{ext}", np.stack([y, 0.25 * y], axis=1), native, subtype=subtype)
+    sf.write(corpus / "short.wav", _signal(16000, 16000, seed=1), 16000)
+    runs = {}
+    for name, batch_seconds in (("one", 600.0), ("parts", 4.0)):
+        result = run_cli("extract", _split_config(tmp_path, name, corpus, batch_seconds))
+        assert result.returncode == 0, result.stderr
+        runs[name] = tmp_path / name
+    plans = {name: json.loads((out / ".plan.json").read_text())["batches"] for name, out in runs.items()}
+    assert [b["part_frames"] for b in plans["one"] if b["kind"] == "long"] == [0]
+    assert [b["part_frames"] for b in plans["parts"] if b["kind"] == "long"] == [384]  # 6 parts
+    assert_same_outputs(runs["one"], runs["parts"])
+    assert not (runs["parts"] / ".parts").exists()
+
+
+def test_split_resampled_file_cut_short_fails_once(tmp_path):
+    """The pass that writes a split file's samples finds it cut short: the file fails once
+    (decode), its parts compute nothing, and the other files are there."""
+    from test_extract_support import read_tables, run_cli
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    path = corpus / "night.wav"
+    sf.write(path, _signal(23 * 22050, 22050), 22050, subtype="PCM_16")
+    sf.write(corpus / "short.wav", _signal(16000, 16000, seed=1), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    result = run_cli("extract", _split_config(tmp_path, "cut", corpus, 4.0))
+    assert result.returncode == 1, result.stderr
+    files, failures = read_tables(tmp_path / "cut")
+    assert [p.rsplit("/", 1)[1] for p in files.column("path").to_pylist()] == ["short.wav"]
+    assert failures.column("path").to_pylist() == [str(path)]
+    assert failures.column("stage").to_pylist() == ["decode"]

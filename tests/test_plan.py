@@ -98,7 +98,7 @@ def test_long_files_are_their_own_batches_with_whole_chunk_blocks():
     assert all(b.kind == "files" and b.audio_seconds <= 20.0 * len(b.files) for b in plan.batches[2:])
 
 
-def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks():
+def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks(monkeypatch):
     """With ``part_seconds`` (the job passes batch_seconds) a long file becomes several tasks
     when its parts give the samples of one pass: already at the store's rate and not MP3."""
     from jobs.plan import Batch, plan_batches, plan_from_tables, plan_to_tables
@@ -131,6 +131,30 @@ def test_long_files_at_the_store_rate_are_split_into_parts_of_whole_blocks():
     assert all(b.part_frames == 0 for b in plan_from_tables(table, old, [], plan.total_frames,
                                                             plan.chunk_frames).batches)
     assert Batch(0, "files", 0, 0, 0).part_frames == 0
+    # with a run folder on a local disk (scratch_parts), the others are split too: one task
+    # decodes them there for their parts (jobs.extract.resample_part_source)
+    scratch = _plan([*files, mp3, gsm], part_seconds=30.0, scratch_parts=True)
+    by_path = {b.files[0].path: b for b in scratch.batches}
+    for path in ("/c/a.wav", "/c/b.wav", "/c/d.mp3", "/c/e.wav"):
+        assert by_path[path].part_frames == split.part_frames
+    assert by_path["/c/c.wav"].part_frames == 0  # one part's worth: one task
+    # ... unless there are enough long files to keep the workers busy whole: 16 files of 95 s
+    # over min_batches 8 is 190 s a task, more than each file
+    many = [_fake(f"/c/n{i:02d}.wav", 95.0, sr=44100) for i in range(16)]
+    assert all(b.part_frames == 0 for b in _plan(many, part_seconds=30.0, scratch_parts=True).batches)
+    # and the copies fit the disk budget, the longest files first
+    import jobs.plan
+
+    monkeypatch.setattr(jobs.plan, "MAX_SCRATCH_BYTES", 4 * 95 * 16000 + 4 * 100 * 16000)
+    two = [_fake("/c/x.wav", 95.0, sr=44100), _fake("/c/y.wav", 100.0, sr=44100),
+           *(_fake(f"/c/s{i}.wav", 3.0, sr=16000) for i in range(40))]
+    split = {b.files[0].path for b in _plan(two, part_seconds=30.0, scratch_parts=True).batches
+             if b.part_frames}
+    assert split == {"/c/x.wav", "/c/y.wav"}
+    monkeypatch.setattr(jobs.plan, "MAX_SCRATCH_BYTES", 4 * 100 * 16000 + 4 * 16000)
+    split = {b.files[0].path for b in _plan(two, part_seconds=30.0, scratch_parts=True).batches
+             if b.part_frames}
+    assert split == {"/c/y.wav"}
 
 
 def test_balanced_by_duration_and_at_least_min_batches():
