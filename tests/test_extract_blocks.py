@@ -186,20 +186,30 @@ def _long_corpus(root):
     return root / "night.flac"
 
 
-def test_split_long_file_equals_one_task(tmp_path):
-    """Parts on two real workers, then the task that clamps and commits: the store, files.parquet
-    and failures.parquet are those of the file in one task, bit for bit, and the spilled dB go."""
+def _one_task_and_parts(tmp_path, corpus):
+    """The corpus extracted twice, its long file in one task ("one") and in parts of 4 s
+    ("parts"): ``(run folders, stored plans' batches)`` by name."""
     import json
 
-    from test_extract_support import assert_same_outputs, run_cli
+    from test_extract_support import run_cli
 
-    corpus = _long_corpus(tmp_path / "corpus").parent
     runs = {}
     for name, batch_seconds in (("one", 600.0), ("parts", 4.0)):
         result = run_cli("extract", _split_config(tmp_path, name, corpus, batch_seconds))
         assert result.returncode == 0, result.stderr
         runs[name] = tmp_path / name
     plans = {name: json.loads((out / ".plan.json").read_text())["batches"] for name, out in runs.items()}
+    return runs, plans
+
+
+def test_split_long_file_equals_one_task(tmp_path):
+    """Parts on two real workers, then the task that clamps and commits: the store, files.parquet
+    and failures.parquet are those of the file in one task, bit for bit, and the spilled dB go."""
+
+    from test_extract_support import assert_same_outputs, run_cli
+
+    corpus = _long_corpus(tmp_path / "corpus").parent
+    runs, plans = _one_task_and_parts(tmp_path, corpus)
     (long_one,) = [b for b in plans["one"] if b["kind"] == "long"]
     (long_parts,) = [b for b in plans["parts"] if b["kind"] == "long"]
     assert long_one["part_frames"] == 0 and long_parts["part_frames"] == 384  # 6 parts
@@ -299,9 +309,8 @@ def test_split_file_that_cannot_seek_exactly_equals_one_task(tmp_path, native, e
     samples of one pass), or in an encoding whose seeks are inexact: one task decodes it into
     the run folder, its parts read their ranges from there, and the store, files.parquet and
     failures.parquet are those of the file in one task, bit for bit; the samples go at the end."""
-    import json
 
-    from test_extract_support import assert_same_outputs, run_cli
+    from test_extract_support import assert_same_outputs
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -309,12 +318,7 @@ def test_split_file_that_cannot_seek_exactly_equals_one_task(tmp_path, native, e
     y[5 * native:9 * native] = 0.0  # digital silence across a part boundary
     sf.write(corpus / f"night.{ext}", np.stack([y, 0.25 * y], axis=1), native, subtype=subtype)
     sf.write(corpus / "short.wav", _signal(16000, 16000, seed=1), 16000)
-    runs = {}
-    for name, batch_seconds in (("one", 600.0), ("parts", 4.0)):
-        result = run_cli("extract", _split_config(tmp_path, name, corpus, batch_seconds))
-        assert result.returncode == 0, result.stderr
-        runs[name] = tmp_path / name
-    plans = {name: json.loads((out / ".plan.json").read_text())["batches"] for name, out in runs.items()}
+    runs, plans = _one_task_and_parts(tmp_path, corpus)
     assert [b["part_frames"] for b in plans["one"] if b["kind"] == "long"] == [0]
     assert [b["part_frames"] for b in plans["parts"] if b["kind"] == "long"] == [384]  # 6 parts
     assert_same_outputs(runs["one"], runs["parts"])
