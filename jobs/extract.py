@@ -956,8 +956,9 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
             try:
                 pair = store.read_batch(job["out"], batch.batch_id)
             except Exception:  # noqa: BLE001 - its turn in the index reads it again and reports
-                pair = None
-            index.add(batch.batch_id, pair)
+                index.done(batch.batch_id)
+            else:
+                index.add(batch.batch_id, pair)
     del future  # hold no result: the workers may go
     progress.close()
     return summaries, batch_failures, progress.rate_hours_per_s()

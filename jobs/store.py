@@ -474,8 +474,9 @@ class FilesIndex:
     index: about 1 KB per file, which at millions of files was gigabytes.
 
     ``add(batch_id, pair)`` hands over a batch this run computed (its :func:`read_batch` pair,
-    or ``None`` when it failed as a whole); every other batch of ``batch_ids`` was committed by
-    an earlier run and is read from the store when its turn comes. :meth:`finish` writes what
+    or ``None`` when it failed as a whole), ``done(batch_id)`` one to read from the store; every
+    other batch of ``batch_ids`` was committed by an earlier run and is read from the store when
+    its turn comes. :meth:`finish` writes what
     is left and puts both tables in place. Rows of the paths in ``drop`` (inputs no longer
     named) are left out; credentials in paths and messages are masked.
     """
@@ -505,6 +506,11 @@ class FilesIndex:
 
     def add(self, batch_id: int, pair) -> None:
         self.ready[batch_id] = pair
+        self._advance()
+
+    def done(self, batch_id: int) -> None:
+        """A batch of this run committed, to be read from the store when its turn comes."""
+        self.pending.discard(batch_id)
         self._advance()
 
     def _advance(self, final: bool = False) -> None:

@@ -71,7 +71,7 @@ def test_files_index_writes_in_batch_order_whatever_order_batches_finish(tmp_pat
     monkeypatch.setattr(store.FilesIndex, "ROW_GROUP_ROWS", 3)
     _commit(out, 0, ["/c/0a.wav", "/c/0b.wav"])  # an earlier run's
     _commit(out, 2, ["/c/2a.wav"], failed=["/c/2x.wav"])  # an earlier run's
-    index = store.FilesIndex(str(out), [0, 1, 2, 3, 4, 5], {"rms": 1}, pending=[1, 3, 4, 5],
+    index = store.FilesIndex(str(out), [0, 1, 2, 3, 4, 5, 6], {"rms": 1}, pending=[1, 3, 4, 5, 6],
                              drop={"/c/4b.wav"})
     for batch_id, paths in [(4, ["/c/4a.wav", "/c/4b.wav"]), (3, ["/c/3a.wav"]), (1, ["/c/1a.wav"])]:
         _commit(out, batch_id, paths)
@@ -79,12 +79,14 @@ def test_files_index_writes_in_batch_order_whatever_order_batches_finish(tmp_pat
         if batch_id == 4:  # batch 1 has not finished: nothing after batch 0 can be written yet
             assert [b for b in index.ready] == [4]
     index.add(5, None)  # failed as a whole: not committed, its files are failures elsewhere
+    _commit(out, 6, ["/c/6a.wav"])  # committed, but the coordinator could not read it then
+    index.done(6)
     n, failures, audio_s = index.finish([{"path": "/c/9.wav", "stage": "probe", "error_type": "E",
                                           "message": None}])
     files = pq.read_table(out / "files.parquet")
     assert files.column("path").to_pylist() == ["/c/0a.wav", "/c/0b.wav", "/c/1a.wav", "/c/2a.wav",
-                                                "/c/3a.wav", "/c/4a.wav"]
-    assert n == 6 and audio_s == 3.0
-    assert pq.ParquetFile(out / "files.parquet").metadata.num_row_groups == 2
+                                                "/c/3a.wav", "/c/4a.wav", "/c/6a.wav"]
+    assert n == 7 and audio_s == 3.5
+    assert pq.ParquetFile(out / "files.parquet").metadata.num_row_groups == 3
     assert failures.column("path").to_pylist() == ["/c/2x.wav", "/c/9.wav"]
     assert not (out / "files.parquet.partial").exists()
