@@ -489,6 +489,7 @@ class FilesIndex:
         self.pending = set(pending)
         self.at = 0
         self.ready: dict = {}
+        self.listed = None  # on an object store, the batches committed when first asked
         self.schema = files_schema(dims)
         self.drop = None
         if drop:
@@ -535,9 +536,9 @@ class FilesIndex:
     def _read_and_take(self, batch_ids: list[int]) -> None:
         if not batch_ids:
             return
-        committed = committed_batches(self.od) if len(batch_ids) > 1 else None
-        wanted = [b for b in batch_ids if (b in committed if committed is not None
-                                            else is_committed(self.od, b))]
+        if self.od.is_url and len(batch_ids) > 1 and self.listed is None:  # one listing, not a
+            self.listed = committed_batches(self.od)  # request per batch
+        wanted = [b for b in batch_ids if b in (self.listed or ()) or is_committed(self.od, b)]
         if self.od.is_url and len(wanted) > 1:  # many small objects: read them side by side
             from concurrent.futures import ThreadPoolExecutor
 
