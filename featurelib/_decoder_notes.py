@@ -15,6 +15,7 @@ threads share one redirection, undone when the last one ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -38,6 +39,7 @@ def is_mpeg_name(path) -> bool:
     return os.fsdecode(name).lower().endswith(_MPEG_SUFFIXES)
 
 
+@functools.cache
 def _sound_file_class():
     import soundfile as sf
 
@@ -61,9 +63,6 @@ def _sound_file_class():
     return ExactLengthSoundFile
 
 
-_SOUND_FILE: list = []
-
-
 def open_quietly(source, name):
     """``soundfile.SoundFile(source)`` opened with libmpg123's notes held back when ``name`` is
     an MPEG name. Returns ``(handle, quiet)``: ``quiet`` says whether reads of it need
@@ -74,9 +73,7 @@ def open_quietly(source, name):
     """
     from .mpeg import exact_length
 
-    if not _SOUND_FILE:
-        _SOUND_FILE.append(_sound_file_class())
-    open_file = _SOUND_FILE[0]
+    open_file = _sound_file_class()
     named = is_mpeg_name(name)
     with quiet_decoder_notes(named):
         handle = open_file(source)

@@ -72,6 +72,21 @@ class MpegStream:
         return self.frames * self.samples_per_frame
 
 
+def _frame_size(version: int, layer: int, bitrate_index: int, rate_index: int, padding: int = 0) -> int:
+    """Bytes of one frame (``bitrate_index`` 1..14), padding slot included."""
+    mpeg1 = version == 3
+    bitrate = _BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    return (144 if layer == 2 or mpeg1 else 72) * bitrate // rate + padding
+
+
+def _side_info_bytes(version: int, mono: bool) -> int:
+    """Bytes between a Layer III frame's header and its data (where a Xing tag starts)."""
+    return (17 if mono else 32) if version == 3 else (9 if mono else 17)
+
+
 def _header(data, pos: int):
     """``(key, frame_bytes, samples_per_frame, side_info_bytes)`` of a frame header, or None.
 
@@ -85,19 +100,10 @@ def _header(data, pos: int):
     if version == 1 or layer_bits == 0 or rate_index == 3 or bitrate_index in (0, 15):
         return None  # reserved values, or free format (no length in the header)
     layer = 4 - layer_bits
-    mpeg1 = version == 3
-    bitrate = _BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
-    rate = _RATES[version][rate_index]
-    padding = (b2 >> 1) & 1
-    if layer == 1:
-        size, spf = (12 * bitrate // rate + padding) * 4, 384
-    elif layer == 2 or mpeg1:
-        size, spf = 144 * bitrate // rate + padding, 1152
-    else:
-        size, spf = 72 * bitrate // rate + padding, 576
-    mono = (b3 >> 6) == 3
-    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
-    return (version, layer, rate), size, spf, side
+    size = _frame_size(version, layer, bitrate_index, rate_index, (b2 >> 1) & 1)
+    spf = 384 if layer == 1 else 1152 if layer == 2 or version == 3 else 576
+    key = (version, layer, _RATES[version][rate_index])
+    return key, size, spf, _side_info_bytes(version, (b3 >> 6) == 3)
 
 
 def _skip_id3v2(data, pos: int) -> int:
@@ -200,15 +206,6 @@ def scan(path, *, walk_tagged: bool = False) -> MpegStream | None:
             return scan_bytes(data, walk_tagged=walk_tagged)
 
 
-def _frame_size(version: int, layer: int, bitrate_index: int, rate_index: int) -> int:
-    mpeg1 = version == 3
-    bitrate = _BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
-    rate = _RATES[version][rate_index]
-    if layer == 1:
-        return (12 * bitrate // rate) * 4
-    return (144 if layer == 2 or mpeg1 else 72) * bitrate // rate
-
-
 def xing_frame(stream: MpegStream) -> bytes:
     """A Layer III frame that holds only a Xing tag saying ``stream.frames`` frames.
 
@@ -219,8 +216,7 @@ def xing_frame(stream: MpegStream) -> bytes:
         raise ValueError("a Xing tag belongs to a Layer III stream")
     b1, b2, b3 = stream.header[1] | 0x01, stream.header[2], stream.header[3]  # no CRC
     version, rate_index = (b1 >> 3) & 3, (b2 >> 2) & 3
-    mono = (b3 >> 6) == 3
-    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    side = _side_info_bytes(version, (b3 >> 6) == 3)
     need = 4 + side + 12
     index = next(i for i in range(1, 15) if _frame_size(version, 3, i, rate_index) >= need)
     frame = bytearray(_frame_size(version, 3, index, rate_index))
@@ -287,17 +283,6 @@ class TaggedStream(io.RawIOBase):
         super().close()
 
 
-def _local_path(source):
-    """``source`` as a local file path, or None (file objects, URLs)."""
-    if not isinstance(source, (str, bytes, os.PathLike)):
-        return None
-    path = os.fspath(source)
-    text = os.fsdecode(path)
-    if "://" in text:
-        return path[len("file://"):] if text.startswith("file://") else None
-    return path
-
-
 def exact_length(handle, source, open_file):
     """``handle`` (libsndfile's, of an MP3) or a replacement whose frame count is what decodes.
 
@@ -310,12 +295,13 @@ def exact_length(handle, source, open_file):
       a Layer III stream is opened again through :class:`TaggedStream`, which lets mpg123
       decode every frame (less its standard 529-sample decoder delay, as for any tagged file).
 
-    Only local files are walked (a URL would have to be read whole). ``open_file(src)`` opens a
-    ``soundfile.SoundFile`` of the :class:`ExactLengthSoundFile` class.
+    Only local files are walked (a URL, which callers pass as a file object, would have to be
+    read whole). ``open_file(src)`` opens a ``soundfile.SoundFile`` of the
+    ``ExactLengthSoundFile`` class.
     """
-    path = _local_path(source)
-    if path is None or not os.path.isfile(path):
+    if not isinstance(source, (str, bytes, os.PathLike)) or not os.path.isfile(source):
         return handle
+    path = source
     try:
         stream = scan(path)
     except (OSError, ValueError):
