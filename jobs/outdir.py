@@ -376,8 +376,3 @@ class TableWriter:
             os.replace(self.partial, self.od._path(self.rel))
         else:
             self.od.write_bytes(self.rel, self.sink.getvalue().to_pybytes())
-
-    def abort(self) -> None:
-        self.writer.close()
-        if self.partial is not None and os.path.exists(self.partial):
-            os.remove(self.partial)

@@ -595,9 +595,6 @@ class FilesIndex:
         self.od.write_table(failures, "failures.parquet")
         return self.n_files, failures, self.audio_s
 
-    def abort(self) -> None:
-        self.writer.abort()
-
 
 def write_table(table, path, name: str | None = None) -> None:
     """Write ``table`` atomically to ``path``, or to entry ``name`` of the run ``path``."""

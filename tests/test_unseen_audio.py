@@ -129,26 +129,16 @@ def test_inspect_folder_names_a_dangling_link(tmp_path, capsys):
 # ---------------------------------------------------------------- files that are not what they say
 
 
-def _riff(fmt_and_chunks: bytes) -> bytes:
-    return b"RIFF" + (4 + len(fmt_and_chunks)).to_bytes(4, "little") + b"WAVE" + fmt_and_chunks
-
-
-def _pcm16_wav(samples: np.ndarray, sr: int = 16000, data_size: int | None = None) -> bytes:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    fmt = b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") \
-        + sr.to_bytes(4, "little") + (2 * sr).to_bytes(4, "little") + (2).to_bytes(2, "little") \
-        + (16).to_bytes(2, "little")
-    size = len(pcm) if data_size is None else data_size
-    return _riff(fmt + b"data" + size.to_bytes(4, "little") + pcm)
-
-
 def _odd_files(tmp_path):
     """Files whose header and contents disagree, each with the words its reason must hold."""
     root = tmp_path / "odd"
     root.mkdir()
-    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
-    (root / "cut_after_header.wav").write_bytes(_pcm16_wav(tone)[:44])
-    (root / "size_never_written.wav").write_bytes(_pcm16_wav(tone, data_size=0))
+    from test_extract_wav_variants import _chunk, _fmt_pcm, _pcm16, _riff  # 16 kHz, mono
+
+    pcm = _pcm16(0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000))
+    fmt = _chunk(b"fmt ", _fmt_pcm(1))
+    (root / "cut_after_header.wav").write_bytes(_riff(fmt + _chunk(b"data", pcm))[:44])
+    (root / "size_never_written.wav").write_bytes(_riff(fmt + _chunk(b"data", pcm, size=0)))
     os.symlink("loop_b.wav", root / "loop_a.wav")
     os.symlink("loop_a.wav", root / "loop_b.wav")
     os.mkfifo(root / "pipe.wav")
