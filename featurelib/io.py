@@ -146,33 +146,34 @@ def _libsndfile_text(exc) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
-def unreadable_path_reason(path) -> str | None:
-    """Why a local ``path`` that is not a directory cannot be read as a file, or None.
+def unreadable_path(path) -> tuple[str, str] | None:
+    """``(kind, reason)`` when a local ``path`` that is not a directory cannot be read as a file.
 
-    The reasons a folder walk and :func:`load` give alike: a missing file, a link that leads
-    nowhere or back to itself, something that is not a regular file (a named pipe, a socket, a
-    device).
+    The reasons a folder walk and :func:`load` give alike: a missing file
+    (``FileNotFoundError``), a link that leads nowhere or back to itself (``BrokenLink``),
+    something that is not a regular file: a named pipe, a socket, a device
+    (``NotARegularFile``).
     """
     if not os.path.lexists(path):
-        return "no such file"
+        return "FileNotFoundError", "no such file"
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return "symbolic link loop (the link leads back to itself)"
+            return "BrokenLink", "symbolic link loop (the link leads back to itself)"
         if os.path.islink(path):
-            return "broken symbolic link (its target does not exist)"
-        return f"cannot be opened ({exc.strerror or exc})"
+            return "BrokenLink", "broken symbolic link (its target does not exist)"
+        return type(exc).__name__, f"cannot be opened ({exc.strerror or exc})"
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return "not a regular file (a named pipe, socket or device)"
+        return "NotARegularFile", "not a regular file (a named pipe, socket or device)"
     return None
 
 
 def _check_local_path(path, shown: str) -> None:
     """Clear reasons for the failures that happen before libsndfile sees a byte."""
-    reason = unreadable_path_reason(path)
-    if reason is not None:
-        raise AudioDecodeError(shown, reason)
+    problem = unreadable_path(path)
+    if problem is not None:
+        raise AudioDecodeError(shown, problem[1])
     if os.path.isdir(path):
         raise AudioDecodeError(shown, "is a directory, not an audio file")
     if not os.access(path, os.R_OK):

@@ -139,10 +139,10 @@ class _Walker:
                         # an audio name that is no file (a link that leads nowhere or back to
                         # itself, a named pipe, a socket): reported, not passed over, so that
                         # every audio file the folder names is accounted for
-                        from featurelib.io import unreadable_path_reason
+                        from featurelib.io import unreadable_path
 
-                        reason = unreadable_path_reason(entry.path) or "not a regular file"
-                        kind = "BrokenLink" if "link" in reason else "NotARegularFile"
+                        kind, reason = unreadable_path(entry.path) or ("NotARegularFile",
+                                                                       "not a regular file")
                         self._fail(entry.path, reason, kind)
                 elif os.path.splitext(entry.name)[1].lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
                     try:
