@@ -22,6 +22,7 @@ from ._backend import (
     fft_namespace,
     like,
     namespace,
+    signal_ends,
     sliding_frames,
 )
 from .exceptions import ParameterError
@@ -381,8 +382,9 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         spans = [(b, min(b + rows, B), 0, T) for b in range(0, max(B, 1), rows)]
 
         def frames_of(b0, b1, t0, t1):
-            return _frames_for_stft(y[b0:b1, ...], n_fft=n_fft, hop_length=hop_length,
-                                    center=center, pad_mode=pad_mode)
+            frames = _frames_for_stft(y[b0:b1, ...], n_fft=n_fft, hop_length=hop_length,
+                                      center=center, pad_mode=pad_mode)
+            return frames if t1 - t0 == T else frames[:, t0:t1, :]
     else:
         # long rows: frame the padded signal once and transform spans of frames
         padded = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center,
@@ -392,20 +394,48 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
 
         def frames_of(b0, b1, t0, t1):
             return padded[b0:b1, t0:t1, :]
+    # Frames that lie wholly past a row's last non-zero sample see only zeros (batches of
+    # length-sorted clips are zero-padded at the end): they are not transformed, but take the
+    # result of one all-zero frame, which is what transforming them would give.
+    sounding = _sounding_frames(y, T, n_fft=n_fft, hop_length=hop_length, center=center,
+                                pad_mode=pad_mode)
+    silent = []  # the result of one all-zero frame, made when first needed
     out = None
     for b0, b1, t0, t1 in spans:
-        piece = transform(frames_of(b0, b1, t0, t1), (b0, t0))
-        if len(spans) == 1:
+        t_end = min(t1, max(t0, int(sounding[b0:b1].max())) if B else t1)
+        piece = transform(frames_of(b0, b1, t0, t_end), (b0, t0)) if t_end > t0 else None
+        if len(spans) == 1 and t_end == t1:
             out = piece
-        else:
-            if out is None:  # filled in place: no concatenation copy of a large spectrogram
-                out = xp.empty((B, T, piece.shape[-1]), dtype=piece.dtype, device=_device(piece))
-            out[b0:b1, t0:t1, :] = piece
+            continue
+        if out is None:  # filled in place: no concatenation copy of a large spectrogram
+            if piece is None:
+                silent.append(plain(xp.zeros((1, 1, n_fft), dtype=y.dtype, device=_device(y))))
+            like_piece = piece if piece is not None else silent[0]
+            out = xp.empty((B, T, like_piece.shape[-1]), dtype=like_piece.dtype,
+                           device=_device(like_piece))
+        if piece is not None:
+            out[b0:b1, t0:t_end, :] = piece
+        if t_end < t1:
+            if not silent:
+                silent.append(plain(xp.zeros((1, 1, n_fft), dtype=y.dtype, device=_device(y))))
+            out[b0:b1, t_end:t1, :] = silent[0]
         if redo is not None and redo.full:  # frames flagged in float32 go again in float64
             redo.flush(out)
     if redo is not None:
         redo.flush(out)
     return xp.reshape(out, (*lead, T, out.shape[-1]))
+
+
+def _sounding_frames(y, T: int, *, n_fft: int, hop_length: int, center: bool, pad_mode: str):
+    """Per row of ``y`` ``(B, n)``, how many of its ``T`` frames reach a non-zero sample.
+
+    Every later frame holds only zeros. With centring other than by zeros, a frame past the
+    signal sees its mirrored or repeated samples: every frame counts there.
+    """
+    if center and pad_mode != "constant":
+        return np.full(y.shape[0], T, dtype=np.int64)
+    ends = signal_ends(y) + (n_fft // 2 if center else 0)  # one past the last non-zero, padded
+    return np.where(ends > 0, np.minimum(T, (ends - 1) // hop_length + 1), 0)
 
 
 def stft_frames(y, *, n_fft=2048, hop_length=None, win_length=None, window="hann", center=True,
