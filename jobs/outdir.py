@@ -247,13 +247,13 @@ class OutDir:
         if not self.is_url:
             path = self._path(rel)
             tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            pq.write_table(table, tmp)
+            pq.write_table(table, tmp, **parquet_options(table.schema))
             os.replace(tmp, path)
             return
         import pyarrow as pa
 
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, **parquet_options(table.schema))
         self.write_bytes(rel, sink.getvalue().to_pybytes())
 
     def table_writer(self, rel: str, schema) -> TableWriter:
@@ -352,6 +352,22 @@ class OutDir:
                                     read_only=read_only)
 
 
+def parquet_options(schema) -> dict:
+    """How every table of a run is written: zstd, and dictionary pages for text columns only.
+
+    The tables are mostly floats (per-file means and stds, class probabilities), all distinct:
+    a dictionary page for them is built, overflows and is thrown away, which made pyarrow's
+    default (dictionaries for every column, snappy) twice as slow; zstd halves the size (the
+    30,000-row files.parquet of the extract benchmark: 0.11 -> 0.067 s, 7.1 -> 3.5 MB).
+    """
+    import pyarrow as pa
+
+    text = [f.name for f in schema
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_dictionary(f.type)]
+    return {"compression": "zstd", "use_dictionary": text}
+
+
 class TableWriter:
     """See :meth:`OutDir.table_writer`: ``write(table)`` per row group, then ``commit()``."""
 
@@ -365,7 +381,7 @@ class TableWriter:
         else:
             self.partial = f"{od._path(rel)}.partial"
             self.sink = self.partial
-        self.writer = pq.ParquetWriter(self.sink, schema)
+        self.writer = pq.ParquetWriter(self.sink, schema, **parquet_options(schema))
 
     def write(self, table) -> None:
         self.writer.write_table(table)

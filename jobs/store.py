@@ -40,7 +40,7 @@ import uuid
 
 import numpy as np
 
-from jobs.outdir import OutDir, as_outdir
+from jobs.outdir import OutDir, as_outdir, parquet_options
 from jobs.redact import redact_column
 
 __all__ = [
@@ -274,7 +274,7 @@ def write_parquet(rows: list[dict], schema, path: str) -> None:
 
     table = arrow_rows(rows, schema)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, **parquet_options(table.schema))
     os.replace(tmp, path)
 
 
@@ -604,7 +604,7 @@ def write_table(table, path, name: str | None = None) -> None:
         as_outdir(path).write_table(table, name)
         return
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, **parquet_options(table.schema))
     os.replace(tmp, path)
 
 
