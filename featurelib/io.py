@@ -146,6 +146,62 @@ def _libsndfile_text(exc) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
+# What a file under an audio name that libsndfile does not recognise turns out to be, told by its
+# first bytes: the cases that turn up in real corpora
+APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"
+_CONVERT = "which libsndfile does not decode: convert it first (e.g. ffmpeg -i IN OUT.flac)"
+
+
+def not_audio_hint(head: bytes) -> str | None:
+    """What a file starting with ``head`` (its first 64 bytes or so) is, when that is clearly
+    not audio libsndfile reads; None when nothing is recognised.
+
+    Examples
+    --------
+    >>> from featurelib.io import not_audio_hint
+    >>> not_audio_hint(b"version https://git-lfs.github.com/spec/v1\noid sha256:...")
+    'a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)'
+    """
+    text = head.lstrip().lower()
+    if head.startswith(APPLE_DOUBLE_MAGIC):
+        return "a macOS AppleDouble file (the '._' metadata companion of another file), not audio"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)"
+    if head[4:8] == b"ftyp":
+        return f"an MP4/M4A container (AAC or ALAC audio), {_CONVERT}"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return f"a WMA/ASF file, {_CONVERT}"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return f"a Matroska/WebM container, {_CONVERT}"
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return "an HTML or XML document, not audio (a failed download?)"
+    if text.startswith((b"{", b"[")) and b'"' in text:
+        return "a JSON document, not audio (a failed download?)"
+    if len(head) >= 16 and not head.strip(b"\x00"):
+        return "only zero bytes where the header belongs (a file never written, or damaged)"
+    return None
+
+
+def _head_of(source, n: int = 64) -> bytes:
+    """The first ``n`` bytes of a local path or a readable, seekable file object (b"" if not)."""
+    try:
+        if isinstance(source, (str, bytes, os.PathLike)):
+            with open(source, "rb") as handle:
+                return handle.read(n)
+        source.seek(0)
+        return bytes(source.read(n))
+    except Exception:  # noqa: BLE001 - only a better reason; none is fine
+        return b""
+
+
+def _not_audio_reason(source, libsndfile_text: str) -> str:
+    """The reason given for a file libsndfile would not open."""
+    hint = not_audio_hint(_head_of(source))
+    if hint is not None:
+        return f"not a readable audio file: {hint}"
+    return f"not a readable audio file (libsndfile: {libsndfile_text})"
+
+
 def unreadable_path(path) -> tuple[str, str] | None:
     """``(kind, reason)`` when a local ``path`` that is not a directory cannot be read as a file.
 
@@ -226,8 +282,7 @@ def _open_soundfile(path, *, block_size: int | None = None):
         try:
             handle, quiet = open_quietly(source, shown)
         except sf.LibsndfileError as exc:
-            raise AudioDecodeError(
-                shown, f"not a readable audio file (libsndfile: {_libsndfile_text(exc)})") from None
+            raise AudioDecodeError(shown, _not_audio_reason(source, _libsndfile_text(exc))) from None
         except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
             raise AudioDecodeError(shown, f"not a readable audio file ({exc})") from None
         except OSError as exc:

@@ -358,7 +358,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soundfile as sf
     import soxr
 
-    from featurelib.io import _frames_to_end, _libsndfile_text
+    from featurelib.io import _frames_to_end, _libsndfile_text, _not_audio_reason
 
     block, whole_pcm = None, False
     if subtype == "PCM_16" and "://" not in path:
@@ -372,8 +372,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             try:
                 handle, quiet = open_quietly(source, path)
             except sf.LibsndfileError as exc:  # changed since the plan read its header
-                raise DecodeError("NotAudio", "not a readable audio file (libsndfile: "
-                                  f"{_libsndfile_text(exc)})") from None
+                raise DecodeError("NotAudio", _not_audio_reason(source, _libsndfile_text(exc))) from None
             with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)

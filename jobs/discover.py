@@ -5,7 +5,8 @@ An input is one of
   so that loops end and a linked folder is not listed twice) whose extension is an audio format
   libsndfile reads, in any letter case (audio it cannot read, such as ``.m4a`` or ``.wma``, and
   a symbolic link with an audio name whose target is gone are reported as ``discover`` failures
-  with what is wrong);
+  with what is wrong; macOS AppleDouble companions, ``._NAME.wav``, are passed over and counted
+  in ``Discovery.skipped``);
 - a glob (``data/**/*.wav``): its matches, folders among them searched as above;
 - a text file listing inputs (``.txt``, ``.lst``, ``.list``; one per line, ``#`` comments, relative
   lines resolve against the list file's folder);
@@ -23,12 +24,14 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 from dataclasses import dataclass, field
 
 from jobs.errors import UsageError
 from jobs.redact import redact
 
-__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "shown_path", "LIST_EXTENSIONS"]
+__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "shown_path", "LIST_EXTENSIONS",
+           "is_apple_double", "skipped_note"]
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
@@ -63,6 +66,32 @@ class Discovery:
 
     paths: list[str] = field(default_factory=list)  # absolute paths or URLs, sorted, unique
     failures: list[dict] = field(default_factory=list)  # {path, stage, error_type, message}
+    # macOS metadata files under audio names that a folder search passed over (not inputs)
+    skipped: list[str] = field(default_factory=list)
+
+
+def is_apple_double(path: str, name: str | None = None, opener=open) -> bool:
+    """Whether ``path`` is a macOS AppleDouble file: the ``._NAME`` companion that macOS writes
+    beside every file it copies to a drive or zip without its own metadata (``__MACOSX/`` in
+    zips). It holds a few kilobytes of Finder data, never audio, yet carries the audio file's
+    extension. Only ``._`` names are opened (their first four bytes)."""
+    name = os.path.basename(path) if name is None else name
+    if not name.startswith("._"):
+        return False
+    from featurelib.io import APPLE_DOUBLE_MAGIC
+
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read(4) == APPLE_DOUBLE_MAGIC
+    except Exception:  # noqa: BLE001 - unreadable: not skipped; the probe says what is wrong
+        return False
+
+
+def skipped_note(skipped: list[str]) -> str:
+    """One line on the AppleDouble files a folder search passed over."""
+    example = printable_path(skipped[0])
+    return (f"passed over {len(skipped)} macOS metadata file{'s' * (len(skipped) != 1)} "
+            f"('._' AppleDouble companions under audio names, not audio), e.g. {example}")
 
 
 def _is_url(text: str) -> bool:
@@ -78,6 +107,7 @@ class _Walker:
         self.extensions = extensions
         self.found: dict[str, None] = {}
         self.failures: dict[str, dict] = {}
+        self.skipped: list[str] = []
 
     def _fail(self, path, exc: BaseException | str, error_type=None):
         if path in self.found or path in self.failures:
@@ -133,7 +163,9 @@ class _Walker:
                         is_file = entry.is_file()  # follows links: skips dangling ones
                     except OSError:
                         is_file = False
-                    if is_file:
+                    if is_file and is_apple_double(entry.path, entry.name):
+                        self.skipped.append(entry.path)
+                    elif is_file:
                         self.add_file(entry.path)
                     else:
                         # an audio name that is no file (a link that leads nowhere or back to
@@ -195,7 +227,10 @@ class _Walker:
                 listed = sorted(fs.find(root))
                 for name in listed:
                     if self._is_audio(name):
-                        self.add_file(fs.unstrip_protocol(name))
+                        if is_apple_double(name, posixpath.basename(name), opener=fs.open):
+                            self.skipped.append(fs.unstrip_protocol(name))
+                        else:
+                            self.add_file(fs.unstrip_protocol(name))
                     else:
                         self.unsupported(fs.unstrip_protocol(name))
             elif fs.exists(root):
@@ -253,7 +288,9 @@ def discover(inputs: str | list[str] | None) -> Discovery:
                 "path": shown, "stage": "discover", "error_type": "UndecodableFileName",
                 "message": "the file name is not valid UTF-8 (the bytes shown as \\xNN); rename it "
                            "to UTF-8 to extract it"}
-    return Discovery(paths=sorted(paths), failures=[failures[p] for p in sorted(failures)])
+    skipped = sorted(set(walker.skipped) - set(walker.found))
+    return Discovery(paths=sorted(paths), failures=[failures[p] for p in sorted(failures)],
+                     skipped=skipped)
 
 
 # control characters in a file name (a newline, a tab) would break a line of output

@@ -1153,6 +1153,10 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
 
     t = time.perf_counter()
     discovery = stage_discover(cfg)
+    if discovery.skipped:
+        from jobs.discover import skipped_note
+
+        _say(f"extract: {skipped_note(discovery.skipped)}")
     t = mark("discover_s", t)
     if scheduler is None and discovery.paths:
         from jobs.cluster import prestart_local_workers

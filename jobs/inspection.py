@@ -52,8 +52,11 @@ def _audio_extensions() -> frozenset[str]:
     return frozenset("." + ext for ext in AUDIO_EXTENSIONS)
 
 
-def _walk_folder(root: str, extensions) -> list[str]:
-    """Audio files under ``root`` (links followed, each real folder once), sorted."""
+def _walk_folder(root: str, extensions, skipped: list[str] | None = None) -> list[str]:
+    """Audio files under ``root`` (links followed, each real folder once), sorted. macOS
+    AppleDouble companions (``._NAME``) are passed over, into ``skipped``, as extract does."""
+    from jobs.discover import is_apple_double
+
     found, seen = [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -66,16 +69,22 @@ def _walk_folder(root: str, extensions) -> list[str]:
             full = os.path.join(dirpath, name)
             if os.path.splitext(name)[1].lower() in extensions and (
                     os.path.isfile(full) or not os.path.exists(full)):
+                if is_apple_double(full, name):
+                    if skipped is not None:
+                        skipped.append(full)
+                    continue
                 found.append(full)  # a broken link too: inspect_file says what is wrong
     return sorted(found)
 
 
-def resolve_paths(paths, *, recursive: bool = False) -> tuple[list[str], list[str]]:
+def resolve_paths(paths, *, recursive: bool = False,
+                  skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Expand files, folders and globs into a list of files.
 
     Returns ``(files, problems)``: the files in the order given (folders and globs sorted within),
     without duplicates, and one message per PATH that matched nothing. A file named explicitly is
-    taken whatever its extension; folders and globs yield only audio extensions (any case).
+    taken whatever its extension; folders and globs yield only audio extensions (any case), less
+    macOS AppleDouble companions (appended to ``skipped``).
     """
     extensions = _audio_extensions()
     files: dict[str, None] = {}
@@ -88,7 +97,7 @@ def resolve_paths(paths, *, recursive: bool = False) -> tuple[list[str], list[st
         if entry.startswith("file://"):
             entry = entry[len("file://"):]
         if os.path.isdir(entry):
-            found = _walk_folder(entry, extensions)
+            found = _walk_folder(entry, extensions, skipped)
             if not found:
                 problems.append(f"{entry}: no audio files in this folder")
             files.update(dict.fromkeys(found))
@@ -99,7 +108,7 @@ def resolve_paths(paths, *, recursive: bool = False) -> tuple[list[str], list[st
             found = []
             for match in matches:
                 if os.path.isdir(match):
-                    found.extend(_walk_folder(match, extensions))
+                    found.extend(_walk_folder(match, extensions, skipped))
                 elif os.path.splitext(match)[1].lower() in extensions:
                     found.append(match)
             if not found:
@@ -249,7 +258,12 @@ def main(args) -> int:
     from featurelib import AudioDecodeError
     from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
-    files, problems = resolve_paths(args.paths, recursive=args.recursive)
+    skipped: list[str] = []
+    files, problems = resolve_paths(args.paths, recursive=args.recursive, skipped=skipped)
+    if skipped:
+        from jobs.discover import skipped_note
+
+        print(f"audiofeat inspect: {skipped_note(skipped)}", file=sys.stderr)
     for line in problems:
         print(f"audiofeat inspect: {line}", file=sys.stderr)
     rows, results, failed = [], [], 0

@@ -405,3 +405,71 @@ def test_plot_titles_a_name_that_is_not_utf8(tmp_path):
     for path, png in ((latin1, tmp_path / "latin1.png"), (newline, tmp_path / "newline.png")):
         assert cli_main(["plot", path, "--kind", "waveform", "-o", str(png)]) == 0
         assert png.stat().st_size > 0
+
+
+# ---------------------------------------------------------------- files under audio names that are not audio
+
+_NOT_AUDIO = {  # name -> (first bytes, words of the reason)
+    "pointer.wav": (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 91234\n",
+                    "a Git LFS pointer"),
+    "forbidden.mp3": (b"<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n", "HTML"),
+    "voice-memo.wav": (b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
+                       "an MP4/M4A container"),
+    "never-written.flac": (bytes(4096), "only zero bytes"),
+    "._take1.wav": (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64),
+                    "AppleDouble"),
+}
+
+
+def test_a_file_that_is_not_audio_is_named_for_what_it_is(tmp_path, capsys):
+    """load, inspect and the job's probe say what the file is when its first bytes tell."""
+    import featurelib
+    from jobs.cli import main as cli_main
+    from jobs.plan import probe_all
+
+    paths = []
+    for name, (head, _) in _NOT_AUDIO.items():
+        (tmp_path / name).write_bytes(head)
+        paths.append(str(tmp_path / name))
+    for path, (_, words) in zip(paths, _NOT_AUDIO.values()):
+        with pytest.raises(featurelib.AudioDecodeError, match=words):
+            featurelib.load(path)
+    assert cli_main(["inspect", *paths]) == 1  # named explicitly: each is an input
+    err = capsys.readouterr().err
+    for name, (_, words) in _NOT_AUDIO.items():
+        assert any(line.startswith(str(tmp_path / name)) and words in line
+                   for line in err.splitlines()), (name, err)
+    _, failures = probe_all(paths)
+    said = {os.path.basename(f["path"]): f["message"] for f in failures}
+    for name, (_, words) in _NOT_AUDIO.items():
+        assert words in said[name], (name, said[name])
+
+
+def test_a_folder_search_passes_over_macos_appledouble_files(tmp_path, capsys):
+    """A corpus copied from a Mac (or unzipped with its __MACOSX folder) holds a '._NAME'
+    companion beside every file: passed over by extract and inspect, and said so."""
+    import json
+
+    from jobs.cli import main as cli_main
+    from test_extract_support import read_tables, run_cli, write_config
+
+    corpus = tmp_path / "corpus"
+    (corpus / "__MACOSX").mkdir(parents=True)
+    write_tone(corpus / "take1.wav", 16000, 0.5)
+    apple_double = _NOT_AUDIO["._take1.wav"][0]
+    (corpus / "._take1.wav").write_bytes(apple_double)
+    (corpus / "__MACOSX" / "._take1.wav").write_bytes(apple_double)
+    (corpus / "._notes.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVE")  # a '._' name, not AppleDouble
+    assert cli_main(["inspect", "--json", str(corpus)]) == 1
+    captured = capsys.readouterr()
+    assert "passed over 2 macOS metadata files" in captured.err
+    assert sorted(os.path.basename(r["path"]) for r in json.loads(captured.out)) == [
+        "._notes.wav", "take1.wav"]
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
+                       features={"rms": {}})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    assert "passed over 2 macOS metadata files" in result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    assert [os.path.basename(p) for p in files.column("path").to_pylist()] == ["take1.wav"]
+    assert [os.path.basename(p) for p in failures.column("path").to_pylist()] == ["._notes.wav"]
