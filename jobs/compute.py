@@ -421,12 +421,15 @@ class ResampledStream:
     :data:`RESAMPLE_PREROLL_S` earlier, and what is resampled before ``start`` is dropped.
     """
 
-    def __init__(self, path: str, *, sr: int, expected_frames: int, start: int = 0):
+    def __init__(self, path: str, *, sr: int, expected_frames: int, start: int = 0, handle=None):
         import soxr
 
         self.path = path
-        self._source = _source(path)
-        self._handle, self._quiet = open_quietly(self._source, path)
+        if handle is not None:  # the file's samples from elsewhere (:class:`NativeScratch`)
+            self._source, self._handle, self._quiet = path, handle, False
+        else:
+            self._source = _source(path)
+            self._handle, self._quiet = open_quietly(self._source, path)
         self.native_sr = int(self._handle.samplerate)
         self.sr = sr
         self.expected_frames = expected_frames
@@ -513,6 +516,68 @@ class ResampledStream:
             while not self._ended:  # drain, so the length check at the end still runs
                 self._pull()
         return out
+
+
+class NativeScratch:
+    """A long file's mono samples at its own rate, read back from the range files that tasks
+    decoded it into (``jobs.extract.decode_native_range``), through the part of the SoundFile
+    interface :class:`ResampledStream` uses (``read``, ``seek(0)``, ``samplerate``, ``format``,
+    ``close``). Blocks come out as ``(frames, 1)`` float32: ``_to_mono`` of them is the very
+    mono mix of a decode from the file, so a stream over this gives the samples of one pass.
+
+    ``ranges`` lists ``(path, frames planned)`` in file order; a range file shorter than planned
+    ends the stream there (the file was cut short: the stream's length check reports it).
+    """
+
+    def __init__(self, ranges: list[tuple[str, int]], *, samplerate: int, format: str):
+        self.samplerate, self.format = int(samplerate), format
+        self._ranges = list(ranges)
+        self._index, self._file, self._left = -1, None, 0
+        self._ended = False
+        self._next_range()
+
+    def _next_range(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._index += 1
+        if self._index >= len(self._ranges):
+            self._ended = True
+            return
+        path, planned = self._ranges[self._index]
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by _next_range() / close()
+        self._left = min(int(planned), os.path.getsize(path) // 4)
+        self._short = self._left < planned
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, frame: int) -> int:
+        if frame != 0 or self._index != 0 or self._file.tell() != 0:
+            raise ValueError("a NativeScratch is read from its start only")
+        return 0
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        parts, want = [], int(frames)
+        while want > 0 and not self._ended:
+            take = min(want, self._left)
+            if take:
+                parts.append(np.fromfile(self._file, dtype="<f4", count=take))
+                self._left -= take
+                want -= take
+            if self._left == 0:
+                if self._short:  # cut short: nothing after this range
+                    self._file.close()
+                    self._file, self._ended = None, True
+                else:
+                    self._next_range()
+        y = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, "<f4"))
+        return y.astype(np.float32, copy=False)[:, None]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class ScratchStream:

@@ -24,7 +24,7 @@ from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
 __all__ = [
     "add_arguments", "main", "run_extract", "stage_discover", "stage_plan", "extract_batch",
-    "extract_part", "file_maxima", "clamp_part", "finish_parts",
+    "extract_part", "file_maxima", "clamp_part", "finish_parts", "decode_native_range",
     "stage_extract", "stage_index", "BatchError",
 ]
 
@@ -499,8 +499,13 @@ def _file_moments(blocks: dict, dims: dict) -> tuple[dict, dict]:
 
 
 def _long_failure(f, exc: BaseException) -> dict:
+    import soundfile as sf
+
+    from featurelib.io import _libsndfile_text
     from jobs.compute import DecodeError
 
+    if isinstance(exc, sf.LibsndfileError):  # a damaged stream, as jobs.compute.decode says it
+        exc = DecodeError("DecodeFailed", f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})")
     stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) else "compute"
     return _fail_row(f, stage, exc)
 
@@ -613,17 +618,89 @@ def _scratch_path(job: dict, batch_id: int) -> str:
     return as_outdir(job["out"]).join(_parts_dir(batch_id), "signal.f32")
 
 
-def resample_part_source(batch, job: dict) -> dict:
+def _native_range_path(job: dict, batch_id: int, index: int) -> str:
+    """Where one range of a split file's mono samples at its own rate waits for the resampling."""
+    from jobs.outdir import as_outdir
+
+    return as_outdir(job["out"]).join(_parts_dir(batch_id), f"native-{index:04d}.f32")
+
+
+def _native_range_count(batch, workers: int, fs, scratch_left: int) -> int:
+    """How many ranges :func:`decode_native_range` tasks decode a split file in: one per worker,
+    each at least a part's length of audio, when its codec is worth it
+    (``jobs.plan.decodes_in_ranges``) and its native samples fit in ``scratch_left`` bytes;
+    1 (decoded by the resampling pass itself) otherwise."""
+    from jobs.plan import decodes_in_ranges
+
+    (f,) = batch.files
+    if workers < 2 or not decodes_in_ranges(f) or 4 * f.frames > scratch_left:
+        return 1
+    part_native = batch.part_frames * fs.hop_length * f.sample_rate / fs.sr
+    return int(max(1, min(workers, f.frames // max(1.0, part_native))))
+
+
+def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> dict:
+    """Decode frames ``[start, stop)`` of a long file split across tasks, mixed to mono, into
+    the run's ``.parts/`` folder (``native-NNNN.f32``), for :func:`resample_part_source` to
+    resample in one pass: the decoding of a file whose codec costs more than its resampling
+    (FLAC, Opus, ALAC) and that seeks to the very samples, spread over the workers. Stops early
+    at the end of a file cut short (what it wrote says how far it got). Returns its timings,
+    or the file's failure. Idempotent.
+    """
+    from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
+    from jobs import store
+    from jobs.compute import STREAM_CHUNK_FRAMES, _check_finite, _source, _to_mono
+    from jobs.plan import as_batch
+
+    t_start = time.perf_counter()
+    batch = as_batch(batch)
+    result = {"failure": None, "timings": _timings()}
+    if store.is_committed(job["out"], batch.batch_id):
+        return result
+    (f,) = batch.files
+    path = _native_range_path(job, batch.batch_id, index)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    source = _source(f.path)
+    try:
+        handle, quiet = open_quietly(source, f.path)
+        with handle, quiet_decoder_notes(quiet), open(f"{path}.partial", "wb") as out:
+            handle.seek(start)
+            left = stop - start
+            while left > 0:
+                block = handle.read(min(left, STREAM_CHUNK_FRAMES), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                y = _to_mono(block)
+                _check_finite(y, f.path)
+                y.astype("<f4", copy=False).tofile(out)
+                left -= block.shape[0]
+        os.replace(f"{path}.partial", path)
+    except BatchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
+        result["failure"] = _long_failure(f, exc)
+    finally:
+        if source is not f.path:
+            source.close()
+    result["timings"]["total_s"] = result["timings"]["decode_s"] = time.perf_counter() - t_start
+    return result
+
+
+def resample_part_source(batch, job: dict, *ranges: dict) -> dict:
     """The first task of a long file split across tasks that cannot seek exactly (resampled, or
     an encoding whose seeks are not sample-exact): decodes and resamples it in one pass, as one
     task would, and writes the samples (float32, 4 bytes each: 460 MB for 2 hours at 16 kHz) to
     the run's ``.parts/`` folder, where its parts read their ranges (``ScratchStream``). Returns
     its timings, or the file's failure (which its parts and :func:`finish_parts` pass on).
     Idempotent: a retry writes the file again.
+
+    After ``ranges`` (the results of :func:`decode_native_range` over the whole file, in order,
+    as :func:`native_ranges` cut it) it resamples their samples instead of decoding: the same
+    blocks in the same order, so the same samples; the range files go once it is done.
     """
     from jobs import store
-    from jobs.compute import STREAM_CHUNK_FRAMES, ResampledStream
-    from jobs.plan import as_batch
+    from jobs.compute import STREAM_CHUNK_FRAMES, NativeScratch, ResampledStream
+    from jobs.plan import as_batch, native_ranges
 
     t_start = time.perf_counter()
     batch = as_batch(batch)
@@ -634,9 +711,24 @@ def resample_part_source(batch, job: dict) -> dict:
     path = _scratch_path(job, batch.batch_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     timings = result["timings"]
+    # the ranges' decoding counts as this file's, once (part 0 passes this task's timings on)
+    ranges_total = sum(r["timings"]["total_s"] for r in ranges)
+    ranges_decode = sum(r["timings"]["decode_s"] for r in ranges)
+    failed = [r["failure"] for r in ranges if r["failure"] is not None]
+    if failed:
+        result["failure"] = failed[0]
+        timings["decode_s"] = ranges_decode
+        timings["total_s"] = ranges_total + time.perf_counter() - t_start
+        return result
+    native = None
+    if ranges:
+        bounds = native_ranges(f, len(ranges))
+        native = NativeScratch([(_native_range_path(job, batch.batch_id, i), b - a)
+                                for i, (a, b) in enumerate(bounds)],
+                               samplerate=f.sample_rate, format=f.format)
     with _worker_dsp(job) as (fs, _):
         try:
-            with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames) as stream, \
+            with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames, handle=native) as stream, \
                     open(f"{path}.partial", "wb") as out:
                 left = stream.n_samples
                 while left > 0:
@@ -649,8 +741,13 @@ def resample_part_source(batch, job: dict) -> dict:
             raise
         except Exception as exc:  # noqa: BLE001 - the file fails, with the stage it failed in
             result["failure"] = _long_failure(f, exc)
-    timings["total_s"] = time.perf_counter() - t_start
-    timings["decode_s"] += timings["total_s"] - timings["resample_s"]
+        finally:
+            for i in range(len(ranges)):  # the native samples are resampled now (or useless)
+                with contextlib.suppress(OSError):
+                    os.remove(_native_range_path(job, batch.batch_id, i))
+    own = time.perf_counter() - t_start
+    timings["total_s"] = ranges_total + own
+    timings["decode_s"] = ranges_decode + own - timings["resample_s"]
     return result
 
 
@@ -886,7 +983,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     from distributed import as_completed
 
     from jobs.compute import FeatureSet
-    from jobs.plan import PackedBatch, splits_exactly
+    from jobs.plan import MAX_SCRATCH_BYTES, PackedBatch, native_ranges, splits_exactly
     from jobs.progress import Progress
 
     pending_ids = {b.batch_id for b in pending}
@@ -902,6 +999,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     feature_set = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
     clamped = any(b.part_frames for b in pending) and bool(feature_set.db_mels())
     futures = {}
+    scratch_left = MAX_SCRATCH_BYTES  # for the native samples of files decoded in ranges
     part_audio = {}  # a split file's part -> (its batch id, its audio seconds), for the progress
     for batch in pending:  # plan order: long files first, so that they do not finish last
         packed, key = PackedBatch(batch), f"extract-batch-{batch.batch_id}-{token}"
@@ -911,8 +1009,15 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
             name = f"{batch.batch_id}-{token}"
             source = ()  # a file that cannot seek exactly: one pass writes its samples first
             if not splits_exactly(batch.files[0], feature_set.sr):
-                source = (client.submit(resample_part_source, packed, job, key=f"extract-source-{name}",
-                                        **options),)
+                decoded = []  # a costly codec that seeks exactly: decoded in ranges first
+                count = _native_range_count(batch, workers, feature_set, scratch_left)
+                if count > 1:
+                    scratch_left -= 4 * batch.files[0].frames
+                    decoded = [client.submit(decode_native_range, packed, job, i, a, b,
+                                             key=f"extract-decode-{name}-{i}", **options)
+                               for i, (a, b) in enumerate(native_ranges(batch.files[0], count))]
+                source = (client.submit(resample_part_source, packed, job, *decoded,
+                                        key=f"extract-source-{name}", **options),)
             parts = [client.submit(extract_part, packed, job, i, *source, key=f"extract-part-{name}-{i}",
                                    **options) for i in range(len(ranges))]
             clamps = []

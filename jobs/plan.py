@@ -400,6 +400,27 @@ def splits_exactly(f: PlannedFile, sr: int) -> bool:
     return f.sample_rate == sr and f.subtype in _EXACT_SEEK_SUBTYPES
 
 
+# codecs whose decoding costs more than soxr's resampling (FLAC: about ten times), among the
+# encodings that seek to the very samples: a split file in one of them is decoded in ranges on
+# several workers before the one resampling pass (jobs.extract.decode_native_range)
+_COSTLY_EXACT_CODECS = frozenset({"FLAC"})
+_COSTLY_EXACT_SUBTYPES = frozenset({"OPUS", "ALAC_16", "ALAC_20", "ALAC_24", "ALAC_32"})
+
+
+def decodes_in_ranges(f: PlannedFile) -> bool:
+    """Whether a long file whose parts read one resampling pass (not :func:`splits_exactly`)
+    is worth decoding in ranges on several workers first: a local file whose codec costs more
+    than the resampling and seeks exactly (FLAC, Opus, ALAC)."""
+    return ("://" not in f.path and f.subtype in _EXACT_SEEK_SUBTYPES
+            and (f.format in _COSTLY_EXACT_CODECS or f.subtype in _COSTLY_EXACT_SUBTYPES))
+
+
+def native_ranges(f: PlannedFile, count: int) -> list[tuple[int, int]]:
+    """``count`` consecutive native frame ranges that cover ``f``, as even as whole frames allow."""
+    edges = [f.frames * i // count for i in range(count + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(count)]
+
+
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
                  chunk_frames: int | None = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,

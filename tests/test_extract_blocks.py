@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -303,7 +305,8 @@ def test_split_encodings_seek_to_the_samples_of_one_pass(tmp_path, fmt, subtype)
             np.testing.assert_array_equal(handle.read(2 * sr, dtype="float32"), whole[start:start + 2 * sr])
 
 
-@pytest.mark.parametrize(("native", "ext", "subtype"), [(22050, "wav", "PCM_16"), (16000, "ogg", "VORBIS")])
+@pytest.mark.parametrize(("native", "ext", "subtype"), [(22050, "wav", "PCM_16"), (16000, "ogg", "VORBIS"),
+                                                      (22050, "flac", "PCM_24")])
 def test_split_file_that_cannot_seek_exactly_equals_one_task(tmp_path, native, ext, subtype):
     """A long file resampled to the store's rate (soxr restarted inside it would not give the
     samples of one pass), or in an encoding whose seeks are inexact: one task decodes it into
@@ -343,3 +346,69 @@ def test_split_resampled_file_cut_short_fails_once(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in files.column("path").to_pylist()] == ["short.wav"]
     assert failures.column("path").to_pylist() == [str(path)]
     assert failures.column("stage").to_pylist() == ["decode"]
+
+
+def _resampled_flac_plan(tmp_path, seconds=23, cut=None):
+    """A plan whose long file is a 22.05 kHz stereo FLAC split into parts of 4 s, and its job."""
+    from jobs.config import config_hash
+    from jobs.discover import discover
+    from jobs.extract import _tables, new_plan
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    y = _signal(seconds * 22050 + 123, 22050)
+    y[5 * 22050:9 * 22050] = 0.0
+    path = corpus / "night.flac"
+    sf.write(path, np.stack([y, 0.25 * y], axis=1), 22050, subtype="PCM_24")
+    cfg = parse_config({"input": str(corpus), "out": str(tmp_path / "out"), "audio": {"sr": 16000},
+                        "frames": {"n_fft": 512, "hop_length": 160}, "features": FEATURES,
+                        "compute": {"block_seconds": 2.0, "batch_seconds": 4.0, "chunk_frames": 64}})
+    fc = feature_config(cfg)
+    plan, meta = new_plan(cfg, discover(cfg.input), feature_cfg=fc, config_hash=config_hash(fc))
+    if cut is not None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * cut)])
+    job = {"out": cfg.out, "feature_config": fc, "dims": meta["dims"], "device": "cpu",
+           "tables": _tables(fc)}
+    (batch,) = [b for b in plan.batches if b.kind == "long"]
+    return batch, job
+
+
+def test_a_costly_codec_is_decoded_in_ranges_then_resampled_as_one_pass(tmp_path):
+    """A split FLAC that is resampled: decoded in ranges (one per worker), then resampled in one
+    pass over them: the samples of a pass over the file, bit for bit; the ranges go after."""
+    from jobs.compute import FeatureSet
+    from jobs.extract import (_native_range_count, _native_range_path, _scratch_path,
+                              decode_native_range, resample_part_source)
+    from jobs.plan import MAX_SCRATCH_BYTES, native_ranges
+
+    batch, job = _resampled_flac_plan(tmp_path)
+    fs = FeatureSet.from_config(job["feature_config"])
+    (f,) = batch.files
+    assert batch.part_frames and _native_range_count(batch, 1, fs, MAX_SCRATCH_BYTES) == 1
+    assert _native_range_count(batch, 3, fs, MAX_SCRATCH_BYTES) == 3
+    assert _native_range_count(batch, 3, fs, 4 * f.frames - 1) == 1  # no room for the copy
+    assert resample_part_source(batch, job)["failure"] is None
+    whole = open(_scratch_path(job, batch.batch_id), "rb").read()
+    ranges = [decode_native_range(batch, job, i, a, b)
+              for i, (a, b) in enumerate(native_ranges(f, 3))]
+    assert all(r["failure"] is None and r["timings"]["decode_s"] > 0 for r in ranges)
+    os.remove(_scratch_path(job, batch.batch_id))
+    result = resample_part_source(batch, job, *ranges)
+    assert result["failure"] is None
+    assert result["timings"]["decode_s"] >= sum(r["timings"]["decode_s"] for r in ranges)
+    assert open(_scratch_path(job, batch.batch_id), "rb").read() == whole
+    assert not any(os.path.exists(_native_range_path(job, batch.batch_id, i)) for i in range(3))
+
+
+def test_a_file_cut_short_fails_in_ranges_as_in_one_pass(tmp_path):
+    from jobs.extract import decode_native_range, resample_part_source
+    from jobs.plan import native_ranges
+
+    batch, job = _resampled_flac_plan(tmp_path, cut=0.6)
+    one = resample_part_source(batch, job)["failure"]
+    ranges = [decode_native_range(batch, job, i, a, b)
+              for i, (a, b) in enumerate(native_ranges(batch.files[0], 3))]
+    both = resample_part_source(batch, job, *ranges)["failure"]
+    assert one is not None and both is not None
+    assert (both["stage"], both["error_type"]) == (one["stage"], one["error_type"]), (one, both)
