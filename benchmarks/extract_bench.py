@@ -12,10 +12,11 @@ corpus's native 8 kHz, n_fft 256, hop 80):
 3. ``audiofeat extract`` with 1 worker against 2 on the 30,000 files;
 4. a generated 2-hour 44.1 kHz recording (resampled to 16 kHz): time and the peak RSS of the
    largest process of the job (coordinator or worker), sampled every 50 ms;
-5. ``split``: a generated 2-hour recording already at the store's 16 kHz, and one at 44.1 kHz
-   (resampled: one task writes its 16 kHz samples to the run folder for the parts), each as one
-   task (``batch_seconds`` above its length) and split into parts of ``batch_seconds`` (600 s),
-   with whether the two stores are the same bit for bit.
+5. ``split``: a generated 2-hour recording already at the store's 16 kHz, one at 44.1 kHz
+   (resampled: one task writes its 16 kHz samples to the run folder for the parts), and a 48 kHz
+   FLAC (resampled, its decoding first spread over the workers in ranges), each as one task
+   (``batch_seconds`` above its length) and split into parts of ``batch_seconds`` (600 s), with
+   whether the two stores are the same bit for bit.
 Each comparison runs both sides ``--rounds`` times (2), in alternating order, and compares their
 best runs: on this machine a run right after a heavy one is often slower, which would otherwise
 always fall on the same side. Each timing is a whole process, Python start-up and cluster
@@ -206,17 +207,21 @@ def _same_store(a: Path, b: Path) -> bool:
         np.array_equal(ga[n][:], gb[n][:]) for n in ga.array_keys())
 
 
-def make_long_file(path: Path, hours: float = 2.0, sr: int = 44100) -> None:
-    """A long recording written block by block (never whole in memory)."""
+def make_long_file(path: Path, hours: float = 2.0, sr: int = 44100, *, channels: int = 1,
+                   subtype: str = "PCM_16", tone: float = 0.3) -> None:
+    """A long recording written block by block (never whole in memory): a slowly moving tone of
+    amplitude ``tone`` over noise, independent in each channel (``tone=0``: a field recording's
+    background, which a lossless codec hardly compresses)."""
     import numpy as np
     import soundfile as sf
 
     rng = np.random.default_rng(0)
     block = sr * 60
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as handle:
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=channels, subtype=subtype) as handle:
         for minute in range(int(hours * 60)):
             t = (np.arange(block) + minute * block) / sr
-            y = 0.3 * np.sin(2 * np.pi * (200 + 5 * minute) * t) + 0.05 * rng.standard_normal(block)
+            y = tone * np.sin(2 * np.pi * (200 + 5 * minute) * t)[:, None] \
+                + 0.05 * rng.standard_normal((block, channels))
             handle.write(y.astype(np.float32))
 
 
@@ -280,11 +285,15 @@ def main(argv=None) -> None:
             report["long"] = a
         if "split" in only:
             report["split"] = {}
-            for label, name, sr in (("16 kHz, the store's rate", "long_16k.flac", 16000),
-                                    ("44.1 kHz, resampled to 16 kHz", "long_44k.wav", 44100)):
+            for label, name, sr, kind in (
+                    ("16 kHz, the store's rate", "long_16k.flac", 16000, {}),
+                    ("44.1 kHz, resampled to 16 kHz", "long_44k.wav", 44100, {}),
+                    ("48 kHz stereo 24-bit FLAC of background noise, resampled to 16 kHz (decoded "
+                     "in ranges first)", "long_48k.flac", 48000,
+                     {"channels": 2, "subtype": "PCM_24", "tone": 0.0})):
                 path = scratch / name
                 if not path.exists():
-                    make_long_file(path, hours=args.hours, sr=sr)
+                    make_long_file(path, hours=args.hours, sr=sr, **kind)
                 print(f"one {args.hours:g}-hour {label} file: one task, then parts:", flush=True)
                 runs = {}
                 for part, seconds in (("one", 1e9), ("parts", 600)):

@@ -348,8 +348,10 @@ def test_split_resampled_file_cut_short_fails_once(tmp_path):
     assert failures.column("stage").to_pylist() == ["decode"]
 
 
-def _resampled_flac_plan(tmp_path, seconds=23, cut=None):
-    """A plan whose long file is a 22.05 kHz stereo FLAC split into parts of 4 s, and its job."""
+def _resampled_flac_plan(tmp_path, seconds=23, cut=None, noise=0.0):
+    """A plan whose long file is a 22.05 kHz stereo 24-bit FLAC split into parts of 4 s, and its
+    job; ``noise`` adds independent noise of that level to each channel (a file that compresses
+    as field recordings do: little)."""
     from jobs.config import config_hash
     from jobs.discover import discover
     from jobs.extract import _tables, new_plan
@@ -359,7 +361,9 @@ def _resampled_flac_plan(tmp_path, seconds=23, cut=None):
     y = _signal(seconds * 22050 + 123, 22050)
     y[5 * 22050:9 * 22050] = 0.0
     path = corpus / "night.flac"
-    sf.write(path, np.stack([y, 0.25 * y], axis=1), 22050, subtype="PCM_24")
+    stereo = np.stack([y, 0.25 * y], axis=1)
+    stereo += noise * np.random.default_rng(7).standard_normal(stereo.shape).astype(np.float32)
+    sf.write(path, stereo, 22050, subtype="PCM_24")
     cfg = parse_config({"input": str(corpus), "out": str(tmp_path / "out"), "audio": {"sr": 16000},
                         "frames": {"n_fft": 512, "hop_length": 160}, "features": FEATURES,
                         "compute": {"block_seconds": 2.0, "batch_seconds": 4.0, "chunk_frames": 64}})
@@ -382,12 +386,17 @@ def test_a_costly_codec_is_decoded_in_ranges_then_resampled_as_one_pass(tmp_path
                               decode_native_range, resample_part_source)
     from jobs.plan import MAX_SCRATCH_BYTES, native_ranges
 
-    batch, job = _resampled_flac_plan(tmp_path)
+    (tmp_path / "quiet").mkdir()
+    quiet, _ = _resampled_flac_plan(tmp_path / "quiet")
+    batch, job = _resampled_flac_plan(tmp_path, noise=0.05)
     fs = FeatureSet.from_config(job["feature_config"])
     (f,) = batch.files
+    assert f.size_bytes > 4 * f.frames > 2 * quiet.files[0].size_bytes  # noise hardly compresses
     assert batch.part_frames and _native_range_count(batch, 1, fs, MAX_SCRATCH_BYTES) == 1
     assert _native_range_count(batch, 3, fs, MAX_SCRATCH_BYTES) == 3
     assert _native_range_count(batch, 3, fs, 4 * f.frames - 1) == 1  # no room for the copy
+    # a file that compresses well decodes fast: its copy would cost more than the ranges save
+    assert _native_range_count(quiet, 3, fs, MAX_SCRATCH_BYTES) == 1
     assert resample_part_source(batch, job)["failure"] is None
     whole = open(_scratch_path(job, batch.batch_id), "rb").read()
     ranges = [decode_native_range(batch, job, i, a, b)
