@@ -1277,13 +1277,6 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
 
         _say(f"extract: {skipped_note(discovery.skipped)}")
     t = mark("discover_s", t)
-    if scheduler is None and discovery.paths:
-        from jobs.cluster import prestart_local_workers
-
-        # local workers fork from a server that imports their modules on the other core now,
-        # while this process reads the stored plan (if any), probes and plans; on a rerun with
-        # nothing to do the server is stopped unused at exit
-        prestart_local_workers(cfg.compute.cluster, preload=WORKER_MODULES)
     found = stored_plan(cfg, discovery, config_hash=chash, overwrite=overwrite)
     if found is not None:
         plan, meta = found
@@ -1294,6 +1287,13 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
                   f"{counts['failures']} failed)")
             return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
+    if scheduler is None and discovery.paths and (found is None or pending):
+        from jobs.cluster import prestart_local_workers
+
+        # local workers fork from a server that imports their modules on the other core now,
+        # while this process probes and plans (a rerun with nothing to do has returned above,
+        # without starting it; finding no stored plan costs no import)
+        prestart_local_workers(cfg.compute.cluster, preload=WORKER_MODULES)
     from concurrent.futures import ThreadPoolExecutor
 
     stack = contextlib.ExitStack()

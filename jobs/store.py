@@ -103,11 +103,11 @@ def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict
 
 def store_attrs(out: str) -> dict | None:
     """The store's group attributes, or None when there is no readable store."""
-    import zarr
-
     od = as_outdir(out)
     if not od.exists(f"{STORE_NAME}/zarr.json"):
-        return None
+        return None  # before importing zarr (0.1-0.3 s): a first run has no store
+    import zarr
+
     try:
         attrs = dict(zarr.open_group(_store_ro(od), mode="r").attrs)
     except Exception:  # noqa: BLE001 - a half-written template counts as no store
