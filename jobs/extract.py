@@ -154,7 +154,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
                          part_seconds=meta["batch_seconds"], scratch_parts=not out.is_url)
     plan.batches += extra.batches
     plan.total_frames = extra.total_frames if extra.batches else plan.total_frames
-    failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *discovery.failures]}
+    failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *extra.failures,
+                                       *discovery.failures]}
     plan.failures = [failures[p] for p in sorted(failures)]
     dropped = sorted(planned - current)
     store.grow_store(out, plan.total_frames)

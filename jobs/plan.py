@@ -421,6 +421,22 @@ def native_ranges(f: PlannedFile, count: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(count)]
 
 
+# the most a file is upsampled to the store's rate: a rate under sr / 64 (250 Hz for a 16 kHz
+# store) is no sound recording but a damaged header (whose frames, resampled, would make a job
+# of years of audio) or a slow sensor signal, which belongs in a store of its own rate
+MAX_UPSAMPLING = 64
+
+
+def implausible_rate(f: PlannedFile, sr: int) -> dict | None:
+    """The probe failure of a file whose sample rate is too low to resample to ``sr``, or None."""
+    if f.sample_rate * MAX_UPSAMPLING >= sr:
+        return None
+    return {"path": f.path, "stage": "probe", "error_type": "ImplausibleSampleRate",
+            "message": f"a sample rate of {f.sample_rate} Hz is too low for sound (the store's "
+                       f"{sr} Hz would upsample it {sr / f.sample_rate:.0f}x; a damaged header?): "
+                       "a slow signal belongs in a store of its own rate (audio.sr)"}
+
+
 def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_seconds: float,
                  min_batches: int = 1, block_seconds: float = 120.0,
                  chunk_frames: int | None = DEFAULT_CHUNK_FRAMES, failures: list[dict] | None = None,
@@ -443,6 +459,11 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
     workers busy anyway, leaves them whole; and the copies, the longest files first, take at
     most :data:`MAX_SCRATCH_BYTES`.
     """
+    rejected = [r for r in (implausible_rate(f, sr) for f in files) if r is not None]
+    if rejected:
+        gone = {r["path"] for r in rejected}
+        files = [f for f in files if f.path not in gone]
+        failures = [*(failures or []), *rejected]
     for f in files:
         f.n_samples = n_resampled(f.frames, f.sample_rate, sr)
         f.n_frames = frame_count(f.n_samples, hop_length)

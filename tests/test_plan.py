@@ -368,3 +368,17 @@ def test_auto_chunk_of_long_files_is_long():
                               hop_length=160, batch_seconds=600, chunk_frames=None)
     used = sum(f.n_frames for f in short_long.files)  # 12,101 frames each: 8192 would pad 35 %
     assert short_long.chunk_frames == 4096 and short_long.total_frames - used <= 0.05 * used
+
+
+def test_a_rate_too_low_to_resample_is_a_probe_failure():
+    """A header that claims 2 Hz (or any rate under the store's / 64) is not planned: its
+    frames upsampled would make years of audio from a damaged header."""
+    files = [_fake("/c/ok.wav", 1.0, sr=8000), _fake("/c/slow.wav", 2000.0, sr=2),
+             _fake("/c/edge.wav", 10.0, sr=250)]
+    plan = _plan(files, failures=[{"path": "/c/x.wav", "stage": "discover",
+                                   "error_type": "BrokenLink", "message": "gone"}])
+    assert sorted(f.path for f in plan.files) == ["/c/edge.wav", "/c/ok.wav"]  # 250 x 64 = 16000
+    (bad,) = [f for f in plan.failures if f["path"] == "/c/slow.wav"]
+    assert bad["stage"] == "probe" and bad["error_type"] == "ImplausibleSampleRate"
+    assert "2 Hz" in bad["message"] and "8000x" in bad["message"]
+    assert len(plan.failures) == 2
