@@ -619,6 +619,23 @@ def _scratch_path(job: dict, batch_id: int) -> str:
     return as_outdir(job["out"]).join(_parts_dir(batch_id), "signal.f32")
 
 
+def _scratch_task(batch, job: dict, path_of):
+    """The start of a task that writes a split file's samples to ``path_of(batch_id)`` in the
+    run folder: ``(batch, its one file, result, path)``, the file None when the batch is
+    committed already (nothing to do)."""
+    from jobs import store
+    from jobs.plan import as_batch
+
+    batch = as_batch(batch)
+    result = {"failure": None, "timings": _timings()}
+    if store.is_committed(job["out"], batch.batch_id):
+        return batch, None, result, None
+    (f,) = batch.files
+    path = path_of(batch.batch_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return batch, f, result, path
+
+
 def _native_range_path(job: dict, batch_id: int, index: int) -> str:
     """Where one range of a split file's mono samples at its own rate waits for the resampling."""
     from jobs.outdir import as_outdir
@@ -663,18 +680,12 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     or the file's failure. Idempotent.
     """
     from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
-    from jobs import store
     from jobs.compute import STREAM_CHUNK_FRAMES, _check_finite, _source, _to_mono
-    from jobs.plan import as_batch
 
     t_start = time.perf_counter()
-    batch = as_batch(batch)
-    result = {"failure": None, "timings": _timings()}
-    if store.is_committed(job["out"], batch.batch_id):
+    batch, f, result, path = _scratch_task(batch, job, lambda b: _native_range_path(job, b, index))
+    if f is None:
         return result
-    (f,) = batch.files
-    path = _native_range_path(job, batch.batch_id, index)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     source = _source(f.path)
     try:
         handle, quiet = open_quietly(source, f.path)
@@ -713,18 +724,13 @@ def resample_part_source(batch, job: dict, *ranges: dict) -> dict:
     as :func:`native_ranges` cut it) it resamples their samples instead of decoding: the same
     blocks in the same order, so the same samples; the range files go once it is done.
     """
-    from jobs import store
     from jobs.compute import STREAM_CHUNK_FRAMES, NativeScratch, ResampledStream
-    from jobs.plan import as_batch, native_ranges
+    from jobs.plan import native_ranges
 
     t_start = time.perf_counter()
-    batch = as_batch(batch)
-    result = {"failure": None, "timings": _timings()}
-    if store.is_committed(job["out"], batch.batch_id):
+    batch, f, result, path = _scratch_task(batch, job, lambda b: _scratch_path(job, b))
+    if f is None:
         return result
-    (f,) = batch.files
-    path = _scratch_path(job, batch.batch_id)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     timings = result["timings"]
     # the ranges' decoding counts as this file's, once (part 0 passes this task's timings on)
     ranges_total = sum(r["timings"]["total_s"] for r in ranges)

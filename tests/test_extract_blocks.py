@@ -382,8 +382,13 @@ def test_a_costly_codec_is_decoded_in_ranges_then_resampled_as_one_pass(tmp_path
     """A split FLAC that is resampled: decoded in ranges (one per worker), then resampled in one
     pass over them: the samples of a pass over the file, bit for bit; the ranges go after."""
     from jobs.compute import FeatureSet
-    from jobs.extract import (_native_range_count, _native_range_path, _scratch_path,
-                              decode_native_range, resample_part_source)
+    from jobs.extract import (
+        _native_range_count,
+        _native_range_path,
+        _scratch_path,
+        decode_native_range,
+        resample_part_source,
+    )
     from jobs.plan import MAX_SCRATCH_BYTES, native_ranges
 
     (tmp_path / "quiet").mkdir()

@@ -450,8 +450,9 @@ def test_a_folder_search_passes_over_macos_appledouble_files(tmp_path, capsys):
     companion beside every file: passed over by extract and inspect, and said so."""
     import json
 
-    from jobs.cli import main as cli_main
     from test_extract_support import read_tables, run_cli, write_config
+
+    from jobs.cli import main as cli_main
 
     corpus = tmp_path / "corpus"
     (corpus / "__MACOSX").mkdir(parents=True)
