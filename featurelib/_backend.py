@@ -117,30 +117,30 @@ def sliding_frames(x, frame_length: int, hop_length: int):
 def signal_ends(y) -> np.ndarray:
     """Per row of ``y`` ``(B, n)``, a sample index past which the row holds only zeros (NumPy).
 
-    At most 7 samples past the row's last non-zero sample; 0 for a silent row. NumPy and CuPy
-    compare once and look for the last non-zero byte of the mask eight samples at a time (about
-    0.3 ns a sample); other namespaces find the exact index with a flipped ``argmax``.
+    At most 7 samples past the row's last non-zero sample; 0 for a silent row. NumPy compares
+    once and looks for the last non-zero byte of the mask eight samples at a time (about 0.3 ns
+    a sample); other namespaces (CuPy among them) find the exact index with a flipped
+    ``argmax``.
     """
     xp = array_namespace(y)
     B, n = y.shape
     if n == 0 or B == 0:
         return np.zeros(B, dtype=np.int64)
-    if is_numpy_array(y) or is_cupy_array(y):
-        mod = np if is_numpy_array(y) else xp
+    if is_numpy_array(y):
         nonzero = y != 0
         n8 = n - n % 8
         ends = np.zeros(B, dtype=np.int64)
         if n8:
-            words = nonzero[:, :n8].view(mod.uint64)[:, ::-1] != 0  # eight samples a word
-            first = mod.argmax(words, axis=-1)[:, None]  # from the end
-            sounding = mod.take_along_axis(words, first, axis=-1)[:, 0]
-            ends = np.where(to_numpy(sounding), n8 - 8 * to_numpy(first)[:, 0], 0)
+            words = nonzero[:, :n8].view(np.uint64)[:, ::-1] != 0  # eight samples a word
+            first = np.argmax(words, axis=-1)[:, None]  # from the end
+            sounding = np.take_along_axis(words, first, axis=-1)[:, 0]
+            ends = np.where(sounding, n8 - 8 * first[:, 0], 0)
         if n8 < n:
-            ends = np.where(to_numpy(mod.any(nonzero[:, n8:], axis=-1)), n, ends)
+            ends = np.where(np.any(nonzero[:, n8:], axis=-1), n, ends)
         return ends.astype(np.int64)
     nonzero = xp.astype(xp.flip(y, axis=-1) != 0, xp.int8)  # the array API's argmax takes numbers
     first = to_numpy(xp.argmax(nonzero, axis=-1)).astype(np.int64)
-    return np.where(to_numpy(xp.any(nonzero, axis=-1)), n - first, 0)
+    return np.where(to_numpy(xp.any(nonzero != 0, axis=-1)), n - first, 0)
 
 
 def chunk_samples(x) -> int:
