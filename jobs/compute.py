@@ -244,10 +244,10 @@ def _source(path: str):
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:
-    """(frames, channels) -> (frames,), the channel mean (librosa.to_mono)."""
-    if block.shape[1] == 1:
-        return block[:, 0]
-    return np.mean(block, axis=1, dtype=np.float32)
+    """(frames, channels) float32 -> (frames,), the channel mean (librosa.to_mono)."""
+    from featurelib.io import channel_mean
+
+    return channel_mean(block)
 
 
 def _check_finite(y: np.ndarray, path: str):

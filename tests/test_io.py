@@ -509,3 +509,18 @@ def test_unseekable_codec_gsm610(tmp_path):
     np.testing.assert_array_equal(part, ref[2000:6000])
     resampled, _ = featurelib.load(path, sr=16000)
     assert resampled.shape == (2 * ref.shape[0],)  # GSM pads to whole 160-sample frames
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [2, 3, 6, 7, 8, 12])
+def test_channel_mean_is_numpys_mean_bit_for_bit(channels, dtype):
+    """The mix to mono added a column at a time gives np.mean's very numbers (librosa.to_mono)."""
+    from featurelib.io import channel_mean
+
+    rng = np.random.default_rng(channels)
+    block = (rng.standard_normal((20000, channels)) * rng.uniform(0, 3, (1, channels))).astype(dtype)
+    mixed = channel_mean(block)
+    assert mixed.dtype == dtype
+    np.testing.assert_array_equal(mixed, np.mean(block, axis=1, dtype=dtype))
+    # librosa.load mixes the transposed view of what soundfile read: the same layout
+    np.testing.assert_array_equal(mixed, librosa.to_mono(block.T))
