@@ -731,6 +731,10 @@ def resample_part_source(batch, job: dict, *ranges: dict) -> dict:
     batch, f, result, path = _scratch_task(batch, job, lambda b: _scratch_path(job, b))
     if f is None:
         return result
+    if os.path.isfile(path) and os.path.getsize(path) == 4 * f.n_samples:
+        # put in place whole by an earlier run of this task (its result lost with a worker, or
+        # a job killed before the commit): the same samples; and the ranges' copies are gone
+        return result
     timings = result["timings"]
     # the ranges' decoding counts as this file's, once (part 0 passes this task's timings on)
     ranges_total = sum(r["timings"]["total_s"] for r in ranges)

@@ -413,6 +413,11 @@ def test_a_costly_codec_is_decoded_in_ranges_then_resampled_as_one_pass(tmp_path
     assert result["timings"]["decode_s"] >= sum(r["timings"]["decode_s"] for r in ranges)
     assert open(_scratch_path(job, batch.batch_id), "rb").read() == whole
     assert not any(os.path.exists(_native_range_path(job, batch.batch_id, i)) for i in range(3))
+    # run again (its result lost with a worker): the samples it wrote stand, though the ranges'
+    # copies are gone
+    again = resample_part_source(batch, job, *ranges)
+    assert again["failure"] is None
+    assert open(_scratch_path(job, batch.batch_id), "rb").read() == whole
 
 
 def test_a_file_cut_short_fails_in_ranges_as_in_one_pass(tmp_path):
