@@ -400,6 +400,12 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     sounding = _sounding_frames(y, T, n_fft=n_fft, hop_length=hop_length, center=center,
                                 pad_mode=pad_mode)
     silent = []  # the result of one all-zero frame, made when first needed
+
+    def silent_frame():
+        if not silent:
+            silent.append(plain(xp.zeros((1, 1, n_fft), dtype=y.dtype, device=_device(y))))
+        return silent[0]
+
     out = None
     for b0, b1, t0, t1 in spans:
         t_end = min(t1, max(t0, int(sounding[b0:b1].max())) if B else t1)
@@ -408,17 +414,13 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
             out = piece
             continue
         if out is None:  # filled in place: no concatenation copy of a large spectrogram
-            if piece is None:
-                silent.append(plain(xp.zeros((1, 1, n_fft), dtype=y.dtype, device=_device(y))))
-            like_piece = piece if piece is not None else silent[0]
+            like_piece = piece if piece is not None else silent_frame()
             out = xp.empty((B, T, like_piece.shape[-1]), dtype=like_piece.dtype,
                            device=_device(like_piece))
         if piece is not None:
             out[b0:b1, t0:t_end, :] = piece
         if t_end < t1:
-            if not silent:
-                silent.append(plain(xp.zeros((1, 1, n_fft), dtype=y.dtype, device=_device(y))))
-            out[b0:b1, t_end:t1, :] = silent[0]
+            out[b0:b1, t_end:t1, :] = silent_frame()
         if redo is not None and redo.full:  # frames flagged in float32 go again in float64
             redo.flush(out)
     if redo is not None:

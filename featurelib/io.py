@@ -194,6 +194,12 @@ def _head_of(source, n: int = 64) -> bytes:
         return b""
 
 
+def part_way_reason(exc) -> str:
+    """The reason given for a stream libsndfile stops decoding part-way (lost sync, a bad
+    block, cut short): load, inspect, plot and the extract job say it alike."""
+    return f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})"
+
+
 def _not_audio_reason(source, libsndfile_text: str) -> str:
     """The reason given for a file libsndfile would not open."""
     hint = not_audio_hint(_head_of(source))
@@ -499,8 +505,7 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
             wanted = _frames_to_end(handle, start)
         block = handle.read(frames=wanted, dtype=dtype.name, always_2d=True)
     except sf.LibsndfileError as exc:
-        raise AudioDecodeError(
-            shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
+        raise AudioDecodeError(shown, part_way_reason(exc)) from None
     except (sf.SoundFileError, RuntimeError, ValueError) as exc:
         raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
     expected = total - start if wanted < 0 else min(wanted, total - start)

@@ -358,7 +358,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soundfile as sf
     import soxr
 
-    from featurelib.io import _frames_to_end, _libsndfile_text, _not_audio_reason
+    from featurelib.io import _frames_to_end, _libsndfile_text, _not_audio_reason, part_way_reason
 
     block, whole_pcm = None, False
     if subtype == "PCM_16" and "://" not in path:
@@ -377,8 +377,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                 native_sr, fmt = int(handle.samplerate), handle.format
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:  # a damaged stream (lost sync, bad block, cut short)
-            raise DecodeError("DecodeFailed", "decoding failed part-way (libsndfile: "
-                              f"{_libsndfile_text(exc)})") from None
+            raise DecodeError("DecodeFailed", part_way_reason(exc)) from None
         finally:
             if source is not path:
                 source.close()

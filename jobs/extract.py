@@ -502,11 +502,11 @@ def _file_moments(blocks: dict, dims: dict) -> tuple[dict, dict]:
 def _long_failure(f, exc: BaseException) -> dict:
     import soundfile as sf
 
-    from featurelib.io import _libsndfile_text
+    from featurelib.io import part_way_reason
     from jobs.compute import DecodeError
 
     if isinstance(exc, sf.LibsndfileError):  # a damaged stream, as jobs.compute.decode says it
-        exc = DecodeError("DecodeFailed", f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})")
+        exc = DecodeError("DecodeFailed", part_way_reason(exc))
     stage = "decode" if isinstance(exc, (DecodeError, OSError, RuntimeError)) else "compute"
     return _fail_row(f, stage, exc)
 

@@ -144,11 +144,11 @@ def inspect_file(path) -> dict:
         _frames_to_end,
         _info_from_handle,
         _length_slack,
-        _libsndfile_text,
         _no_frames_reason,
         _open_soundfile,
         _read_blocks,
         _truncation_reason,
+        part_way_reason,
     )
 
     with _open_soundfile(path) as (handle, shown):
@@ -174,8 +174,7 @@ def inspect_file(path) -> dict:
                 sum_sq += float(flat @ flat)  # BLAS sdot per block, blocks summed in float64
                 n_frames += block.shape[0]
         except sf.LibsndfileError as exc:
-            raise AudioDecodeError(
-                shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
+            raise AudioDecodeError(shown, part_way_reason(exc)) from None
         except (sf.SoundFileError, RuntimeError, ValueError) as exc:
             raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
     if n_frames < meta.frames - slack:

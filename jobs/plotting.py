@@ -145,11 +145,11 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
 
     from featurelib import AudioDecodeError
     from featurelib.io import (
-        _libsndfile_text,
         _open_soundfile,
         _read_blocks,
         _seek,
         _truncation_reason,
+        part_way_reason,
     )
 
     with _open_soundfile(path) as (handle, shown):
@@ -178,8 +178,7 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
                 hi[:, c0:c1 + 1] = np.maximum(hi[:, c0:c1 + 1], np.maximum.reduceat(block_t, local, axis=1))
                 done = last
         except sf.LibsndfileError as exc:
-            raise AudioDecodeError(
-                shown, f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})") from None
+            raise AudioDecodeError(shown, part_way_reason(exc)) from None
         if done < count:
             raise AudioDecodeError(shown, f"truncated: decoding stopped {count - done} frames early")
     return lo, hi
