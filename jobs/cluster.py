@@ -551,46 +551,9 @@ def _dashboard_options(cluster: ClusterConfig) -> dict:
     return {"dashboard": False, "dashboard_address": f"{cluster.host}:0"}
 
 
-# distributed's Worker.close stops the heartbeat's timer, then closes its connections, so a
-# heartbeat already in flight fails with "Stream is closed" and is logged as an ERROR with a
-# traceback (dask/distributed#7192, #9032): about one local job in eight ended its clean run with
-# one. Only that message, only while a worker of the process is closing, is dropped.
-_CLOSING_HEARTBEAT = "Failed to communicate with scheduler during heartbeat"
-
-
-def _a_worker_is_closing() -> bool:
-    from distributed import Worker
-    from distributed.core import Status
-
-    closing = {Status.closing, Status.closed, Status.closing_gracefully, Status.failed}
-    return any(w.status in closing for w in list(Worker._instances))
-
-
-class QuietClosingHeartbeat(logging.Filter):
-    """Drops a worker's heartbeat failure while the worker is closing (and nothing else)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(_CLOSING_HEARTBEAT):
-            return True
-        return not _a_worker_is_closing()
-
-
-def quiet_closing_heartbeat() -> None:
-    """Install :class:`QuietClosingHeartbeat` on this process's ``distributed.worker`` logger."""
-    log = logging.getLogger("distributed.worker")
-    if not any(isinstance(f, QuietClosingHeartbeat) for f in log.filters):
-        log.addFilter(QuietClosingHeartbeat())
-
-
 def _quiet_workers(client) -> None:
     """Every worker of ``client`` (this job's local cluster) drops its closing heartbeat's error."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class QuietShutdown(WorkerPlugin):
-        name = "audiofeat-quiet-shutdown"
-
-        def setup(self, worker):
-            quiet_closing_heartbeat()
+    from jobs.worker_logs import QuietShutdown
 
     try:
         client.register_plugin(QuietShutdown())
