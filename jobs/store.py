@@ -95,8 +95,12 @@ def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict
         group.create_array(
             name, shape=(int(total_frames), int(dim)), chunks=(int(chunk_frames), int(dim)),
             dtype="float32", fill_value=0.0,
-            # lz4 in Blosc: 4x the speed of zstd-1 and a smaller store on feature frames
-            compressors=BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+            # lz4 in Blosc: 4x the speed of zstd-1 and a smaller store on feature frames. Bit
+            # shuffling at level 7 (Blosc's larger blocks): the 30,000-file FSDD store 228 -> 151 MB
+            # (ratio 1.47 -> 2.23; log-mel 1.5 -> 2.6), encoding 0.17 -> 0.30 s and decoding 0.07
+            # -> 0.22 s for its 336 MB, against 77 MB less to write (page-cache writes run at
+            # 200-400 MB/s on the 2-core VMs measured) and to read back
+            compressors=BloscCodec(cname="lz4", clevel=7, shuffle="bitshuffle"),
             attributes={"dims": ["frame", f"{name}_dim"]},
         )
 
