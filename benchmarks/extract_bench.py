@@ -19,7 +19,9 @@ corpus's native 8 kHz, n_fft 256, hop 80):
    whether the two stores are the same bit for bit.
 Each comparison runs both sides ``--rounds`` times (2), in alternating order, and compares their
 best runs: on this machine a run right after a heavy one is often slower, which would otherwise
-always fall on the same side. Each timing is a whole process, Python start-up and cluster
+always fall on the same side. Every run writes a new output folder, and the outputs are deleted
+only at the end (see ``_fresh``: on ext4 without a journal, a run right after a large deletion
+is slowed in the kernel). Each timing is a whole process, Python start-up and cluster
 start-up included. Where the time
 goes inside audiofeat's tasks comes from the run's manifest.json (``task_seconds``).
 CPU seconds (user + system of every process of the run, from getrusage) are printed beside the
@@ -30,6 +32,7 @@ may be shared: repeat runs and read the figures as rough.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -138,9 +141,25 @@ def _config(path: Path, *, input: str, out: str, sr=SR, n_fft=N_FFT, hop=HOP, wo
     return path
 
 
+_RUNS = itertools.count(1)
+
+
+def _fresh(out: Path) -> Path:
+    """A new output folder for every timed run (``out`` with a run number); nothing is deleted
+    until the benchmark ends.
+
+    On ext4 without a journal (the VMs this was measured on), creating a file passes over every
+    inode deleted in the last minutes (the kernel's ``recently_deleted()``): a run started right
+    after the previous run's output was deleted paid about 0.7 ms of kernel time per file or
+    folder it created (7.5 % of a 30,000-file audiofeat run's CPU in ``perf``; the naive script
+    makes 30,000 files), so whichever command followed a deletion was slowed.
+    """
+    return out.with_name(f"{out.name}-{next(_RUNS)}")
+
+
 def audiofeat(cfg: Path, out: Path, label: str, workers: int | None = None) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    argv = [sys.executable, "-m", "jobs", "extract", str(cfg)]
+    out = _fresh(out)
+    argv = [sys.executable, "-m", "jobs", "extract", str(cfg), "--out", str(out)]
     if workers:
         argv += ["--workers", str(workers)]
     result = timed(argv, label=label)
@@ -148,11 +167,12 @@ def audiofeat(cfg: Path, out: Path, label: str, workers: int | None = None) -> d
     result["task_seconds"] = manifest["task_seconds"]
     result["coordinator_seconds"] = manifest.get("coordinator_seconds", {})
     result["files"] = manifest["counts"]["files"]
+    result["out"] = str(out)
     return result
 
 
 def naive(input_dir: Path, out: Path, label: str) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
+    out = _fresh(out)
     return timed([sys.executable, __file__, "naive", str(input_dir), str(out)], label=label)
 
 
@@ -301,7 +321,7 @@ def main(argv=None) -> None:
                     cfg = _config(scratch / f"split_{sr}_{part}.yaml", input=str(path), out=str(out),
                                   sr=16000, n_fft=512, hop=160, batch_seconds=seconds)
                     runs[part] = audiofeat(cfg, out, f"audiofeat extract, {part} (2 workers)", workers=2)
-                same = _same_store(scratch / f"af_{sr}_one", scratch / f"af_{sr}_parts")
+                same = _same_store(Path(runs["one"]["out"]), Path(runs["parts"]["out"]))
                 print(f"  speed-up from the parts: {runs['one']['wall_s'] / runs['parts']['wall_s']:.2f}x; "
                       f"the same store bit for bit: {same}")
                 report["split"][sr] = {**runs, "speedup": runs["one"]["wall_s"] / runs["parts"]["wall_s"],
