@@ -36,6 +36,7 @@ class Progress:
         self.label = label
         self.start = time.monotonic()
         self._last_print = None  # the first update always prints (monotonic time may start near 0)
+        self._shown = None  # the counts of the last line printed
 
     def update(self, files: int, audio_s: float, failed: int = 0) -> None:
         self.files += files
@@ -62,6 +63,7 @@ class Progress:
                 f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta) if self.files < self.total_files else '0:00'}")
 
     def _show(self) -> None:
+        self._shown = (self.files, self.audio_s, self.failed)
         if self.tty:
             width = 24
             filled = int(width * self.files / self.total_files) if self.total_files else width
@@ -72,7 +74,8 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        self._show()
+        if self.tty or self._shown != (self.files, self.audio_s, self.failed):
+            self._show()  # a plain line only if the last one printed is not already the end
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

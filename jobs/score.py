@@ -417,7 +417,8 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     n_workers = min(n_workers, max(1, len(batches)))
     shown_model = worker_model.display if worker_model is not None else model_folder
     log(f"score: model {meta['name']!r} ({meta['kind']}, {len(classes)} classes) from {shown_model}")
-    log(f"score: {len(segments)} segments of {len(store.files)} files in {len(batches)} batches")
+    log(f"score: {len(segments)} segments of {len(store.files)} files in {len(batches)} "
+        f"batch{'' if len(batches) == 1 else 'es'}")
 
     # score
     from distributed import as_completed

@@ -46,3 +46,13 @@ def test_resumed_runs_count_what_was_done_but_not_in_the_rate():
 def test_format_duration():
     assert format_duration(5) == "0:05" and format_duration(3725) == "1:02:05"
     assert format_duration(float("nan")) == "?"
+
+
+def test_plain_closing_line_is_not_a_repeat():
+    """A job whose last update already printed the end (one batch) prints it once."""
+    stream = io.StringIO()
+    progress = Progress(3, 30.0, stream=stream, label="score")
+    progress.update(3, 30.0)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("score: 3/3 files (100%)")
