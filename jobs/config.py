@@ -122,6 +122,14 @@ class _KeyError(ValueError):
         super().__init__(message)
 
 
+class _KeyErrors(ValueError):
+    """Several :class:`_KeyError` at once (every bad feature of a config, not the first only)."""
+
+    def __init__(self, errors: list[_KeyError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.key}: {e}" for e in errors))
+
+
 # ---------------------------------------------------------------- features
 # name -> {kwarg: default}. The job computes one STFT per batch and derives every feature from it;
 # these are the keyword arguments each feature accepts in a config (frame settings come from
@@ -275,12 +283,16 @@ class JobConfig(_Section):
     def _features_valid(self):
         if not self.features:
             raise _KeyError("features", "name at least one feature")
-        normalised = {}
+        normalised, errors = {}, []
         for name, kwargs in self.features.items():
             try:
                 normalised[name] = _check_feature(name, kwargs, self.audio, self.frames)
-            except _KeyError as exc:
-                raise _KeyError(f"features.{exc.key}", str(exc)) from None
+            except _KeyError as exc:  # go on: one message names every bad feature
+                errors.append(_KeyError(f"features.{exc.key}", str(exc)))
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise _KeyErrors(errors)
         self.features = normalised
         return self
 
@@ -307,10 +319,11 @@ def _describe(error: ValidationError) -> str:
         loc = [str(p) for p in item.get("loc", ()) if p not in ("function-after[_consistent(), FramesConfig]",)]
         ctx_error = item.get("ctx", {}).get("error")
         message = item.get("msg", "invalid")
-        if isinstance(ctx_error, _KeyError):
+        if isinstance(ctx_error, (_KeyError, _KeyErrors)):
             key_parts = [p for p in loc if not p.startswith("function-")]
-            key = ".".join([*key_parts, ctx_error.key]) if key_parts else ctx_error.key
-            parts.append(f"{key}: {ctx_error}")
+            for one in getattr(ctx_error, "errors", [ctx_error]):
+                key = ".".join([*key_parts, one.key]) if key_parts else one.key
+                parts.append(f"{key}: {one}")
             continue
         loc = [p for p in loc if not p.startswith(("function-", "str", "list[", "literal["))]
         key = ".".join(loc) or "config"

@@ -41,6 +41,19 @@ def test_errors_name_the_key(data, key):
     assert "\n" not in message
 
 
+def test_every_bad_feature_is_named_at_once():
+    """Three wrong features: one message names the three keys, not the first only."""
+    with pytest.raises(UsageError) as info:
+        parse_config({"features": {"mfcc": {"n_mels": 400}, "rms": {},
+                                   "spectral_rolloff": {"roll_percent": 1.5}, "chroma": {}}})
+    message = str(info.value)
+    assert message.startswith("features.mfcc.n_mels: n_mels=400 exceeds"), message
+    for key in ("features.spectral_rolloff.roll_percent: must lie in (0, 1)",
+                "features.chroma: unknown feature"):
+        assert f"; {key}" in message, message
+    assert "features.rms" not in message and "\n" not in message
+
+
 def test_defaults_and_normalised_features():
     cfg = parse_config({"features": {"mfcc": None, "rms": {}}})
     assert cfg.audio.sr == 16000 and cfg.audio.mono
