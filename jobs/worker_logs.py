@@ -20,11 +20,14 @@ CLOSING_HEARTBEAT = "Failed to communicate with scheduler during heartbeat"
 
 def a_worker_is_closing() -> bool:
     """Whether a ``distributed.Worker`` of this process is closing or closed."""
-    from distributed import Worker
-    from distributed.core import Status
+    try:  # Worker._instances is distributed's own registry: if it goes, keep every message
+        from distributed import Worker
+        from distributed.core import Status
 
-    closing = {Status.closing, Status.closed, Status.closing_gracefully, Status.failed}
-    return any(w.status in closing for w in list(Worker._instances))
+        closing = {Status.closing, Status.closed, Status.closing_gracefully, Status.failed}
+        return any(w.status in closing for w in list(Worker._instances))
+    except Exception:  # noqa: BLE001 - a logging filter must never raise
+        return False
 
 
 class QuietClosingHeartbeat(logging.Filter):
