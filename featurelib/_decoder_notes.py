@@ -80,7 +80,47 @@ def open_quietly(source, name):
         if handle.format == "MP3":
             with quiet_decoder_notes(not named):
                 handle = exact_length(handle, source, open_file)
+        elif handle._info.frames >= UNKNOWN_FRAMES:
+            handle = counted_stream(handle, source, open_file)
     return handle, named or handle.format == "MP3"
+
+
+# libsndfile's frame count for a stream whose header leaves its length out: SF_COUNT_MAX
+UNKNOWN_FRAMES = 1 << 62
+
+
+def counted_stream(handle, source, open_file):
+    """``handle`` of a stream whose header does not give its length (a FLAC written to a pipe
+    or by a recorder that never came back to fill STREAMINFO in: libsndfile reports 2**63 - 1
+    frames and fails every seek in it), reopened as a stream that reads from the start without
+    seeking, its ``frames`` counted by one pass of decoding.
+
+    python-soundfile seeks after every read of a seekable file, so such a file failed its first
+    read ("Internal psf_fseek() failed"); marked unseekable it reads sequentially, and readers
+    that need a position read up to it (as for GSM 6.10). A source that cannot go back to its
+    start (a pipe) is left as it is.
+    """
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        seek = getattr(source, "seek", None)
+        if seek is None or not getattr(source, "seekable", lambda: False)():
+            return handle
+    handle._info.seekable = 0  # soundfile reads without seeking
+    count = 0
+    try:
+        while True:
+            block = handle.read(1 << 16, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            count += block.shape[0]
+    finally:
+        handle.close()
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        source.seek(0)
+    handle = open_file(source)
+    handle._info.seekable = 0
+    handle.exact_frames = count
+    handle.length_exact = True
+    return handle
 
 
 def _capture_fd() -> int:

@@ -474,3 +474,90 @@ def test_a_folder_search_passes_over_macos_appledouble_files(tmp_path, capsys):
     files, failures = read_tables(tmp_path / "out")
     assert [os.path.basename(p) for p in files.column("path").to_pylist()] == ["take1.wav"]
     assert [os.path.basename(p) for p in failures.column("path").to_pylist()] == ["._notes.wav"]
+
+
+# ---------------------------------------------------------------- a FLAC without its length
+
+
+def _flac_without_length(path, y, sr):
+    """``y`` as FLAC with STREAMINFO's total-samples field 0 ("unknown"), as an encoder writing
+    to a pipe leaves it: libsndfile then reports 2**63 - 1 frames and cannot seek to the end."""
+    sf.write(str(path), y, sr, format="FLAC")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first, at byte 8
+    data[8 + 13] &= 0xF0  # the 36-bit count: the low 4 bits of byte 13, then bytes 14-17
+    data[8 + 14:8 + 18] = bytes(4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _noise_tone(seconds, sr, seed=0):
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
+    """info counts the frames of a FLAC whose header does not give them (it read 2**63 - 1);
+    load reads it (its first read failed: "Internal psf_fseek() failed"), with an offset and
+    resampled too, and gives the samples of the same audio written whole; inspect reports it."""
+    import featurelib
+    from jobs.inspection import main as inspect_main
+
+    y = _noise_tone(2.5, 16000)
+    whole = tmp_path / "whole.flac"
+    sf.write(str(whole), y, 16000)
+    piped = _flac_without_length(tmp_path / "piped.flac", y, 16000)
+    assert sf.info(str(piped)).frames > 1 << 62
+    meta = featurelib.info(str(piped))
+    assert (meta.frames, meta.duration, meta.subtype) == (y.size, 2.5, "PCM_16")
+    for kwargs in ({}, {"sr": 22050}, {"offset": 0.7, "duration": 1.1}):
+        got, _ = featurelib.load(str(piped), **kwargs)
+        ref, _ = featurelib.load(str(whole), **kwargs)
+        assert got.shape == ref.shape and np.array_equal(got, ref), kwargs
+    with open(piped, "rb") as handle:  # a file object: counted, then read from its start again
+        got, _ = featurelib.load(handle)
+    assert np.array_equal(got, featurelib.load(str(whole))[0])
+    assert inspect_main(_inspect_args([str(piped)])) == 0
+    assert "2.500 s" in capsys.readouterr().out
+
+
+def _inspect_args(paths):
+    import argparse
+
+    from jobs.inspection import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(paths)
+
+
+def test_extract_of_flacs_without_their_length_equals_the_whole_files(tmp_path):
+    """The job planned 2**63 - 1 frames for such a file (160 billion hours) and never ended.
+    Now a short one, and long ones split into parts (at the store's rate; resampled from
+    44.1 kHz), give the very features of the same audio written with its length."""
+    import zarr
+    from test_extract_support import read_tables, run_cli, write_config
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, seconds, sr in (("short", 3.0, 16000), ("long16k", 50.0, 16000), ("long44k", 50.0, 44100)):
+        y = _noise_tone(seconds, sr, seed=len(name))
+        sf.write(str(corpus / f"{name}_whole.flac"), y, sr)
+        _flac_without_length(corpus / f"{name}_piped.flac", y, sr)
+    features = {"mfcc": {"n_mfcc": 13, "n_mels": 40}, "zero_crossing_rate": {}}
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=tmp_path / "out", features=features,
+                       compute={"batch_seconds": 20, "block_seconds": 10})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    assert failures.num_rows == 0 and files.num_rows == 6
+    group = zarr.open_group(str(tmp_path / "out" / "features.zarr"), mode="r")
+    rows = {os.path.basename(r["path"]): r for r in files.to_pylist()}
+    for name in ("short", "long16k", "long44k"):
+        whole, piped = rows[f"{name}_whole.flac"], rows[f"{name}_piped.flac"]
+        assert piped["duration_s"] == whole["duration_s"] and piped["n_frames"] == whole["n_frames"]
+        for feature in features:
+            a = group[feature][whole["frame_start"]:whole["frame_stop"]]
+            b = group[feature][piped["frame_start"]:piped["frame_stop"]]
+            assert np.array_equal(a, b), (name, feature)
