@@ -327,6 +327,7 @@ def _truncation_reason(handle) -> str | None:
 
 
 _DATA_ZERO = re.compile(r"^\s*data\s*:\s*0\s*$", re.M)
+_OGG_NO_END = "without an End-Of-Stream flag"
 
 
 def _no_frames_reason(handle) -> str:
@@ -344,6 +345,9 @@ def _no_frames_reason(handle) -> str:
         return (f"no audio frames: the header's 'data' chunk size is 0, yet the file is "
                 f"{int(length.group(1))} bytes long (a recording whose header was never finished; "
                 f"rewrite the header, e.g. sox --ignore-length IN.wav OUT.wav)")
+    if _OGG_NO_END in log:  # Vorbis: libsndfile takes the length from the last page
+        return ("truncated: the Ogg stream ends without its last page (a download or copy cut "
+                "short), so libsndfile finds no length and reads no samples")
     return "no audio frames (the file holds a header but no samples)"
 
 

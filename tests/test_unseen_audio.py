@@ -561,3 +561,24 @@ def test_extract_of_flacs_without_their_length_equals_the_whole_files(tmp_path):
             a = group[feature][whole["frame_start"]:whole["frame_stop"]]
             b = group[feature][piped["frame_start"]:piped["frame_stop"]]
             assert np.array_equal(a, b), (name, feature)
+
+
+def test_an_ogg_vorbis_cut_short_is_called_truncated(tmp_path):
+    """libsndfile takes an Ogg Vorbis file's length from its last page: one cut before any page
+    with a sample position reads as 0 frames, which was reported as "the file holds a header
+    but no samples". (Cut later, it reads up to its last whole page, as libsndfile does.)"""
+    import featurelib
+    from jobs.plan import probe
+
+    whole = tmp_path / "whole.ogg"
+    sf.write(str(whole), _noise_tone(3.0, 16000), 16000, format="OGG", subtype="VORBIS")
+    cut = tmp_path / "cut.ogg"
+    for fraction in (0.5, 0.4, 0.3, 0.2):  # a cut before the first page with a sample position
+        cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * fraction)])
+        if sf.info(str(cut)).frames == 0:
+            break
+    else:
+        pytest.skip("libvorbis paged this file so that every cut keeps a sample position")
+    for read in (featurelib.load, probe):
+        with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream ends without its last page"):
+            read(str(cut))
