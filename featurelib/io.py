@@ -179,6 +179,13 @@ def not_audio_hint(head: bytes) -> str | None:
         return "a JSON document, not audio (a failed download?)"
     if len(head) >= 16 and not head.strip(b"\x00"):
         return "only zero bytes where the header belongs (a file never written, or damaged)"
+    if head[:4] == b"RIFF" and head[8:16] == b"WAVEfmt " and len(head) >= 36:
+        import struct
+
+        _, channels, rate = struct.unpack_from("<HHI", head, 20)
+        if rate == 0 or channels == 0:
+            what = "a sample rate of 0 Hz" if rate == 0 else "0 channels"
+            return f"a WAV header that gives {what} (a damaged header)"
     return None
 
 

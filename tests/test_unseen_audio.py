@@ -582,3 +582,22 @@ def test_an_ogg_vorbis_cut_short_is_called_truncated(tmp_path):
     for read in (featurelib.load, probe):
         with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream ends without its last page"):
             read(str(cut))
+
+
+@pytest.mark.parametrize(("offset", "field", "said"), [
+    (24, "<I", "a sample rate of 0 Hz"), (22, "<H", "0 channels")])
+def test_a_wav_header_with_a_zero_rate_or_no_channels_says_so(tmp_path, offset, field, said):
+    """libsndfile refuses such a header with "Internal error : SF_INFO struct incomplete"."""
+    import struct
+
+    import featurelib
+    from jobs.plan import probe
+
+    path = tmp_path / "damaged.wav"
+    sf.write(str(path), _noise_tone(0.5, 16000), 16000)
+    data = bytearray(path.read_bytes())
+    struct.pack_into(field, data, offset, 0)
+    path.write_bytes(bytes(data))
+    for read in (featurelib.load, featurelib.info, probe):
+        with pytest.raises(featurelib.AudioDecodeError, match=f"a WAV header that gives {said}"):
+            read(str(path))
