@@ -209,9 +209,20 @@ def part_way_reason(exc) -> str:
 
 def _not_audio_reason(source, libsndfile_text: str) -> str:
     """The reason given for a file libsndfile would not open."""
-    hint = not_audio_hint(_head_of(source))
+    head = _head_of(source)
+    hint = not_audio_hint(head)
     if hint is not None:
         return f"not a readable audio file: {hint}"
+    if head.startswith(b"ID3") and isinstance(source, (str, bytes, os.PathLike)):
+        from .mpeg import scan
+
+        try:
+            found = scan(source)
+        except (OSError, ValueError):
+            found = True  # only a better reason; none is fine
+        if found is None:
+            return ("not a readable audio file: an ID3 tag with no MPEG audio frames after it "
+                    "(an empty or damaged MP3)")
     return f"not a readable audio file (libsndfile: {libsndfile_text})"
 
 

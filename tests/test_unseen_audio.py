@@ -601,3 +601,17 @@ def test_a_wav_header_with_a_zero_rate_or_no_channels_says_so(tmp_path, offset, 
     for read in (featurelib.load, featurelib.info, probe):
         with pytest.raises(featurelib.AudioDecodeError, match=f"a WAV header that gives {said}"):
             read(str(path))
+
+
+def test_an_mp3_that_is_only_an_id3_tag_says_so(tmp_path):
+    """An ID3 tag and nothing after it (a tagger's placeholder, a download cut after the tag):
+    libsndfile says "Format not recognised"."""
+    import featurelib
+    from jobs.plan import probe
+
+    path = tmp_path / "tag_only.mp3"
+    frame = b"TIT2" + (5).to_bytes(4, "big") + b"\x00\x00" + b"\x03abcd"
+    path.write_bytes(b"ID3\x04\x00\x00" + len(frame).to_bytes(4, "big") + frame)
+    for read in (featurelib.load, probe):
+        with pytest.raises(featurelib.AudioDecodeError, match="an ID3 tag with no MPEG audio frames"):
+            read(str(path))
