@@ -48,6 +48,7 @@ def _sound_file_class():
         whose header gives an estimate: featurelib.mpeg.exact_length)."""
 
         exact_frames = None
+        exact_seek = False  # seeks land on the very sample though seekable() is False
         length_exact = False  # an MP3's frames are known (a tag, or counted), not estimated
         owned = None  # a file object opened for this handle, closed with it
 
@@ -96,31 +97,53 @@ def counted_stream(handle, source, open_file):
     seeking, its ``frames`` counted by one pass of decoding.
 
     python-soundfile seeks after every read of a seekable file, so such a file failed its first
-    read ("Internal psf_fseek() failed"); marked unseekable it reads sequentially, and readers
-    that need a position read up to it (as for GSM 6.10). A source that cannot go back to its
-    start (a pipe) is left as it is.
+    read ("Internal psf_fseek() failed": libFLAC cannot seek to the end of a stream of unknown
+    length). Marked unseekable it reads sequentially; a seek inside the stream still lands on
+    the very sample (``exact_seek``: featurelib.io seeks it). The count of a local file is kept
+    for the process (by path, size and modification time): readers that open a file many times
+    (a plot's sampled spectra) count it once. A source that cannot go back to its start (a
+    pipe) is left as it is.
     """
     if not isinstance(source, (str, bytes, os.PathLike)):
         seek = getattr(source, "seek", None)
         if seek is None or not getattr(source, "seekable", lambda: False)():
             return handle
     handle._info.seekable = 0  # soundfile reads without seeking
-    count = 0
-    try:
-        while True:
-            block = handle.read(1 << 16, dtype="float32", always_2d=True)
-            if block.shape[0] == 0:
-                break
-            count += block.shape[0]
-    finally:
-        handle.close()
-    if not isinstance(source, (str, bytes, os.PathLike)):
-        source.seek(0)
-    handle = open_file(source)
-    handle._info.seekable = 0
+    key = _count_key(source)
+    count = _COUNTED.get(key) if key is not None else None
+    if count is None:
+        count = 0
+        try:
+            while True:
+                block = handle.read(1 << 16, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                count += block.shape[0]
+        finally:
+            handle.close()
+        if key is not None:
+            _COUNTED[key] = count
+        if not isinstance(source, (str, bytes, os.PathLike)):
+            source.seek(0)
+        handle = open_file(source)
+        handle._info.seekable = 0
     handle.exact_frames = count
     handle.length_exact = True
+    handle.exact_seek = True
     return handle
+
+
+_COUNTED: dict = {}  # (path, size, mtime_ns) -> frames counted by counted_stream
+
+
+def _count_key(source):
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return None
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return os.fsdecode(os.path.abspath(source)), st.st_size, st.st_mtime_ns
 
 
 def _capture_fd() -> int:

@@ -489,7 +489,7 @@ def _read_blocks(handle, frames: int, blocksize: int = 65536, dtype: str = "floa
 
 def _seek(handle, start: int) -> None:
     """Move to frame ``start``; in a codec libsndfile cannot seek in (GSM 6.10), by reading."""
-    if handle.seekable():
+    if handle.seekable() or getattr(handle, "exact_seek", False):
         handle.seek(start)
         return
     for _ in _read_blocks(handle, start):

@@ -520,6 +520,18 @@ def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
     assert np.array_equal(got, featurelib.load(str(whole))[0])
     assert inspect_main(_inspect_args([str(piped)])) == 0
     assert "2.500 s" in capsys.readouterr().out
+    # counted once per process (a plot opens the file for each of its sampled spectra), and
+    # read from inside by seeking, which lands on the very samples
+    from featurelib._decoder_notes import _COUNTED, _count_key
+
+    assert _COUNTED[_count_key(str(piped))] == y.size
+    from featurelib._decoder_notes import open_quietly
+
+    handle, _ = open_quietly(str(piped), str(piped))
+    with handle:
+        assert handle.exact_seek and not handle.seekable()
+        handle.seek(30000)
+        assert np.array_equal(handle.read(500, dtype="float32"), sf.read(str(whole), dtype="float32")[0][30000:30500])
 
 
 def _inspect_args(paths):
