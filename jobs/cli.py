@@ -84,7 +84,9 @@ def main(argv=None) -> int:
         print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"audiofeat {args.command}: interrupted", file=sys.stderr)
+        note = " (committed batches are kept: the same command goes on from them)" \
+            if args.command == "extract" else ""
+        print(f"audiofeat {args.command}: interrupted{note}", file=sys.stderr)
         return 130
 
 

@@ -1,17 +1,24 @@
-"""What a worker process logs: distributed's own noise at a clean shutdown, dropped.
+"""What a local worker process says and does at the end of a job: distributed's own noise
+dropped, and Ctrl-C left to the job.
 
 Kept free of heavy imports (only distributed, which a worker has): every local worker imports
 it when the job's cluster starts.
 
-distributed's ``Worker.close`` stops the heartbeat's timer, then closes its connections, so a
-heartbeat already in flight fails with "Stream is closed" and is logged as an ERROR with a
-traceback (dask/distributed#7192, #9032): about one local job in eight ended its clean run with
-one. Only that message, only while a worker of the process is closing, is dropped.
+- distributed's ``Worker.close`` stops the heartbeat's timer, then closes its connections, so a
+  heartbeat already in flight fails with "Stream is closed" and is logged as an ERROR with a
+  traceback (dask/distributed#7192, #9032): about one local job in eight ended its clean run
+  with one. Only that message, only while a worker of the process is closing, is dropped.
+- Ctrl-C on a terminal sends SIGINT to the whole process group: each worker process printed a
+  KeyboardInterrupt traceback from its event loop while the job itself stopped cleanly ("audiofeat
+  extract: interrupted", the cluster closed, committed batches kept). The workers ignore it; the
+  job that owns them closes them.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -46,10 +53,18 @@ def quiet_closing_heartbeat() -> None:
         log.addFilter(QuietClosingHeartbeat())
 
 
+def leave_interrupts_to_the_job() -> None:
+    """Ignore SIGINT in this (worker) process, from its main thread; elsewhere do nothing."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class QuietShutdown(WorkerPlugin):
-    """Installs :class:`QuietClosingHeartbeat` in every worker of a cluster."""
+    """In every worker of a job's local cluster: :class:`QuietClosingHeartbeat` and
+    :func:`leave_interrupts_to_the_job`."""
 
     name = "audiofeat-quiet-shutdown"
 
     def setup(self, worker) -> None:
         quiet_closing_heartbeat()
+        leave_interrupts_to_the_job()

@@ -95,6 +95,45 @@ def test_sigkill_then_rerun_equals_clean_run(corpus, moment, tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
+def test_ctrl_c_stops_cleanly_and_the_rerun_goes_on(corpus, tmp_path):
+    """Ctrl-C on a terminal sends SIGINT to the job's whole process group: the job says it was
+    interrupted (exit 130), no process prints a traceback (each worker printed a
+    KeyboardInterrupt from its event loop), none is left behind, and the same command then
+    finishes from the committed batches with the outputs of a clean run."""
+    import psutil
+
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
+                       features=FEATURES, compute=COMPUTE)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs", "extract", str(cfg)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert wait_for(lambda: _batches(out) >= 1 or proc.poll() is not None)
+        group = [p for p in psutil.process_iter(["pid"]) if _group_of(p.pid) == proc.pid]
+        if proc.poll() is not None:
+            pytest.skip("the job ended before the interrupt")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 130, err
+    assert "interrupted (committed batches are kept" in err and "Traceback" not in err, err
+    assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                    for p in group), timeout=30)
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert_same_outputs(corpus["clean"], out)
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def _spawn(args, log):
     return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=_env())
