@@ -67,6 +67,25 @@ def _exit_now(status: int) -> None:
         os._exit(status)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's cancel or time limit, a pod deleted), raised in the main
+    thread so that the job stops as on Ctrl-C: its cluster closed, what is committed kept."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM raises :class:`Terminated` in the main thread, where nothing else handles it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,6 +93,7 @@ def main(argv=None) -> int:
         print(f"audiofeat {args.command}: not available in this build", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(args._module)
+    _stop_cleanly_on_sigterm()
     try:
         status = int(module.main(args) or 0)
         if argv is None and getattr(module, "FAST_EXIT", False) \
@@ -83,11 +103,12 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         note = " (committed batches are kept: the same command goes on from them)" \
             if args.command == "extract" else ""
-        print(f"audiofeat {args.command}: interrupted{note}", file=sys.stderr)
-        return 130
+        how, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"audiofeat {args.command}: {how}{note}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

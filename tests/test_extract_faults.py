@@ -95,9 +95,15 @@ def test_sigkill_then_rerun_equals_clean_run(corpus, moment, tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_goes_on(corpus, tmp_path):
-    """Ctrl-C on a terminal sends SIGINT to the job's whole process group: the job says it was
-    interrupted (exit 130), no process prints a traceback (each worker printed a
+@pytest.mark.parametrize(("signum", "to_group", "said", "status"), [
+    (signal.SIGINT, True, "interrupted", 130),  # Ctrl-C on a terminal: the whole group
+    (signal.SIGTERM, False, "terminated", 143),  # kill, a batch scheduler's cancel
+], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, signum, to_group, said,
+                                                          status):
+    """Ctrl-C sends SIGINT to the job's whole process group; SIGTERM (kill, a scheduler's cancel)
+    killed the job at once, leaving its cluster to die with it. Either way the job says how it
+    stopped (exit 130 or 143), no process prints a traceback (each worker printed a
     KeyboardInterrupt from its event loop), none is left behind, and the same command then
     finishes from the committed batches with the outputs of a clean run."""
     import psutil
@@ -113,13 +119,16 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_goes_on(corpus, tmp_path):
         assert wait_for(lambda: _batches(out) >= 1 or proc.poll() is not None)
         group = [p for p in psutil.process_iter(["pid"]) if _group_of(p.pid) == proc.pid]
         if proc.poll() is not None:
-            pytest.skip("the job ended before the interrupt")
-        os.killpg(proc.pid, signal.SIGINT)
+            pytest.skip("the job ended before the signal")
+        if to_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
-    assert proc.returncode == 130, err
-    assert "interrupted (committed batches are kept" in err and "Traceback" not in err, err
+    assert proc.returncode == status, err
+    assert f"{said} (committed batches are kept" in err and "Traceback" not in err, err
     assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
                                     for p in group), timeout=30)
     result = run_cli("extract", cfg)
