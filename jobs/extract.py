@@ -1221,8 +1221,11 @@ def _lock(out):
         return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
     out = getattr(out, "location", out)
 
-    os.makedirs(out, exist_ok=True)
-    handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        os.makedirs(out, exist_ok=True)
+        handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:  # a parent that is a file, a read-only or missing mount, no permission
+        raise UsageError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

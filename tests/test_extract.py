@@ -13,6 +13,7 @@ import soundfile as sf
 import zarr
 from test_extract_support import (
     FEATURES,
+    REPO,
     make_corpus,
     read_tables,
     run_cli,
@@ -217,6 +218,15 @@ def test_bad_config_exits_2_and_names_the_key(tmp_path):
     missing.write_text(f"input: {tmp_path / 'nowhere'}\nout: {tmp_path / 'o'}\n")
     result = run_cli("extract", missing)
     assert result.returncode == 2 and "no such file or folder" in result.stderr
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
+    """--out under a file (or a missing mount): exit 2 with one line, not a traceback."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = run_cli("extract", REPO / "configs" / "example.yaml", "--out", a_file / "run")
+    assert result.returncode == 2, result.stderr
+    assert "cannot write the output folder" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_run_command_on_the_example_config(tmp_path):
