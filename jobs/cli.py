@@ -9,6 +9,7 @@ only) and import Dask, Zarr, scikit-learn... inside ``main``, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -76,14 +77,22 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """SIGTERM raises :class:`Terminated` in the main thread, where nothing else handles it."""
+@contextlib.contextmanager
+def _stop_cleanly_on_sigterm():
+    """Inside the block SIGTERM raises :class:`Terminated` in the main thread, where nothing
+    else handles it; the default comes back after (``main`` called from other Python code)."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv=None) -> int:
@@ -93,9 +102,9 @@ def main(argv=None) -> int:
         print(f"audiofeat {args.command}: not available in this build", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(args._module)
-    _stop_cleanly_on_sigterm()
     try:
-        status = int(module.main(args) or 0)
+        with _stop_cleanly_on_sigterm():
+            status = int(module.main(args) or 0)
         if argv is None and getattr(module, "FAST_EXIT", False) \
                 and sys.getprofile() is None and sys.gettrace() is None:  # no profiler/coverage
             _exit_now(status)

@@ -136,6 +136,16 @@ def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, sign
     assert_same_outputs(corpus["clean"], out)
 
 
+def test_main_called_from_python_leaves_sigterm_as_it_was(capsys):
+    """``jobs.cli.main`` turns SIGTERM into a clean stop only while a command runs."""
+    from jobs.cli import main
+
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert main(["inspect", str(REPO / "data" / "samples" / "7_theo_3.wav")]) == 0
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert "7_theo_3.wav" in capsys.readouterr().out
+
+
 def _group_of(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
