@@ -73,26 +73,45 @@ class Terminated(KeyboardInterrupt):
     thread so that the job stops as on Ctrl-C: its cluster closed, what is committed kept."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 @contextlib.contextmanager
-def _stop_cleanly_on_sigterm():
-    """Inside the block SIGTERM raises :class:`Terminated` in the main thread, where nothing
-    else handles it; the default comes back after (``main`` called from other Python code)."""
+def _stop_signals(*, to_the_end: bool = False):
+    """Inside the block Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` and SIGTERM
+    :class:`Terminated` in the main thread, the first time: while the job closes its cluster
+    after that, another is ignored (a second Ctrl-C used to break that clean-up with a traceback)
+    and a line says that Ctrl-\\ quits at once. Handlers someone else set are left alone, and
+    the previous ones come back after the block (``main`` called from Python code, tests), or
+    with ``to_the_end`` (the ``audiofeat`` command) after a stop, further ones stay ignored until
+    the process exits with its status."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    mine = [s for s, default in ours.items() if signal.getsignal(s) == default]
+    stopping: list = []
+
+    def stop(signum, frame):
+        if stopping:
+            if len(stopping) == 1:
+                stopping.append(signum)
+                try:
+                    print("audiofeat: stopping: closing the cluster (Ctrl-\\ quits at once)",
+                          file=sys.stderr, flush=True)
+                except RuntimeError:  # the main thread was writing to stderr itself
+                    pass
+            return
+        stopping.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    for s in mine:
+        signal.signal(s, stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s in mine:
+            signal.signal(s, signal.SIG_IGN if stopping and to_the_end else ours[s])
 
 
 def main(argv=None) -> int:
@@ -103,7 +122,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     module = importlib.import_module(args._module)
     try:
-        with _stop_cleanly_on_sigterm():
+        with _stop_signals(to_the_end=argv is None):
             status = int(module.main(args) or 0)
         if argv is None and getattr(module, "FAST_EXIT", False) \
                 and sys.getprofile() is None and sys.gettrace() is None:  # no profiler/coverage

@@ -95,12 +95,13 @@ def test_sigkill_then_rerun_equals_clean_run(corpus, moment, tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-@pytest.mark.parametrize(("signum", "to_group", "said", "status"), [
-    (signal.SIGINT, True, "interrupted", 130),  # Ctrl-C on a terminal: the whole group
-    (signal.SIGTERM, False, "terminated", 143),  # kill, a batch scheduler's cancel
-], ids=["ctrl-c", "sigterm"])
-def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, signum, to_group, said,
-                                                          status):
+@pytest.mark.parametrize(("signum", "to_group", "times", "said", "status"), [
+    (signal.SIGINT, True, 1, "interrupted", 130),  # Ctrl-C on a terminal: the whole group
+    (signal.SIGINT, True, 2, "interrupted", 130),  # and again while the job closes its cluster
+    (signal.SIGTERM, False, 1, "terminated", 143),  # kill, a batch scheduler's cancel
+], ids=["ctrl-c", "ctrl-c-twice", "sigterm"])
+def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, signum, to_group, times,
+                                                          said, status):
     """Ctrl-C sends SIGINT to the job's whole process group; SIGTERM (kill, a scheduler's cancel)
     killed the job at once, leaving its cluster to die with it. Either way the job says how it
     stopped (exit 130 or 143), no process prints a traceback (each worker printed a
@@ -120,10 +121,12 @@ def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, sign
         group = [p for p in psutil.process_iter(["pid"]) if _group_of(p.pid) == proc.pid]
         if proc.poll() is not None:
             pytest.skip("the job ended before the signal")
-        if to_group:
-            os.killpg(proc.pid, signum)
-        else:
-            proc.send_signal(signum)
+        for _ in range(times):
+            if to_group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+            time.sleep(0.1)
         _, err = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
@@ -136,13 +139,13 @@ def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, sign
     assert_same_outputs(corpus["clean"], out)
 
 
-def test_main_called_from_python_leaves_sigterm_as_it_was(capsys):
-    """``jobs.cli.main`` turns SIGTERM into a clean stop only while a command runs."""
+def test_main_called_from_python_leaves_the_signals_as_they_were(capsys):
+    """``jobs.cli.main`` handles SIGINT and SIGTERM its own way only while a command runs."""
     from jobs.cli import main
 
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert main(["inspect", str(REPO / "data" / "samples" / "7_theo_3.wav")]) == 0
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert "7_theo_3.wav" in capsys.readouterr().out
 
 
