@@ -112,13 +112,10 @@ def counted_stream(handle, source, open_file):
     key = _count_key(source)
     count = _COUNTED.get(key) if key is not None else None
     if count is None:
-        count = 0
+        from .io import _read_blocks
+
         try:
-            while True:
-                block = handle.read(1 << 16, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                count += block.shape[0]
+            count = sum(block.shape[0] for block in _read_blocks(handle, -1))
         finally:
             handle.close()
         if key is not None:

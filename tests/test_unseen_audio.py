@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from audio_factory import mp3_writable, write_audio, write_tone
+from audio_factory import mp3_writable, noise, tone, write_audio, write_tone
 
 needs_mp3 = pytest.mark.skipif(not mp3_writable(), reason="this libsndfile cannot write MP3")
 
@@ -492,9 +492,8 @@ def _flac_without_length(path, y, sr):
 
 
 def _noise_tone(seconds, sr, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    rng = np.random.default_rng(seed)
-    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    return (tone(sr, seconds, freq=330.0, amplitude=0.3)
+            + noise(sr, seconds, amplitude=0.06, seed=seed)).astype(np.float32)
 
 
 def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
@@ -502,7 +501,7 @@ def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
     load reads it (its first read failed: "Internal psf_fseek() failed"), with an offset and
     resampled too, and gives the samples of the same audio written whole; inspect reports it."""
     import featurelib
-    from jobs.inspection import main as inspect_main
+    from jobs.cli import main
 
     y = _noise_tone(2.5, 16000)
     whole = tmp_path / "whole.flac"
@@ -518,7 +517,7 @@ def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
     with open(piped, "rb") as handle:  # a file object: counted, then read from its start again
         got, _ = featurelib.load(handle)
     assert np.array_equal(got, featurelib.load(str(whole))[0])
-    assert inspect_main(_inspect_args([str(piped)])) == 0
+    assert main(["inspect", str(piped)]) == 0
     assert "2.500 s" in capsys.readouterr().out
     # counted once per process (a plot opens the file for each of its sampled spectra), and
     # read from inside by seeking, which lands on the very samples
@@ -532,16 +531,6 @@ def test_a_flac_without_its_length_is_read_whole(tmp_path, capsys):
         assert handle.exact_seek and not handle.seekable()
         handle.seek(30000)
         assert np.array_equal(handle.read(500, dtype="float32"), sf.read(str(whole), dtype="float32")[0][30000:30500])
-
-
-def _inspect_args(paths):
-    import argparse
-
-    from jobs.inspection import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(paths)
 
 
 def test_extract_of_flacs_without_their_length_equals_the_whole_files(tmp_path):
