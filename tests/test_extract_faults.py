@@ -112,10 +112,7 @@ def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, sign
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
                        features=FEATURES, compute=COMPUTE)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", "extract", str(cfg)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=_env(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = start_cli("extract", cfg)
     try:
         assert wait_for(lambda: _batches(out) >= 1 or proc.poll() is not None)
         group = [p for p in psutil.process_iter(["pid"]) if _group_of(p.pid) == proc.pid]

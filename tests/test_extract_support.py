@@ -112,9 +112,12 @@ def _env(extra=None):
 
 
 def start_cli(*argv, env=None) -> subprocess.Popen:
+    """``python -m jobs ARGV`` in a new process group, with Ctrl-C's default handling (a shell
+    without job control starts background commands with SIGINT ignored)."""
     return subprocess.Popen([sys.executable, "-m", "jobs", *map(str, argv)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=_env(env))
+                            start_new_session=True, env=_env(env),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def kill_group(proc: subprocess.Popen) -> None:
