@@ -324,6 +324,9 @@ def _truncation_reason(handle) -> str | None:
         log = handle.extra_info
     except Exception:  # noqa: BLE001 - some formats keep no log; nothing to learn then
         return None
+    ogg_cut = _ogg_cut_reason(handle, log)
+    if ogg_cut is not None:
+        return ogg_cut
     cut = [(label.strip(), int(declared), int(actual))
            for label, declared, actual in _SHOULD_BE.findall(log or "")
            if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
@@ -342,6 +345,62 @@ def _truncation_reason(handle) -> str | None:
     return (f"truncated: the header announces {declared} bytes in its '{label}' chunk "
             f"but the file holds {actual}")
     return None
+
+
+_OGG_LAST_PAGE_OPEN = "Last page lacks an end-of-stream bit"
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, segment table, body: 65,307 bytes
+
+
+def _ogg_ends_open(path) -> bool | None:
+    """Whether the last whole Ogg page of a local file lacks the end-of-stream flag (the stream
+    was cut short), from the file's last 128 KiB; None when no whole page is found there.
+
+    A page is whole when its header, segment table and body lie in the file: a cut leaves a
+    partial page after the last whole one, and bytes after a finished stream (a tag) leave its
+    last page, flagged, the last whole one.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 2 * _OGG_MAX_PAGE))
+            tail = handle.read()
+    except OSError:
+        return None
+    end_of_file = len(tail)
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        head = tail[at:at + 27]
+        if len(head) == 27 and head[4] == 0:
+            table = tail[at + 27:at + 27 + head[26]]
+            stop = at + 27 + head[26] + sum(table)
+            if len(table) == head[26] and stop <= end_of_file:
+                return not head[5] & 0x04
+        at = tail.rfind(b"OggS", 0, at)
+    return None
+
+
+def _ogg_cut_reason(handle, log: str | None = None) -> str | None:
+    """Why an Ogg stream is cut short: its last page lacks the end-of-stream flag (a download
+    or copy that stopped). libsndfile then takes the length from that page's position and
+    quietly decodes the part that is there (Opus), or reads nothing (Vorbis)."""
+    if str(handle.format) != "OGG":
+        return None
+    name = getattr(handle, "name", None)
+    open_end = _ogg_ends_open(name) if isinstance(name, (str, bytes)) and os.path.isfile(name) \
+        else None
+    if open_end is None:  # a file object or a URL: libsndfile's log says it (not always)
+        if log is None:
+            try:
+                log = handle.extra_info or ""
+            except Exception:  # noqa: BLE001
+                return None
+        open_end = _OGG_LAST_PAGE_OPEN in (log or "")
+    if not open_end:
+        return None
+    rate, frames = int(handle.samplerate), int(handle.frames)
+    held = f" (it holds only the first {frames / rate:.3f} s)" if rate > 0 and frames > 0 else ""
+    return ("truncated: the Ogg stream's last page has no end-of-stream flag, so the file was "
+            f"cut short{held}")
 
 
 _DATA_ZERO = re.compile(r"^\s*data\s*:\s*0\s*$", re.M)
@@ -444,6 +503,15 @@ def info(path) -> AudioInfo:
     """
     with _open_soundfile(path, block_size=HEADER_BLOCK_BYTES) as (handle, shown):
         return _info_from_handle(handle, shown)
+
+
+def header_and_cut(path) -> tuple[AudioInfo, str | None]:
+    """:func:`info`, and from the same read of the header why the file is cut short when the
+    header alone can tell beyond its frame count (an Ogg stream without its last page), else
+    None. What the extract job's planner reads per file."""
+    with _open_soundfile(path, block_size=HEADER_BLOCK_BYTES) as (handle, shown):
+        cut = _ogg_cut_reason(handle)
+        return _info_from_handle(handle, shown), cut
 
 
 def _check_arguments(sr, offset, duration, dtype):

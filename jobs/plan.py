@@ -240,11 +240,13 @@ def probe(path: str) -> PlannedFile:
         if fast is not None:
             return fast
     from featurelib.exceptions import AudioDecodeError
-    from featurelib.io import info, no_frames_reason
+    from featurelib.io import header_and_cut, no_frames_reason
 
-    meta = info(path)
+    meta, cut = header_and_cut(path)
     if meta.frames <= 0:  # cut short after its header, a size never filled in, or empty
         raise AudioDecodeError(path, no_frames_reason(path))
+    if cut is not None:  # an Ogg stream without its last page: it would decode partly
+        raise AudioDecodeError(path, cut)
     if "://" in path:
         import fsspec
 

@@ -581,8 +581,34 @@ def test_an_ogg_vorbis_cut_short_is_called_truncated(tmp_path):
     else:
         pytest.skip("libvorbis paged this file so that every cut keeps a sample position")
     for read in (featurelib.load, probe):
-        with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream ends without its last page"):
+        with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream"):
             read(str(cut))
+
+
+@pytest.mark.parametrize(("subtype", "sr", "channels"), [
+    ("OPUS", 48000, 1), ("OPUS", 48000, 2), ("VORBIS", 44100, 2)])
+def test_an_ogg_stream_cut_after_some_pages_is_refused(tmp_path, subtype, sr, channels):
+    """Cut after some of its pages, an Opus file opened with the length of its last whole page
+    and decoded that part without a word (a 5 s clip cut to 60 % stored as 2 s); a Vorbis one
+    read no samples. Its last whole page lacks the end-of-stream flag: every reader now refuses
+    it, and bytes after a finished stream (a tag) still leave it readable."""
+    import featurelib
+    from jobs.plan import probe
+
+    y = np.stack([_noise_tone(3.0, sr)] * channels, axis=-1)
+    whole = tmp_path / "whole.ogg"
+    sf.write(str(whole), y, sr, format="OGG", subtype=subtype)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ogg"
+    for fraction in (0.5, 0.75, 0.99):
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        for read in (featurelib.load, probe):
+            with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream's last page"):
+                read(str(cut))
+    tagged = tmp_path / "tagged.ogg"
+    tagged.write_bytes(data + b"TAG" + bytes(125))
+    assert featurelib.load(str(tagged), sr=None, mono=False)[0].shape[-1] == y.shape[0]
+    assert probe(str(tagged)).frames == y.shape[0]
 
 
 @pytest.mark.parametrize(("offset", "field", "said"), [
