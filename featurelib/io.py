@@ -351,32 +351,52 @@ _OGG_LAST_PAGE_OPEN = "Last page lacks an end-of-stream bit"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, segment table, body: 65,307 bytes
 
 
-def _ogg_ends_open(path) -> bool | None:
-    """Whether the last whole Ogg page of a local file lacks the end-of-stream flag (the stream
-    was cut short), from the file's last 128 KiB; None when no whole page is found there.
+def _last_whole_ogg_page_open(tail: bytes) -> bool | None:
+    """Whether the last whole Ogg page in ``tail`` (a file's last bytes) lacks the end-of-stream
+    flag; None when ``tail`` holds no whole page.
 
-    A page is whole when its header, segment table and body lie in the file: a cut leaves a
+    A page is whole when its header, segment table and body lie in ``tail``: a cut leaves a
     partial page after the last whole one, and bytes after a finished stream (a tag) leave its
     last page, flagged, the last whole one.
     """
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - 2 * _OGG_MAX_PAGE))
-            tail = handle.read()
-    except OSError:
-        return None
-    end_of_file = len(tail)
     at = tail.rfind(b"OggS")
     while at >= 0:
         head = tail[at:at + 27]
         if len(head) == 27 and head[4] == 0:
             table = tail[at + 27:at + 27 + head[26]]
-            stop = at + 27 + head[26] + sum(table)
-            if len(table) == head[26] and stop <= end_of_file:
+            if len(table) == head[26] and at + 27 + head[26] + sum(table) <= len(tail):
                 return not head[5] & 0x04
         at = tail.rfind(b"OggS", 0, at)
     return None
+
+
+def _ogg_ends_open(source) -> bool | None:
+    """Whether an Ogg file (a local path, or a seekable binary file object, left where it was)
+    was cut short: its last whole page lacks the end-of-stream flag. Reads the last 16 KiB,
+    then, if no whole page lies there, the last two pages' worth (128 KiB). None when unknown.
+    """
+    def verdict(handle):
+        size = handle.seek(0, os.SEEK_END)
+        for want in (16384, 2 * _OGG_MAX_PAGE):
+            handle.seek(max(0, size - want))
+            found = _last_whole_ogg_page_open(handle.read(want))
+            if found is not None or want >= size:
+                return found
+        return None
+
+    try:
+        if isinstance(source, (str, bytes)):
+            with open(source, "rb") as handle:
+                return verdict(handle)
+        if not getattr(source, "seekable", lambda: False)():
+            return None
+        position = source.tell()
+        try:
+            return verdict(source)
+        finally:
+            source.seek(position)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _ogg_cut_reason(handle, log: str | None = None) -> str | None:
@@ -386,9 +406,10 @@ def _ogg_cut_reason(handle, log: str | None = None) -> str | None:
     if str(handle.format) != "OGG":
         return None
     name = getattr(handle, "name", None)
-    open_end = _ogg_ends_open(name) if isinstance(name, (str, bytes)) and os.path.isfile(name) \
-        else None
-    if open_end is None:  # a file object or a URL: libsndfile's log says it (not always)
+    if isinstance(name, (str, bytes)) and not os.path.isfile(name):
+        name = None
+    open_end = _ogg_ends_open(name) if name is not None else None
+    if open_end is None:  # unreadable here: libsndfile's log sometimes says it
         if log is None:
             try:
                 log = handle.extra_info or ""

@@ -605,6 +605,9 @@ def test_an_ogg_stream_cut_after_some_pages_is_refused(tmp_path, subtype, sr, ch
         for read in (featurelib.load, probe):
             with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream's last page"):
                 read(str(cut))
+        with open(cut, "rb") as handle:  # a file object: read from it, and left where it was
+            with pytest.raises(featurelib.AudioDecodeError, match="truncated: the Ogg stream's last page"):
+                featurelib.load(handle)
     tagged = tmp_path / "tagged.ogg"
     tagged.write_bytes(data + b"TAG" + bytes(125))
     assert featurelib.load(str(tagged), sr=None, mono=False)[0].shape[-1] == y.shape[0]
