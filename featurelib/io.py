@@ -527,12 +527,12 @@ def info(path) -> AudioInfo:
 
 
 def header_and_cut(path) -> tuple[AudioInfo, str | None]:
-    """:func:`info`, and from the same read of the header why the file is cut short when the
-    header alone can tell beyond its frame count (an Ogg stream without its last page), else
-    None. What the extract job's planner reads per file."""
+    """:func:`info`, and from the same opening of the file the reason :func:`load` gives for a
+    file cut short (a chunk that announces more bytes than the file holds, an Ogg stream
+    without its last page), else None. What the extract job's planner reads per file: libsndfile
+    reports such a file's frames as those it holds and decodes them without a word."""
     with _open_soundfile(path, block_size=HEADER_BLOCK_BYTES) as (handle, shown):
-        cut = _ogg_cut_reason(handle)
-        return _info_from_handle(handle, shown), cut
+        return _info_from_handle(handle, shown), _truncation_reason(handle)
 
 
 def _check_arguments(sr, offset, duration, dtype):

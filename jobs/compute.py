@@ -250,9 +250,25 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return channel_mean(block)
 
 
+# Samples beyond this are refused: a power spectrum of n_fft samples of amplitude A reaches
+# (n_fft * A) ** 2, past float32's 3.4e38 for A = 1e12 only when n_fft > 2 ** 18. Float audio
+# is normally within +-1 (some tools write +-32768); a float file damaged in its sample data
+# (a few flipped bytes) reads values such as 8.5e37, whose features would all be inf or NaN.
+MAX_SAMPLE_MAGNITUDE = 1e12
+
+
 def _check_finite(y: np.ndarray, path: str):
-    if not np.isfinite(y).all():
+    """Refuse NaN or infinite samples, and samples so large that the features overflow."""
+    if y.size == 0:
+        return
+    lo, hi = float(np.min(y)), float(np.max(y))  # NaN and inf propagate: two passes, no copy
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DecodeError("NonFiniteAudio", "the audio contains NaN or infinite samples")
+    peak = max(hi, -lo)
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise DecodeError("SampleRange", f"samples reach {peak:.3g}, beyond +-{MAX_SAMPLE_MAGNITUDE:.0e} "
+                          "(float audio is normally within +-1): damaged sample data, whose "
+                          "spectra would overflow float32")
 
 
 def _fix_length(y: np.ndarray, n: int) -> np.ndarray:
@@ -358,7 +374,13 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
     import soundfile as sf
     import soxr
 
-    from featurelib.io import _frames_to_end, _libsndfile_text, _not_audio_reason, part_way_reason
+    from featurelib.io import (
+        _frames_to_end,
+        _libsndfile_text,
+        _not_audio_reason,
+        _truncation_reason,
+        part_way_reason,
+    )
 
     block, whole_pcm = None, False
     if subtype == "PCM_16" and "://" not in path:
@@ -375,6 +397,9 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                 raise DecodeError("NotAudio", _not_audio_reason(source, _libsndfile_text(exc))) from None
             with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
+                cut = _truncation_reason(handle)  # as featurelib.load (the plan checked it too)
+                if cut is not None:
+                    raise DecodeError("TruncatedFile", cut)
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:  # a damaged stream (lost sync, bad block, cut short)
             raise DecodeError("DecodeFailed", part_way_reason(exc)) from None

@@ -245,7 +245,7 @@ def probe(path: str) -> PlannedFile:
     meta, cut = header_and_cut(path)
     if meta.frames <= 0:  # cut short after its header, a size never filled in, or empty
         raise AudioDecodeError(path, no_frames_reason(path))
-    if cut is not None:  # an Ogg stream without its last page: it would decode partly
+    if cut is not None:  # cut short: libsndfile would decode the part that is there
         raise AudioDecodeError(path, cut)
     if "://" in path:
         import fsspec

@@ -192,8 +192,8 @@ def make_mixed_corpus(root) -> dict:
     Returns ``{"good": [paths...], "bad": {path: expected_stage}, "skipped": [paths...]}`` with
     absolute string paths, sorted. ``good`` files decode to finite audio; ``bad`` maps each broken
     file to the stage of the extract job that must report it: ``"probe"`` (header unreadable:
-    empty, not audio, header cut) or ``"decode"`` (header fine, samples not: NaN, inf, cut in the
-    data). ``skipped`` are things a folder scan must not take as audio (a text file, a folder
+    empty, not audio, header cut, or a header that announces more data than the file holds) or
+    ``"decode"`` (header fine, samples not: NaN, inf). ``skipped`` are things a folder scan must not take as audio (a text file, a folder
     named ``x.wav``). A symlink to a file in another folder is listed under its link path.
     """
     root = Path(root)
@@ -233,7 +233,7 @@ def make_mixed_corpus(root) -> dict:
     bad[write_empty(root / "empty.wav")] = "probe"
     bad[write_not_audio(root / "not_audio.wav")] = "probe"
     bad[write_truncated(root / "truncated_header.wav", where="header")] = "probe"
-    bad[write_truncated(root / "truncated_data.wav", where="data")] = "decode"
+    bad[write_truncated(root / "truncated_data.wav", where="data")] = "probe"
     bad[write_nan_wav(root / "nan.wav")] = "decode"
     bad[write_inf_wav(root / "inf.wav")] = "decode"
 

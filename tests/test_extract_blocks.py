@@ -329,8 +329,10 @@ def test_split_file_that_cannot_seek_exactly_equals_one_task(tmp_path, native, e
 
 
 def test_split_resampled_file_cut_short_fails_once(tmp_path):
-    """The pass that writes a split file's samples finds it cut short: the file fails once
-    (decode), its parts compute nothing, and the other files are there."""
+    """A long WAV cut in its sample data, which would be split and resampled: its header
+    announces more data than the file holds, so it fails once, in the plan's probe (as
+    featurelib.load refuses it), no part is computed, and the other files are there. (A file
+    cut after the plan is found by the pass that writes its samples: the FLAC test below.)"""
     from test_extract_support import read_tables, run_cli
 
     corpus = tmp_path / "corpus"
@@ -345,7 +347,8 @@ def test_split_resampled_file_cut_short_fails_once(tmp_path):
     files, failures = read_tables(tmp_path / "cut")
     assert [p.rsplit("/", 1)[1] for p in files.column("path").to_pylist()] == ["short.wav"]
     assert failures.column("path").to_pylist() == [str(path)]
-    assert failures.column("stage").to_pylist() == ["decode"]
+    assert failures.column("stage").to_pylist() == ["probe"]
+    assert failures.column("message")[0].as_py().startswith("truncated: the header announces")
 
 
 def _resampled_flac_plan(tmp_path, seconds=23, cut=None, noise=0.0):

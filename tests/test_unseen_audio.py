@@ -645,3 +645,55 @@ def test_an_mp3_that_is_only_an_id3_tag_says_so(tmp_path):
     for read in (featurelib.load, probe):
         with pytest.raises(featurelib.AudioDecodeError, match="an ID3 tag with no MPEG audio frames"):
             read(str(path))
+
+
+def test_load_and_extract_agree_on_files_cut_short_and_damaged_float_samples(tmp_path):
+    """A file cut short in its sample data (AIFF, AU, W64, ADPCM and GSM WAV) was refused by
+    featurelib.load ("the header announces N bytes ... the file holds M") yet stored by the job
+    as the part libsndfile read; a float WAV with a few damaged bytes (a sample of 8.5e37) was
+    stored with inf and NaN features (and a RuntimeWarning in the job's output). Now the job
+    refuses both, the first in its probe like load, and keeps float audio at +-32768 scale."""
+    from test_extract_support import read_tables, run_cli, write_config
+
+    import featurelib
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    y = _noise_tone(1.5, 16000)
+    refused = {}
+    for name, fmt, subtype in (("cut.aiff", "AIFF", "PCM_16"), ("cut.au", "AU", "PCM_16"),
+                               ("cut.w64", "W64", "PCM_24"), ("cut_ima.wav", "WAV", "IMA_ADPCM"),
+                               ("cut_ms.wav", "WAV", "MS_ADPCM")):
+        path = corpus / name
+        sf.write(str(path), y, 16000, format=fmt, subtype=subtype)
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.7)])
+        refused[name] = "probe"
+    path = corpus / "cut_gsm.wav"
+    sf.write(str(path), _noise_tone(1.5, 8000), 8000, subtype="GSM610")
+    path.write_bytes(path.read_bytes()[:-500])
+    refused[path.name] = "probe"
+    damaged = y.copy()
+    damaged[1000] = 8.5e37
+    sf.write(str(corpus / "damaged_float.wav"), damaged, 16000, subtype="FLOAT")
+    refused["damaged_float.wav"] = "decode"
+    sf.write(str(corpus / "loud_float.wav"), 32768 * y, 16000, subtype="FLOAT")  # a tool's scale
+    sf.write(str(corpus / "whole.aiff"), y, 16000, format="AIFF")
+
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=tmp_path / "out",
+                       features={"melspectrogram": {"n_mels": 40}, "rms": {}})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    stages = {os.path.basename(p): s for p, s in zip(failures.column("path").to_pylist(),
+                                                      failures.column("stage").to_pylist())}
+    assert stages == refused, failures.to_pandas()
+    messages = dict(zip(map(os.path.basename, failures.column("path").to_pylist()),
+                        failures.column("message").to_pylist()))
+    assert messages["damaged_float.wav"].startswith("samples reach 8.5e+37")
+    assert sorted(map(os.path.basename, files.column("path").to_pylist())) == ["loud_float.wav", "whole.aiff"]
+    for name, stage in refused.items():
+        if stage == "probe":  # the reason load gives, word for word
+            with pytest.raises(featurelib.AudioDecodeError) as caught:
+                featurelib.load(str(corpus / name))
+            assert messages[name] == caught.value.reason
