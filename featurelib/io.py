@@ -173,6 +173,16 @@ def not_audio_hint(head: bytes) -> str | None:
         return f"a WMA/ASF file, {_CONVERT}"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return f"a Matroska/WebM container, {_CONVERT}"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS: MPEG layer bits 00
+        return f"a raw AAC stream (ADTS), {_CONVERT}"
+    if head.startswith((b"#!AMR", b"#!AMR-WB")):
+        return f"an AMR voice recording (a phone's voice memo or call), {_CONVERT}"
+    if head.startswith(b"MThd"):
+        return "a MIDI file: note events, not recorded audio (render it to audio first)"
+    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")):
+        return "an archive (ZIP, 7z or RAR), not audio: unpack it first"
+    if head.startswith((b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh", b"\x28\xb5\x2f\xfd")):
+        return "a compressed file (gzip, xz, bzip2 or zstd), not audio: decompress it first"
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         return "an HTML or XML document, not audio (a failed download?)"
     if text.startswith((b"{", b"[")) and b'"' in text:

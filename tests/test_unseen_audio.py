@@ -418,6 +418,11 @@ _NOT_AUDIO = {  # name -> (first bytes, words of the reason)
     "never-written.flac": (bytes(4096), "only zero bytes"),
     "._take1.wav": (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64),
                     "AppleDouble"),
+    "aac-as.mp3": (b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(range(200)), "a raw AAC stream"),
+    "memo.wav": (b"#!AMR\n" + bytes(range(200)), "an AMR voice recording"),
+    "tune.wav": (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0" + bytes(100), "a MIDI file"),
+    "album.flac": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(200)), "an archive"),
+    "take.wav": (b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes(range(200)), "a compressed file"),
 }
 
 
