@@ -51,6 +51,7 @@ def _sound_file_class():
         exact_seek = False  # seeks land on the very sample though seekable() is False
         length_exact = False  # an MP3's frames are known (a tag, or counted), not estimated
         owned = None  # a file object opened for this handle, closed with it
+        cut_reason = None  # why featurelib refuses it though libsndfile reads part of it
 
         @property
         def frames(self):
@@ -83,6 +84,10 @@ def open_quietly(source, name):
                 handle = exact_length(handle, source, open_file)
         elif handle._info.frames >= UNKNOWN_FRAMES:
             handle = counted_stream(handle, source, open_file)
+        elif handle.format == "WAV":
+            from .wav import past_4gib
+
+            handle = past_4gib(handle, source, open_file)  # a file over 4 GiB read whole
     return handle, named or handle.format == "MP3"
 
 

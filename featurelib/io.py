@@ -334,7 +334,7 @@ def _truncation_reason(handle) -> str | None:
         log = handle.extra_info
     except Exception:  # noqa: BLE001 - some formats keep no log; nothing to learn then
         return None
-    ogg_cut = _ogg_cut_reason(handle, log)
+    ogg_cut = getattr(handle, "cut_reason", None) or _ogg_cut_reason(handle, log)
     if ogg_cut is not None:
         return ogg_cut
     cut = [(label.strip(), int(declared), int(actual))

@@ -14,10 +14,11 @@ samples per frame.
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 from dataclasses import dataclass
+
+from ._views import SplicedFile
 
 __all__ = ["MpegStream", "scan", "scan_bytes", "xing_frame", "TaggedStream"]
 
@@ -225,7 +226,7 @@ def xing_frame(stream: MpegStream) -> bytes:
     return bytes(frame)
 
 
-class TaggedStream(io.RawIOBase):
+class TaggedStream(SplicedFile):
     """A read-only view of an MPEG file with a Xing frame put before its first frame.
 
     What libsndfile reads instead of a Layer III file that has no length tag: mpg123 then takes
@@ -234,53 +235,8 @@ class TaggedStream(io.RawIOBase):
     """
 
     def __init__(self, path, stream: MpegStream):
-        super().__init__()
-        self.name = os.fsdecode(path)
-        self._fd = os.open(path, os.O_RDONLY)
-        size = os.fstat(self._fd).st_size
-        tag = xing_frame(stream)
-        # (start in this view, length, file offset or the bytes themselves)
-        first = stream.first_frame
-        self._parts = [(0, first, 0), (first, len(tag), tag), (first + len(tag), size - first, first)]
-        self._size = size + len(tag)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        view = memoryview(buffer).cast("B")
-        done = 0
-        while done < len(view) and self._pos < self._size:
-            start, length, source = next(p for p in self._parts if p[0] <= self._pos < p[0] + p[1])
-            inside = self._pos - start
-            count = min(len(view) - done, length - inside)
-            if isinstance(source, bytes):
-                chunk = source[inside:inside + count]
-            else:
-                chunk = os.pread(self._fd, count, source + inside)
-                if not chunk:
-                    break
-            view[done:done + len(chunk)] = chunk
-            done += len(chunk)
-            self._pos += len(chunk)
-        return done
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
+        tag, first = xing_frame(stream), stream.first_frame
+        super().__init__(path, [(first, 0), (len(tag), tag), (os.path.getsize(path) - first, first)])
 
 
 def exact_length(handle, source, open_file):

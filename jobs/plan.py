@@ -216,8 +216,8 @@ def wav_header(path: str) -> PlannedFile | None:
             subtype = _WAV_SUBTYPES.get((tag, bits))
             if subtype is None or channels < 1 or rate < 1 or align != channels * (bits // 8):
                 return None
-            if chunk == 0 or chunk % align or body + chunk > size:
-                return None
+            if chunk == 0 or chunk % align or body + chunk > size or size >= 1 << 32:
+                return None  # (over 4 GiB, a size may have wrapped: featurelib.wav reads it)
             frames = chunk // align
             return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format="WAV",
                                subtype=subtype, sample_rate=rate, channels=channels,

@@ -1,0 +1,110 @@
+"""RIFF/WAVE files over 4 GiB: their length, which their header cannot hold.
+
+A RIFF chunk's size is a 32-bit field, so a WAV file cannot say that it holds more than 4 GiB of
+samples (6 h 12 min of 16-bit stereo at 48 kHz, the length of a night's sleep recording). Tools
+that write one anyway leave the size wrapped around 2^32 (the true size minus a multiple of
+4 GiB) or a placeholder (0 or 0xFFFFFFFF); libsndfile, and with it librosa, then reads the first
+``size mod 4 GiB`` bytes and silently drops the rest: a 1 h 33 min recording read as 1 minute.
+RF64 and W64 exist for such files and libsndfile reads them whole.
+
+:func:`past_4gib` finds such a file and opens its data chunk again, as headerless samples of the
+header's rate, channels and encoding, to the end the file really has.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._views import SplicedFile
+
+__all__ = ["FOUR_GIB", "data_chunk", "past_4gib"]
+
+FOUR_GIB = 1 << 32
+# libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)
+_BYTES_PER_SAMPLE = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3,
+                     "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+_TRAILING_CHUNKS = 1 << 20  # bytes after the samples that still count as chunks (LIST, id3, ...)
+
+
+def data_chunk(path) -> tuple[int, int] | None:
+    """``(offset of its first sample byte, size its header gives)`` of a RIFF/WAVE file's
+    ``data`` chunk, or None when ``path`` is not one or has no ``data`` chunk."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        position = 12
+        while True:
+            handle.seek(position)
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                return position + 8, size
+            position += 8 + size + (size & 1)
+
+
+def true_data_size(file_size: int, offset: int, declared: int) -> int | None:
+    """The data chunk's real size in a WAV file of ``file_size`` bytes whose ``data`` chunk starts
+    at ``offset`` and says ``declared``, when that says less than the file holds by 2 GiB or more
+    (wrapped past 2^32) or is a placeholder (0, 0xFFFFFFFF); None when ``declared`` stands.
+
+    Wrapped by whole multiples of 4 GiB with at most 1 MiB left after (trailing chunks), the
+    multiples are added back; otherwise (a recording cut short after the wrap) the samples run
+    to the end of the file.
+    """
+    if file_size < FOUR_GIB:
+        return None
+    rest = file_size - offset - declared
+    if declared not in (0, 0xFFFFFFFF) and rest < FOUR_GIB // 2:
+        return None
+    wraps, left = divmod(rest, FOUR_GIB)
+    if declared not in (0, 0xFFFFFFFF) and left <= _TRAILING_CHUNKS:
+        return declared + wraps * FOUR_GIB
+    return file_size - offset
+
+
+def past_4gib(handle, source, open_file):
+    """``handle`` (libsndfile's, of a WAV) or, for a local file over 4 GiB whose header cannot
+    give its length, a handle that reads all of its samples.
+
+    The replacement reads the ``data`` chunk's bytes to their real end (:func:`true_data_size`)
+    as headerless samples (libsndfile's RAW) and reports itself as the WAV it is. An encoding
+    that RAW cannot read (ADPCM, GSM: blocks, not samples) keeps libsndfile's handle, with
+    ``cut_reason`` set: featurelib refuses it rather than read part of it.
+    """
+    import soundfile as sf
+
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return handle
+    try:
+        file_size = os.path.getsize(source)
+        if file_size < FOUR_GIB:
+            return handle
+        found = data_chunk(source)
+    except OSError:
+        return handle
+    size = None if found is None else true_data_size(file_size, *found)
+    if size is None:
+        return handle
+    offset = found[0]
+    subtype, channels = str(handle.subtype), int(handle.channels)
+    if subtype not in _BYTES_PER_SAMPLE:
+        handle.cut_reason = (f"a WAV file over 4 GiB ({file_size / 2**30:.1f} GiB) whose header "
+                             f"cannot give its length, in {subtype}, which featurelib can read "
+                             "only as far as the header says: convert it (e.g. sox --ignore-length "
+                             "IN.wav OUT.flac)")
+        return handle
+    size -= size % (channels * _BYTES_PER_SAMPLE[subtype])
+    view = SplicedFile(source, [(size, offset)])
+    try:
+        whole = open_file(view, samplerate=int(handle.samplerate), channels=channels, format="RAW",
+                          subtype=subtype, endian="LITTLE")
+    except Exception:  # noqa: BLE001 - libsndfile's handle reads at least the header's part
+        view.close()
+        return handle
+    whole._info.format = sf._formats["WAV"] | sf._subtypes[subtype]  # it is the WAV it was
+    whole.owned, whole.length_exact = view, True
+    handle.close()
+    return whole
