@@ -13,7 +13,7 @@ import contextlib
 import importlib
 import sys
 
-from jobs.errors import EXIT_USAGE, UsageError
+from jobs.errors import EXIT_OUTPUT, EXIT_USAGE, OutputError, UsageError, storage_error
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -131,6 +131,17 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as exc:
+        print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except OSError as exc:  # a full or read-only output anywhere else: one line, not a traceback
+        full = storage_error(exc)
+        if full is None:
+            raise
+        note = " (committed batches are kept: the same command goes on from them)" \
+            if args.command == "extract" else ""
+        print(f"audiofeat {args.command}: error: {full} ({exc}){note}", file=sys.stderr)
+        return EXIT_OUTPUT
     except KeyboardInterrupt as exc:
         note = " (committed batches are kept: the same command goes on from them)" \
             if args.command == "extract" else ""

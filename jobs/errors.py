@@ -2,12 +2,53 @@
 
 from __future__ import annotations
 
-__all__ = ["UsageError", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
+import errno
+import re
+
+__all__ = ["UsageError", "OutputError", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
+           "EXIT_OUTPUT"]
 
 EXIT_OK = 0  # every input done
 EXIT_SOME_FAILED = 1  # finished, but some inputs failed (see failures.parquet)
 EXIT_USAGE = 2  # bad usage or configuration
+EXIT_OUTPUT = 3  # the output could not be written (disk full, quota, read-only): nothing is lost
 
 
 class UsageError(Exception):
     """Bad usage, configuration or state: the CLI prints the message on one line and exits 2."""
+
+
+class OutputError(Exception):
+    """The run's output cannot be written (its disk is full, a quota is reached, it turned
+    read-only): no file's fault, so the job stops rather than fail every file; the CLI prints
+    the message on one line and exits 3."""
+
+
+# what a full or read-only output looks like, as an OSError or as the text of one that crossed
+# a process boundary (a worker's exception reaches the job as its type and message only)
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the output's device",
+                   errno.EDQUOT: "the output's disk quota is exceeded",
+                   errno.EROFS: "the output's file system is read-only"}
+_STORAGE_TEXT = re.compile(r"errno (28|122|30)\b|No space left on device|Disk quota exceeded|"
+                           r"Read-only file system", re.IGNORECASE)
+_TEXT_ERRNO = {"28": errno.ENOSPC, "122": errno.EDQUOT, "30": errno.EROFS,
+               "no space left on device": errno.ENOSPC, "disk quota exceeded": errno.EDQUOT,
+               "read-only file system": errno.EROFS}
+
+
+def storage_error(exc: BaseException | str | None) -> str | None:
+    """Why ``exc`` (an exception, its chain, or an error's text) says that the output cannot be
+    written, in words; None when it says something else."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return _STORAGE_ERRNOS[exc.errno]
+        found = _STORAGE_TEXT.search(str(exc))
+        if found:
+            key = (found.group(1) or found.group(0)).lower()
+            return _STORAGE_ERRNOS[_TEXT_ERRNO[key]]
+        if isinstance(exc, str):
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -1008,6 +1008,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     from distributed import as_completed
 
     from jobs.compute import FeatureSet
+    from jobs.errors import OutputError, storage_error
     from jobs.plan import MAX_SCRATCH_BYTES, PackedBatch, native_ranges, splits_exactly
     from jobs.progress import Progress
 
@@ -1072,6 +1073,15 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 - the batch's files become failures
+            full = storage_error(exc)
+            if full is not None:  # no file's fault: stop, lose nothing, go on later
+                client.cancel([*futures, *part_audio])
+                progress.close()
+                kept = sum(1 for s in summaries if s.get("committed")) + len(done)
+                raise OutputError(
+                    f"{full} ({' '.join(str(exc).split())}): the job stopped; {kept} of "
+                    f"{len(plan.batches)} batches are committed and kept. Free space (or choose "
+                    "another --out) and run the same command again: it goes on from them") from exc
             stage = getattr(exc, "stage", "compute")
             batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
             progress.update(len(batch.files), audio_left, failed=len(batch.files))
@@ -1368,7 +1378,11 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
                    "tables": tables}
             index = files_index(cfg, plan, meta, pending)
-            summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index)
+            try:
+                summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index)
+            except BaseException:  # stopped (a full disk, Ctrl-C): no half-written index left
+                index.abort()
+                raise
             cluster_info["audio_hours_per_s"] = rate
             del warming
             t = mark("extract_s", t)

@@ -18,6 +18,7 @@ in the options are never part of :attr:`OutDir.display` (what messages and manif
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -392,3 +393,13 @@ class TableWriter:
             os.replace(self.partial, self.od._path(self.rel))
         else:
             self.od.write_bytes(self.rel, self.sink.getvalue().to_pybytes())
+
+    def abort(self) -> None:
+        """Drop what was written (a job that stops: the next run writes the table anew)."""
+        try:
+            self.writer.close()
+        except OSError:  # a full disk fails the close too: the partial file goes anyway
+            pass
+        if self.partial is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.partial)

@@ -583,6 +583,10 @@ class FilesIndex:
         self.writer.write(redact_column(pa.concat_tables(self.buffer), "path"))
         self.buffer, self.buffered = [], 0
 
+    def abort(self) -> None:
+        """Stop without writing files.parquet (the job stopped; the next run indexes anew)."""
+        self.writer.abort()
+
     def finish(self, extra_failures: list[dict]):
         """Write the rest; returns ``(files written, failures table, audio seconds)``."""
         import pyarrow as pa

@@ -8,6 +8,10 @@ it when the job's cluster starts.
   heartbeat already in flight fails with "Stream is closed" and is logged as an ERROR with a
   traceback (dask/distributed#7192, #9032): about one local job in eight ended its clean run
   with one. Only that message, only while a worker of the process is closing, is dropped.
+- A batch that cannot be written because the output's disk is full (or over quota, or
+  read-only) fails with that error in every worker, each time logged as "Compute Failed" with a
+  traceback, before and while the job stops with one line that says so (exit 3): those
+  messages are dropped; any other failed task is still logged.
 - Ctrl-C on a terminal sends SIGINT to the whole process group: each worker process printed a
   KeyboardInterrupt traceback from its event loop while the job itself stopped cleanly ("audiofeat
   extract: interrupted", the cluster closed, committed batches kept). The workers ignore it; the
@@ -53,6 +57,28 @@ def quiet_closing_heartbeat() -> None:
         log.addFilter(QuietClosingHeartbeat())
 
 
+class QuietStorageFailures(logging.Filter):
+    """Drops "Compute Failed" for a task that failed because the output is full or read-only
+    (``jobs.errors.storage_error``): the job reports it, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed"):
+            return True
+        try:
+            from jobs.errors import storage_error
+
+            return storage_error(record.getMessage()) is None
+        except Exception:  # noqa: BLE001 - a logging filter must never raise
+            return True
+
+
+def quiet_storage_failures() -> None:
+    """Install :class:`QuietStorageFailures` on this process's ``distributed.worker`` logger."""
+    log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, QuietStorageFailures) for f in log.filters):
+        log.addFilter(QuietStorageFailures())
+
+
 def leave_interrupts_to_the_job() -> None:
     """Ignore SIGINT in this (worker) process, from its main thread; elsewhere do nothing."""
     if threading.current_thread() is threading.main_thread():
@@ -60,11 +86,12 @@ def leave_interrupts_to_the_job() -> None:
 
 
 class QuietShutdown(WorkerPlugin):
-    """In every worker of a job's local cluster: :class:`QuietClosingHeartbeat` and
-    :func:`leave_interrupts_to_the_job`."""
+    """In every worker of a job's local cluster: :class:`QuietClosingHeartbeat`,
+    :class:`QuietStorageFailures` and :func:`leave_interrupts_to_the_job`."""
 
     name = "audiofeat-quiet-shutdown"
 
     def setup(self, worker) -> None:
         quiet_closing_heartbeat()
+        quiet_storage_failures()
         leave_interrupts_to_the_job()

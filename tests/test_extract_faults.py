@@ -136,6 +136,71 @@ def test_a_stopped_job_ends_cleanly_and_the_rerun_goes_on(corpus, tmp_path, sign
     assert_same_outputs(corpus["clean"], out)
 
 
+def _tmpfs(where, kib: int) -> bool:
+    """Mount a tmpfs of ``kib`` KiB at ``where`` (root only); False where that cannot be done."""
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def test_a_full_disk_stops_the_job_and_the_rerun_goes_on(corpus, tmp_path):
+    """The output's disk fills up part-way: every batch after that would fail, and the index
+    could not be written either. The job stops at once with one line that says so (exit 3; it
+    printed a Python traceback after a worker's "Compute Failed" log per batch and retry), the
+    committed batches stay, and once there is room the same command finishes with the outputs
+    of a clean run."""
+    size = sum(f.stat().st_size for f in corpus["clean"].rglob("*") if f.is_file())
+    mnt = tmp_path / "disk"
+    if not _tmpfs(mnt, max(64, size // 2 // 1024)):
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    try:
+        out = mnt / "out"
+        cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
+                           features=FEATURES, compute=COMPUTE)
+        result = run_cli("extract", cfg)
+        assert result.returncode == 3, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith("audiofeat extract: error: no space left on the output's device"), lines
+        assert "Traceback" not in result.stderr and "Compute Failed" not in result.stderr, result.stderr
+        kept = _batches(out)
+        assert 0 < kept < corpus["n_batches"], kept
+        assert f"{kept} of {corpus['n_batches']} batches are committed and kept" in lines[-1]
+        subprocess.run(["mount", "-o", f"remount,size={4 * size // 1024 + 1024}k", str(mnt)], check=True)
+        result = run_cli("extract", cfg)
+        assert result.returncode == 0, result.stderr
+        assert_same_outputs(corpus["clean"], out)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_storage_error_reads_errors_their_chain_and_their_text():
+    """A worker's exception reaches the job as its type and text: both forms are read."""
+    import errno
+
+    from jobs.errors import storage_error
+    from jobs.extract import BatchError
+
+    assert storage_error(OSError(errno.ENOSPC, "No space left on device")) == "no space left on the output's device"
+    assert storage_error(OSError(errno.EDQUOT, "Disk quota exceeded")) == "the output's disk quota is exceeded"
+    assert storage_error(OSError(errno.EROFS, "Read-only file system")) == "the output's file system is read-only"
+    try:  # the job's own wrapping: the cause is the OSError
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise BatchError("write", "OSError", "could not write") from exc
+    except BatchError as wrapped:
+        assert storage_error(wrapped) == "no space left on the output's device"
+    assert storage_error(BatchError("write", "OSError", "[Errno 28] No space left on device")) is not None
+    assert storage_error("Error writing bytes to file. Detail: [errno 28] No space left on device") is not None
+    assert storage_error(OSError(errno.ENOENT, "No such file or directory")) is None
+    assert storage_error(ValueError("a sample rate of 0 Hz")) is None
+    assert storage_error("decoding failed part-way (flac decoder lost sync)") is None
+
+
 def test_main_called_from_python_leaves_the_signals_as_they_were(capsys):
     """``jobs.cli.main`` handles SIGINT and SIGTERM its own way only while a command runs."""
     from jobs.cli import main
