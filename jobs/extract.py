@@ -274,8 +274,11 @@ def _write(out, arrays, start, timings):
     timings["write_s"] += time.perf_counter() - t0
 
 
-def _extract_files(batch, job, fs, xp, timings):
-    """A batch of whole files: decode each, compute in padded groups, fill the region."""
+def _extract_files(batch, job, fs, xp, timings, guard=None):
+    """A batch of whole files: decode each, compute in padded groups, fill the region.
+
+    ``guard`` (a :class:`jobs.crashes.CrashGuard`) leaves out the files that crashed an earlier
+    attempt and marks each file while it is decoded."""
     import numpy as np
 
     from jobs.compute import (
@@ -285,6 +288,7 @@ def _extract_files(batch, job, fs, xp, timings):
         packed_moments,
         segment_buffers,
     )
+    from jobs.crashes import DECODER_CRASH
     from jobs.store import IndexRows
 
     dims = job["dims"]
@@ -330,8 +334,15 @@ def _extract_files(batch, job, fs, xp, timings):
         timings["index_s"] += time.perf_counter() - t0
 
     group, longest = [], 0
-    for f in batch.files:  # sorted by length
+    crashed = guard.crashed if guard is not None else {}
+    for i, f in enumerate(batch.files):  # sorted by length
+        if f.path in crashed:
+            failures.append({"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
+                             "message": crashed[f.path]})
+            continue
         t0, r0 = time.perf_counter(), timings["resample_s"]
+        if guard is not None:
+            guard.reading(i)
         try:
             y = decode(f.path, sr=fs.sr, expected_frames=f.frames, timings=timings, subtype=f.subtype)
             if y.shape[0] != f.n_samples:
@@ -342,6 +353,8 @@ def _extract_files(batch, job, fs, xp, timings):
             continue
         finally:  # decode_s excludes the resampling, counted apart
             timings["decode_s"] += time.perf_counter() - t0 - (timings["resample_s"] - r0)
+            if guard is not None:
+                guard.reading(None)
         n_frames = 1 + y.shape[0] // fs.hop_length
         if group and (len(group) + 1) * max(longest, n_frames) > MAX_BUFFER_FRAMES:
             run_group(group)
@@ -511,7 +524,7 @@ def _long_failure(f, exc: BaseException) -> dict:
     return _fail_row(f, stage, exc)
 
 
-def _extract_long(batch, job, fs, xp, timings):
+def _extract_long(batch, job, fs, xp, timings, guard=None):
     """One long file in one task, streamed: computed in pieces of at most MAX_BUFFER_FRAMES
     frames, written in blocks of whole chunks.
 
@@ -521,12 +534,18 @@ def _extract_long(batch, job, fs, xp, timings):
     second pass over that file clamps them and writes them. The numbers are those of a whole
     pass (the clamp is an elementwise maximum).
     """
+    from jobs.crashes import DECODER_CRASH
     from jobs.store import IndexRows
 
     (f,) = batch.files
     dims = job["dims"]
+    if guard is not None and f.path in guard.crashed:
+        return IndexRows(dims), [{"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
+                                  "message": guard.crashed[f.path]}]
     later, keys = _spill_keys(fs)
     spill = None
+    if guard is not None:
+        guard.reading(0)  # the whole task reads this one file
     try:
         moments: dict = {}
         maxima: dict = {}
@@ -916,6 +935,7 @@ def extract_batch(batch, job: dict) -> dict:
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
     from jobs import store
+    from jobs.crashes import CrashGuard
     from jobs.plan import as_batch
 
     t_start = time.perf_counter()
@@ -925,13 +945,15 @@ def extract_batch(batch, job: dict) -> dict:
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    with _worker_dsp(job) as (fs, xp):
+    guard = CrashGuard(store.crash_root(job["out"]), batch.batch_id, [f.path for f in batch.files])
+    with _worker_dsp(job) as (fs, xp), guard:
         if batch.kind == "long":
-            rows, failures = _extract_long(batch, job, fs, xp, timings)
+            rows, failures = _extract_long(batch, job, fs, xp, timings, guard)
         else:
-            rows, failures = _extract_files(batch, job, fs, xp, timings)
+            rows, failures = _extract_files(batch, job, fs, xp, timings, guard)
     t0 = time.perf_counter()
     summary["committed"] = store.commit_batch(job["out"], batch.batch_id, rows, failures, job["dims"])
+    guard.done()
     timings["commit_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     summary["ok"], summary["failed"] = len(rows), len(failures)
@@ -1083,6 +1105,10 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
                     f"{len(plan.batches)} batches are committed and kept. Free space (or choose "
                     "another --out) and run the same command again: it goes on from them") from exc
             stage = getattr(exc, "stage", "compute")
+            if type(exc).__name__ == "KilledWorker":  # Dask's words name a task and a worker
+                exc = BatchError(stage, "KilledWorker", "every worker process that ran this "
+                                 "file's batch died (a crash in a decoder's C code, or out of "
+                                 "memory), and it was given up; see the workers' logs")
             batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
             progress.update(len(batch.files), audio_left, failed=len(batch.files))
             if index is not None:

@@ -217,6 +217,13 @@ def _batch_object(batch_id: int) -> str:
     return f".batches/{batch_id:06d}.parquet"
 
 
+def crash_root(out) -> str | None:
+    """Where a batch's attempts leave their breadcrumbs (:mod:`jobs.crashes`): the local run
+    folder's ``.batches``; None on an object store."""
+    od = as_outdir(out)
+    return None if od.is_url else os.path.join(od.location, ".batches")
+
+
 def is_committed(out, batch_id: int) -> bool:
     """Whether the batch's commit (folder, or object on a URL) exists."""
     od = as_outdir(out)

@@ -1,0 +1,98 @@
+"""A file that crashes the decoder: left out alone, its batch kept (jobs.crashes).
+
+A decoder crash (a segmentation fault in libsndfile or a codec it uses) killed the worker on
+every attempt at the batch; Dask then gave it up as KilledWorker and every file of the batch
+failed, with those of other batches queued on the dying workers: 80 of 121 files for one bad
+file. The job's crash is simulated where a real one happens, inside libsndfile's read, by a
+``sitecustomize`` that the test puts on the workers' path: reading a file whose name holds
+"segfault" dereferences a null pointer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import soundfile as sf
+from test_extract_support import REPO, copy_samples, read_tables, run_cli, write_config
+
+from jobs.crashes import CrashGuard
+
+CRASH_HOOK = textwrap.dedent('''
+    import os
+    if os.environ.get("AUDIOFEAT_TEST_CRASH"):
+        import soundfile
+
+        _read = soundfile.SoundFile.read
+
+        def read(self, *args, **kwargs):
+            if "segfault" in str(getattr(self, "name", "")):
+                import ctypes
+
+                ctypes.string_at(0)  # a segmentation fault, as in a decoder's C code
+            return _read(self, *args, **kwargs)
+
+        soundfile.SoundFile.read = read
+''')
+
+
+def test_a_crash_is_learned_and_a_kill_is_not(tmp_path):
+    """A process that dies of a segmentation fault while its breadcrumb names file 1 leaves a
+    report; the next attempt leaves file 1 out. A process killed from outside leaves none:
+    nothing is blamed."""
+    root = tmp_path / "batches"
+    paths = ["a.wav", "b.flac", "c.ogg"]
+    script = textwrap.dedent(f'''
+        import ctypes, os, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from jobs.crashes import CrashGuard
+        with CrashGuard({str(root)!r}, 7, {paths!r}) as guard:
+            guard.reading(0)
+            guard.reading(1)
+            if sys.argv[1] == "crash":
+                ctypes.string_at(0)
+            os.kill(os.getpid(), signal.SIGKILL)
+    ''')
+    killed = subprocess.run([sys.executable, "-c", script, "kill"], capture_output=True)
+    assert killed.returncode == -9
+    assert CrashGuard(str(root), 7, paths).crashed == {}
+    crashed = subprocess.run([sys.executable, "-c", script, "crash"], capture_output=True)
+    assert crashed.returncode != 0
+    learned = CrashGuard(str(root), 7, paths).crashed
+    assert list(learned) == ["b.flac"] and "Segmentation fault" in learned["b.flac"]
+    with CrashGuard(str(root), 7, paths) as guard:  # an attempt that ends well
+        guard.reading(2)
+        assert guard.crashed == learned
+    assert not (root / "reading-000007").exists()
+    guard.done()
+    assert CrashGuard(str(root), 7, paths).crashed == {}
+
+
+def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
+    """Two crashing files among 40 clips: each is left out with the reason, every other file is
+    extracted, and the job ends as a job with failures does (exit 1), without Dask's words."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 40)
+    rng = np.random.default_rng(0)
+    for name in ("segfault-1.flac", "segfault-2.flac"):
+        sf.write(corpus / name, (0.1 * rng.standard_normal(8000)).astype(np.float32), 8000)
+    sf.write(corpus / "fine.flac", (0.1 * rng.standard_normal(8000)).astype(np.float32), 8000)
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
+                       features={"mfcc": {"n_mfcc": 13}, "rms": {}}, compute={"workers": 2})
+    result = run_cli("extract", cfg, env={"AUDIOFEAT_TEST_CRASH": "1",
+                                          "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])})
+    assert result.returncode == 1, result.stderr
+    assert "KilledWorker" not in result.stderr + result.stdout
+    files, failures = read_tables(tmp_path / "out")
+    failed = dict(zip([p.rsplit("/", 1)[1] for p in failures.column("path").to_pylist()],
+                      failures.column("error_type").to_pylist()))
+    assert failed == {"segfault-1.flac": "DecoderCrash", "segfault-2.flac": "DecoderCrash"}
+    assert files.num_rows == 41
+    message = failures.column("message")[0].as_py()
+    assert message.startswith("the worker process crashed (Segmentation fault) while decoding")
