@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import sys
 
 from jobs.errors import EXIT_OUTPUT, EXIT_USAGE, OutputError, UsageError, storage_error
@@ -73,6 +74,42 @@ class Terminated(KeyboardInterrupt):
     thread so that the job stops as on Ctrl-C: its cluster closed, what is committed kept."""
 
 
+class _QuietInterruptedSync(logging.Filter):
+    """Drops the traceback distributed's ``sync`` leaves when Ctrl-C lands in a blocking client
+    call before the call's coroutine has begun: its ``cancel`` callback then reads a variable
+    not yet bound and the event loop logs ``NameError: cannot access free variable 'future'``
+    (distributed 2026.8, ``distributed.utils.sync``). Nothing was running to cancel; the job
+    stops as it should and says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, NameError) or "'future'" not in str(exc):
+            return True
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code if tb is not None else None
+        return not (code is not None and code.co_name == "cancel"
+                    and code.co_filename.replace("\\", "/").endswith("distributed/utils.py"))
+
+
+class _QuietStoppedGather(logging.Filter):
+    """Once the job is stopping: drops the scheduler's "Couldn't gather keys" for the results
+    the stopped job no longer waits for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Couldn't gather keys")
+
+
+def _quiet_stopping_logs() -> None:
+    """The log records a stopped job's own clean-up causes in this process, dropped."""
+    for name, kind in (("tornado.application", _QuietInterruptedSync),
+                       ("distributed.scheduler", _QuietStoppedGather)):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())
+
+
 @contextlib.contextmanager
 def _stop_signals(*, to_the_end: bool = False):
     """Inside the block Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` and SIGTERM
@@ -93,6 +130,7 @@ def _stop_signals(*, to_the_end: bool = False):
     stopping: list = []
 
     def stop(signum, frame):
+        _quiet_stopping_logs()
         if stopping:
             if len(stopping) == 1:
                 stopping.append(signum)
