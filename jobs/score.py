@@ -75,13 +75,32 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
+def _only_in(key: str, mine: dict, theirs: dict) -> bool:
+    """Whether the flattened setting ``key`` belongs to a feature of ``mine`` absent from
+    ``theirs``."""
+    parts = key.split(".")
+    return len(parts) >= 2 and parts[0] == "features" and parts[1] in mine and parts[1] not in theirs
+
+
 def check_compatible(meta: dict, store) -> None:
     """Refuse (UsageError, exit 2) a model trained on features computed differently from the
     store's, naming every setting that differs, or one whose input features are missing."""
     if meta.get("config_hash") != store.config_hash:
-        model_cfg, store_cfg = _flatten(meta.get("feature_config", {})), _flatten(store.feature_config)
-        missing = object()
+        model_feats = dict(meta.get("feature_config", {}).get("features", {}))
+        store_feats = dict(store.feature_config.get("features", {}))
         diffs = []
+        # a feature only one side has is named once, not setting by setting
+        for said, mine, theirs in (("the store lacks the model's features", model_feats, store_feats),
+                                   ("the store has features the model was not trained on",
+                                    store_feats, model_feats)):
+            alone = sorted(set(mine) - set(theirs))
+            if alone:
+                diffs.append(f"{said} {', '.join(alone)}")
+        model_cfg = {k: v for k, v in _flatten(meta.get("feature_config", {})).items()
+                     if not _only_in(k, model_feats, store_feats)}
+        store_cfg = {k: v for k, v in _flatten(store.feature_config).items()
+                     if not _only_in(k, store_feats, model_feats)}
+        missing = object()
         for key in sorted(set(model_cfg) | set(store_cfg)):
             a, b = model_cfg.get(key, missing), store_cfg.get(key, missing)
             if a != b:

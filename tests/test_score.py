@@ -198,3 +198,31 @@ def test_long_recording_gives_many_segments_and_batches_do_not_matter(scored, tm
     assert theo["true_label"] == "7" and pd.isna(theo["split"])
     events = small["events"][small["events"]["file_id"] == long_row["file_id"]]
     assert (events["end_s"] > events["start_s"]).all() and (events["n_segments"] >= 1).all()
+
+
+def test_a_model_of_other_features_is_refused_with_what_differs():
+    """A setting that differs is named with both values; a feature only one side has is named
+    once (it was listed setting by setting, up to twenty entries for a store of rms alone, and a
+    feature without settings, such as spectral_centroid, not at all)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from jobs.errors import UsageError
+    from jobs.score import check_compatible
+
+    model_fc = {"sr": 16000, "n_fft": 512, "features": {
+        "mfcc": {"n_mfcc": 20, "n_mels": 40}, "spectral_centroid": {}, "rms": {}}}
+    meta = {"config_hash": "a" * 64, "feature_config": model_fc}
+
+    def store(fc):
+        return SimpleNamespace(config_hash="b" * 64, feature_config=fc)
+
+    with pytest.raises(UsageError, match=r"sr: model 16000, store 22050$"):
+        check_compatible(meta, store({**model_fc, "sr": 22050}))
+    with pytest.raises(UsageError) as caught:
+        check_compatible(meta, store({"sr": 16000, "n_fft": 512, "features": {"rms": {}, "zero_crossing_rate": {}}}))
+    said = str(caught.value)
+    assert said.endswith("the store lacks the model's features mfcc, spectral_centroid; the store has "
+                         "features the model was not trained on zero_crossing_rate"), said
+    assert "n_mfcc" not in said
