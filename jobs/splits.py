@@ -96,9 +96,13 @@ def explicit_split(groups: pd.Series, test_values: list[str]) -> pd.Series:
 
 def split_files(labelled: pd.DataFrame, config: SplitConfig) -> pd.Series:
     """``train``/``test`` for each labelled row (``label`` not None) of ``labelled``."""
+    if labelled.empty:
+        raise UsageError("the store holds no files (every input failed, or none was found: see "
+                         "failures.parquet): nothing to train on")
     labelled = labelled[labelled["label"].notna()]
     if labelled.empty:
-        raise UsageError("no file has a label: nothing to train on")
+        raise UsageError("no file has a label (check labels: in the config against the file "
+                         "names): nothing to train on")
     labels = labelled["label"]
     if config.method == "stratified":
         split = stratified_split(labels, config.test_fraction, config.seed)

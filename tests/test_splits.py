@@ -63,6 +63,8 @@ def test_split_errors_name_the_problem(fsdd_like):
         split_files(fsdd_like, SplitConfig(method="explicit", group="index", test_values=["42"]))
     with pytest.raises(UsageError, match="no file has a label"):
         split_files(fsdd_like.assign(label=None), SplitConfig())
+    with pytest.raises(UsageError, match="the store holds no files"):  # every input failed
+        split_files(fsdd_like.iloc[:0], SplitConfig())
     with pytest.raises(ValueError, match="needs split.test_values"):
         SplitConfig(method="explicit", group="index")
 
