@@ -69,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with the rate to a power of two: 1024 at 16 kHz, 512 at 8 kHz)")
     parser.add_argument("--hop-length", type=int, default=None, metavar="H",
                         help="samples between frames (n_fft // 4)")
-    parser.add_argument("--n-mels", type=int, default=128, metavar="M", help="mel bands (128)")
+    parser.add_argument("--n-mels", type=int, default=None, metavar="M",
+                        help="mel bands (default: 128, or as many as the FFT's bins give each band "
+                             "at least one: fewer at a high rate with a short FFT, or a low rate)")
     parser.add_argument("--n-mfcc", type=int, default=20, metavar="K", help="MFCCs (20)")
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH_PX, metavar="PX",
                         help=f"image width in pixels ({DEFAULT_WIDTH_PX})")
@@ -184,6 +186,23 @@ def _envelope_streamed(path, start: int, count: int, n_cols: int):
     return lo, hi
 
 
+def fitting_n_mels(sr: float, n_fft: int, most: int = 128) -> int:
+    """The most mel bands, up to ``most``, of which none is empty: each band's triangle holds an
+    FFT bin (librosa warns "Empty filters detected" otherwise, and the picture shows blank rows:
+    128 bands over 0-192 kHz with 2,048-point FFTs at 384 kHz, or 0-500 Hz at 1 kHz)."""
+    import numpy as np
+
+    from featurelib.spectrum import _hz_to_mel, _mel_to_hz
+
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    for n in range(most, 1, -1):
+        edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0, False), _hz_to_mel(sr / 2, False), n + 2), False)
+        inside = np.searchsorted(bins, edges[2:], "left") - np.searchsorted(bins, edges[:-2], "right")
+        if np.all(inside > 0):
+            return n
+    return 1
+
+
 def default_n_fft(sr: float) -> int:
     """librosa's 2048 samples at 22.05 kHz (93 ms), the same duration or less at other rates,
     as a power of two between 256 and 2048."""
@@ -228,6 +247,8 @@ class FileAnalysis:
             n_fft = default_n_fft(self.sr)
         if hop_length is None:
             hop_length = max(n_fft // 4, 1)
+        if n_mels is None:
+            n_mels = fitting_n_mels(self.sr, n_fft)
         self.n_fft, self.hop_length, self.n_mels, self.n_mfcc = n_fft, hop_length, n_mels, n_mfcc
         self.kinds = kinds
         n_samples = int(round(self.window_s * self.sr))

@@ -302,10 +302,32 @@ def test_default_fft_length_follows_the_rate():
 
 def test_library_warnings_become_one_note_line(audio, tmp_path, capsys):
     out = tmp_path / "narrow.png"
-    assert plot(audio["stereo"], "--kind", "mel", "--n-fft", "256", "-o", out) == 0
+    assert plot(audio["stereo"], "--kind", "mel", "--n-fft", "256", "--n-mels", "128", "-o", out) == 0
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("audiofeat plot: note: Empty filters")
     check_png(out, expected_size(1, plotting.DEFAULT_WIDTH_PX))
+
+
+def test_default_mel_bands_leave_none_empty(audio, tmp_path, capsys):
+    """128 bands, unless the FFT's bins are too coarse for that many (a short FFT, or 384 kHz
+    with its 2,048-point default): then as many as leave no band empty, and no note."""
+    assert plotting.fitting_n_mels(16000, 1024) == 128
+    assert plotting.fitting_n_mels(384000, 2048) == 64 and plotting.fitting_n_mels(192000, 2048) == 114
+    out = tmp_path / "narrow.png"
+    assert plot(audio["stereo"], "--kind", "mel", "--n-fft", "256", "-o", out) == 0
+    assert capsys.readouterr().err == ""
+    import warnings
+
+    import featurelib
+
+    sr = featurelib.info(audio["stereo"]).sample_rate
+    n = plotting.fitting_n_mels(sr, 256)
+    assert n < 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa's own check lets an empty first band pass
+        for bands, empty in ((n, False), (n + 1, True)):
+            basis = np.asarray(featurelib.mel_filters(sr=sr, n_fft=256, n_mels=bands))
+            assert bool((basis.max(axis=1) == 0).any()) is empty, bands
 
 
 def test_unseekable_codec_plots_from_an_offset(tmp_path):
