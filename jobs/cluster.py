@@ -492,12 +492,28 @@ def _use_forkserver(cluster: ClusterConfig) -> bool:
         dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "spawn"
 
 
+# multiprocessing's resource tracker (started with the first worker process) warns at the job's
+# end about the semaphores of worker processes that died without releasing them (a decoder
+# crash: jobs.crashes); it releases them itself, and the job reports the crash
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+def _quiet_resource_tracker() -> None:
+    """Start the resource tracker, when this process starts it, without that warning."""
+    import sys
+
+    if _QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(_QUIET_TRACKER)  # passed to the tracker's interpreter as -W
+
+
 def _start_forkserver(preload: tuple[str, ...]) -> None:
     """Set the fork server's preload list (once per process) and start it, not waiting for it."""
     import atexit
     import multiprocessing
     import sys
     from multiprocessing import forkserver
+
+    _quiet_resource_tracker()
 
     if "distributed.utils" in sys.modules:
         import distributed.utils
@@ -561,6 +577,24 @@ def _quiet_workers(client) -> None:
         pass
 
 
+# Worker deaths a task may cause before Dask gives it up (KilledWorker; Dask's default: 3). A
+# file that crashes its decoder kills one worker, and the batch's next attempt leaves it out
+# (jobs.crashes): a batch of length-sorted clips can hold several such files of one damaged
+# kind side by side, each costing one death.
+ALLOWED_WORKER_DEATHS = 10
+
+
+@contextlib.contextmanager
+def _allowed_deaths():
+    """The scheduler made inside the block gives a task :data:`ALLOWED_WORKER_DEATHS`, unless
+    the user's Dask config already allows more."""
+    import dask
+
+    key = "distributed.scheduler.allowed-failures"
+    with dask.config.set({key: max(int(dask.config.get(key, 3)), ALLOWED_WORKER_DEATHS)}):
+        yield
+
+
 @contextlib.contextmanager
 def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
                   security, preload: tuple[str, ...] = ()) -> Iterator:
@@ -577,7 +611,8 @@ def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, reso
         silence_logs=logging.ERROR, **cluster.lifetime_args())
     if sec is not None:
         kwargs.update(security=sec, protocol="tls://")
-    with _blas_env_for_nannies(), _worker_start_method(cluster, preload):
+    _quiet_resource_tracker()
+    with _blas_env_for_nannies(), _worker_start_method(cluster, preload), _allowed_deaths():
         local = LocalCluster(**kwargs)
     with local, Client(local, security=sec) as client:
         _quiet_workers(client)

@@ -17,9 +17,11 @@ task's next attempt finds them whichever worker it runs on:
   writes none, and its file is then read again, not blamed.
 
 The next attempt adds the file the crash happened in to the batch's list of crashed files, and
-leaves those out as failures ("DecoderCrash"); each crash costs one of Dask's allowed deaths of
-a task, so up to two crashing files per batch are isolated before Dask gives it up. Local run
-folders only (on an object store a crash still fails its batch as ``KilledWorker``).
+leaves those out as failures ("DecoderCrash"); each crash costs one of the worker deaths Dask
+allows a task (``distributed.scheduler.allowed-failures``: 3 by default, 10 in the job's own
+local clusters, :data:`jobs.cluster.ALLOWED_WORKER_DEATHS`), so up to nine crashing files per
+batch are isolated before Dask gives it up. Local run folders only (on an object store a crash
+still fails its batch as ``KilledWorker``).
 """
 
 from __future__ import annotations
