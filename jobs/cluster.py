@@ -577,7 +577,8 @@ def _quiet_workers(client) -> None:
         pass
 
 
-# Worker deaths a task may cause before Dask gives it up (KilledWorker; Dask's default: 3). A
+# Worker deaths a task may cause before Dask gives it up (KilledWorker; Dask's default: 3), in
+# the clusters whose scheduler the job starts in its own process (local, SLURM). A
 # file that crashes its decoder kills one worker, and the batch's next attempt leaves it out
 # (jobs.crashes): a batch of length-sorted clips can hold several such files of one damaged
 # kind side by side, each costing one death.
@@ -678,7 +679,7 @@ def _slurm_client(cluster: ClusterConfig, *, security, gpu: bool) -> Iterator:
     if gpu and not s.gpus_per_job:
         raise UsageError("compute.device: cuda needs compute.cluster.slurm.gpus_per_job >= 1 "
                          "(see cluster/slurm/gpu.yaml)")
-    with _blas_env_for_nannies():
+    with _blas_env_for_nannies(), _allowed_deaths():  # its scheduler runs in this process
         slurm = jobqueue.SLURMCluster(**slurm_cluster_kwargs(cluster, security=security))
     with slurm:
         if s.adaptive is not None:
