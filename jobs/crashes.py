@@ -119,3 +119,76 @@ class CrashGuard:
         if hasattr(self, "_list"):
             with contextlib.suppress(OSError):
                 os.remove(self._list)
+
+
+class ProbeGuard:
+    """The plan's header reads in the job's own process, guarded the same way: while libsndfile
+    opens a file, the probing thread's slot in a shared memory map (``OUT/.probing``) holds its
+    path. A job that dies while probing (a crash in libsndfile's header parsing, or a kill)
+    leaves the file; the next run's :meth:`suspects` reads the paths that were being opened and
+    removes it, and those few are probed each in a child process first
+    (:func:`jobs.plan.probe_all`): one that crashes its child is left out as a failure, the
+    others are probed as usual. No report is needed: a child's death is the proof."""
+
+    SLOTS = 16  # probing threads (jobs.plan.probe_all uses at most 8)
+    SLOT_BYTES = 4096
+
+    def __init__(self, out_dir: str | None):
+        import threading
+
+        self._path = None if out_dir is None else os.path.join(out_dir, ".probing")
+        self._map = None
+        self._handle = None
+        self._slots = threading.local()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def suspects(self) -> list[str]:
+        """The paths a run that died while probing was opening (and the file is removed)."""
+        if self._path is None:
+            return []
+        try:
+            with open(self._path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        with contextlib.suppress(OSError):
+            os.remove(self._path)
+        found = []
+        for i in range(0, len(data), self.SLOT_BYTES):
+            name = data[i:i + self.SLOT_BYTES].split(b"\0", 1)[0]
+            if name:
+                found.append(os.fsdecode(name))
+        return found
+
+    def __enter__(self):
+        if self._path is None:
+            return self
+        size = self.SLOTS * self.SLOT_BYTES
+        with open(self._path, "wb") as handle:
+            handle.truncate(size)
+        self._handle = open(self._path, "r+b")  # noqa: SIM115 - lives until __exit__
+        self._map = mmap.mmap(self._handle.fileno(), size)
+        return self
+
+    def reading(self, path: str | None) -> None:
+        """This thread opens ``path`` next (None: nothing)."""
+        if self._map is None:
+            return
+        slot = getattr(self._slots, "index", None)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.index = self._next % self.SLOTS
+                self._next += 1
+        start = slot * self.SLOT_BYTES
+        name = b"" if path is None else os.fsencode(path)[:self.SLOT_BYTES - 1]
+        self._map[start:start + len(name) + 1] = name + b"\0"
+
+    def __exit__(self, *exc) -> None:
+        if self._map is None:
+            return
+        self._map.close()
+        self._handle.close()
+        self._map = self._handle = None
+        with contextlib.suppress(OSError):
+            os.remove(self._path)

@@ -138,13 +138,13 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     same inputs always give the same extension.
     """
     from jobs import store
-    from jobs.plan import make_batches, plan_to_tables, probe_all
+    from jobs.plan import make_batches, plan_to_tables
 
     out = _out(cfg)
     planned = {f.path for f in plan.files}
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     new_paths = [p for p in discovery.paths if p not in planned]
-    files, probe_failures = probe_all(new_paths)
+    files, probe_failures = _guarded_probe(out, new_paths)
     old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
                           and f["path"] not in set(new_paths)]
     extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
@@ -179,7 +179,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     """
     from jobs import store
     from jobs.config import feature_dims
-    from jobs.plan import make_batches, plan_batches, probe_all, probe_on_cluster
+    from jobs.plan import make_batches, plan_batches, probe_on_cluster
 
     out = _out(cfg)
     store.clear_run(out)  # what an earlier run of another config or input set left
@@ -188,7 +188,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     if client is not None:
         files, probe_failures = probe_on_cluster(client, discovery.paths)
     else:
-        files, probe_failures = probe_all(discovery.paths)
+        files, probe_failures = _guarded_probe(out, discovery.paths)
     compute = cfg.compute
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
@@ -211,6 +211,21 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     }
     commit_plan(out, plan, meta)
     return plan, meta
+
+
+def _guarded_probe(out, paths: list[str]):
+    """``jobs.plan.probe_all`` in this process, each libsndfile header read marked in the run
+    folder (``jobs.crashes.ProbeGuard``): the files a run that died while probing was opening
+    are probed in child processes first, so that one that crashes libsndfile ends no run twice."""
+    from jobs.crashes import ProbeGuard
+    from jobs.outdir import as_outdir
+    from jobs.plan import probe_all, watching
+
+    od = as_outdir(out)
+    guard = ProbeGuard(None if od.is_url else od.location)
+    suspects = guard.suspects()
+    with guard, watching(guard):
+        return probe_all(paths, suspects=suspects)
 
 
 def commit_plan(out, plan, meta: dict) -> None:

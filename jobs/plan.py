@@ -19,6 +19,7 @@ the job also stores it (``OUT/.plan.json`` + ``OUT/.plan.parquet``) and reuses i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -242,7 +243,13 @@ def probe(path: str) -> PlannedFile:
     from featurelib.exceptions import AudioDecodeError
     from featurelib.io import header_and_cut, no_frames_reason
 
-    meta, cut = header_and_cut(path)
+    if _WATCH:  # libsndfile parses the header in this process: say which file (jobs.crashes)
+        _WATCH[0].reading(path)
+    try:
+        meta, cut = header_and_cut(path)
+    finally:
+        if _WATCH:
+            _WATCH[0].reading(None)
     if meta.frames <= 0:  # cut short after its header, a size never filled in, or empty
         raise AudioDecodeError(path, no_frames_reason(path))
     if cut is not None:  # cut short: libsndfile would decode the part that is there
@@ -265,9 +272,56 @@ def _failure(path: str, stage: str, exc: BaseException) -> dict:
     return {"path": path, "stage": stage, "error_type": type(exc).__name__, "message": message}
 
 
-def _probe_each(paths: list[str]) -> list:
+_WATCH: list = []  # the jobs.crashes.ProbeGuard of the plan being made, while it probes
+
+
+@contextlib.contextmanager
+def watching(guard):
+    """:func:`probe` marks each file libsndfile opens in ``guard`` (a ProbeGuard) meanwhile."""
+    _WATCH.append(guard)
+    try:
+        yield guard
+    finally:
+        _WATCH.remove(guard)
+
+
+def probe_isolated(path: str) -> PlannedFile | dict:
+    """:func:`probe` of a file that a run which died while probing was opening: first in a
+    child process, so that a crash in libsndfile kills the child, not the job. A child killed
+    by a signal makes the file a failure ("DecoderCrash"); otherwise the file is probed here."""
+    import signal
+    import subprocess
+    import sys
+
+    try:
+        child = subprocess.run([sys.executable, "-c", "import sys; from jobs.plan import probe; "
+                                "probe(sys.argv[1])", path], capture_output=True, timeout=300)
+        code = child.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is not None and code >= 0:
+        try:
+            return probe(path)
+        except Exception as exc:  # noqa: BLE001 - recorded as for any probe
+            return _failure(path, "probe", exc)
+    if code is None:
+        what = "did not finish in 300 s"
+    else:
+        try:
+            what = f"crashed ({signal.Signals(-code).name})"
+        except ValueError:
+            what = f"crashed (signal {-code})"
+    return {"path": path, "stage": "probe", "error_type": "DecoderCrash",
+            "message": f"reading this file's header, the decoder {what} (it ended an earlier run of "
+                       "the job): left out"}
+
+
+def _probe_each(paths: list[str], suspects: frozenset = frozenset()) -> list:
     out = []
     for path in paths:
+        if path in suspects:
+            out.append(probe_isolated(path))
+            continue
         try:
             out.append(probe(path))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the job
@@ -275,8 +329,12 @@ def _probe_each(paths: list[str]) -> list:
     return out
 
 
-def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256) -> tuple[list[PlannedFile], list[dict]]:
+def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256,
+              suspects=()) -> tuple[list[PlannedFile], list[dict]]:
     """Probe every path: (readable files, probe failures), both in the order of ``paths``.
+
+    ``suspects`` (paths a run that died while probing was opening: jobs.crashes.ProbeGuard) are
+    probed with :func:`probe_isolated`.
 
     Header reads of local files on a local disk are CPU work, and threads only fight over the
     GIL (measured 2x slower with 8 threads on 30,000 WAV clips). Header reads that wait on
@@ -284,13 +342,15 @@ def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256) -> tuple[
     releases the GIL while it reads. So URLs go to ``threads`` threads at once, and local paths
     too when the first chunk shows that probing mostly waits (wall time well above CPU time).
     """
+    import functools
     import time
 
+    each = functools.partial(_probe_each, suspects=frozenset(suspects))
     parts = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     results: list = []
     if parts and not any("://" in p for p in parts[0]):
         t0, c0 = time.perf_counter(), time.thread_time()
-        results += _probe_each(parts[0])
+        results += each(parts[0])
         waiting = (time.perf_counter() - t0) - (time.thread_time() - c0)
         parts = parts[1:]
         if waiting < 0.5 * (time.perf_counter() - t0) or waiting < 100e-6 * len(results):
@@ -299,9 +359,9 @@ def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256) -> tuple[
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="probe") as pool:
-            results += [r for part in pool.map(_probe_each, parts) for r in part]
+            results += [r for part in pool.map(each, parts) for r in part]
     else:
-        results += [r for part in parts for r in _probe_each(part)]
+        results += [r for part in parts for r in each(part)]
     files = [r for r in results if isinstance(r, PlannedFile)]
     failures = [r for r in results if not isinstance(r, PlannedFile)]
     return files, failures

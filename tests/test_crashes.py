@@ -36,6 +36,16 @@ CRASH_HOOK = textwrap.dedent('''
             return _read(self, *args, **kwargs)
 
         soundfile.SoundFile.read = read
+        _init = soundfile.SoundFile.__init__
+
+        def init(self, file, *args, **kwargs):
+            if "headercrash" in str(file):
+                import ctypes
+
+                ctypes.string_at(0)  # as a crash in libsndfile's header parsing
+            return _init(self, file, *args, **kwargs)
+
+        soundfile.SoundFile.__init__ = init
 ''')
 
 
@@ -100,3 +110,30 @@ def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
     assert files.num_rows == 41
     message = failures.column("message")[0].as_py()
     assert message.startswith("the worker process crashed (Segmentation fault) while decoding")
+
+
+def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
+    """libsndfile crashing on a file's header, in the plan's probe, kills the job itself (no
+    worker to retry it): that run ends with the signal; the next run probes the file it was
+    opening in a child process first, leaves it out ("DecoderCrash") and extracts the rest."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 20)
+    for name, level in (("headercrash.flac", 0.0), ("fine.flac", 0.1)):
+        sf.write(corpus / name, np.full(8000, level, np.float32), 8000)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
+                       features={"rms": {}}, compute={"workers": 1})
+    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+    first = run_cli("extract", cfg, env=env)
+    assert first.returncode < 0, (first.returncode, first.stderr)  # killed by the signal
+    assert (out / ".probing").exists()
+    again = run_cli("extract", cfg, env=env)
+    assert again.returncode == 1, again.stderr
+    files, failures = read_tables(out)
+    assert failures.column("path").to_pylist() == [str(corpus / "headercrash.flac")]
+    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
+    assert "crashed (SIGSEGV)" in failures.column("message")[0].as_py()
+    assert files.num_rows == 21 and not (out / ".probing").exists()
