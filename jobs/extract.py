@@ -224,6 +224,9 @@ def _guarded_probe(out, paths: list[str]):
     od = as_outdir(out)
     guard = ProbeGuard(None if od.is_url else od.location)
     suspects = guard.suspects()
+    if suspects:
+        _say(f"extract: an earlier run ended while reading the header of {len(suspects)} "
+             f"file{'s' if len(suspects) > 1 else ''}: probed in a child process first")
     with guard, watching(guard):
         return probe_all(paths, suspects=suspects)
 

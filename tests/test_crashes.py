@@ -132,6 +132,7 @@ def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
     assert (out / ".probing").exists()
     again = run_cli("extract", cfg, env=env)
     assert again.returncode == 1, again.stderr
+    assert "an earlier run ended while reading the header of 1 file" in again.stdout + again.stderr
     files, failures = read_tables(out)
     assert failures.column("path").to_pylist() == [str(corpus / "headercrash.flac")]
     assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
