@@ -32,7 +32,7 @@ import mmap
 import os
 import sys
 
-__all__ = ["CrashGuard", "DECODER_CRASH"]
+__all__ = ["CrashGuard", "ProbeGuard", "DECODER_CRASH"]
 
 DECODER_CRASH = "DecoderCrash"
 _HEADER = 64  # bytes of the breadcrumb file before faulthandler's report
@@ -49,6 +49,7 @@ class CrashGuard:
         self._map = None
         self._report = None
         self._previous = None
+        self._crumb = self._list = None
         if root is None:
             return
         self._crumb = os.path.join(root, f"reading-{batch_id:06d}")
@@ -83,7 +84,7 @@ class CrashGuard:
             pass
 
     def __enter__(self):
-        if not hasattr(self, "_crumb"):
+        if self._crumb is None:
             return self
         with open(self._crumb, "wb") as handle:  # a fresh breadcrumb for this attempt
             handle.write(_IDLE.to_bytes(8, "little") + bytes(_HEADER - 8))
@@ -116,7 +117,7 @@ class CrashGuard:
 
     def done(self) -> None:
         """The batch is committed: its list of crashed files has served."""
-        if hasattr(self, "_list"):
+        if self._list is not None:
             with contextlib.suppress(OSError):
                 os.remove(self._list)
 
