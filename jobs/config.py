@@ -107,6 +107,11 @@ class ComputeConfig(_Section):
     batch_seconds: float = Field(default=600.0, gt=0, description="audio seconds per task (upper bound; long files are split into parts of about this length where the parts give the samples of one pass)")
     min_batches: int = Field(default=32, ge=1, description="split the corpus into at least this many tasks")
     block_seconds: float = Field(default=120.0, gt=0, description="files longer than this stream in blocks")
+    hang_seconds: float = Field(
+        default=600.0, gt=0,
+        description="a task still running after this many seconds plus its audio's duration is "
+                    "stopped, and the file it was decoding (a decoder stuck on a damaged file) "
+                    "is left out on its next attempt")
     chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")
     probe: Literal["auto", "coordinator", "workers"] = Field(
         default="auto", description="where the input headers are read before planning: auto = on the "

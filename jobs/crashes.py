@@ -13,8 +13,10 @@ task's next attempt finds them whichever worker it runs on:
 - a breadcrumb: the position in the batch of the file being read, written into a shared memory
   map before each file (a memory write, no system call: the page outlives the process);
 - Python's ``faulthandler`` report, which only a fatal signal writes (SIGSEGV, SIGBUS, SIGFPE,
-  SIGILL, SIGABRT): a worker killed from outside (SIGKILL, the nanny's restart, a lost node)
-  writes none, and its file is then read again, not blamed.
+  SIGILL, SIGABRT), or the task's time limit (``compute.hang_seconds`` plus the batch's audio
+  duration: a decoder stuck in a loop on a damaged file), which then ends the worker process:
+  a worker killed from outside (SIGKILL, the nanny's restart, a lost node) writes none, and its
+  file is then read again, not blamed.
 
 The next attempt adds the file the crash happened in to the batch's list of crashed files, and
 leaves those out as failures ("DecoderCrash"); each crash costs one of the worker deaths Dask
@@ -44,7 +46,9 @@ class CrashGuard:
     file that crashed an earlier attempt to its reason; :meth:`reading` marks the file about to
     be read; leaving the ``with`` block (without a crash) removes the breadcrumb."""
 
-    def __init__(self, root: str | None, batch_id: int, paths: list[str]):
+    def __init__(self, root: str | None, batch_id: int, paths: list[str], *,
+                 time_limit: float | None = None):
+        self.time_limit = time_limit
         self.crashed: dict[str, str] = {}
         self._map = None
         self._report = None
@@ -64,22 +68,26 @@ class CrashGuard:
                 data = handle.read()
         except FileNotFoundError:
             data = b""
-        if len(data) > _HEADER and b"Fatal Python error" in data[_HEADER:]:
-            index = int.from_bytes(data[:8], "little")
-            if 0 <= index < len(paths):
-                report = data[_HEADER:].decode("utf-8", "replace")
-                what = next((line.split(":", 1)[1].strip() for line in report.splitlines()
-                             if line.startswith("Fatal Python error:")), "a fatal signal")
-                with open(self._list, "a", encoding="utf-8") as handle:
-                    handle.write(f"{index}\t{what}\n")
+        report = data[_HEADER:].decode("utf-8", "replace") if len(data) > _HEADER else ""
+        index = int.from_bytes(data[:8], "little") if len(data) >= 8 else _IDLE
+        what = None
+        if "Fatal Python error" in report:
+            what = next((f"crashed ({line.split(':', 1)[1].strip()})" for line in report.splitlines()
+                         if line.startswith("Fatal Python error:")), "crashed (a fatal signal)")
+        elif report.startswith("Timeout ("):  # faulthandler.dump_traceback_later: the time limit
+            limit = report[len("Timeout ("):].split(")", 1)[0]
+            what = f"did not finish (its task was stopped after {limit})"
+        if what is not None and 0 <= index < len(paths):
+            with open(self._list, "a", encoding="utf-8") as handle:
+                handle.write(f"{index}\t{what}\n")
         try:
             with open(self._list, encoding="utf-8") as handle:
                 for line in handle:
                     index, _, what = line.rstrip("\n").partition("\t")
                     if index.isdigit() and int(index) < len(paths):
                         self.crashed[paths[int(index)]] = (
-                            f"the worker process crashed ({what}) while decoding this file, in "
-                            "the decoder's C code: left out (the rest of its batch was extracted)")
+                            f"the decoder {what} on this file, in its C code, and took its worker "
+                            "process with it: left out (the rest of its batch was extracted)")
         except FileNotFoundError:
             pass
 
@@ -94,6 +102,8 @@ class CrashGuard:
         if faulthandler.is_enabled():
             self._previous = sys.stderr
         faulthandler.enable(file=self._report, all_threads=False)
+        if self.time_limit is not None:  # a decoder stuck in a loop: report, then end the process
+            faulthandler.dump_traceback_later(self.time_limit, file=self._report, exit=True)
         return self
 
     def reading(self, index: int | None) -> None:
@@ -105,6 +115,8 @@ class CrashGuard:
     def __exit__(self, *exc) -> None:
         if self._map is None:
             return
+        if self.time_limit is not None:
+            faulthandler.cancel_dump_traceback_later()
         faulthandler.disable()
         if self._previous is not None:
             with contextlib.suppress(Exception):

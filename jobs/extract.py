@@ -963,7 +963,8 @@ def extract_batch(batch, job: dict) -> dict:
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    guard = CrashGuard(store.crash_root(job["out"]), batch.batch_id, [f.path for f in batch.files])
+    guard = CrashGuard(store.crash_root(job["out"]), batch.batch_id, [f.path for f in batch.files],
+                       time_limit=job.get("hang_seconds", 600.0) + batch.audio_seconds)
     with _worker_dsp(job) as (fs, xp), guard:
         if batch.kind == "long":
             rows, failures = _extract_long(batch, job, fs, xp, timings, guard)
@@ -1420,7 +1421,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
                  ".opus, .mp3, .aiff, ...)")
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
-                   "tables": tables}
+                   "tables": tables, "hang_seconds": cfg.compute.hang_seconds}
             index = files_index(cfg, plan, meta, pending)
             try:
                 summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index)

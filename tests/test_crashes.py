@@ -46,6 +46,16 @@ CRASH_HOOK = textwrap.dedent('''
             return _init(self, file, *args, **kwargs)
 
         soundfile.SoundFile.__init__ = init
+        _plain_read = soundfile.SoundFile.read
+
+        def stuck_read(self, *args, **kwargs):
+            if "stuck" in str(getattr(self, "name", "")):
+                import time
+
+                time.sleep(3600)  # as a decoder looping on a damaged file
+            return _plain_read(self, *args, **kwargs)
+
+        soundfile.SoundFile.read = stuck_read
 ''')
 
 
@@ -109,7 +119,7 @@ def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
     assert failed == dict.fromkeys(crashing, "DecoderCrash")
     assert files.num_rows == 41
     message = failures.column("message")[0].as_py()
-    assert message.startswith("the worker process crashed (Segmentation fault) while decoding")
+    assert message.startswith("the decoder crashed (Segmentation fault) on this file")
 
 
 def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
@@ -138,3 +148,26 @@ def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
     assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
     assert "crashed (SIGSEGV)" in failures.column("message")[0].as_py()
     assert files.num_rows == 21 and not (out / ".probing").exists()
+
+
+def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path):
+    """A decoder that loops on a damaged file instead of crashing held its worker, and the job,
+    for ever. The task's time limit (``compute.hang_seconds`` plus its audio's duration) ends
+    its worker with a report; the next attempt leaves the file out and keeps the rest."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 6)
+    sf.write(corpus / "stuck.flac", np.full(4000, 0.1, np.float32), 8000)
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
+                       features={"rms": {}}, compute={"workers": 1, "hang_seconds": 2})
+    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+    result = run_cli("extract", cfg, env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    assert failures.column("path").to_pylist() == [str(corpus / "stuck.flac")]
+    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
+    message = failures.column("message")[0].as_py()
+    assert message.startswith("the decoder did not finish (its task was stopped after 0:00:0"), message
+    assert files.num_rows == 6
