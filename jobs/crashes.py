@@ -46,7 +46,7 @@ class CrashGuard:
     file that crashed an earlier attempt to its reason; :meth:`reading` marks the file about to
     be read; leaving the ``with`` block (without a crash) removes the breadcrumb."""
 
-    def __init__(self, root: str | None, batch_id: int, paths: list[str], *,
+    def __init__(self, root: str | None, batch_id: int | str, paths: list[str], *,
                  time_limit: float | None = None):
         self.time_limit = time_limit
         self.crashed: dict[str, str] = {}
@@ -56,8 +56,9 @@ class CrashGuard:
         self._crumb = self._list = None
         if root is None:
             return
-        self._crumb = os.path.join(root, f"reading-{batch_id:06d}")
-        self._list = os.path.join(root, f"crashed-{batch_id:06d}")
+        name = f"{batch_id:06d}" if isinstance(batch_id, int) else batch_id  # a task of a batch
+        self._crumb = os.path.join(root, f"reading-{name}")
+        self._list = os.path.join(root, f"crashed-{name}")
         os.makedirs(root, exist_ok=True)
         self._learn(paths)
 
@@ -87,7 +88,7 @@ class CrashGuard:
                     if index.isdigit() and int(index) < len(paths):
                         self.crashed[paths[int(index)]] = (
                             f"the decoder {what} on this file, in its C code, and took its worker "
-                            "process with it: left out (the rest of its batch was extracted)")
+                            "process with it: left out (the files around it are not)")
         except FileNotFoundError:
             pass
 

@@ -656,6 +656,24 @@ def _scratch_path(job: dict, batch_id: int) -> str:
     return as_outdir(job["out"]).join(_parts_dir(batch_id), "signal.f32")
 
 
+def _part_guard(job: dict, batch, task: str, audio_seconds: float):
+    """The :class:`jobs.crashes.CrashGuard` of one task of a split long file (``task`` names it
+    among the batch's tasks): its one file, the time limit of its share of the audio."""
+    from jobs import store
+    from jobs.crashes import CrashGuard
+
+    return CrashGuard(store.crash_root(job["out"]), f"{batch.batch_id:06d}-{task}",
+                      [batch.files[0].path],
+                      time_limit=job.get("hang_seconds", 600.0) + audio_seconds)
+
+
+def _crash_failure(f, guard) -> dict:
+    from jobs.crashes import DECODER_CRASH
+
+    return {"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
+            "message": guard.crashed[f.path]}
+
+
 def _scratch_task(batch, job: dict, path_of):
     """The start of a task that writes a split file's samples to ``path_of(batch_id)`` in the
     run folder: ``(batch, its one file, result, path)``, the file None when the batch is
@@ -723,20 +741,26 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     batch, f, result, path = _scratch_task(batch, job, lambda b: _native_range_path(job, b, index))
     if f is None:
         return result
+    guard = _part_guard(job, batch, f"decode{index}", (stop - start) / f.sample_rate)
+    if f.path in guard.crashed:
+        result["failure"] = _crash_failure(f, guard)
+        return result
     source = _source(f.path)
     try:
-        handle, quiet = open_quietly(source, f.path)
-        with handle, quiet_decoder_notes(quiet), open(f"{path}.partial", "wb") as out:
-            handle.seek(start)
-            left = stop - start
-            while left > 0:
-                block = handle.read(min(left, STREAM_CHUNK_FRAMES), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                y = _to_mono(block)
-                _check_finite(y, f.path)
-                y.astype("<f4", copy=False).tofile(out)
-                left -= block.shape[0]
+        with guard:
+            guard.reading(0)  # from the opening on: libsndfile parses the header there
+            handle, quiet = open_quietly(source, f.path)
+            with handle, quiet_decoder_notes(quiet), open(f"{path}.partial", "wb") as out:
+                handle.seek(start)
+                left = stop - start
+                while left > 0:
+                    block = handle.read(min(left, STREAM_CHUNK_FRAMES), dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break
+                    y = _to_mono(block)
+                    _check_finite(y, f.path)
+                    y.astype("<f4", copy=False).tofile(out)
+                    left -= block.shape[0]
         os.replace(f"{path}.partial", path)
     except BatchError:
         raise
@@ -788,7 +812,12 @@ def resample_part_source(batch, job: dict, *ranges: dict) -> dict:
         native = NativeScratch([(_native_range_path(job, batch.batch_id, i), b - a)
                                 for i, (a, b) in enumerate(bounds)],
                                samplerate=f.sample_rate, format=f.format)
-    with _worker_dsp(job) as (fs, _):
+    guard = _part_guard(job, batch, "source", f.duration_s)
+    if f.path in guard.crashed:
+        result["failure"] = _crash_failure(f, guard)
+        return result
+    with _worker_dsp(job) as (fs, _), guard:
+        guard.reading(0)
         try:
             with ResampledStream(f.path, sr=fs.sr, expected_frames=f.frames, handle=native) as stream, \
                     open(f"{path}.partial", "wb") as out:
@@ -839,7 +868,13 @@ def extract_part(batch, job: dict, part: int, source: dict | None = None) -> dic
             result["failure"] = source["failure"]
             return result
     p0, p1 = batch.part_ranges()[part]
-    with _worker_dsp(job) as (fs, xp):
+    f = batch.files[0]
+    guard = _part_guard(job, batch, f"part{part}", f.duration_s * (p1 - p0) / max(1, f.n_frames))
+    if f.path in guard.crashed:
+        result["failure"] = _crash_failure(f, guard)
+        return result
+    with _worker_dsp(job) as (fs, xp), guard:
+        guard.reading(None if source is not None else 0)  # after a source: reads its samples
         later, keys = _spill_keys(fs)
         spill = None
         try:

@@ -171,3 +171,28 @@ def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path):
     message = failures.column("message")[0].as_py()
     assert message.startswith("the decoder did not finish (its task was stopped after 0:00:0"), message
     assert files.num_rows == 6
+
+
+def test_a_crash_in_a_split_long_file_fails_that_file_only(tmp_path):
+    """A long file split into parts (their own tasks, one of them decoding the whole file when
+    it is resampled): each task that crashes on it leaves it out on its next attempt, and the
+    file fails once, the short clips beside it extracted."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 4)
+    rng = np.random.default_rng(3)
+    for name, sr in (("night-segfault.flac", 16000), ("resampled-segfault.flac", 22050)):
+        sf.write(corpus / name, (0.1 * rng.standard_normal(30 * sr)).astype(np.float32), sr)
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
+                       features={"rms": {}},
+                       compute={"workers": 2, "batch_seconds": 8.0, "block_seconds": 2.0})
+    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+    result = run_cli("extract", cfg, env=env, timeout=180)
+    assert result.returncode == 1, result.stderr
+    files, failures = read_tables(tmp_path / "out")
+    failed = dict(zip([p.rsplit("/", 1)[1] for p in failures.column("path").to_pylist()],
+                      failures.column("error_type").to_pylist()))
+    assert failed == {"night-segfault.flac": "DecoderCrash", "resampled-segfault.flac": "DecoderCrash"}
+    assert files.num_rows == 4
