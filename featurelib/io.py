@@ -334,9 +334,9 @@ def _truncation_reason(handle) -> str | None:
         log = handle.extra_info
     except Exception:  # noqa: BLE001 - some formats keep no log; nothing to learn then
         return None
-    ogg_cut = getattr(handle, "cut_reason", None) or _ogg_cut_reason(handle, log)
-    if ogg_cut is not None:
-        return ogg_cut
+    known = getattr(handle, "cut_reason", None) or _ogg_cut_reason(handle, log)
+    if known is not None:
+        return known
     cut = [(label.strip(), int(declared), int(actual))
            for label, declared, actual in _SHOULD_BE.findall(log or "")
            if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
@@ -538,11 +538,12 @@ def info(path) -> AudioInfo:
 
 def header_and_cut(path) -> tuple[AudioInfo, str | None]:
     """:func:`info`, and from the same opening of the file the reason :func:`load` gives for a
-    file cut short (a chunk that announces more bytes than the file holds, an Ogg stream
-    without its last page), else None. What the extract job's planner reads per file: libsndfile
-    reports such a file's frames as those it holds and decodes them without a word."""
+    file without frames or cut short (a chunk that announces more bytes than the file holds, an
+    Ogg stream without its last page), else None. What the extract job's planner reads per file:
+    libsndfile reports a cut file's frames as those it holds and decodes them without a word."""
     with _open_soundfile(path, block_size=HEADER_BLOCK_BYTES) as (handle, shown):
-        return _info_from_handle(handle, shown), _truncation_reason(handle)
+        meta = _info_from_handle(handle, shown)
+        return meta, _no_frames_reason(handle) if meta.frames <= 0 else _truncation_reason(handle)
 
 
 def _check_arguments(sr, offset, duration, dtype):

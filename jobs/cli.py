@@ -176,16 +176,18 @@ def main(argv=None) -> int:
         full = storage_error(exc)
         if full is None:
             raise
-        note = " (committed batches are kept: the same command goes on from them)" \
-            if args.command == "extract" else ""
-        print(f"audiofeat {args.command}: error: {full} ({exc}){note}", file=sys.stderr)
+        print(f"audiofeat {args.command}: error: {full} ({exc}){_kept(args.command)}", file=sys.stderr)
         return EXIT_OUTPUT
     except KeyboardInterrupt as exc:
-        note = " (committed batches are kept: the same command goes on from them)" \
-            if args.command == "extract" else ""
         how, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-        print(f"audiofeat {args.command}: {how}{note}", file=sys.stderr)
+        print(f"audiofeat {args.command}: {how}{_kept(args.command)}", file=sys.stderr)
         return status
+
+
+def _kept(command: str) -> str:
+    """What a stopped ``command`` leaves, said after its last line (extract keeps its batches)."""
+    return " (committed batches are kept: the same command goes on from them)" \
+        if command == "extract" else ""
 
 
 if __name__ == "__main__":

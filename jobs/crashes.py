@@ -41,6 +41,24 @@ _HEADER = 64  # bytes of the breadcrumb file before faulthandler's report
 _IDLE = (1 << 63) - 1  # the breadcrumb between files
 
 
+def _mapped(path: str, size: int, head: bytes = b""):
+    """A new file of ``size`` bytes at ``path`` starting with ``head``: ``(open file, its
+    shared memory map)``, the map's writes outliving the process."""
+    with open(path, "wb") as handle:
+        handle.write(head)
+        handle.truncate(size)
+    handle = open(path, "r+b")  # noqa: SIM115 - the caller closes it (_unmapped)
+    return handle, mmap.mmap(handle.fileno(), size)
+
+
+def _unmapped(path: str, handle, mapped) -> None:
+    """Close what :func:`_mapped` opened and remove the file."""
+    mapped.close()
+    handle.close()
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
 class CrashGuard:
     """Guards one attempt at a batch's files (see the module). ``crashed`` maps the path of each
     file that crashed an earlier attempt to its reason; :meth:`reading` marks the file about to
@@ -95,10 +113,8 @@ class CrashGuard:
     def __enter__(self):
         if self._crumb is None:
             return self
-        with open(self._crumb, "wb") as handle:  # a fresh breadcrumb for this attempt
-            handle.write(_IDLE.to_bytes(8, "little") + bytes(_HEADER - 8))
-        self._report = open(self._crumb, "r+b")  # noqa: SIM115 - lives until __exit__
-        self._map = mmap.mmap(self._report.fileno(), _HEADER)
+        # a fresh breadcrumb for this attempt; faulthandler writes its report after it
+        self._report, self._map = _mapped(self._crumb, _HEADER, _IDLE.to_bytes(8, "little"))
         self._report.seek(_HEADER)
         if faulthandler.is_enabled():
             self._previous = sys.stderr
@@ -122,11 +138,13 @@ class CrashGuard:
         if self._previous is not None:
             with contextlib.suppress(Exception):
                 faulthandler.enable(file=self._previous)
-        self._map.close()
-        self._report.close()
+        _unmapped(self._crumb, self._report, self._map)
         self._map = self._report = None
-        with contextlib.suppress(OSError):
-            os.remove(self._crumb)
+
+    def failure(self, path: str) -> dict:
+        """The failure row of a file that crashed an earlier attempt (one of :attr:`crashed`)."""
+        return {"path": path, "stage": "decode", "error_type": DECODER_CRASH,
+                "message": self.crashed[path]}
 
     def done(self) -> None:
         """The batch is committed: its list of crashed files has served."""
@@ -178,11 +196,7 @@ class ProbeGuard:
     def __enter__(self):
         if self._path is None:
             return self
-        size = self.SLOTS * self.SLOT_BYTES
-        with open(self._path, "wb") as handle:
-            handle.truncate(size)
-        self._handle = open(self._path, "r+b")  # noqa: SIM115 - lives until __exit__
-        self._map = mmap.mmap(self._handle.fileno(), size)
+        self._handle, self._map = _mapped(self._path, self.SLOTS * self.SLOT_BYTES)
         return self
 
     def reading(self, path: str | None) -> None:
@@ -201,8 +215,5 @@ class ProbeGuard:
     def __exit__(self, *exc) -> None:
         if self._map is None:
             return
-        self._map.close()
-        self._handle.close()
+        _unmapped(self._path, self._handle, self._map)
         self._map = self._handle = None
-        with contextlib.suppress(OSError):
-            os.remove(self._path)

@@ -306,7 +306,6 @@ def _extract_files(batch, job, fs, xp, timings, guard=None):
         packed_moments,
         segment_buffers,
     )
-    from jobs.crashes import DECODER_CRASH
     from jobs.store import IndexRows
 
     dims = job["dims"]
@@ -355,8 +354,7 @@ def _extract_files(batch, job, fs, xp, timings, guard=None):
     crashed = guard.crashed if guard is not None else {}
     for i, f in enumerate(batch.files):  # sorted by length
         if f.path in crashed:
-            failures.append({"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
-                             "message": crashed[f.path]})
+            failures.append(guard.failure(f.path))
             continue
         t0, r0 = time.perf_counter(), timings["resample_s"]
         if guard is not None:
@@ -552,14 +550,12 @@ def _extract_long(batch, job, fs, xp, timings, guard=None):
     second pass over that file clamps them and writes them. The numbers are those of a whole
     pass (the clamp is an elementwise maximum).
     """
-    from jobs.crashes import DECODER_CRASH
     from jobs.store import IndexRows
 
     (f,) = batch.files
     dims = job["dims"]
     if guard is not None and f.path in guard.crashed:
-        return IndexRows(dims), [{"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
-                                  "message": guard.crashed[f.path]}]
+        return IndexRows(dims), [guard.failure(f.path)]
     later, keys = _spill_keys(fs)
     spill = None
     if guard is not None:
@@ -656,22 +652,15 @@ def _scratch_path(job: dict, batch_id: int) -> str:
     return as_outdir(job["out"]).join(_parts_dir(batch_id), "signal.f32")
 
 
-def _part_guard(job: dict, batch, task: str, audio_seconds: float):
-    """The :class:`jobs.crashes.CrashGuard` of one task of a split long file (``task`` names it
-    among the batch's tasks): its one file, the time limit of its share of the audio."""
+def _crash_guard(job: dict, batch, audio_seconds: float, task: str | None = None):
+    """The :class:`jobs.crashes.CrashGuard` of a batch's task (``task`` names one of the tasks
+    of a split long file), with the time limit of the audio it reads."""
     from jobs import store
     from jobs.crashes import CrashGuard
 
-    return CrashGuard(store.crash_root(job["out"]), f"{batch.batch_id:06d}-{task}",
-                      [batch.files[0].path],
+    name = batch.batch_id if task is None else f"{batch.batch_id:06d}-{task}"
+    return CrashGuard(store.crash_root(job["out"]), name, [f.path for f in batch.files],
                       time_limit=job.get("hang_seconds", 600.0) + audio_seconds)
-
-
-def _crash_failure(f, guard) -> dict:
-    from jobs.crashes import DECODER_CRASH
-
-    return {"path": f.path, "stage": "decode", "error_type": DECODER_CRASH,
-            "message": guard.crashed[f.path]}
 
 
 def _scratch_task(batch, job: dict, path_of):
@@ -741,9 +730,9 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     batch, f, result, path = _scratch_task(batch, job, lambda b: _native_range_path(job, b, index))
     if f is None:
         return result
-    guard = _part_guard(job, batch, f"decode{index}", (stop - start) / f.sample_rate)
+    guard = _crash_guard(job, batch, (stop - start) / f.sample_rate, f"decode{index}")
     if f.path in guard.crashed:
-        result["failure"] = _crash_failure(f, guard)
+        result["failure"] = guard.failure(f.path)
         return result
     source = _source(f.path)
     try:
@@ -812,9 +801,9 @@ def resample_part_source(batch, job: dict, *ranges: dict) -> dict:
         native = NativeScratch([(_native_range_path(job, batch.batch_id, i), b - a)
                                 for i, (a, b) in enumerate(bounds)],
                                samplerate=f.sample_rate, format=f.format)
-    guard = _part_guard(job, batch, "source", f.duration_s)
+    guard = _crash_guard(job, batch, f.duration_s, "source")
     if f.path in guard.crashed:
-        result["failure"] = _crash_failure(f, guard)
+        result["failure"] = guard.failure(f.path)
         return result
     with _worker_dsp(job) as (fs, _), guard:
         guard.reading(0)
@@ -869,9 +858,9 @@ def extract_part(batch, job: dict, part: int, source: dict | None = None) -> dic
             return result
     p0, p1 = batch.part_ranges()[part]
     f = batch.files[0]
-    guard = _part_guard(job, batch, f"part{part}", f.duration_s * (p1 - p0) / max(1, f.n_frames))
+    guard = _crash_guard(job, batch, f.duration_s * (p1 - p0) / max(1, f.n_frames), f"part{part}")
     if f.path in guard.crashed:
-        result["failure"] = _crash_failure(f, guard)
+        result["failure"] = guard.failure(f.path)
         return result
     with _worker_dsp(job) as (fs, xp), guard:
         guard.reading(None if source is not None else 0)  # after a source: reads its samples
@@ -988,7 +977,6 @@ def extract_batch(batch, job: dict) -> dict:
     the same chunks. Returns a small summary (counts, audio seconds, timings).
     """
     from jobs import store
-    from jobs.crashes import CrashGuard
     from jobs.plan import as_batch
 
     t_start = time.perf_counter()
@@ -998,8 +986,7 @@ def extract_batch(batch, job: dict) -> dict:
                "audio_s": batch.audio_seconds, "committed": False, "timings": timings}
     if store.is_committed(job["out"], batch.batch_id):
         return summary
-    guard = CrashGuard(store.crash_root(job["out"]), batch.batch_id, [f.path for f in batch.files],
-                       time_limit=job.get("hang_seconds", 600.0) + batch.audio_seconds)
+    guard = _crash_guard(job, batch, batch.audio_seconds)
     with _worker_dsp(job) as (fs, xp), guard:
         if batch.kind == "long":
             rows, failures = _extract_long(batch, job, fs, xp, timings, guard)

@@ -241,7 +241,7 @@ def probe(path: str) -> PlannedFile:
         if fast is not None:
             return fast
     from featurelib.exceptions import AudioDecodeError
-    from featurelib.io import header_and_cut, no_frames_reason
+    from featurelib.io import header_and_cut
 
     if _WATCH:  # libsndfile parses the header in this process: say which file (jobs.crashes)
         _WATCH[0].reading(path)
@@ -250,9 +250,7 @@ def probe(path: str) -> PlannedFile:
     finally:
         if _WATCH:
             _WATCH[0].reading(None)
-    if meta.frames <= 0:  # cut short after its header, a size never filled in, or empty
-        raise AudioDecodeError(path, no_frames_reason(path))
-    if cut is not None:  # cut short: libsndfile would decode the part that is there
+    if cut is not None:  # no frames, or cut short: libsndfile would decode the part there is
         raise AudioDecodeError(path, cut)
     if "://" in path:
         import fsspec
@@ -311,7 +309,9 @@ def probe_isolated(path: str) -> PlannedFile | dict:
             what = f"crashed ({signal.Signals(-code).name})"
         except ValueError:
             what = f"crashed (signal {-code})"
-    return {"path": path, "stage": "probe", "error_type": "DecoderCrash",
+    from jobs.crashes import DECODER_CRASH
+
+    return {"path": path, "stage": "probe", "error_type": DECODER_CRASH,
             "message": f"reading this file's header, the decoder {what} (it ended an earlier run of "
                        "the job): left out"}
 

@@ -50,11 +50,16 @@ class QuietClosingHeartbeat(logging.Filter):
         return not a_worker_is_closing()
 
 
+def _install(kind: type[logging.Filter]) -> None:
+    """A ``kind`` filter on this process's ``distributed.worker`` logger, once."""
+    log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, kind) for f in log.filters):
+        log.addFilter(kind())
+
+
 def quiet_closing_heartbeat() -> None:
     """Install :class:`QuietClosingHeartbeat` on this process's ``distributed.worker`` logger."""
-    log = logging.getLogger("distributed.worker")
-    if not any(isinstance(f, QuietClosingHeartbeat) for f in log.filters):
-        log.addFilter(QuietClosingHeartbeat())
+    _install(QuietClosingHeartbeat)
 
 
 class QuietStorageFailures(logging.Filter):
@@ -74,9 +79,7 @@ class QuietStorageFailures(logging.Filter):
 
 def quiet_storage_failures() -> None:
     """Install :class:`QuietStorageFailures` on this process's ``distributed.worker`` logger."""
-    log = logging.getLogger("distributed.worker")
-    if not any(isinstance(f, QuietStorageFailures) for f in log.filters):
-        log.addFilter(QuietStorageFailures())
+    _install(QuietStorageFailures)
 
 
 def leave_interrupts_to_the_job() -> None:

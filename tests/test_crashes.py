@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import soundfile as sf
 from test_extract_support import REPO, copy_samples, read_tables, run_cli, write_config
 
@@ -59,6 +60,16 @@ CRASH_HOOK = textwrap.dedent('''
 ''')
 
 
+@pytest.fixture
+def crash_env(tmp_path):
+    """The environment of a job whose processes run :data:`CRASH_HOOK` (a ``sitecustomize`` on
+    their path)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    return {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+
+
 def test_a_crash_is_learned_and_a_kill_is_not(tmp_path):
     """A process that dies of a segmentation fault while its breadcrumb names file 1 leaves a
     report; the next attempt leaves file 1 out. A process killed from outside leaves none:
@@ -91,14 +102,11 @@ def test_a_crash_is_learned_and_a_kill_is_not(tmp_path):
     assert CrashGuard(str(root), 7, paths).crashed == {}
 
 
-def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
+def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path, crash_env):
     """Five crashing files of one length among 40 clips (side by side in one batch of
     length-sorted clips: five worker deaths for that batch, past Dask's default of three): each
     is left out with the reason, every other file is extracted, and the job ends as a job with
     failures does (exit 1), without Dask's words or multiprocessing's warnings."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     corpus = tmp_path / "corpus"
     copy_samples(corpus, 40)
     rng = np.random.default_rng(0)
@@ -108,8 +116,7 @@ def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
     sf.write(corpus / "fine.flac", (0.1 * rng.standard_normal(8000)).astype(np.float32), 8000)
     cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
                        features={"mfcc": {"n_mfcc": 13}, "rms": {}}, compute={"workers": 2})
-    result = run_cli("extract", cfg, env={"AUDIOFEAT_TEST_CRASH": "1",
-                                          "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])})
+    result = run_cli("extract", cfg, env=crash_env)
     assert result.returncode == 1, result.stderr
     assert "KilledWorker" not in result.stderr + result.stdout
     assert "Warning" not in result.stderr, result.stderr
@@ -122,13 +129,10 @@ def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path):
     assert message.startswith("the decoder crashed (Segmentation fault) on this file")
 
 
-def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
+def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path, crash_env):
     """libsndfile crashing on a file's header, in the plan's probe, kills the job itself (no
     worker to retry it): that run ends with the signal; the next run probes the file it was
     opening in a child process first, leaves it out ("DecoderCrash") and extracts the rest."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     corpus = tmp_path / "corpus"
     copy_samples(corpus, 20)
     for name, level in (("headercrash.flac", 0.0), ("fine.flac", 0.1)):
@@ -136,11 +140,10 @@ def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
                        features={"rms": {}}, compute={"workers": 1})
-    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
-    first = run_cli("extract", cfg, env=env)
+    first = run_cli("extract", cfg, env=crash_env)
     assert first.returncode < 0, (first.returncode, first.stderr)  # killed by the signal
     assert (out / ".probing").exists()
-    again = run_cli("extract", cfg, env=env)
+    again = run_cli("extract", cfg, env=crash_env)
     assert again.returncode == 1, again.stderr
     assert "an earlier run ended while reading the header of 1 file" in again.stdout + again.stderr
     files, failures = read_tables(out)
@@ -150,20 +153,16 @@ def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path):
     assert files.num_rows == 21 and not (out / ".probing").exists()
 
 
-def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path):
+def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path, crash_env):
     """A decoder that loops on a damaged file instead of crashing held its worker, and the job,
     for ever. The task's time limit (``compute.hang_seconds`` plus its audio's duration) ends
     its worker with a report; the next attempt leaves the file out and keeps the rest."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     corpus = tmp_path / "corpus"
     copy_samples(corpus, 6)
     sf.write(corpus / "stuck.flac", np.full(4000, 0.1, np.float32), 8000)
     cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
                        features={"rms": {}}, compute={"workers": 1, "hang_seconds": 2})
-    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
-    result = run_cli("extract", cfg, env=env, timeout=120)
+    result = run_cli("extract", cfg, env=crash_env, timeout=120)
     assert result.returncode == 1, result.stderr
     files, failures = read_tables(tmp_path / "out")
     assert failures.column("path").to_pylist() == [str(corpus / "stuck.flac")]
@@ -173,13 +172,10 @@ def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path):
     assert files.num_rows == 6
 
 
-def test_a_crash_in_a_split_long_file_fails_that_file_only(tmp_path):
+def test_a_crash_in_a_split_long_file_fails_that_file_only(tmp_path, crash_env):
     """A long file split into parts (their own tasks, one of them decoding the whole file when
     it is resampled): each task that crashes on it leaves it out on its next attempt, and the
     file fails once, the short clips beside it extracted."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     corpus = tmp_path / "corpus"
     copy_samples(corpus, 4)
     rng = np.random.default_rng(3)
@@ -188,8 +184,7 @@ def test_a_crash_in_a_split_long_file_fails_that_file_only(tmp_path):
     cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
                        features={"rms": {}},
                        compute={"workers": 2, "batch_seconds": 8.0, "block_seconds": 2.0})
-    env = {"AUDIOFEAT_TEST_CRASH": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
-    result = run_cli("extract", cfg, env=env, timeout=180)
+    result = run_cli("extract", cfg, env=crash_env, timeout=180)
     assert result.returncode == 1, result.stderr
     files, failures = read_tables(tmp_path / "out")
     failed = dict(zip([p.rsplit("/", 1)[1] for p in failures.column("path").to_pylist()],
