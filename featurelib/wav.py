@@ -17,7 +17,7 @@ import os
 
 from ._views import SplicedFile
 
-__all__ = ["FOUR_GIB", "data_chunk", "past_4gib"]
+__all__ = ["FOUR_GIB", "chunks", "data_chunk", "file_chunks", "past_4gib", "riff_order"]
 
 FOUR_GIB = 1 << 32
 # libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)
@@ -26,23 +26,45 @@ _BYTES_PER_SAMPLE = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2
 _TRAILING_CHUNKS = 1 << 20  # bytes after the samples that still count as chunks (LIST, id3, ...)
 
 
+def riff_order(head: bytes) -> str | None:
+    """``"little"`` (RIFF) or ``"big"`` (RIFX) for the first 12 bytes of a WAVE file, else None."""
+    if len(head) < 12 or head[8:12] != b"WAVE":
+        return None
+    return {b"RIFF": "little", b"RIFX": "big"}.get(head[:4])
+
+
+def chunks(head: bytes, order: str = "little"):
+    """``(chunk id, offset of its body, size its header gives)`` of each chunk whose 8-byte header
+    lies in ``head`` (the first bytes of a WAVE file, or all of them), in file order. Sizes are
+    the header's: a body may run past ``head`` or past the file."""
+    position = 12
+    while position + 8 <= len(head):
+        size = int.from_bytes(head[position + 4:position + 8], order)
+        yield head[position:position + 4], position + 8, size
+        position += 8 + size + (size & 1)
+
+
+def file_chunks(handle, order: str = "little"):
+    """:func:`chunks` of an open binary file, read 8 bytes at a time however long the chunks
+    before ``data`` are (the caller may read a body; the walk seeks past it)."""
+    position = 12
+    while True:
+        handle.seek(position)
+        header = handle.read(8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:], order)
+        yield header[:4], position + 8, size
+        position += 8 + size + (size & 1)
+
+
 def data_chunk(path) -> tuple[int, int] | None:
     """``(offset of its first sample byte, size its header gives)`` of a RIFF/WAVE file's
     ``data`` chunk, or None when ``path`` is not one or has no ``data`` chunk."""
     with open(path, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        if riff_order(handle.read(12)) != "little":
             return None
-        position = 12
-        while True:
-            handle.seek(position)
-            chunk = handle.read(8)
-            if len(chunk) < 8:
-                return None
-            size = int.from_bytes(chunk[4:], "little")
-            if chunk[:4] == b"data":
-                return position + 8, size
-            position += 8 + size + (size & 1)
+        return next(((body, size) for cid, body, size in file_chunks(handle) if cid == b"data"), None)
 
 
 def true_data_size(file_size: int, offset: int, declared: int) -> int | None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
+from featurelib.wav import chunks, file_chunks, riff_order
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
@@ -288,28 +289,20 @@ def wav_declared_frames(path: str) -> int | None:
         return None
     try:
         with open(path, "rb") as handle:
-            head = handle.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            order = riff_order(handle.read(12))
+            if order is None:
                 return None
-            order = "little" if head[:4] == b"RIFF" else "big"
             block_align = None
-            while True:
-                chunk = handle.read(8)
-                if len(chunk) < 8:
-                    return None
-                cid, size = chunk[:4], int.from_bytes(chunk[4:], order)
+            for cid, _body, size in file_chunks(handle, order):
                 if cid == b"fmt ":
-                    fmt = handle.read(size)
+                    fmt = handle.read(min(size, 16))
                     if len(fmt) >= 14:
                         block_align = int.from_bytes(fmt[12:14], order)
-                    if size & 1:
-                        handle.seek(1, 1)
-                    continue
-                if cid == b"data":
+                elif cid == b"data":
                     if not block_align or size in (0, 0xFFFFFFFF):
                         return None
                     return size // block_align
-                handle.seek(size + (size & 1), 1)
+            return None
     except OSError:
         return None
 
@@ -340,13 +333,11 @@ def _read_pcm16_wav(path: str, expected_frames: int | None):
             os.close(fd)
     except OSError:
         return None
-    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+    if riff_order(raw) != "little":
         return None
-    pos, fmt = 12, None
-    while pos + 8 <= len(raw):
-        cid, size = raw[pos:pos + 4], struct.unpack_from("<I", raw, pos + 4)[0]
-        body = pos + 8
-        if cid == b"fmt " and size >= 16:
+    fmt = None
+    for cid, body, size in chunks(raw):
+        if cid == b"fmt " and size >= 16 and body + 16 <= len(raw):
             fmt = struct.unpack_from("<HHIIHH", raw, body)  # tag, channels, rate, bytes/s, align, bits
         elif cid == b"data":
             if fmt is None or fmt[0] != 1 or fmt[5] != 16 or fmt[1] < 1 or fmt[4] != 2 * fmt[1]:
@@ -360,7 +351,6 @@ def _read_pcm16_wav(path: str, expected_frames: int | None):
             samples = np.frombuffer(raw, dtype="<i2", count=frames * channels, offset=body)
             samples = samples.astype(np.float32) * np.float32(1.0 / 32768.0)
             return samples.reshape(frames, channels), rate
-        pos = body + size + (size & 1)
     return None
 
 

@@ -25,6 +25,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from featurelib.wav import chunks, riff_order
+
 __all__ = [
     "PlannedFile", "Batch", "Plan", "probe", "probe_all", "file_id", "n_resampled", "frame_count",
     "make_batches", "plan_to_tables", "plan_batches", "plan_from_tables", "DEFAULT_CHUNK_FRAMES",
@@ -200,12 +202,10 @@ def wav_header(path: str) -> PlannedFile | None:
             os.close(fd)
     except OSError:
         return None
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if riff_order(head) != "little":
         return None
-    pos, fmt = 12, None
-    while pos + 8 <= len(head):
-        cid, chunk = head[pos:pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
-        body = pos + 8
+    fmt = None
+    for cid, body, chunk in chunks(head):
         if cid == b"fmt ":
             if fmt is not None or chunk not in (16, 18) or body + 16 > len(head):
                 return None
@@ -223,12 +223,9 @@ def wav_header(path: str) -> PlannedFile | None:
             return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format="WAV",
                                subtype=subtype, sample_rate=rate, channels=channels,
                                frames=frames, duration_s=frames / rate)
-        elif cid in (b"fact", b"LIST", b"JUNK", b"junk", b"PAD ", b"bext", b"cue ", b"smpl",
-                     b"inst", b"id3 ", b"ID3 ", b"PEAK"):
-            pass
-        else:  # an unusual chunk: let libsndfile judge
-            return None
-        pos = body + chunk + (chunk & 1)
+        elif cid not in (b"fact", b"LIST", b"JUNK", b"junk", b"PAD ", b"bext", b"cue ", b"smpl",
+                         b"inst", b"id3 ", b"ID3 ", b"PEAK"):
+            return None  # an unusual chunk: let libsndfile judge
     return None
 
 
