@@ -159,6 +159,10 @@ def main(argv=None) -> int:
         print(f"audiofeat {args.command}: not available in this build", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(args._module)
+    if argv is None:  # the audiofeat command itself: a run stuck on a header may start again
+        from jobs import crashes
+
+        crashes.RESTART_COMMAND = list(sys.orig_argv)
     try:
         with _stop_signals(to_the_end=argv is None):
             status = int(module.main(args) or 0)

@@ -111,7 +111,8 @@ class ComputeConfig(_Section):
         default=600.0, gt=0,
         description="a task still running after this many seconds plus its audio's duration is "
                     "stopped, and the file it was decoding (a decoder stuck on a damaged file) "
-                    "is left out on its next attempt")
+                    "is left out on its next attempt; a header read in the plan still running "
+                    "after this many seconds starts the command again without that file")
     chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")
     probe: Literal["auto", "coordinator", "workers"] = Field(
         default="auto", description="where the input headers are read before planning: auto = on the "

@@ -33,8 +33,10 @@ import faulthandler
 import mmap
 import os
 import sys
+import threading
+import time
 
-__all__ = ["CrashGuard", "ProbeGuard", "DECODER_CRASH"]
+__all__ = ["CrashGuard", "ProbeGuard", "DECODER_CRASH", "restart_or_wait"]
 
 DECODER_CRASH = "DecoderCrash"
 _HEADER = 64  # bytes of the breadcrumb file before faulthandler's report
@@ -160,20 +162,28 @@ class ProbeGuard:
     leaves the file; the next run's :meth:`suspects` reads the paths that were being opened and
     removes it, and those few are probed each in a child process first
     (:func:`jobs.plan.probe_all`): one that crashes its child is left out as a failure, the
-    others are probed as usual. No report is needed: a child's death is the proof."""
+    others are probed as usual. No report is needed: a child's death is the proof.
+
+    A decoder stuck in a loop on a header holds its thread for ever, where no exception can
+    reach it. With ``hang_seconds``, a watchdog thread calls ``on_stuck(path, seconds)`` once
+    when one file's header has been read that long; the slot still names the file, so a run
+    started again (:func:`restart_or_wait`) probes it in a child process first, with that time
+    limit."""
 
     SLOTS = 16  # probing threads (jobs.plan.probe_all uses at most 8)
     SLOT_BYTES = 4096
 
-    def __init__(self, out_dir: str | None):
-        import threading
-
+    def __init__(self, out_dir: str | None, *, hang_seconds: float | None = None, on_stuck=None):
         self._path = None if out_dir is None else os.path.join(out_dir, ".probing")
         self._map = None
         self._handle = None
         self._slots = threading.local()
         self._next = 0
         self._lock = threading.Lock()
+        self.hang_seconds, self._on_stuck = hang_seconds, on_stuck
+        self._since: dict[int, tuple[str, float]] = {}  # slot -> (path, when its read began)
+        self._stop = threading.Event()
+        self._watchdog = None
 
     def suspects(self) -> list[str]:
         """The paths a run that died while probing was opening (and the file is removed)."""
@@ -197,7 +207,20 @@ class ProbeGuard:
         if self._path is None:
             return self
         self._handle, self._map = _mapped(self._path, self.SLOTS * self.SLOT_BYTES)
+        if self.hang_seconds is not None and self._on_stuck is not None:
+            self._stop.clear()
+            self._watchdog = threading.Thread(target=self._watch, name="probe-watchdog", daemon=True)
+            self._watchdog.start()
         return self
+
+    def _watch(self) -> None:
+        told = set()
+        while not self._stop.wait(min(5.0, self.hang_seconds / 4)):
+            now = time.monotonic()
+            for path, since in list(self._since.values()):
+                if now - since >= self.hang_seconds and path not in told:
+                    told.add(path)
+                    self._on_stuck(path, now - since)
 
     def reading(self, path: str | None) -> None:
         """This thread opens ``path`` next (None: nothing)."""
@@ -211,9 +234,69 @@ class ProbeGuard:
         start = slot * self.SLOT_BYTES
         name = b"" if path is None else os.fsencode(path)[:self.SLOT_BYTES - 1]
         self._map[start:start + len(name) + 1] = name + b"\0"
+        if self._watchdog is not None:
+            if path is None:
+                self._since.pop(slot, None)
+            else:
+                self._since[slot] = (path, time.monotonic())
 
     def __exit__(self, *exc) -> None:
         if self._map is None:
             return
+        if self._watchdog is not None:
+            self._stop.set()
+            self._watchdog.join()
+            self._watchdog = None
         _unmapped(self._path, self._handle, self._map)
         self._map = self._handle = None
+
+
+# The command line of this process when it is the ``audiofeat`` command (set by jobs.cli): a run
+# whose plan is stuck on a header starts itself again (restart_or_wait)
+RESTART_COMMAND: list[str] | None = None
+MAX_RESTARTS = 3  # a run stuck on this many headers in a row stops instead
+_RESTARTS_VARIABLE = "AUDIOFEAT_STUCK_HEADER_RESTARTS"
+
+
+def restart_or_wait(path: str, seconds: float, say) -> None:
+    """``on_stuck`` of the plan's :class:`ProbeGuard`: a header read stuck for ``seconds``.
+
+    Run as the ``audiofeat`` command, the process stops its cluster's processes and starts its
+    own command line again (``os.execv``): that run finds the file in ``OUT/.probing``, probes it
+    in a child process with the same time limit and leaves it out ("DecoderCrash"), and goes on
+    with the others; after :data:`MAX_RESTARTS` such starts in a row it stops (exit 1) instead.
+    Called from Python (``jobs.extract.run_extract``), where ending the process could end the
+    caller's session, it only says so: stopping it and calling again does the same.
+    """
+    from jobs.redact import redact
+
+    where = f"reading the header of {redact(path)} has not finished in {seconds:.0f} s (a decoder stuck on a damaged file?)"
+    restarts = int(os.environ.get(_RESTARTS_VARIABLE, "0") or 0)
+    if RESTART_COMMAND is None:
+        say(f"extract: {where}; stop this run and start it again: that file is then read in a "
+            "child process first, and left out if it is stuck again")
+        return
+    if restarts >= MAX_RESTARTS:
+        say(f"extract: {where}; this run has already started again {restarts} times for stuck "
+            "headers: stopping. Run the same command again to go on (that file is then read in "
+            "a child process first)")
+        _end_children()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    say(f"extract: {where}: starting again, that file read in a child process first")
+    _end_children()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[_RESTARTS_VARIABLE] = str(restarts + 1)
+    os.execv(sys.executable, RESTART_COMMAND)
+
+
+def _end_children() -> None:
+    """Kill this process's children (a local cluster starting beside the plan), at once."""
+    import psutil
+
+    with contextlib.suppress(Exception):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(Exception):
+                child.kill()

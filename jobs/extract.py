@@ -144,7 +144,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     planned = {f.path for f in plan.files}
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     new_paths = [p for p in discovery.paths if p not in planned]
-    files, probe_failures = _guarded_probe(out, new_paths)
+    files, probe_failures = _guarded_probe(out, new_paths, cfg.compute.hang_seconds)
     old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
                           and f["path"] not in set(new_paths)]
     extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
@@ -188,7 +188,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     if client is not None:
         files, probe_failures = probe_on_cluster(client, discovery.paths)
     else:
-        files, probe_failures = _guarded_probe(out, discovery.paths)
+        files, probe_failures = _guarded_probe(out, discovery.paths, cfg.compute.hang_seconds)
     compute = cfg.compute
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
@@ -213,22 +213,25 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     return plan, meta
 
 
-def _guarded_probe(out, paths: list[str]):
+def _guarded_probe(out, paths: list[str], hang_seconds: float = 600.0):
     """``jobs.plan.probe_all`` in this process, each libsndfile header read marked in the run
     folder (``jobs.crashes.ProbeGuard``): the files a run that died while probing was opening
-    are probed in child processes first, so that one that crashes libsndfile ends no run twice."""
-    from jobs.crashes import ProbeGuard
+    are probed in child processes first, so that one that crashes libsndfile ends no run twice.
+    A header read stuck for ``hang_seconds`` (``compute.hang_seconds``) starts the command again
+    (``jobs.crashes.restart_or_wait``), which then probes that file in a child process."""
+    from jobs.crashes import ProbeGuard, restart_or_wait
     from jobs.outdir import as_outdir
     from jobs.plan import probe_all, watching
 
     od = as_outdir(out)
-    guard = ProbeGuard(None if od.is_url else od.location)
+    guard = ProbeGuard(None if od.is_url else od.location, hang_seconds=hang_seconds,
+                       on_stuck=lambda path, seconds: restart_or_wait(path, seconds, _say))
     suspects = guard.suspects()
     if suspects:
         _say(f"extract: an earlier run ended while reading the header of {len(suspects)} "
              f"file{'s' if len(suspects) > 1 else ''}: probed in a child process first")
     with guard, watching(guard):
-        return probe_all(paths, suspects=suspects)
+        return probe_all(paths, suspects=suspects, time_limit=hang_seconds)
 
 
 def commit_plan(out, plan, meta: dict) -> None:

@@ -280,17 +280,18 @@ def watching(guard):
         _WATCH.remove(guard)
 
 
-def probe_isolated(path: str) -> PlannedFile | dict:
-    """:func:`probe` of a file that a run which died while probing was opening: first in a
-    child process, so that a crash in libsndfile kills the child, not the job. A child killed
-    by a signal makes the file a failure ("DecoderCrash"); otherwise the file is probed here."""
+def probe_isolated(path: str, time_limit: float = 300.0) -> PlannedFile | dict:
+    """:func:`probe` of a file that a run which died (or was stuck) while probing was opening:
+    first in a child process, so that a crash in libsndfile kills the child, not the job. A
+    child killed by a signal, or still reading after ``time_limit`` seconds, makes the file a
+    failure ("DecoderCrash"); otherwise the file is probed here."""
     import signal
     import subprocess
     import sys
 
     try:
         child = subprocess.run([sys.executable, "-c", "import sys; from jobs.plan import probe; "
-                                "probe(sys.argv[1])", path], capture_output=True, timeout=300)
+                                "probe(sys.argv[1])", path], capture_output=True, timeout=time_limit)
         code = child.returncode
     except subprocess.TimeoutExpired:
         code = None
@@ -300,7 +301,7 @@ def probe_isolated(path: str) -> PlannedFile | dict:
         except Exception as exc:  # noqa: BLE001 - recorded as for any probe
             return _failure(path, "probe", exc)
     if code is None:
-        what = "did not finish in 300 s"
+        what = f"did not finish in {time_limit:g} s"
     else:
         try:
             what = f"crashed ({signal.Signals(-code).name})"
@@ -313,11 +314,11 @@ def probe_isolated(path: str) -> PlannedFile | dict:
                        "the job): left out"}
 
 
-def _probe_each(paths: list[str], suspects: frozenset = frozenset()) -> list:
+def _probe_each(paths: list[str], suspects: frozenset = frozenset(), time_limit: float = 300.0) -> list:
     out = []
     for path in paths:
         if path in suspects:
-            out.append(probe_isolated(path))
+            out.append(probe_isolated(path, time_limit))
             continue
         try:
             out.append(probe(path))
@@ -327,11 +328,11 @@ def _probe_each(paths: list[str], suspects: frozenset = frozenset()) -> list:
 
 
 def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256,
-              suspects=()) -> tuple[list[PlannedFile], list[dict]]:
+              suspects=(), time_limit: float = 300.0) -> tuple[list[PlannedFile], list[dict]]:
     """Probe every path: (readable files, probe failures), both in the order of ``paths``.
 
-    ``suspects`` (paths a run that died while probing was opening: jobs.crashes.ProbeGuard) are
-    probed with :func:`probe_isolated`.
+    ``suspects`` (paths a run that died or was stuck while probing was opening:
+    jobs.crashes.ProbeGuard) are probed with :func:`probe_isolated` (``time_limit`` seconds).
 
     Header reads of local files on a local disk are CPU work, and threads only fight over the
     GIL (measured 2x slower with 8 threads on 30,000 WAV clips). Header reads that wait on
@@ -342,7 +343,7 @@ def probe_all(paths: list[str], *, threads: int = 8, chunk: int = 256,
     import functools
     import time
 
-    each = functools.partial(_probe_each, suspects=frozenset(suspects))
+    each = functools.partial(_probe_each, suspects=frozenset(suspects), time_limit=time_limit)
     parts = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     results: list = []
     if parts and not any("://" in p for p in parts[0]):

@@ -5,7 +5,8 @@ every attempt at the batch; Dask then gave it up as KilledWorker and every file 
 failed, with those of other batches queued on the dying workers: 80 of 121 files for one bad
 file. The job's crash is simulated where a real one happens, inside libsndfile's read, by a
 ``sitecustomize`` that the test puts on the workers' path: reading a file whose name holds
-"segfault" dereferences a null pointer.
+"segfault" dereferences a null pointer (the file's own name: the test's folder may hold the
+words too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -30,7 +32,7 @@ CRASH_HOOK = textwrap.dedent('''
         _read = soundfile.SoundFile.read
 
         def read(self, *args, **kwargs):
-            if "segfault" in str(getattr(self, "name", "")):
+            if "segfault" in os.path.basename(str(getattr(self, "name", ""))):
                 import ctypes
 
                 ctypes.string_at(0)  # a segmentation fault, as in a decoder's C code
@@ -40,17 +42,21 @@ CRASH_HOOK = textwrap.dedent('''
         _init = soundfile.SoundFile.__init__
 
         def init(self, file, *args, **kwargs):
-            if "headercrash" in str(file):
+            if "headercrash" in os.path.basename(str(file)):
                 import ctypes
 
                 ctypes.string_at(0)  # as a crash in libsndfile's header parsing
+            if "headerloop" in os.path.basename(str(file)):
+                import time
+
+                time.sleep(3600)  # as libsndfile looping on a damaged header
             return _init(self, file, *args, **kwargs)
 
         soundfile.SoundFile.__init__ = init
         _plain_read = soundfile.SoundFile.read
 
         def stuck_read(self, *args, **kwargs):
-            if "stuck" in str(getattr(self, "name", "")):
+            if "stuck" in os.path.basename(str(getattr(self, "name", ""))):
                 import time
 
                 time.sleep(3600)  # as a decoder looping on a damaged file
@@ -151,6 +157,47 @@ def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path, cras
     assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
     assert "crashed (SIGSEGV)" in failures.column("message")[0].as_py()
     assert files.num_rows == 21 and not (out / ".probing").exists()
+
+
+def test_a_header_read_that_never_ends_starts_the_job_again_without_that_file(tmp_path, crash_env):
+    """libsndfile stuck in a loop on a file's header held the plan, and the job, for ever (no
+    exception reaches a thread inside C code). After ``compute.hang_seconds`` the command says
+    so and starts itself again; that run probes the file in a child process, which is stopped
+    at the same limit, leaves it out ("DecoderCrash") and extracts the rest: one command, one
+    result, exit 1 as for any failed file."""
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 12)
+    for name, level in (("headerloop.flac", 0.0), ("fine.flac", 0.1)):
+        sf.write(corpus / name, np.full(8000, level, np.float32), 8000)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
+                       features={"rms": {}}, compute={"workers": 1, "hang_seconds": 2})
+    result = run_cli("extract", cfg, env=crash_env, timeout=180)
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "reading the header of" in said and "starting again" in said, said
+    assert "an earlier run ended while reading the header of 1 file" in said
+    files, failures = read_tables(out)
+    assert failures.column("path").to_pylist() == [str(corpus / "headerloop.flac")]
+    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
+    assert "did not finish in 2 s" in failures.column("message")[0].as_py()
+    assert files.num_rows == 13 and not (out / ".probing").exists()
+
+
+def test_a_header_read_that_never_ends_called_from_python_is_only_reported(tmp_path):
+    """Called from Python (no command line to start again), a stuck header read is said once,
+    with what to do, and the process is left running."""
+    from jobs.crashes import ProbeGuard, restart_or_wait
+
+    said = []
+    guard = ProbeGuard(str(tmp_path), hang_seconds=0.2,
+                       on_stuck=lambda path, seconds: restart_or_wait(path, seconds, said.append))
+    with guard:
+        guard.reading(str(tmp_path / "slow.mp3"))
+        time.sleep(1.0)
+        guard.reading(None)
+    assert len(said) == 1 and "slow.mp3" in said[0] and "start it again" in said[0], said
+    assert not (tmp_path / ".probing").exists()
 
 
 def test_a_decoder_stuck_on_a_file_is_stopped_and_the_file_left_out(tmp_path, crash_env):
