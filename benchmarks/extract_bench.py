@@ -202,11 +202,11 @@ def where_time_goes(result: dict) -> str:
 
 def _dsp_groups(clips: int = 1000):
     """The job's own DSP input: ``clips`` FSDD recordings in length-sorted, zero-padded groups of
-    at most MAX_BUFFER_FRAMES frames (as ``jobs.extract._extract_files`` forms them), and the
+    at most MAX_BUFFER_FRAMES frames (``jobs.compute.buffer_groups``, as the job forms them), and the
     FeatureSet of this benchmark's config."""
     import soundfile as sf
 
-    from jobs.compute import MAX_BUFFER_FRAMES, FeatureSet, segment_buffers
+    from jobs.compute import FeatureSet, buffer_groups, segment_buffers
     from jobs.config import feature_config, parse_config
 
     cfg = parse_config({"input": str(FSDD), "out": "unused", "audio": {"sr": SR},
@@ -214,15 +214,7 @@ def _dsp_groups(clips: int = 1000):
     fs = FeatureSet.from_config(feature_config(cfg))
     fs = FeatureSet.from_config(feature_config(cfg), tables=fs.make_tables())
     signals = sorted((sf.read(p, dtype="float32")[0] for p in sorted(FSDD.glob("*.wav"))[:clips]), key=len)
-    groups, group, longest = [], [], 0
-    for y in signals:
-        n = 1 + y.shape[0] // HOP
-        if group and (len(group) + 1) * max(longest, n) > MAX_BUFFER_FRAMES:
-            groups.append(segment_buffers(group, fs))
-            group, longest = [], 0
-        group.append(y)
-        longest = max(longest, n)
-    groups.append(segment_buffers(group, fs))
+    groups = [segment_buffers(group, fs) for group in buffer_groups(signals, lambda y: 1 + y.shape[0] // HOP)]
     return groups, fs
 
 

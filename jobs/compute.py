@@ -35,7 +35,7 @@ from featurelib.wav import chunks, file_chunks, riff_order
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
-    "clamped_db_features", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
+    "buffer_groups", "clamped_db_features", "Moments", "row_moments", "packed_moments", "array_namespace_for", "BlockReader", "file_features", "wav_declared_frames",
 ]
 
 STREAM_CHUNK_FRAMES = 1 << 18  # native frames read per step when streaming a long file
@@ -628,6 +628,22 @@ class ScratchStream:
 
 
 # ---------------------------------------------------------------- buffers
+
+
+def buffer_groups(items, n_frames, limit: int = MAX_BUFFER_FRAMES):
+    """Consecutive ``items`` (whole files, length-sorted) in groups whose padded buffer (rows x
+    the longest row's ``n_frames(item)``) holds at most ``limit`` frames; an item longer than
+    that is a group of its own. A generator: items may be decoded as they are asked for."""
+    group, longest = [], 0
+    for item in items:
+        n = n_frames(item)
+        if group and (len(group) + 1) * max(longest, n) > limit:
+            yield group
+            group, longest = [], 0
+        group.append(item)
+        longest = max(longest, n)
+    if group:
+        yield group
 
 
 def segment_buffers(rows: list[np.ndarray], fs: FeatureSet):

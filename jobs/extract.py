@@ -303,7 +303,7 @@ def _extract_files(batch, job, fs, xp, timings, guard=None):
     import numpy as np
 
     from jobs.compute import (
-        MAX_BUFFER_FRAMES,
+        buffer_groups,
         compute_segments,
         decode,
         packed_moments,
@@ -353,34 +353,32 @@ def _extract_files(batch, job, fs, xp, timings, guard=None):
             rows.add_many(files, means, stds)
         timings["index_s"] += time.perf_counter() - t0
 
-    group, longest = [], 0
     crashed = guard.crashed if guard is not None else {}
-    for i, f in enumerate(batch.files):  # sorted by length
-        if f.path in crashed:
-            failures.append(guard.failure(f.path))
-            continue
-        t0, r0 = time.perf_counter(), timings["resample_s"]
-        if guard is not None:
-            guard.reading(i)
-        try:
-            y = decode(f.path, sr=fs.sr, expected_frames=f.frames, timings=timings, subtype=f.subtype)
-            if y.shape[0] != f.n_samples:
-                raise BatchError("decode", "LengthMismatch",
-                                 f"planned {f.n_samples} samples, decoded {y.shape[0]}")
-        except Exception as exc:  # noqa: BLE001 - one bad file never stops its batch
-            failures.append(_fail_row(f, "decode", exc))
-            continue
-        finally:  # decode_s excludes the resampling, counted apart
-            timings["decode_s"] += time.perf_counter() - t0 - (timings["resample_s"] - r0)
+
+    def decoded():  # (file, samples) of each file that decodes, in the batch's (length) order
+        for i, f in enumerate(batch.files):
+            if f.path in crashed:
+                failures.append(guard.failure(f.path))
+                continue
+            t0, r0 = time.perf_counter(), timings["resample_s"]
             if guard is not None:
-                guard.reading(None)
-        n_frames = 1 + y.shape[0] // fs.hop_length
-        if group and (len(group) + 1) * max(longest, n_frames) > MAX_BUFFER_FRAMES:
-            run_group(group)
-            group, longest = [], 0
-        group.append((f, y))
-        longest = max(longest, n_frames)
-    run_group(group)
+                guard.reading(i)
+            try:
+                y = decode(f.path, sr=fs.sr, expected_frames=f.frames, timings=timings, subtype=f.subtype)
+                if y.shape[0] != f.n_samples:
+                    raise BatchError("decode", "LengthMismatch",
+                                     f"planned {f.n_samples} samples, decoded {y.shape[0]}")
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops its batch
+                failures.append(_fail_row(f, "decode", exc))
+                continue
+            finally:  # decode_s excludes the resampling, counted apart
+                timings["decode_s"] += time.perf_counter() - t0 - (timings["resample_s"] - r0)
+                if guard is not None:
+                    guard.reading(None)
+            yield f, y
+
+    for group in buffer_groups(decoded(), lambda item: 1 + item[1].shape[0] // fs.hop_length):
+        run_group(group)
     _write(job["out"], region, batch.region_start, timings)
     return rows, failures
 
