@@ -276,18 +276,18 @@ def restart_or_wait(path: str, seconds: float, say) -> None:
         say(f"extract: {where}; stop this run and start it again: that file is then read in a "
             "child process first, and left out if it is stuck again")
         return
-    if restarts >= MAX_RESTARTS:
+    stop = restarts >= MAX_RESTARTS
+    if stop:
         say(f"extract: {where}; this run has already started again {restarts} times for stuck "
             "headers: stopping. Run the same command again to go on (that file is then read in "
             "a child process first)")
-        _end_children()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    say(f"extract: {where}: starting again, that file read in a child process first")
+    else:
+        say(f"extract: {where}: starting again, that file read in a child process first")
     _end_children()
     sys.stdout.flush()
     sys.stderr.flush()
+    if stop:
+        os._exit(1)
     os.environ[_RESTARTS_VARIABLE] = str(restarts + 1)
     os.execv(sys.executable, RESTART_COMMAND)
 
