@@ -290,6 +290,29 @@ def test_packed_moments_equal_row_moments():
     np.testing.assert_allclose(std, np.sqrt(m2 / count[:, None]), rtol=1e-12, atol=1e-15)
 
 
+def test_buffer_groups_bound_each_padded_buffer():
+    """Length-sorted files go into consecutive groups whose padded buffer (rows x longest) stays
+    within the limit; one file longer than the limit is a group of its own; nothing is lost or
+    reordered, and the items are asked for one at a time (decoded as they come)."""
+    from jobs.compute import buffer_groups
+
+    frames = [1, 3, 3, 4, 10, 10, 25, 40]
+    asked = []
+
+    def items():
+        for i, n in enumerate(frames):
+            asked.append(i)
+            yield n
+
+    groups = buffer_groups(items(), lambda n: n, limit=20)
+    first = next(groups)
+    assert first == [1, 3, 3, 4] and asked == [0, 1, 2, 3, 4]  # the fifth did not fit
+    rest = list(groups)
+    assert rest == [[10, 10], [25], [40]]
+    assert all(len(g) * max(g) <= 20 or len(g) == 1 for g in [first, *rest])
+    assert list(buffer_groups([], len)) == []
+
+
 def test_index_rows_and_batch_commits_never_import_pandas(tmp_path):
     """Arrow tables built from buffers, batches committed as Arrow IPC: pyarrow imports
     pandas (0.2-0.3 CPU-s) on its first conversion of Python values, which every worker and

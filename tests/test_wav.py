@@ -10,6 +10,7 @@ no time; a file system without holes skips them.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
@@ -18,7 +19,7 @@ import pytest
 import soundfile as sf
 
 import featurelib
-from featurelib.wav import FOUR_GIB, data_chunk, true_data_size
+from featurelib.wav import FOUR_GIB, chunks, data_chunk, file_chunks, riff_order, true_data_size
 
 SR = 48000
 
@@ -51,6 +52,22 @@ def _tone(freq: float, amplitude: float, channels: int) -> np.ndarray:
 
 def _pcm16(y: np.ndarray) -> bytes:
     return (np.clip(y, -1, 1 - 2**-15) * 32768).astype("<i2").tobytes()
+
+
+def test_the_chunk_walk_of_a_wave_file():
+    """One walk for every RIFF reader: chunks in file order with their body offsets and the sizes
+    their headers give, an odd-sized chunk's pad byte skipped; a body that runs past the bytes
+    read ends nothing but the walk's reach; RIFX sizes are big-endian."""
+    head = (b"RIFF" + struct.pack("<I", 0) + b"WAVE" + b"LIST" + struct.pack("<I", 3) + b"abc\0"
+            + b"fmt " + struct.pack("<I", 16) + bytes(16) + b"data" + struct.pack("<I", 1000) + bytes(8))
+    expected = [(b"LIST", 20, 3), (b"fmt ", 32, 16), (b"data", 56, 1000)]
+    assert riff_order(head) == "little"
+    assert list(chunks(head)) == expected
+    assert list(file_chunks(io.BytesIO(head))) == expected
+    assert list(chunks(head[:40])) == expected[:2]  # the data chunk's header lies past the bytes
+    big = b"RIFX" + head[4:12] + b"fmt " + struct.pack(">I", 16) + bytes(16)
+    assert riff_order(big) == "big" and list(chunks(big, "big")) == [(b"fmt ", 20, 16)]
+    assert riff_order(b"RIFF\0\0\0\0AVI ") is None and riff_order(b"RIFF") is None
 
 
 def test_true_data_size():
