@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from jobs.errors import UsageError
 from jobs.redact import redact
 
-__all__ = ["Discovery", "discover", "audio_extensions", "printable_path", "shown_path", "LIST_EXTENSIONS",
+__all__ = [
+    "Discovery", "discover", "folder_entries", "audio_extensions", "printable_path", "shown_path", "LIST_EXTENSIONS",
            "is_apple_double", "skipped_note"]
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
@@ -265,6 +266,16 @@ class _Walker:
                 self.add_local(match, top_level=False, depth=depth)
             return
         self.add_local(entry, top_level=top_level, depth=depth)
+
+
+def folder_entries(root: str) -> tuple[list[str], list[str]]:
+    """What a job accounts for in the folder ``root`` (searched as :func:`discover` does): every
+    audio file and every audio name that cannot be read (a link that leads nowhere, a named pipe,
+    a format libsndfile does not decode), sorted, with the paths as ``root`` gives them; and the
+    macOS AppleDouble companions passed over. ``audiofeat inspect`` of a folder shows the same."""
+    walker = _Walker(audio_extensions())
+    walker.walk_folder(root)
+    return sorted({**walker.found, **walker.failures}), walker.skipped
 
 
 def discover(inputs: str | list[str] | None) -> Discovery:

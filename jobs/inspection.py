@@ -52,29 +52,17 @@ def _audio_extensions() -> frozenset[str]:
     return frozenset("." + ext for ext in AUDIO_EXTENSIONS)
 
 
-def _walk_folder(root: str, extensions, skipped: list[str] | None = None) -> list[str]:
-    """Audio files under ``root`` (links followed, each real folder once), sorted. macOS
-    AppleDouble companions (``._NAME``) are passed over, into ``skipped``, as extract does."""
-    from jobs.discover import is_apple_double
+def _walk_folder(root: str, skipped: list[str] | None = None) -> list[str]:
+    """What extract would account for under ``root`` (``jobs.discover.folder_entries``: audio
+    files, links followed, each real folder once, and the audio names that cannot be read, which
+    inspect_file then names with their reason), sorted. macOS AppleDouble companions (``._NAME``)
+    are passed over, into ``skipped``."""
+    from jobs.discover import folder_entries
 
-    found, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a link loop, or a folder reached a second time through a link
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames.sort()
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if os.path.splitext(name)[1].lower() in extensions and (
-                    os.path.isfile(full) or not os.path.exists(full)):
-                if is_apple_double(full, name):
-                    if skipped is not None:
-                        skipped.append(full)
-                    continue
-                found.append(full)  # a broken link too: inspect_file says what is wrong
-    return sorted(found)
+    found, passed_over = folder_entries(root)
+    if skipped is not None:
+        skipped.extend(passed_over)
+    return found
 
 
 def resolve_paths(paths, *, recursive: bool = False,
@@ -97,7 +85,7 @@ def resolve_paths(paths, *, recursive: bool = False,
         if entry.startswith("file://"):
             entry = entry[len("file://"):]
         if os.path.isdir(entry):
-            found = _walk_folder(entry, extensions, skipped)
+            found = _walk_folder(entry, skipped)
             if not found:
                 problems.append(f"{entry}: no audio files in this folder")
             files.update(dict.fromkeys(found))
@@ -108,7 +96,7 @@ def resolve_paths(paths, *, recursive: bool = False,
             found = []
             for match in matches:
                 if os.path.isdir(match):
-                    found.extend(_walk_folder(match, extensions, skipped))
+                    found.extend(_walk_folder(match, skipped))
                 elif os.path.splitext(match)[1].lower() in extensions:
                     found.append(match)
             if not found:

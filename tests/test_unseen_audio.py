@@ -126,6 +126,28 @@ def test_inspect_folder_names_a_dangling_link(tmp_path, capsys):
     assert "good.wav" in out and "dangling.txt" not in out + err
 
 
+def test_inspect_of_a_folder_names_what_extract_accounts_for(tmp_path, capsys):
+    """inspect of a folder shows every entry extract's discovery accounts for: the audio files,
+    and each audio name it cannot read (a named pipe, a phone's M4A memo) with its reason, exit
+    1; it passed those over without a word."""
+    from jobs.cli import main as cli_main
+    from jobs.discover import discover
+
+    root = tmp_path / "corpus"
+    good = write_tone(root / "good.wav", 16000, 0.2)
+    os.mkfifo(root / "pipe.wav")
+    (root / "memo.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom")
+    found = discover(str(root))
+    assert found.paths == [str(good)]
+    assert sorted(f["path"] for f in found.failures) == [str(root / "memo.m4a"), str(root / "pipe.wav")]
+    status = cli_main(["inspect", str(root)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "good.wav" in out
+    assert "pipe.wav: not a regular file" in err
+    assert "memo.m4a: not a readable audio file: an MP4/M4A container" in err
+
+
 # ---------------------------------------------------------------- files that are not what they say
 
 
