@@ -159,7 +159,7 @@ def not_audio_hint(head: bytes) -> str | None:
     Examples
     --------
     >>> from featurelib.io import not_audio_hint
-    >>> not_audio_hint(b"version https://git-lfs.github.com/spec/v1\noid sha256:...")
+    >>> not_audio_hint(b"version https://git-lfs.github.com/spec/v1\\noid sha256:...")
     'a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)'
     """
     text = head.lstrip().lower()
