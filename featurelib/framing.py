@@ -246,7 +246,17 @@ _THREAD_PRECISION = threading.local()  # fft_precision(): one thread's setting, 
 
 def get_fft_precision() -> str:
     """The FFT arithmetic in use for float32 signals in this thread: ``"auto"`` (default),
-    ``"double"`` or ``"single"``."""
+    ``"double"`` or ``"single"`` (see :func:`set_fft_precision`).
+
+    Examples
+    --------
+    >>> import featurelib
+    >>> featurelib.get_fft_precision()
+    'auto'
+    >>> with featurelib.fft_precision("double"):
+    ...     featurelib.get_fft_precision()
+    'double'
+    """
     return getattr(_THREAD_PRECISION, "value", None) or _FFT_PRECISION["value"]
 
 
