@@ -379,7 +379,8 @@ def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
 
 
 def spectrum_power(X, power: float = 2.0, xp=None):
-    """``|X| ** power`` of a complex spectrogram, in its namespace (the square without ``abs``)."""
+    """``|X| ** power`` of a complex spectrogram, in its namespace (``|X|`` squared in place for
+    power 2)."""
     xp = namespace(X) if xp is None else xp
     mag = xp.abs(X)
     if power == 2.0:
