@@ -213,7 +213,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
     return plan, meta
 
 
-def _guarded_probe(out, paths: list[str], hang_seconds: float = 600.0):
+def _guarded_probe(out, paths: list[str], hang_seconds: float):
     """``jobs.plan.probe_all`` in this process, each libsndfile header read marked in the run
     folder (``jobs.crashes.ProbeGuard``): the files a run that died while probing was opening
     are probed in child processes first, so that one that crashes libsndfile ends no run twice.

@@ -314,7 +314,7 @@ def probe_isolated(path: str, time_limit: float = 300.0) -> PlannedFile | dict:
                        "the job): left out"}
 
 
-def _probe_each(paths: list[str], suspects: frozenset = frozenset(), time_limit: float = 300.0) -> list:
+def _probe_each(paths: list[str], suspects: frozenset, time_limit: float) -> list:
     out = []
     for path in paths:
         if path in suspects:

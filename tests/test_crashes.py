@@ -135,28 +135,41 @@ def test_a_decoder_crash_fails_its_file_and_keeps_the_rest(tmp_path, crash_env):
     assert message.startswith("the decoder crashed (Segmentation fault) on this file")
 
 
+def _corpus_with_a_bad_header(tmp_path, bad_name: str, clips: int, **compute):
+    """``clips`` sample clips, ``bad_name`` (silence, which the hook makes crash or hang when its
+    header is read) and a fine FLAC; a one-worker RMS job over them: ``(corpus, out, config)``."""
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, clips)
+    for name, level in ((bad_name, 0.0), ("fine.flac", 0.1)):
+        sf.write(corpus / name, np.full(8000, level, np.float32), 8000)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
+                       features={"rms": {}}, compute={"workers": 1, **compute})
+    return corpus, out, cfg
+
+
+def _assert_only_left_out(out, bad_path, reason: str, *, files: int):
+    """``bad_path`` is the run's one failure, a DecoderCrash for ``reason``; ``files`` files were
+    extracted, and the probe guard's file is gone."""
+    extracted, failures = read_tables(out)
+    assert failures.column("path").to_pylist() == [str(bad_path)]
+    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
+    assert reason in failures.column("message")[0].as_py()
+    assert extracted.num_rows == files and not (out / ".probing").exists()
+
+
 def test_a_header_that_crashes_the_plan_ends_one_run_not_the_next(tmp_path, crash_env):
     """libsndfile crashing on a file's header, in the plan's probe, kills the job itself (no
     worker to retry it): that run ends with the signal; the next run probes the file it was
     opening in a child process first, leaves it out ("DecoderCrash") and extracts the rest."""
-    corpus = tmp_path / "corpus"
-    copy_samples(corpus, 20)
-    for name, level in (("headercrash.flac", 0.0), ("fine.flac", 0.1)):
-        sf.write(corpus / name, np.full(8000, level, np.float32), 8000)
-    out = tmp_path / "out"
-    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
-                       features={"rms": {}}, compute={"workers": 1})
+    corpus, out, cfg = _corpus_with_a_bad_header(tmp_path, "headercrash.flac", 20)
     first = run_cli("extract", cfg, env=crash_env)
     assert first.returncode < 0, (first.returncode, first.stderr)  # killed by the signal
     assert (out / ".probing").exists()
     again = run_cli("extract", cfg, env=crash_env)
     assert again.returncode == 1, again.stderr
     assert "an earlier run ended while reading the header of 1 file" in again.stdout + again.stderr
-    files, failures = read_tables(out)
-    assert failures.column("path").to_pylist() == [str(corpus / "headercrash.flac")]
-    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
-    assert "crashed (SIGSEGV)" in failures.column("message")[0].as_py()
-    assert files.num_rows == 21 and not (out / ".probing").exists()
+    _assert_only_left_out(out, corpus / "headercrash.flac", "crashed (SIGSEGV)", files=21)
 
 
 def test_a_header_read_that_never_ends_starts_the_job_again_without_that_file(tmp_path, crash_env):
@@ -165,23 +178,13 @@ def test_a_header_read_that_never_ends_starts_the_job_again_without_that_file(tm
     so and starts itself again; that run probes the file in a child process, which is stopped
     at the same limit, leaves it out ("DecoderCrash") and extracts the rest: one command, one
     result, exit 1 as for any failed file."""
-    corpus = tmp_path / "corpus"
-    copy_samples(corpus, 12)
-    for name, level in (("headerloop.flac", 0.0), ("fine.flac", 0.1)):
-        sf.write(corpus / name, np.full(8000, level, np.float32), 8000)
-    out = tmp_path / "out"
-    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=out,
-                       features={"rms": {}}, compute={"workers": 1, "hang_seconds": 2})
+    corpus, out, cfg = _corpus_with_a_bad_header(tmp_path, "headerloop.flac", 12, hang_seconds=2)
     result = run_cli("extract", cfg, env=crash_env, timeout=180)
     said = result.stdout + result.stderr
     assert result.returncode == 1, said
     assert "reading the header of" in said and "starting again" in said, said
     assert "an earlier run ended while reading the header of 1 file" in said
-    files, failures = read_tables(out)
-    assert failures.column("path").to_pylist() == [str(corpus / "headerloop.flac")]
-    assert failures.column("error_type").to_pylist() == ["DecoderCrash"]
-    assert "did not finish in 2 s" in failures.column("message")[0].as_py()
-    assert files.num_rows == 13 and not (out / ".probing").exists()
+    _assert_only_left_out(out, corpus / "headerloop.flac", "did not finish in 2 s", files=13)
 
 
 def test_a_header_read_that_never_ends_called_from_python_is_only_reported(tmp_path):
