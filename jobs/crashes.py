@@ -277,15 +277,19 @@ def restart_or_wait(path: str, seconds: float, say) -> None:
             "child process first, and left out if it is stuck again")
         return
     stop = restarts >= MAX_RESTARTS
-    if stop:
-        say(f"extract: {where}; this run has already started again {restarts} times for stuck "
-            "headers: stopping. Run the same command again to go on (that file is then read in "
-            "a child process first)")
-    else:
-        say(f"extract: {where}: starting again, that file read in a child process first")
+    # a closed output stream must not end this thread before the process is ended or restarted:
+    # the job would then stay stuck for ever
+    with contextlib.suppress(OSError, ValueError):
+        if stop:
+            say(f"extract: {where}; this run has already started again {restarts} times for "
+                "stuck headers: stopping. Run the same command again to go on (that file is then "
+                "read in a child process first)")
+        else:
+            say(f"extract: {where}: starting again, that file read in a child process first")
     _end_children()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     if stop:
         os._exit(1)
     os.environ[_RESTARTS_VARIABLE] = str(restarts + 1)
