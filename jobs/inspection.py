@@ -42,16 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- finding the files
 
 
-def _is_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def _audio_extensions() -> frozenset[str]:
-    from featurelib.io import AUDIO_EXTENSIONS
-
-    return frozenset("." + ext for ext in AUDIO_EXTENSIONS)
-
-
 def _walk_folder(root: str, skipped: list[str] | None = None) -> list[str]:
     """What extract would account for under ``root`` (``jobs.discover.folder_entries``: audio
     files, links followed, each real folder once, and the audio names that cannot be read, which
@@ -74,7 +64,9 @@ def resolve_paths(paths, *, recursive: bool = False,
     taken whatever its extension; folders and globs yield only audio extensions (any case), less
     macOS AppleDouble companions (appended to ``skipped``).
     """
-    extensions = _audio_extensions()
+    from jobs.discover import _is_glob, audio_extensions
+
+    extensions = audio_extensions()
     files: dict[str, None] = {}
     problems: list[str] = []
     for entry in paths:
