@@ -224,9 +224,35 @@ def aggregate_files(segment_table, classes: list[str], files, truth=None):
     else:
         table["true_label"] = None
         table["split"] = None
-    for column in ("true_label", "split"):
+    for column in ("file_id", "path", "label", "true_label", "split"):  # typed even when empty
         table[column] = table[column].astype("string")
     return table[["file_id", "path", "label", "confidence", "true_label", "split", "n_segments"]]
+
+
+def accuracy_summary(files_table, classes: list[str]) -> str:
+    """``"; accuracy on N held-out|labelled files A"`` for the score line (empty without labels).
+
+    Only files whose true label is one of the model's classes count; files labelled with a class
+    the model never learned are named apart (a closed-set model cannot get them right).
+    """
+    truth = files_table["true_label"]
+    labelled = truth.notna()
+    if not labelled.any():
+        return ""
+    known = labelled & truth.isin(classes)
+    other = sorted(set(truth[labelled & ~known].astype(str)))
+    summary = ""
+    if known.any():
+        held_out = known & (files_table["split"] == "test")
+        pick = held_out if held_out.any() else known
+        acc = float((files_table.loc[pick, "label"] == files_table.loc[pick, "true_label"]).mean())
+        summary = f"; accuracy on {int(pick.sum())} {'held-out' if held_out.any() else 'labelled'} files {acc:.4f}"
+    if other:
+        n_other = int((labelled & ~known).sum())
+        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+        summary += (f"; {n_other} file(s) labelled with classes the model does not know ({shown}) "
+                    "are not counted")
+    return summary
 
 
 def find_events(segment_table, classes: list[str], threshold: float):
@@ -484,6 +510,8 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     })
     for j, cls in enumerate(classes):
         segment_table[f"p_{cls}"] = probabilities[:, j]
+    for column in ("file_id", "label"):  # typed even when no segment was scored
+        segment_table[column] = segment_table[column].astype("string")
     files_table = aggregate_files(segment_table, classes, store.files,
                                   _truth_table(model_folder, store, labels_cfg))
     events = find_events(segment_table, classes, score_cfg.threshold)
@@ -515,13 +543,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
         tmp = state_path.with_name(f".{STATE_FILE}.tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, state_path)
-    known = files_table["true_label"].notna()
-    summary = ""
-    if known.any():
-        held_out = known & (files_table["split"] == "test")
-        pick = held_out if held_out.any() else known
-        acc = float((files_table.loc[pick, "label"] == files_table.loc[pick, "true_label"]).mean())
-        summary = f"; accuracy on {int(pick.sum())} {'held-out' if held_out.any() else 'labelled'} files {acc:.4f}"
+    summary = accuracy_summary(files_table, classes)
     log(f"score: {len(segments)} segments in {wall_s:.1f} s ({rate:,.0f} segments/s), "
         f"{len(files_table)} files, {len(events)} events{summary} -> {scores_dir}")
     return 0

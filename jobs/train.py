@@ -83,18 +83,21 @@ def _print(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def choose_model_kind(requested: str) -> tuple[str, str]:
-    """(kind, sentence saying why) for ``auto``/``baseline``/``cnn``."""
+def choose_model_kind(requested: str, input_feature: str = "melspectrogram") -> tuple[str, str]:
+    """(kind, sentence saying why) for ``auto``/``baseline``/``cnn``; the CNN's input is
+    ``input_feature`` (``train.input_feature``)."""
     from jobs.models.cnn import torch_available
+
+    patches = "log-mel patches" if input_feature == "melspectrogram" else f"{input_feature} patches"
 
     if requested == "baseline":
         return "baseline", "model: baseline (statistics of stored features, scikit-learn MLP)"
     if requested == "cnn":
         if not torch_available():
             raise UsageError("train.model is 'cnn' but torch is not installed (pip install 'audiofeat[cnn]')")
-        return "cnn", "model: CNN on log-mel patches (torch)"
+        return "cnn", f"model: CNN on {patches} (torch)"
     if torch_available():
-        return "cnn", "model: auto -> CNN on log-mel patches, because torch is installed"
+        return "cnn", f"model: auto -> CNN on {patches}, because torch is installed"
     return "baseline", ("model: auto -> baseline (statistics of stored features, scikit-learn MLP), "
                         "because torch is not installed (pip install 'audiofeat[cnn]' for the CNN)")
 
@@ -115,9 +118,11 @@ def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, 
     import json
     from pathlib import Path
 
+    from jobs.models.inputs import INPUTS_VERSION
     from jobs.models.onnx_model import file_sha256
 
     inputs = {
+        "inputs_version": INPUTS_VERSION,
         "store_config_hash": store.config_hash,
         "files_sha256": store.files_sha256(),
         "kind": kind,
@@ -145,21 +150,34 @@ def _up_to_date_model(folder, fingerprint: str):
     return TrainedModel(folder, meta, report, up_to_date=True)
 
 
+def _refuse_case_clashes(classes: list[str]) -> None:
+    """Classes whose names differ only in letter case get one probability column in SQL (DuckDB's
+    names ignore case: ``p_Chirp`` and ``p_chirp`` are the same column there): refused."""
+    by_folded: dict[str, list[str]] = {}
+    for cls in classes:
+        by_folded.setdefault(str(cls).casefold(), []).append(str(cls))
+    clashes = [names for names in by_folded.values() if len(names) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
+        raise UsageError(f"labels {shown} differ only in letter case: their probability columns would be one "
+                         "column in SQL (names there ignore case); give them distinct names")
+
+
 def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
-    from jobs.models.inputs import statistics_input_spec
+    from jobs.models.inputs import cnn_scale, statistics_input_spec
 
     stored = store.feature_names
+    feature_config = store.feature_config.get("features", {})
     if kind == "cnn":
         name = train_cfg.input_feature
         if name not in stored:
             raise UsageError(f"train.input_feature {name!r} is not in the store (stored: {', '.join(stored)})")
-        kwargs = store.feature_config.get("features", {}).get(name, {})
         return {
             "kind": "patch",
             "feature": name,
             "dim": store.dim(name),
             "length_frames": geometry.length_frames,
-            "scale": "db" if kwargs.get("db") else "power",
+            "scale": cnn_scale(name, feature_config.get(name)),
         }
     if train_cfg.features:
         missing = [f for f in train_cfg.features if f not in stored]
@@ -169,7 +187,8 @@ def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
     else:
         # every stored feature; mel/STFT bands are left out when MFCCs (their summary) are there
         features = [f for f in stored if not ("mfcc" in stored and f in ("melspectrogram", "stft"))]
-    return statistics_input_spec(features, {f: store.dim(f) for f in features}, n_parts=4)
+    return statistics_input_spec(features, {f: store.dim(f) for f in features}, n_parts=4,
+                                 feature_config=feature_config)
 
 
 def _file_batches(files, n_segments_per_file, max_segments: int):
@@ -333,7 +352,7 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     started = time.perf_counter()
     custom_split = split is not None
     store = open_run(out_dir)
-    kind, why = choose_model_kind(train_cfg.model)
+    kind, why = choose_model_kind(train_cfg.model, train_cfg.input_feature)
     name = train_cfg.name
     remote = None  # a URL run: the model is made in a local folder, then uploaded to OUT/models/NAME
     if folder:
@@ -370,6 +389,7 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
             f"the training files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); a classifier "
             f"needs at least 2 (labels come from labels.source: {labels_cfg.source})"
         )
+    _refuse_case_clashes(classes)
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
         f"{(known['split'] == TEST).sum()} test), {len(classes)} classes"

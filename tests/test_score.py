@@ -226,3 +226,29 @@ def test_a_model_of_other_features_is_refused_with_what_differs():
     assert said.endswith("the store lacks the model's features mfcc, spectral_centroid; the store has "
                          "features the model was not trained on zero_crossing_rate"), said
     assert "n_mfcc" not in said
+
+
+def test_accuracy_counts_only_files_of_the_model_s_classes():
+    from jobs.score import accuracy_summary
+
+    table = pd.DataFrame({
+        "label": ["a", "b", "a", "b"],
+        "true_label": pd.array(["a", "b", "other", None], dtype="string"),
+        "split": pd.array([None, None, None, None], dtype="string"),
+    })
+    summary = accuracy_summary(table, ["a", "b"])
+    assert summary.startswith("; accuracy on 2 labelled files 1.0000")
+    assert "1 file(s) labelled with classes the model does not know (other)" in summary
+    assert accuracy_summary(table.assign(true_label=pd.array([None] * 4, dtype="string")), ["a", "b"]) == ""
+
+
+def test_tables_of_a_run_without_segments_have_string_columns():
+    """Every input failed: the score tables are empty but typed (a strict reader or an Arrow
+    concatenation with a non-empty table needs ``file_id`` and ``label`` as strings)."""
+    from jobs.score import aggregate_files
+
+    segments = pd.DataFrame({"file_id": pd.Series([], dtype="string"), "segment": [], "p_a": [], "p_b": []})
+    files = pd.DataFrame({"file_id": pd.Series([], dtype=object), "path": pd.Series([], dtype=object)})
+    table = aggregate_files(segments, ["a", "b"], files)
+    for column in ("file_id", "path", "label", "true_label", "split"):
+        assert table[column].dtype == "string", column

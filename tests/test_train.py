@@ -191,3 +191,71 @@ def test_rerun_keeps_an_up_to_date_model_and_force_trains_again(baseline_run, tm
     again = onnx.stat().st_mtime_ns
     assert cli_main(["train", str(config), "--out", str(run), "--epochs", "31", "--force"]) == 0
     assert onnx.stat().st_mtime_ns != again
+
+
+def test_features_stored_in_db_are_not_taken_in_log_again():
+    """A mel stored with ``db: true`` holds logs already (all <= 0 dB): the baseline takes its
+    statistics as they are, and the CNN scales it as decibels; other features as they are."""
+    from jobs.models.inputs import cnn_scale, statistics_input_spec
+
+    dims = {"melspectrogram": 40, "rms": 1, "mfcc": 20}
+    in_db = statistics_input_spec(list(dims), dims, feature_config={"melspectrogram": {"db": True}})
+    assert in_db["log_features"] == ["rms"]
+    as_power = statistics_input_spec(list(dims), dims, feature_config={"melspectrogram": {"db": False}})
+    assert as_power["log_features"] == ["melspectrogram", "rms"]
+    assert cnn_scale("melspectrogram", {"db": True}) == "db"
+    assert cnn_scale("melspectrogram", {}) == "power"
+    assert cnn_scale("mfcc", {"n_mfcc": 20}) == "linear"  # cepstra can be negative: no log
+
+
+def test_baseline_learns_from_a_mel_stored_in_db(tmp_path_factory):
+    """Quiet clips (-40 dBFS) with a dB mel as the only input: the inputs keep what tells the
+    digits apart (before the fix every dB value became one log floor, a constant input)."""
+    root = tmp_path_factory.mktemp("db-mel")
+    config = write_config(root / "job.yaml", features={"melspectrogram": {"n_mels": 40, "db": True}},
+                          train={"model": "baseline", "epochs": 30, "features": ["melspectrogram"]})
+    run = root / "run"
+    assert cli_main(["extract", str(config), "--out", str(run), "--workers", "1"]) == 0
+    store = open_run(run)
+    geometry = segment_geometry(1.0, 0.5, store.frame_rate_hz)
+    from jobs.train import _input_spec
+    from jobs.train_config import TrainConfig
+
+    spec = _input_spec("baseline", store, TrainConfig(features=["melspectrogram"]), geometry)
+    assert spec["log_features"] == []
+    inputs, _ = read_inputs(store, store.files, geometry, spec, max_segments=50)
+    assert np.median(inputs.std(axis=0)) > 1.0  # dB statistics vary across clips
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    report = json.loads((run / "models" / "default" / "report.json").read_text())
+    assert report["accuracy"] > 0.5  # 10 digits: chance is 0.1
+
+
+@pytest.mark.parametrize("n_mels, length_frames", [(1, 100), (40, 3), (1, 1), (6, 6)])
+def test_cnn_takes_inputs_smaller_than_its_poolings(n_mels, length_frames):
+    """A one-dimensional feature or segments of a few frames: padded up to what the network's
+    stride and poolings need, trained and exported like any other."""
+    pytest.importorskip("torch")
+    from jobs.models.cnn import CnnSettings, export_cnn, predict_torch, train_cnn
+
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 1, n_mels, length_frames), dtype=np.float32)
+    y = np.arange(16) % 2
+    settings = CnnSettings(n_mels=n_mels, length_frames=length_frames, n_classes=2, scale="power", epochs=1)
+    net = train_cnn(x, y, settings, threads=1, log=lambda _: None)
+    probs = predict_with_session(make_session(export_cnn(net, settings)), x, 2)
+    np.testing.assert_allclose(probs, predict_torch(net, x), atol=1e-5)
+
+
+def test_labels_differing_only_in_case_are_refused(tmp_path_factory, capsys):
+    root = tmp_path_factory.mktemp("case-labels")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    files = pd.read_parquet(run / "files.parquet")
+    # digit 1 is "One", digit 2 "one": two classes that SQL would see as one probability column
+    names = {"1": "One", "2": "one"}
+    rows = [f"{p},{names.get(p.rsplit('/', 1)[1][0], p.rsplit('/', 1)[1][0])}" for p in files["path"]]
+    (root / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    config = write_config(root / "job.yaml", labels={"source": "csv", "csv": "labels.csv"},
+                          split={"method": "stratified", "test_fraction": 0.2})
+    assert cli_main(["train", str(config), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'One' and 'one' differ only in letter case" in err

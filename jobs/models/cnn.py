@@ -23,6 +23,7 @@ import numpy as np
 __all__ = ["torch_available", "CnnSettings", "train_cnn", "export_cnn", "predict_torch"]
 
 TOP_DB = 80.0
+MIN_INPUT_SIZE = 7  # bands and frames the network's stride and poolings need
 DEFAULT_EPOCHS = 30
 MIN_STEPS = 600  # optimiser steps a default-length training run gets at least
 
@@ -43,7 +44,9 @@ class CnnSettings:
                  dropout: float = 0.2, freq_mask: int = 8, time_mask: int = 20, epochs: int = 30,
                  batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0):
         self.n_mels, self.length_frames, self.n_classes = n_mels, length_frames, n_classes
-        self.scale = scale  # "power" (stored mel power) or "db" (stored already in dB)
+        # "power" (stored mel power: to dB), "db" (stored already in dB) or "linear" (any other
+        # feature, e.g. MFCC: standardised per patch); see jobs.models.inputs.cnn_scale
+        self.scale = scale
         self.widths = tuple(int(w) for w in widths)
         self.dropout, self.freq_mask, self.time_mask = dropout, freq_mask, time_mask
         self.epochs, self.batch_size, self.learning_rate, self.seed = epochs, batch_size, learning_rate, seed
@@ -69,13 +72,19 @@ def _modules(settings: CnnSettings):
     from torch import nn
 
     class LogScale(nn.Module):
-        """Stored mel frames -> [0, 1] log scale relative to each patch's peak."""
+        """Stored frames -> [0, 1] log scale relative to each patch's peak (power or dB
+        features), or zero mean and unit variance per patch (``"linear"``: MFCC and the like)."""
 
         def __init__(self, scale: str):
             super().__init__()
             self.from_power = scale == "power"
+            self.linear = scale == "linear"
 
         def forward(self, x):
+            if self.linear:
+                mean = torch.mean(x, dim=(2, 3), keepdim=True)
+                var = torch.mean((x - mean) ** 2, dim=(2, 3), keepdim=True)
+                return (x - mean) / torch.sqrt(var + 1e-6)
             db = 10.0 * torch.log10(torch.clamp(x, min=1e-10)) if self.from_power else x
             peak = torch.amax(db, dim=(2, 3), keepdim=True)
             db = torch.maximum(db, peak - TOP_DB)
@@ -95,6 +104,11 @@ def _modules(settings: CnnSettings):
             super().__init__()
             w1, w2, w3 = settings.widths
             self.log_scale = LogScale(settings.scale)
+            # the stride-2 block and two 2x2 poolings need 7 rows and columns: smaller inputs
+            # (few bands, short segments) are zero padded up to that (bottom and right)
+            grow_rows = max(0, MIN_INPUT_SIZE - settings.n_mels)
+            grow_cols = max(0, MIN_INPUT_SIZE - settings.length_frames)
+            self.pad = nn.ZeroPad2d((0, grow_cols, 0, grow_rows)) if grow_rows or grow_cols else nn.Identity()
             self.features = nn.Sequential(
                 block(1, w1, 2),  # (M/2, L/2)
                 block(w1, w2, 1),
@@ -107,7 +121,7 @@ def _modules(settings: CnnSettings):
             self.classifier = nn.Linear(2 * w3, settings.n_classes)
 
         def embed(self, scaled):
-            h = self.features(scaled)
+            h = self.features(self.pad(scaled))
             pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
             return self.dropout(pooled)
 

@@ -17,25 +17,51 @@ import numpy as np
 
 from jobs.segments import FrameBlock, patches_from_block
 
-__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "statistics_input_spec", "segment_statistics", "build_inputs"]
+__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "INPUTS_VERSION", "stored_in_db", "cnn_scale", "statistics_input_spec", "segment_statistics", "build_inputs"]
 
 # features whose values are powers/amplitudes: their statistics are taken on log10(x + floor)
 LOG_FEATURES = frozenset(
     {"melspectrogram", "stft", "spectrogram", "rms", "short_time_energy", "amplitude_envelope"}
 )
 LOG_FLOOR = 1e-10
+# how model inputs are built from stored frames; part of a model's training fingerprint, so that
+# a model made by an older version is trained again (2: features stored in dB are not logged again)
+INPUTS_VERSION = 2
 # features whose frame-to-frame change is informative (cepstra)
 DELTA_FEATURES = frozenset({"mfcc"})
 
 
-def statistics_input_spec(features: list[str], dims: dict[str, int], n_parts: int = 3) -> dict:
-    """The ``input`` section of model.json for the statistics baseline."""
+def stored_in_db(name: str, kwargs: dict | None) -> bool:
+    """Whether the store holds feature ``name`` (with its config ``kwargs``) already in decibels:
+    ``melspectrogram`` with ``db: true``. Such values are logs already (and <= 0 dB): taking their
+    log again would make them a constant."""
+    return bool((kwargs or {}).get("db")) and name in LOG_FEATURES
+
+
+def cnn_scale(name: str, kwargs: dict | None) -> str:
+    """How the CNN scales a patch of stored feature ``name``: ``"db"`` (stored in dB: relative
+    to the patch's peak), ``"power"`` (a power or amplitude: to dB first) or ``"linear"`` (any
+    other feature, e.g. MFCC or spectral shape: standardised per patch)."""
+    if stored_in_db(name, kwargs):
+        return "db"
+    return "power" if name in LOG_FEATURES else "linear"
+
+
+def statistics_input_spec(features: list[str], dims: dict[str, int], n_parts: int = 3,
+                          feature_config: dict | None = None) -> dict:
+    """The ``input`` section of model.json for the statistics baseline.
+
+    ``feature_config`` (the store's ``features`` section) tells which power-like features are
+    stored in dB already: those are not taken in log again.
+    """
+    feature_config = feature_config or {}
+    in_db = {name for name in features if stored_in_db(name, feature_config.get(name))}
     return {
         "kind": "segment_statistics",
         "features": list(features),
         "dims": {name: int(dims[name]) for name in features},
         "n_parts": int(n_parts),
-        "log_features": sorted(set(features) & LOG_FEATURES),
+        "log_features": sorted((set(features) & LOG_FEATURES) - in_db),
         "delta_features": sorted(set(features) & DELTA_FEATURES),
     }
 
