@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
+from featurelib._sequential import read_float32
 from featurelib.wav import chunks, file_chunks, riff_order
 
 __all__ = [
@@ -488,7 +489,7 @@ class ResampledStream:
 
     def _pull(self):
         with quiet_decoder_notes(self._quiet):
-            block = self._handle.read(STREAM_CHUNK_FRAMES, dtype="float32", always_2d=True)
+            block = read_float32(self._handle, STREAM_CHUNK_FRAMES)  # no seek between reads (MP3)
         last = block.shape[0] < STREAM_CHUNK_FRAMES
         self._native_read += block.shape[0]
         y = _to_mono(block) if block.shape[0] else np.zeros(0, dtype=np.float32)

@@ -725,6 +725,7 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     or the file's failure. Idempotent.
     """
     from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
+    from featurelib._sequential import read_float32
     from jobs.compute import STREAM_CHUNK_FRAMES, _check_finite, _source, _to_mono
 
     t_start = time.perf_counter()
@@ -744,7 +745,7 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
                 handle.seek(start)
                 left = stop - start
                 while left > 0:
-                    block = handle.read(min(left, STREAM_CHUNK_FRAMES), dtype="float32", always_2d=True)
+                    block = read_float32(handle, min(left, STREAM_CHUNK_FRAMES))
                     if block.shape[0] == 0:
                         break
                     y = _to_mono(block)

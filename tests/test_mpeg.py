@@ -166,3 +166,40 @@ def test_extract_stores_untagged_mp3s_whole(tmp_path):
             got = group[name][row["frame_start"]:row["frame_stop"]]
             scale = max(float(np.abs(expected).max()), 1e-6)
             assert float(np.abs(got - expected).max()) / scale < 1e-4, (name, path)
+
+
+def _quiet_stretches(sr: int, seconds: int) -> np.ndarray:
+    """A tone over noise with a near-silent second in every three: frames whose bit reservoir
+    reaches back far, where a seek inside the stream decodes differently."""
+    n = sr * seconds
+    t = np.arange(n) / sr
+    rng = np.random.default_rng(0)
+    y = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n)
+    for s in range(1, seconds, 3):
+        y[s * sr:(s + 1) * sr] = 1e-6 * rng.standard_normal(sr)
+    return y.astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [4000, 5777, 1 << 14])
+def test_block_reads_join_up_to_one_whole_read(tmp_path, monkeypatch, block):
+    """soundfile seeks to its own position after every read, which in an MP3 decodes about one
+    frame again, differently; featurelib's sequential reads and the job's stream do not seek, so
+    a file read in blocks gives the samples of one whole read (what featurelib.load returns)."""
+    import jobs.compute
+    from featurelib._sequential import read_float32
+    from jobs.compute import ResampledStream, decode
+
+    path = str(tmp_path / "quiet.mp3")
+    sf.write(path, _quiet_stretches(44100, 6), 44100, format="MP3")
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    with sf.SoundFile(path) as handle:
+        parts = []
+        while (part := read_float32(handle, block)).shape[0]:
+            parts.append(part)
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    monkeypatch.setattr(jobs.compute, "STREAM_CHUNK_FRAMES", block)
+    expected = decode(path, sr=16000)
+    np.testing.assert_array_equal(expected, F.load(path, sr=16000)[0])
+    with ResampledStream(path, sr=16000, expected_frames=whole.shape[0]) as stream:
+        streamed = np.concatenate([stream.read(10_000) for _ in range(expected.shape[0] // 10_000 + 2)])
+    np.testing.assert_array_equal(streamed, expected)
