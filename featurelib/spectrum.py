@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 
 from ._backend import as_float_array, like, namespace
 from .exceptions import ParameterError
-from .framing import map_stft
+from .framing import fft_precision, get_fft_precision, map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
@@ -626,7 +627,12 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
     if S is None:
         if y is None:
             raise ParameterError("mfcc needs y or S")
-        S = power_to_db(melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs), top_db=top_db)
+        # the "auto" precision's float32 check keeps bands to 80 dB under the loudest: a deeper
+        # floor (or none) needs every frame in float64 for the decibels to keep parity
+        deeper = top_db is None or top_db > -10.0 * math.log10(_MEL_CLIPPED)
+        with fft_precision("double") if deeper and get_fft_precision() == "auto" else nullcontext():
+            M = melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs)
+        S = power_to_db(M, top_db=top_db)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     D = like(dct_matrix(n_mfcc, S.shape[-2], dct_type=dct_type, norm=norm), S, xp)

@@ -137,6 +137,10 @@ class DecodeError(Exception):
 # ---------------------------------------------------------------- features
 
 
+# dB below a mel's maximum down to which featurelib's "auto" float32 check keeps parity
+MEL_CHECKED_DB = 80.0
+
+
 def _mel_key(kw: dict, *, norm_key: str) -> tuple:
     return (kw["n_mels"], kw["fmin"], kw["fmax"], kw["htk"], kw[norm_key])
 
@@ -204,6 +208,16 @@ class FeatureSet:
         from jobs.config import feature_dims
 
         return feature_dims(self.features)
+
+    def unbounded_db_mels(self) -> set[tuple]:
+        """Mel keys taken in dB further down than the 80 dB (``top_db`` null or over 80) that the
+        "auto" FFT precision's float32 check covers (``featurelib.mel_float32_check``)."""
+        out = set()
+        for name, kw in self.features.items():
+            in_db = name == "mfcc" or (name == "melspectrogram" and kw["db"])
+            if in_db and (kw["top_db"] is None or kw["top_db"] > MEL_CHECKED_DB):
+                out.add(_mel_key(kw, norm_key="mel_norm" if name == "mfcc" else "norm"))
+        return out
 
     def db_mels(self) -> dict[str, tuple]:
         """Features clamped with ``top_db`` per file: name -> mel key (a file's max is needed)."""
@@ -775,13 +789,15 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
 def _mel_refine(fs: FeatureSet, outputs: list, last: dict, ref, xp):
     """``map_stft``'s ``refine`` for a spectral pass under the "auto" FFT precision: the frames
     where float32 rounding could move one of its mel outputs (featurelib.mel_float32_check), or
-    "double" for a mel of a power other than 2, or None when no output is a mel."""
+    "double" for a mel of a power other than 2 or one taken in dB below 80 dB under its
+    maximum, or None when no output is a mel."""
     from featurelib.spectrum import mel_float32_check
 
     checks, at = [], 0
+    unbounded = fs.unbounded_db_mels()
     for key, width, _ in outputs:
         if key[0] == "mel":
-            if key[2] != 2.0:
+            if key[2] != 2.0 or key[1] in unbounded:  # the float32 bound is for power, to 80 dB
                 return "double"
             checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0]))))
         at += width

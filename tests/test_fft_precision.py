@@ -60,6 +60,41 @@ def test_chirp_log_mel_within_parity(precision):
     assert float(np.max(np.abs(got - ref))) < 2e-4
 
 
+@pytest.mark.parametrize("top_db", [None, 120.0])
+def test_mfcc_without_the_80_db_floor_keeps_parity(precision, top_db):
+    """The auto check keeps bands to 80 dB under the loudest; an MFCC whose dB go deeper (no
+    ``top_db``, or a larger one) is computed in float64 and stays within parity of librosa's (a
+    16-bit 1 kHz tone resampled from 44.1 kHz: 0.049 off with float32 frames below 80 dB)."""
+    import soxr
+
+    tone = np.round(0.3 * np.sin(2 * np.pi * 1000 * np.arange(44100) / 44100) * 32767) / 32767
+    y = soxr.resample(tone.astype(np.float32), 44100, 16000, quality="HQ").astype(np.float32)
+    kwargs = dict(sr=16000, n_fft=512, hop_length=160, n_mels=128)
+    precision("auto")
+    got = F.mfcc(y=y, n_mfcc=20, top_db=top_db, **kwargs)
+    assert F.get_fft_precision() == "auto"  # only the mel inside went to float64
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(y=y, **kwargs),
+                                                     top_db=top_db), n_mfcc=20)
+    assert float(np.max(np.abs(got - ref))) < 5e-3
+
+
+def test_the_job_computes_mels_in_db_below_80_db_in_float64():
+    from jobs.compute import FeatureSet, _mel_refine
+
+    def refine(features):
+        fc = {"sr": 16000, "n_fft": 512, "hop_length": 160, "win_length": 512, "window": "hann",
+              "features": features}
+        fs = FeatureSet.from_config(fc)
+        key = next(iter(fs.mel_keys()))
+        return _mel_refine(fs, [(("mel", key, 2.0), 128, None)], {}, np.zeros(4, np.float32), np)
+
+    mel = {"n_mels": 128, "fmin": 0.0, "fmax": None, "htk": False, "norm": "slaney", "power": 2.0}
+    assert callable(refine({"melspectrogram": {**mel, "db": True, "top_db": 80.0}}))
+    assert refine({"melspectrogram": {**mel, "db": True, "top_db": None}}) == "double"
+    assert refine({"melspectrogram": {**mel, "db": True, "top_db": 100.0}}) == "double"
+    assert callable(refine({"melspectrogram": {**mel, "db": False, "top_db": None}}))  # power: no dB
+
+
 def test_recorded_speech_stays_mostly_in_float32():
     """On speech the check flags only the frames with bands in float32's rounding floor."""
     import scipy.fft
