@@ -22,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +50,15 @@ __all__ = [
 
 STAGES = ("extract", "train", "score")
 
+# Upper bounds on settings that otherwise run a job out of memory (or past the platform's timers)
+# instead of stopping at the config. Each message says the bound.
+MAX_SR = 1_000_000  # Hz: above any audio ADC (768 kHz ultrasound recorders)
+MAX_N_FFT = 65536  # 2**16 samples per frame (1.4 s at 48 kHz); the tables and STFT grow with it
+MAX_MEL_BYTES = 2**28  # a mel filterbank (n_mels x n_fft//2+1 float64) of at most 256 MiB
+MAX_CHUNK_FRAMES = 65536  # 8 x the longest chunk the plan picks itself (8192)
+MAX_CHUNK_BYTES = 2**28  # a task holds at least one chunk of every feature (float32): 256 MiB
+MAX_HANG_SECONDS = 7 * 24 * 3600.0  # a week; the task's timer (faulthandler) overflows near 1e10 s
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +75,13 @@ class AudioConfig(_Section):
     def _sr_required(cls, value):
         if value is None:
             raise ValueError("a feature store has one sample rate: give a number (e.g. 16000), not null")
+        return value
+
+    @field_validator("sr")
+    @classmethod
+    def _sr_bound(cls, value):
+        if value > MAX_SR:
+            raise ValueError(f"must be at most {MAX_SR} Hz")
         return value
 
     @field_validator("mono")
@@ -90,6 +109,9 @@ class FramesConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.n_fft > MAX_N_FFT:
+            raise _KeyError("n_fft", f"must be at most {MAX_N_FFT} (the window, mel and STFT "
+                                     "buffers grow with it)")
         if self.hop_length > self.n_fft:
             raise _KeyError("hop_length", f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
         if self.win_length is not None and self.win_length > self.n_fft:
@@ -118,6 +140,21 @@ class ComputeConfig(_Section):
         default="auto", description="where the input headers are read before planning: auto = on the "
         "workers for a corpus of 1,000 URLs or more (each worker keeps requests in flight), else here")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+    @field_validator("hang_seconds")
+    @classmethod
+    def _hang_bound(cls, value):
+        if value > MAX_HANG_SECONDS:
+            raise ValueError(f"must be at most {MAX_HANG_SECONDS:.0f} (a week)")
+        return value
+
+    @field_validator("chunk_frames")
+    @classmethod
+    def _chunk_bound(cls, value):
+        if value is not None and value > MAX_CHUNK_FRAMES:
+            raise ValueError(f"must be at most {MAX_CHUNK_FRAMES} (8 x the plan's longest chunk; "
+                             "every task holds a chunk of each feature in memory)")
+        return value
 
 
 class _KeyError(ValueError):
@@ -158,13 +195,32 @@ FEATURES: dict[str, dict[str, Any]] = {
     "band_energy_ratio": {"split_frequency": 2000.0, "power": 2.0},
 }
 _NUMBER = (int, float)
+_MEL_NORM = (str, type(None), *_NUMBER)  # librosa.filters.mel: 'slaney', None or a p-norm's p
+# types by argument name; _FEATURE_TYPES where one name means different things (norm). A number
+# is never a bool (a bool is an int in Python): only the arguments typed bool take true/false.
 _TYPES = {
     "n_mels": int, "n_mfcc": int, "dct_type": int, "fmin": _NUMBER, "fmax": (*_NUMBER, type(None)),
-    "htk": bool, "norm": (str, bool, type(None), *_NUMBER), "mel_norm": (str, type(None), *_NUMBER),
+    "htk": bool, "norm": (str, type(None), *_NUMBER), "mel_norm": _MEL_NORM,
     "power": _NUMBER, "db": bool, "top_db": (*_NUMBER, type(None)), "lifter": _NUMBER,
     "threshold": _NUMBER, "p": _NUMBER, "roll_percent": _NUMBER, "amin": _NUMBER,
     "split_frequency": _NUMBER,
 }
+_FEATURE_TYPES = {("melspectrogram", "norm"): _MEL_NORM, ("spectral_bandwidth", "norm"): bool}
+_MEL_NORM_KEY = {"melspectrogram": "norm", "mfcc": "mel_norm"}
+_MEL_NORM_RULE = "must be 'slaney', null or a number >= 0 (a p-norm)"
+
+
+def _brief(value) -> str:
+    """``repr(value)``, cut short (a 400-digit integer)."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:20]}..."
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def _check_feature(name: str, kwargs: dict, audio: AudioConfig, frames: FramesConfig) -> dict:
@@ -182,7 +238,7 @@ def _check_feature(name: str, kwargs: dict, audio: AudioConfig, frames: FramesCo
         if key not in defaults:
             allowed = ", ".join(sorted(defaults)) or "none"
             raise _KeyError(where, f"unknown argument for {name} (allowed: {allowed})")
-        expected = _TYPES[key]
+        expected = _FEATURE_TYPES.get((name, key), _TYPES[key])
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if expected is int:
             if not isinstance(value, int) or isinstance(value, bool):
@@ -190,8 +246,12 @@ def _check_feature(name: str, kwargs: dict, audio: AudioConfig, frames: FramesCo
         elif expected is bool:
             if not isinstance(value, bool):
                 raise _KeyError(where, f"expected true or false, got {value!r}")
-        elif not isinstance(value, expected) or (isinstance(value, bool) and key != "norm"):
-            raise _KeyError(where, f"wrong type: {value!r}")
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            if expected is _MEL_NORM:
+                raise _KeyError(where, f"{_MEL_NORM_RULE}, got {_brief(value)}")
+            raise _KeyError(where, f"wrong type: {_brief(value)}")
+        elif is_number and not _finite(value):
+            raise _KeyError(where, f"must be a finite number, got {_brief(value)}")
         elif is_number and key not in ("norm", "mel_norm"):
             value = float(value)
         out[key] = value
@@ -207,6 +267,14 @@ def _check_feature(name: str, kwargs: dict, audio: AudioConfig, frames: FramesCo
             raise _KeyError(f"{name}.fmin", f"need 0 <= fmin < fmax ({fmax} Hz)")
         if fmax > nyquist:
             raise _KeyError(f"{name}.fmax", f"fmax={fmax} exceeds the Nyquist frequency {nyquist} Hz")
+        mel_bytes = out["n_mels"] * n_bins * 8
+        if mel_bytes > MAX_MEL_BYTES:
+            raise _KeyError(f"{name}.n_mels", f"n_mels={out['n_mels']} x {n_bins} frequency bins: a "
+                            f"{mel_bytes / 2**20:.0f} MiB mel filterbank (at most {MAX_MEL_BYTES >> 20} MiB)")
+        norm_key = _MEL_NORM_KEY[name]
+        norm = out[norm_key]
+        if norm != "slaney" and norm is not None and (isinstance(norm, str) or norm < 0):
+            raise _KeyError(f"{name}.{norm_key}", f"{_MEL_NORM_RULE}, got {_brief(norm)}")
     if name == "mfcc":
         if out["n_mfcc"] < 1:
             raise _KeyError("mfcc.n_mfcc", "must be at least 1")
@@ -250,6 +318,50 @@ def feature_dims(features: dict[str, dict]) -> dict[str, int]:
     return dims
 
 
+def _union(annotation) -> tuple:
+    """The types an annotation admits: the members of a union, else the annotation itself."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _number_errors(annotation, value, where: str) -> list[_KeyError]:
+    """Numbers given as true/false, and NaN or infinite floats, in a value for ``annotation``.
+
+    pydantic takes ``true`` for an int (1) and ``.nan``/``.inf`` for a float; in this config they
+    are always mistakes. Walks the sections' models (every section file's), lists and values."""
+    members = _union(annotation)
+    if any(m in (int, float) for m in members) and bool not in members:
+        if isinstance(value, bool):
+            what = "a number" if float in members else "an integer"
+            return [_KeyError(where, f"expected {what}, got {value!r}")]
+        number = value
+        if isinstance(value, str) and float in members and str not in members:
+            try:
+                number = float(value)
+            except ValueError:
+                number = None  # pydantic says what is wrong with it
+        if isinstance(number, float) and not math.isfinite(number):
+            return [_KeyError(where, f"must be a finite number, got {_brief(value)}")]
+    errors = []
+    for member in members:
+        if isinstance(value, dict) and inspect.isclass(member) and issubclass(member, BaseModel):
+            errors += _model_number_errors(member, value, where)
+        elif isinstance(value, list) and typing.get_origin(member) is list and typing.get_args(member):
+            for i, item in enumerate(value):
+                errors += _number_errors(typing.get_args(member)[0], item, f"{where}.{i}")
+    return errors
+
+
+def _model_number_errors(model: type[BaseModel], data: dict, prefix: str = "") -> list[_KeyError]:
+    errors = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key in data:
+            errors += _number_errors(field.annotation, data[key], f"{prefix}.{key}" if prefix else key)
+    return errors
+
+
 class JobConfig(_Section):
     """The whole YAML file."""
 
@@ -276,6 +388,17 @@ class JobConfig(_Section):
             return None
         return {key: "***" for key in value}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data):
+        if isinstance(data, dict):
+            errors = _model_number_errors(cls, data)
+            if len(errors) == 1:
+                raise errors[0]
+            if errors:
+                raise _KeyErrors(errors)
+        return data
+
     @field_validator("input")
     @classmethod
     def _non_empty(cls, value):
@@ -300,6 +423,12 @@ class JobConfig(_Section):
         if errors:
             raise _KeyErrors(errors)
         self.features = normalised
+        chunk = self.compute.chunk_frames
+        columns = sum(feature_dims(normalised).values())
+        if chunk is not None and chunk * columns * 4 > MAX_CHUNK_BYTES:
+            raise _KeyError("compute.chunk_frames", f"{chunk} frames x {columns} feature columns: "
+                            f"{chunk * columns * 4 / 2**20:.0f} MiB per chunk, held by every task "
+                            f"(at most {MAX_CHUNK_BYTES >> 20} MiB)")
         return self
 
     @property

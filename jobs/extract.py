@@ -1273,12 +1273,19 @@ def _versions() -> dict:
 def _tables(fc: dict) -> dict:
     """Window and mel bases for the tasks; a window featurelib does not know is a usage error."""
     from featurelib import ParameterError
+    from featurelib.framing import get_window
     from jobs.compute import FeatureSet
 
     try:
-        return FeatureSet.from_config(fc).make_tables()
+        get_window(fc["window"], fc["win_length"], n_fft=fc["n_fft"])
     except ParameterError as exc:
         raise UsageError(f"frames.window: {exc}") from None
+    try:
+        return FeatureSet.from_config(fc).make_tables()
+    except Exception as exc:  # featurelib's or librosa's ParameterError: a mel setting
+        if type(exc).__name__ != "ParameterError":  # that jobs.config let through
+            raise
+        raise UsageError(f"features: {exc}") from None
 
 
 def _out(cfg):

@@ -41,6 +41,107 @@ def test_errors_name_the_key(data, key):
     assert "\n" not in message
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(("data", "key", "says"), [
+    # a mel norm is what librosa.filters.mel takes: 'slaney', null or a p-norm's p >= 0
+    ({"features": {"melspectrogram": {"norm": True}}}, "features.melspectrogram.norm", "'slaney', null"),
+    ({"features": {"melspectrogram": {"norm": "bogus"}}}, "features.melspectrogram.norm", "'slaney', null"),
+    ({"features": {"melspectrogram": {"norm": -1}}}, "features.melspectrogram.norm", "'slaney', null"),
+    ({"features": {"mfcc": {"mel_norm": NAN}}}, "features.mfcc.mel_norm", "finite"),
+    ({"features": {"mfcc": {"mel_norm": "l2"}}}, "features.mfcc.mel_norm", "'slaney', null"),
+    ({"features": {"spectral_bandwidth": {"norm": 1}}}, "features.spectral_bandwidth.norm", "true or false"),
+    ({"features": {"mfcc": {"norm": True}}}, "features.mfcc.norm", "wrong type"),
+    # every numeric feature argument is finite, and never a bool
+    ({"features": {"melspectrogram": {"db": True, "top_db": NAN}}}, "features.melspectrogram.top_db", "finite"),
+    ({"features": {"melspectrogram": {"power": NAN}}}, "features.melspectrogram.power", "finite"),
+    ({"features": {"melspectrogram": {"fmin": INF}}}, "features.melspectrogram.fmin", "finite"),
+    ({"features": {"mfcc": {"fmax": NAN}}}, "features.mfcc.fmax", "finite"),
+    ({"features": {"mfcc": {"lifter": INF}}}, "features.mfcc.lifter", "finite"),
+    ({"features": {"mfcc": {"lifter": 10**400}}}, "features.mfcc.lifter", "finite"),
+    ({"features": {"mfcc": {"top_db": -INF}}}, "features.mfcc.top_db", "finite"),
+    ({"features": {"spectral_flatness": {"amin": NAN}}}, "features.spectral_flatness.amin", "finite"),
+    ({"features": {"spectral_bandwidth": {"p": INF}}}, "features.spectral_bandwidth.p", "finite"),
+    ({"features": {"spectral_bandwidth": {"p": True}}}, "features.spectral_bandwidth.p", "wrong type"),
+    ({"features": {"spectral_rolloff": {"roll_percent": NAN}}}, "features.spectral_rolloff.roll_percent", "finite"),
+    ({"features": {"band_energy_ratio": {"split_frequency": NAN}}},
+     "features.band_energy_ratio.split_frequency", "finite"),
+    ({"features": {"zero_crossing_rate": {"threshold": INF}}}, "features.zero_crossing_rate.threshold", "finite"),
+    ({"features": {"mean_frequency": {"power": False}}}, "features.mean_frequency.power", "wrong type"),
+    ({"features": {"mfcc": {"n_mfcc": True}}}, "features.mfcc.n_mfcc", "integer"),
+    # settings: never a bool for a number, never NaN or infinite
+    ({"audio": {"sr": True}}, "audio.sr", "integer"),
+    ({"frames": {"hop_length": True}}, "frames.hop_length", "integer"),
+    ({"compute": {"workers": True}}, "compute.workers", "integer"),
+    ({"compute": {"min_batches": False}}, "compute.min_batches", "integer"),
+    ({"compute": {"batch_seconds": INF}}, "compute.batch_seconds", "finite"),
+    ({"compute": {"batch_seconds": True}}, "compute.batch_seconds", "number"),
+    ({"compute": {"block_seconds": INF}}, "compute.block_seconds", "finite"),
+    ({"compute": {"block_seconds": "inf"}}, "compute.block_seconds", "finite"),
+    ({"compute": {"hang_seconds": INF}}, "compute.hang_seconds", "finite"),
+    ({"compute": {"chunk_frames": True}}, "compute.chunk_frames", "integer"),
+    ({"compute": {"cluster": {"kind": "kubernetes", "kubernetes": {"n_workers": True}}}},
+     "compute.cluster.kubernetes.n_workers", "integer"),
+    ({"segments": {"length_s": INF}}, "segments.length_s", "finite"),
+    ({"split": {"test_fraction": True}}, "split.test_fraction", "number"),
+    ({"train": {"learning_rate": NAN}}, "train.learning_rate", "finite"),
+    ({"train": {"cnn_widths": [16, True, 64]}}, "train.cnn_widths.1", "integer"),
+    ({"score": {"threshold": NAN}}, "score.threshold", "finite"),
+    # bounds on what would exhaust memory or overflow a timer, each saying the bound
+    ({"audio": {"sr": 10**9}}, "audio.sr", "at most 1000000"),
+    ({"frames": {"n_fft": 2**20}}, "frames.n_fft", "at most 65536"),
+    ({"compute": {"hang_seconds": 1e10}}, "compute.hang_seconds", "at most 604800"),
+    ({"compute": {"chunk_frames": 10**10}}, "compute.chunk_frames", "at most 65536"),
+    ({"compute": {"chunk_frames": 65536}, "frames": {"n_fft": 4096},
+      "features": {"melspectrogram": {"n_mels": 2000}}}, "compute.chunk_frames", "at most 256 MiB"),
+    ({"frames": {"n_fft": 65536}, "features": {"melspectrogram": {"n_mels": 4096}}},
+     "features.melspectrogram.n_mels", "at most 256 MiB"),
+])
+def test_impossible_values_name_the_key(data, key, says):
+    """NaN, infinities, true/false for a number and values that run out of memory later stop here."""
+    with pytest.raises(UsageError) as info:
+        parse_config(data)
+    message = str(info.value)
+    assert message.startswith(f"{key}: "), message
+    assert says in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("data", [
+    {"features": {"melspectrogram": {"norm": None, "fmax": None, "db": True, "top_db": None}}},
+    {"features": {"melspectrogram": {"norm": 0}, "mfcc": {"mel_norm": 2.5}}},
+    {"features": {"spectral_bandwidth": {"norm": False, "p": 1}}},
+    {"audio": {"sr": 44100}, "compute": {"chunk_frames": 65536, "hang_seconds": 604800,
+                                         "batch_seconds": 1e6, "block_seconds": 1e6}},
+    {"frames": {"n_fft": 65536, "hop_length": 512}, "features": {"melspectrogram": {"n_mels": 1000}}},
+])
+def test_valid_edges_pass(data):
+    parse_config(data)
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("features: {melspectrogram: {norm: true}}", "features.melspectrogram.norm"),
+    ("features: {melspectrogram: {norm: bogus}}", "features.melspectrogram.norm"),
+    ("features: {mfcc: {mel_norm: .nan}}", "features.mfcc.mel_norm"),
+    ("features: {melspectrogram: {db: true, top_db: .nan}}", "features.melspectrogram.top_db"),
+    ("compute: {batch_seconds: .inf}", "compute.batch_seconds"),
+    ("compute: {hang_seconds: .inf}", "compute.hang_seconds"),
+    ("compute: {chunk_frames: 10000000000}", "compute.chunk_frames"),
+    ("audio: {sr: true}", "audio.sr"),
+])
+def test_cli_stops_with_status_2_naming_the_key(tmp_path, capsys, line, key):
+    """Through the command: exit status 2 and one line naming the key, before any work."""
+    from jobs.cli import main
+
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {tmp_path}\nout: {tmp_path / 'out'}\n{line}\n")
+    assert main(["extract", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"audiofeat extract: error: {config}: {key}: "), err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_bad_feature_is_named_at_once():
     """Three wrong features: one message names the three keys, not the first only."""
     with pytest.raises(UsageError) as info:
