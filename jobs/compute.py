@@ -310,9 +310,9 @@ def wav_declared_frames(path: str) -> int | None:
             block_align = None
             for cid, _body, size in file_chunks(handle, order):
                 if cid == b"fmt ":
-                    fmt = handle.read(min(size, 16))
-                    if len(fmt) >= 14:
-                        block_align = int.from_bytes(fmt[12:14], order)
+                    fmt = handle.read(min(size, 26))
+                    if len(fmt) >= 16:
+                        block_align = _frame_bytes(fmt, order)
                 elif cid == b"data":
                     if not block_align or size in (0, 0xFFFFFFFF):
                         return None
@@ -320,6 +320,20 @@ def wav_declared_frames(path: str) -> int | None:
             return None
     except OSError:
         return None
+
+
+def _frame_bytes(fmt: bytes, order: str) -> int:
+    """Bytes per frame of a WAV ``fmt `` body, as libsndfile counts them: for PCM and float
+    (also as WAVE_FORMAT_EXTENSIBLE) channels x whole bytes per sample, whatever the block align
+    says (a 12-bit file with align 1 holds 2 bytes a sample); for other encodings the block align
+    (then this counts blocks, fewer than frames, so no frames are announced beyond the file's)."""
+    tag, channels = int.from_bytes(fmt[0:2], order), int.from_bytes(fmt[2:4], order)
+    align, bits = int.from_bytes(fmt[12:14], order), int.from_bytes(fmt[14:16], order)
+    if tag == 0xFFFE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], order)  # the sub-format GUID's first two bytes
+    if tag in (1, 3) and channels and bits:
+        return channels * ((bits + 7) // 8)
+    return align
 
 
 def _check_complete(path: str, fmt: str, frames: int) -> None:
@@ -350,6 +364,9 @@ def _read_pcm16_wav(path: str, expected_frames: int | None):
         return None
     if riff_order(raw) != "little":
         return None
+    ids = [cid for cid, _, _ in chunks(raw)]
+    if ids.count(b"data") != 1 or b"RIFF" in ids:
+        return None  # a second data chunk, or two files joined: libsndfile refuses them
     fmt = None
     for cid, body, size in chunks(raw):
         if cid == b"fmt " and size >= 16 and body + 16 <= len(raw):

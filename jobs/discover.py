@@ -197,6 +197,11 @@ class _Walker:
                 self.add_list(path, depth=depth)
             else:
                 self.add_file(path)
+        elif os.path.lexists(path):  # named, but a FIFO, a device, a broken or looping link
+            from featurelib.io import unreadable_path
+
+            kind, reason = unreadable_path(path) or ("NotARegularFile", "not a regular file")
+            self._fail(path, reason, kind)
         elif top_level:
             raise UsageError(f"input: no such file or folder: {path}")
         else:

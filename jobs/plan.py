@@ -178,6 +178,34 @@ _WAV_SUBTYPES = {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32)
 _WAV_HEAD_BYTES = 4096
 
 
+def _only_chunk_of_data(path: str, at: int, size: int) -> bool:
+    """Whether the RIFF chunks from byte ``at`` to the end of the file (those after the first
+    ``data`` chunk: LIST, id3, cue...) fit it and hold no second ``data`` chunk or ``RIFF``
+    header (two files joined), which libsndfile refuses; a few trailing bytes too short for a
+    chunk header are ignored, as libsndfile does. No read when ``data`` ends the file, as it
+    usually does. False also sends a file to libsndfile, which then judges it."""
+    if at >= size:
+        return at == size
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for _ in range(64):  # a few metadata chunks; more is unusual: libsndfile judges
+                header = os.pread(fd, 8, at)
+                if len(header) < 8:
+                    return True
+                if header[:4] in (b"data", b"RIFF"):
+                    return False
+                n = int.from_bytes(header[4:8], "little")
+                at += 8 + n + (n & 1)
+                if at >= size:
+                    return at in (size, size + 1)  # a last odd chunk may lack its pad byte
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return False
+
+
 def wav_header(path: str) -> PlannedFile | None:
     """The facts of a plain, complete PCM or float RIFF/WAVE file from its first bytes, or None.
 
@@ -219,6 +247,8 @@ def wav_header(path: str) -> PlannedFile | None:
                 return None
             if chunk == 0 or chunk % align or body + chunk > size or size >= 1 << 32:
                 return None  # (over 4 GiB, a size may have wrapped: featurelib.wav reads it)
+            if rate > MAX_NATIVE_RATE or not _only_chunk_of_data(path, body + chunk + (chunk & 1), size):
+                return None
             frames = chunk // align
             return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format="WAV",
                                subtype=subtype, sample_rate=rate, channels=channels,
@@ -485,10 +515,18 @@ def native_ranges(f: PlannedFile, count: int) -> list[tuple[int, int]]:
 # store) is no sound recording but a damaged header (whose frames, resampled, would make a job
 # of years of audio) or a slow sensor signal, which belongs in a store of its own rate
 MAX_UPSAMPLING = 64
+# the highest native rate taken for sound: above every converter made (768 kHz) and every
+# ultrasound recorder; a header announcing more (2**31 - 1 Hz, say) is damaged
+MAX_NATIVE_RATE = 10_000_000
 
 
 def implausible_rate(f: PlannedFile, sr: int) -> dict | None:
-    """The probe failure of a file whose sample rate is too low to resample to ``sr``, or None."""
+    """The probe failure of a file whose sample rate is too low to resample to ``sr``, or too
+    high for any sound recording, or None."""
+    if f.sample_rate > MAX_NATIVE_RATE:
+        return {"path": f.path, "stage": "probe", "error_type": "ImplausibleSampleRate",
+                "message": f"a sample rate of {f.sample_rate} Hz is too high for sound (over "
+                           f"{MAX_NATIVE_RATE:,} Hz; a damaged header?)"}
     if f.sample_rate * MAX_UPSAMPLING >= sr:
         return None
     return {"path": f.path, "stage": "probe", "error_type": "ImplausibleSampleRate",

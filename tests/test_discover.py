@@ -115,3 +115,20 @@ def test_audio_that_libsndfile_cannot_read_is_a_reported_failure(tmp_path):
     url = discover("memory://unsupported")
     assert url.paths == ["memory:///unsupported/b.wav"]
     assert [f["path"] for f in url.failures] == ["memory:///unsupported/a.m4a"]
+
+
+def test_a_named_fifo_or_broken_link_is_an_input_that_fails_for_what_it_is(tmp_path):
+    """Named explicitly or in a list, a FIFO and a dangling link are inputs (accounted for as
+    failures saying what they are), not "no such file"."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    dangling = tmp_path / "dangling.wav"
+    os.symlink(tmp_path / "gone.wav", dangling)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{fifo}\n{dangling}\n")
+    for inputs in ([str(fifo), str(dangling)], str(listing)):
+        found = discover(inputs)
+        assert found.paths == []
+        reasons = {f["path"]: (f["error_type"], f["message"]) for f in found.failures}
+        assert reasons[str(fifo)][0] == "NotARegularFile" and "named pipe" in reasons[str(fifo)][1]
+        assert reasons[str(dangling)][0] == "BrokenLink"

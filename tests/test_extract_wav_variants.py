@@ -81,6 +81,14 @@ def _variants(root):
         "no_data_chunk.wav": _riff(fmt1 + info),
         "zero_channels.wav": _riff(_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 0, SR, 0, 0, 16))
                                    + _chunk(b"data", d1)),
+        # headers the fast paths used to judge otherwise than libsndfile
+        "two_data_chunks.wav": _riff(fmt1 + _chunk(b"data", d1[:1000]) + _chunk(b"data", d1)),
+        "two_data_chunks_apart.wav": _riff(fmt1 + _chunk(b"data", d1[:1000]) + info + _chunk(b"data", d1)),
+        "two_wavs_joined.wav": _riff(fmt1 + _chunk(b"data", d1)) * 2,
+        "rate_4294967295.wav": _riff(_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, 0xFFFFFFFF, 0, 2, 16))
+                                     + _chunk(b"data", d1)),
+        "bits12_align1.wav": _riff(_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, SR, 1, 12))
+                                   + _chunk(b"data", d1)),  # libsndfile: 2 bytes a sample
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -106,7 +114,9 @@ def _featurelib_reads(path: str) -> bool:
 
 
 # what featurelib (libsndfile plus its truncation and finiteness checks) decides, spelled out
-EXPECTED_FAILURES = {"data_overruns_file.wav", "no_data_chunk.wav", "zero_channels.wav"}
+EXPECTED_FAILURES = {"data_overruns_file.wav", "no_data_chunk.wav", "zero_channels.wav",
+                     "two_data_chunks.wav", "two_data_chunks_apart.wav", "two_wavs_joined.wav",
+                     "rate_4294967295.wav"}
 
 
 @pytest.fixture(scope="module")

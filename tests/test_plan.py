@@ -405,3 +405,12 @@ def test_a_rate_too_low_to_resample_is_a_probe_failure():
     assert bad["stage"] == "probe" and bad["error_type"] == "ImplausibleSampleRate"
     assert "2 Hz" in bad["message"] and "8000x" in bad["message"]
     assert len(plan.failures) == 2
+
+
+def test_a_rate_too_high_for_sound_is_a_probe_failure():
+    """A header announcing 2**31 - 1 Hz is damaged, not an ultrasound recording (768 kHz)."""
+    files = [_fake("/c/bat.wav", 1.0, sr=768_000), _fake("/c/damaged.wav", 0.001, sr=2**31 - 1)]
+    plan = _plan(files)
+    assert [f.path for f in plan.files] == ["/c/bat.wav"]
+    (bad,) = plan.failures
+    assert bad["error_type"] == "ImplausibleSampleRate" and "too high" in bad["message"]
