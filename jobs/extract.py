@@ -142,6 +142,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
 
     out = _out(cfg)
     planned = {f.path for f in plan.files}
+    failed_before = {f["path"] for f in plan.failures if f["stage"] == "probe"}
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     new_paths = [p for p in discovery.paths if p not in planned]
     files, probe_failures = _guarded_probe(out, new_paths, cfg.compute.hang_seconds)
@@ -165,8 +166,10 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
             "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
             "dropped": dropped}
     store.write_json(meta, out, ".plan.json")  # the extension's commit
-    _say(f"extract: inputs changed since the last run: {len(new_paths)} new, {len(dropped)} gone; "
-         f"{len(extra.batches)} batches added")
+    again = sum(p in failed_before for p in new_paths)  # header failures are read again
+    _say(f"extract: inputs changed since the last run: {len(new_paths) - again} new, {len(dropped)} gone"
+         + (f", {again} that failed before read again" if again else "")
+         + f"; {len(extra.batches)} batches added")
     return plan, meta
 
 
