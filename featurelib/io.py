@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,8 +191,6 @@ def not_audio_hint(head: bytes) -> str | None:
     if len(head) >= 16 and not head.strip(b"\x00"):
         return "only zero bytes where the header belongs (a file never written, or damaged)"
     if head[:4] == b"RIFF" and head[8:16] == b"WAVEfmt " and len(head) >= 36:
-        import struct
-
         _, channels, rate = struct.unpack_from("<HHI", head, 20)
         if rate == 0 or channels == 0:
             what = "a sample rate of 0 Hz" if rate == 0 else "0 channels"
@@ -223,6 +222,9 @@ def _not_audio_reason(source, libsndfile_text: str) -> str:
     hint = not_audio_hint(head)
     if hint is not None:
         return f"not a readable audio file: {hint}"
+    cut = _unopened_cut_reason(source, head)
+    if cut is not None:
+        return cut
     if head.startswith(b"ID3") and isinstance(source, (str, bytes, os.PathLike)):
         from .mpeg import scan
 
@@ -329,14 +331,22 @@ def _open_soundfile(path, *, block_size: int | None = None):
 
 
 def _truncation_reason(handle) -> str | None:
-    """Why a file's header promises more data than the file holds, from libsndfile's log."""
+    """Why a file's header promises more data than the file holds: from libsndfile's log (WAV,
+    AIFF, AU, ...), the Ogg stream's last page, and for the containers whose cuts libsndfile
+    reads without a word, their own header (:func:`_header_cut_reason`)."""
     try:
         log = handle.extra_info
-    except Exception:  # noqa: BLE001 - some formats keep no log; nothing to learn then
-        return None
+    except Exception:  # noqa: BLE001 - some formats keep no log; the header may still tell
+        log = None
     known = getattr(handle, "cut_reason", None) or _ogg_cut_reason(handle, log)
     if known is not None:
         return known
+    reason = _log_cut_reason(log) if log is not None else None
+    return reason if reason is not None else _header_cut_reason(handle)
+
+
+def _log_cut_reason(log: str) -> str | None:
+    """A chunk cut short, as libsndfile's header log says: "data : 64000 (should be 31979)"."""
     cut = [(label.strip(), int(declared), int(actual))
            for label, declared, actual in _SHOULD_BE.findall(log or "")
            if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
@@ -348,12 +358,458 @@ def _truncation_reason(handle) -> str | None:
     if not data_cut and whole and length and int(whole.group(1)) + 8 <= int(length.group(1)):
         # only the outer container's size is wrong (a tool that mis-sized RIFF/FORM, or a file
         # cut after its sample data) and the file is long enough to hold the whole sample data
-        # chunk: every sample is there, so the audio is whole
+        # chunk: every sample is there, so the audio is whole (W64 and RF64, whose data chunk
+        # starts further in, are judged from their own header after this)
         return None
     # name the sample-data chunk ("data", "SSND", "Data Size") rather than the outer container
     label, declared, actual = (data_cut or cut)[0]
     return (f"truncated: the header announces {declared} bytes in its '{label}' chunk "
             f"but the file holds {actual}")
+
+
+# ---------------------------------------------------------------- cut short, from the header
+#
+# libsndfile reads a W64, RF64, CAF, NIST, VOC, MAT4/MAT5, AVR, MPC2K, WVE or SDS file that
+# was cut short as the part that is there, and says so in its log only for some cuts (or
+# never). These read the length the file's own header announces and compare it with the
+# file's length: a few small reads at the start of the file (and of its chunks), never the
+# samples. IRCAM, PAF and PVF headers give no length at all: a cut is seen only when it ends
+# the file part-way through a sample frame (or PAF 24-bit block); a cut on a frame boundary
+# reads as a shorter, whole file, and no reader can tell it from one.
+
+
+class _FileBytes:
+    """Reads at given offsets of a local file (a path) or a seekable binary file object (left
+    where it was): the file a libsndfile handle reads is its ``name``."""
+
+    def __init__(self, name):
+        self._own = None
+        self._file = None
+        self.size = 0
+        if isinstance(name, (str, bytes, os.PathLike)):
+            self._own = self._file = open(name, "rb")  # noqa: SIM115 - closed by close()
+            self.size = os.fstat(self._file.fileno()).st_size
+        elif callable(getattr(name, "seek", None)) and callable(getattr(name, "read", None)) \
+                and getattr(name, "seekable", lambda: False)():
+            self._file, self._position = name, name.tell()
+            name.seek(0, os.SEEK_END)
+            self.size = name.tell()
+        else:
+            raise OSError("not a file that can be read again")
+
+    def at(self, offset: int, n: int) -> bytes:
+        self._file.seek(offset)
+        return bytes(self._file.read(n))
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.close()
+        elif self._file is not None:
+            self._file.seek(self._position)
+
+
+def _sample_bytes(handle) -> int | None:
+    """Bytes per sample frame of a sample-wise coding (PCM, float, u-law, A-law), else None."""
+    from .wav import _BYTES_PER_SAMPLE
+
+    width = _BYTES_PER_SAMPLE.get(str(handle.subtype))
+    return width * int(handle.channels) if width and int(handle.channels) > 0 else None
+
+
+def _bytes_cut(what: str, declared: int, held: int) -> str | None:
+    if declared <= held:
+        return None
+    return (f"truncated: the header announces {declared} bytes in its {what} "
+            f"but the file holds {max(held, 0)}")
+
+
+def _frames_cut(declared: int, frame_bytes: int, data_offset: int, size: int) -> str | None:
+    """The reason for a header announcing ``declared`` frames of ``frame_bytes`` bytes from
+    ``data_offset`` in a file of ``size`` bytes, when they are not all there."""
+    held = max(size - data_offset, 0)
+    if declared * frame_bytes <= held:
+        return None
+    return (f"truncated: the header announces {declared} frames but the file holds "
+            f"{held // frame_bytes}")
+
+
+def _inside_header(size: int, header_bytes: int) -> str | None:
+    """The reason for a file that ends before its header does (libsndfile opens some such
+    files, as holding no frames)."""
+    if size >= header_bytes:
+        return None
+    return f"truncated: the file ends inside its header ({size} of its {header_bytes} bytes)"
+
+
+def _partial_frame(frame_bytes: int | None, data_offset: int, size: int,
+                   what: str = "sample frame") -> str | None:
+    """The reason for samples that run to the end of the file and stop part-way through a
+    frame (the one cut a header without a length lets be seen)."""
+    if not frame_bytes or size <= data_offset:
+        return None
+    extra = (size - data_offset) % frame_bytes
+    if extra == 0:
+        return None
+    return (f"truncated: the file ends part-way through a {what} ({extra} of its "
+            f"{frame_bytes} bytes)")
+
+
+_W64_DATA = b"data\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+_MAX_CHUNKS = 4096  # chunks walked before giving up on a damaged header
+
+
+def _w64_cut(src: _FileBytes, handle) -> str | None:
+    """W64: 24-byte chunk headers (a 16-byte GUID, a 64-bit size that counts the header),
+    each chunk aligned to 8 bytes; the ``data`` chunk's size against the bytes after it."""
+    head = src.at(0, 40)
+    if head[:4] != b"riff" or head[24:28] != b"wave":
+        return None
+    position = 40
+    for _ in range(_MAX_CHUNKS):
+        header = src.at(position, 24)
+        if len(header) < 24:
+            return None
+        size = int.from_bytes(header[16:], "little")
+        if header[:16] == _W64_DATA:
+            if size >= 1 << 62:  # a placeholder, not a length
+                return None
+            return _bytes_cut("'data' chunk", size - 24, src.size - position - 24)
+        if size < 24:
+            return None
+        position += (size + 7) & ~7
+    return None
+
+
+def _rf64_cut(src: _FileBytes, handle) -> str | None:
+    """RF64/BW64: the ``data`` chunk's size, from the ``ds64`` chunk where the 32-bit field
+    holds 0xFFFFFFFF, against the bytes after it."""
+    from .wav import file_chunks
+
+    head = src.at(0, 12)
+    if head[:4] not in (b"RF64", b"BW64") or head[8:12] != b"WAVE":
+        return None
+    ds64_data = None
+    for count, (cid, body, size) in enumerate(file_chunks(src._file)):
+        if count >= _MAX_CHUNKS:
+            return None
+        if cid == b"ds64" and size >= 16:
+            ds64_data = int.from_bytes(src.at(body + 8, 8), "little")
+        elif cid == b"data":
+            if size == 0xFFFFFFFF:
+                if ds64_data is None:
+                    return None
+                size = ds64_data
+            return _bytes_cut("'data' chunk", size, src.size - body)
+    return None
+
+
+def _caf_packet_bytes(table: bytes, packets: int, per_packet: int) -> int | None:
+    """The total of the packet sizes in a CAF packet table (variable-length integers, 7 bits a
+    byte, high bit set on all but the last; ``per_packet`` numbers a packet: its size, and its
+    frames where they vary); None when the table is damaged."""
+    b = np.frombuffer(table, dtype=np.uint8)
+    ends = np.flatnonzero(b < 0x80)
+    if ends.size < packets * per_packet:
+        return None
+    ends = ends[:packets * per_packet]
+    b = b[:ends[-1] + 1]
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.size and lengths.max() > 8:
+        return None
+    group_end = np.repeat(ends, lengths)
+    shift = (7 * (group_end - np.arange(b.size))).astype(np.int64)
+    values = np.add.reduceat((b & 0x7F).astype(np.int64) << shift, starts)
+    return int(values[::per_packet].sum())
+
+
+_CAF_MAX_TABLE = 64 << 20  # a packet table beyond this is not read (days of ALAC)
+
+
+def _caf_cut(src: _FileBytes, handle) -> str | None:
+    """CAF: the ``data`` chunk's size (its 4-byte edit count included) against the bytes after
+    it; a size of -1 ("to the end of the file") must end on a whole packet. For variable-size
+    packets (ALAC), the ``pakt`` chunk's valid frames against what libsndfile reads, and its
+    packets' total bytes against the audio bytes of the ``data`` chunk."""
+    head = src.at(0, 8)
+    if head[:4] != b"caff":
+        return None
+    position, desc, pakt, data = 8, None, None, None
+    for _ in range(_MAX_CHUNKS):
+        header = src.at(position, 12)
+        if len(header) < 12:
+            break
+        cid, size = header[:4], int.from_bytes(header[4:], "big", signed=True)
+        body = position + 12
+        if cid == b"desc" and size >= 32:
+            desc = struct.unpack(">dIIIIII", src.at(body, 32))
+        elif cid == b"pakt" and size >= 24:
+            pakt = (body, size)
+        elif cid == b"data":
+            data = (body, size)
+            if size == -1:  # the last chunk, to the end of the file
+                break
+        if size < 0:
+            return None
+        position = body + size
+    if data is None or desc is None:
+        return None
+    body, size = data
+    held = src.size - body
+    if size != -1:
+        cut = _bytes_cut("'data' chunk", size, held)
+        if cut is not None:
+            return cut
+        if pakt is not None:
+            cut = _bytes_cut("'pakt' chunk", pakt[1], src.size - pakt[0])
+            if cut is not None:
+                return cut
+    audio = (held if size == -1 else size) - 4
+    bytes_per_packet, frames_per_packet = desc[3], desc[4]
+    if bytes_per_packet > 0:
+        if size == -1:
+            what = "sample frame" if frames_per_packet == 1 else "packet"
+            return _partial_frame(bytes_per_packet, body + 4, src.size, what)
+        return None
+    if pakt is None:
+        return None
+    packets, valid, priming, remainder = struct.unpack(">qqii", src.at(pakt[0], 24))
+    frames = int(handle.frames) if handle is not None else valid
+    if 0 < valid and frames < valid:
+        return f"truncated: the header announces {valid} frames but the file holds {frames}"
+    if packets <= 0 or pakt[1] - 24 > _CAF_MAX_TABLE:
+        return None
+    total = _caf_packet_bytes(src.at(pakt[0] + 24, pakt[1] - 24), packets,
+                              1 + (frames_per_packet == 0))
+    if total is None or total <= audio:
+        return None
+    return (f"truncated: the packet table announces {total} bytes of packets but the 'data' "
+            f"chunk holds {max(audio, 0)}")
+
+
+def _nist_cut(src: _FileBytes, handle) -> str | None:
+    """NIST SPHERE: ``sample_count`` (frames) x the frame's bytes after the header's length
+    (its second line) against the file's length."""
+    head = src.at(0, 16)
+    if not head.startswith(b"NIST_1A\n"):
+        return None
+    header_bytes = int(head[8:16].strip())
+    fields = {}
+    for line in src.at(0, min(header_bytes, 1 << 16)).split(b"\n")[2:]:
+        if line.strip() == b"end_head":
+            break
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            fields[parts[0]] = parts[2].strip()
+    frame_bytes = _sample_bytes(handle)
+    if b"sample_count" not in fields or frame_bytes is None:
+        return None
+    return _frames_cut(int(fields[b"sample_count"]), frame_bytes, header_bytes, src.size)
+
+
+_VOC_BLOCKS = {1: "sound data", 2: "sound data", 9: "sound data"}
+
+
+def _voc_cut(src: _FileBytes, handle) -> str | None:
+    """VOC: each block's 24-bit size against the bytes after it (the terminator block, when a
+    cut took only that, loses no sample)."""
+    head = src.at(0, 26)
+    if not head.startswith(b"Creative Voice File\x1a") or len(head) < 22:
+        return None
+    position = int.from_bytes(head[20:22], "little")
+    for _ in range(1 << 16):
+        header = src.at(position, 4)
+        if not header or header[0] == 0:
+            return None
+        if len(header) < 4:
+            return "truncated: the file ends inside the header of a VOC block"
+        size = int.from_bytes(header[1:], "little")
+        what = f"{_VOC_BLOCKS.get(header[0], f'type-{header[0]}')} block"
+        cut = _bytes_cut(what, size, src.size - position - 4)
+        if cut is not None:
+            return cut
+        position += 4 + size
+    return None
+
+
+def _mat5_cut(src: _FileBytes, handle) -> str | None:
+    """MAT5: the size of each matrix's real part (its samples) against the bytes after it.
+    (libsndfile overstates the size of its last matrix by 8 bytes: that one is not used.)"""
+    head = src.at(0, 128)
+    order = {b"IM": "little", b"MI": "big"}.get(head[126:128])
+    if order is None:
+        return None
+    position = 128
+    for _ in range(_MAX_CHUNKS):
+        tag = src.at(position, 8)
+        if len(tag) < 8:
+            return None
+        kind, size = int.from_bytes(tag[:4], order), int.from_bytes(tag[4:], order)
+        if kind >> 16:  # a small element: its data in the tag
+            position += 8
+            continue
+        if kind == 14:  # miMATRIX: flags, dimensions, name, real part
+            sub, name = position + 8, "wavedata"
+            for index in range(4):
+                inner = src.at(sub, 8)
+                if len(inner) < 8:
+                    return "truncated: the file ends inside a matrix header"
+                k, s = int.from_bytes(inner[:4], order), int.from_bytes(inner[4:], order)
+                if k >> 16:
+                    if index == 2:
+                        name = inner[4:4 + (k >> 16)].decode("latin-1")
+                    sub += 8
+                    continue
+                if index == 2:
+                    name = src.at(sub + 8, min(s, 64)).decode("latin-1")
+                if index == 3:
+                    cut = _bytes_cut(f"'{name}' matrix", s, src.size - sub - 8)
+                    if cut is not None:
+                        return cut
+                sub += 8 + s + (-s % 8)
+        position += 8 + size + (-size % 8)
+    return None
+
+
+_MAT4_WIDTH = {0: 8, 1: 4, 2: 4, 3: 2, 4: 2, 5: 1}
+
+
+def _mat4_cut(src: _FileBytes, handle) -> str | None:
+    """MAT4: each matrix's rows x columns x element bytes against the bytes after its name."""
+    position = 0
+    for _ in range(16):
+        header = src.at(position, 20)
+        if not header:
+            return None
+        if len(header) < 20:
+            return "truncated: the file ends inside the header of a matrix"
+        order = "<" if struct.unpack("<i", header[:4])[0] < 1000 else ">"
+        kind, rows, cols, imag, namelen = struct.unpack(order + "iiiii", header)
+        width = _MAT4_WIDTH.get((kind // 10) % 10)
+        if width is None or min(rows, cols, namelen) < 0:
+            return None
+        body = position + 20 + namelen
+        if body > src.size:
+            return "truncated: the file ends inside the header of a matrix"
+        name = src.at(position + 20, min(namelen, 64)).split(b"\0")[0].decode("latin-1")
+        size = rows * cols * width * (2 if imag else 1)
+        cut = _bytes_cut(f"'{name}' matrix", size, src.size - body)
+        if cut is not None:
+            return cut
+        position = body + size
+        if position >= src.size:
+            return None
+    return None
+
+
+def _fixed_header_cut(frames_at: slice, order: str, data_offset: int):
+    """The check for a header of fixed layout that gives the frames at ``frames_at``."""
+    def check(src: _FileBytes, handle) -> str | None:
+        frame_bytes = _sample_bytes(handle)
+        head = src.at(0, frames_at.stop)
+        if frame_bytes is None:
+            return None
+        if len(head) < frames_at.stop:
+            return _inside_header(src.size, data_offset)
+        declared = int.from_bytes(head[frames_at], order)
+        return _inside_header(src.size, data_offset) \
+            or _frames_cut(declared, frame_bytes, data_offset, src.size)
+    return check
+
+
+def _sds_cut(src: _FileBytes, handle) -> str | None:
+    """MIDI Sample Dump: the dump header's sample count (three 7-bit bytes) in data packets of
+    127 bytes, each of 120 bytes of samples (bits rounded up to 7-bit bytes)."""
+    head = src.at(0, 21)
+    if len(head) < 21 or head[:2] != b"\xf0\x7e" or head[3] != 1:
+        return None
+    bits, declared = head[6], head[10] | head[11] << 7 | head[12] << 14
+    per_packet = 120 // -(-bits // 7) if 0 < bits <= 28 else 0
+    if not per_packet:
+        return None
+    held = max(src.size - 21, 0) // 127 * per_packet
+    if 21 + -(-declared // per_packet) * 127 <= src.size:
+        return None
+    return f"truncated: the header announces {declared} frames but the file holds {min(held, declared)}"
+
+
+def _no_length_cut(data_offset):
+    """The check of a header that gives no length: only a partial last frame is seen."""
+    def check(src: _FileBytes, handle) -> str | None:
+        offset = data_offset(src) if callable(data_offset) else data_offset
+        if offset is None:
+            return None
+        if src.size < offset:
+            return _inside_header(src.size, offset)
+        if str(handle.format) == "PAF" and str(handle.subtype) == "PCM_24":
+            # 10 frames of each channel packed in 32-byte blocks
+            return _partial_frame(32 * int(handle.channels), offset, src.size, "24-bit block")
+        return _partial_frame(_sample_bytes(handle), offset, src.size)
+    return check
+
+
+def _pvf_data_offset(src: _FileBytes) -> int | None:
+    head = src.at(0, 64)
+    first = head.find(b"\n")
+    second = head.find(b"\n", first + 1) if first >= 0 else -1
+    return second + 1 if head.startswith(b"PVF1") and second > 0 else None
+
+
+_HEADER_CUT_CHECKS = {
+    "W64": _w64_cut,
+    "RF64": _rf64_cut,
+    "CAF": _caf_cut,
+    "NIST": _nist_cut,
+    "VOC": _voc_cut,
+    "MAT5": _mat5_cut,
+    "MAT4": _mat4_cut,
+    "AVR": _fixed_header_cut(slice(26, 30), "big", 128),
+    "MPC2K": _fixed_header_cut(slice(30, 34), "little", 42),
+    "WVE": _fixed_header_cut(slice(18, 22), "big", 32),
+    "SDS": _sds_cut,
+    "IRCAM": _no_length_cut(1024),
+    "PAF": _no_length_cut(2048),
+    "PVF": _no_length_cut(_pvf_data_offset),
+}
+
+
+def _header_cut_reason(handle) -> str | None:
+    """Why a file is cut short, from the length its own header announces (the formats of
+    ``_HEADER_CUT_CHECKS``: libsndfile reads them as the part that is there, unreported);
+    None for a whole file, another format, or a header that cannot be read again (a pipe).
+
+    W64, RF64/BW64, CAF, NIST, VOC, MAT4/MAT5, AVR, MPC2K, WVE and SDS give their length, so
+    any cut is seen; IRCAM, PAF and PVF do not, so only a cut that ends the file part-way
+    through a sample frame is (a cut on a frame boundary is a shorter file to every reader).
+    """
+    check = _HEADER_CUT_CHECKS.get(str(handle.format))
+    return None if check is None else _run_cut_check(check, getattr(handle, "name", None), handle)
+
+
+def _run_cut_check(check, source, handle) -> str | None:
+    """``check(bytes of source, handle)``; None when the file cannot be read again (a pipe) or
+    its header is damaged past reading (libsndfile's word stands then)."""
+    try:
+        src = _FileBytes(source)
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        return check(src, handle)
+    except (OSError, ValueError, OverflowError, IndexError, struct.error):
+        return None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            src.close()
+
+
+def _unopened_cut_reason(source, head: bytes) -> str | None:
+    """Why a file libsndfile would not open at all is cut short, for the containers whose
+    length checks need no decoder facts (libsndfile calls a CAF cut by more than a few bytes,
+    or a VOC with 8-bit sections, "malformed" rather than cut)."""
+    for magic, check in ((b"caff", _caf_cut), (b"Creative Voice File\x1a", _voc_cut),
+                         (b"riff", _w64_cut), (b"RF64", _rf64_cut), (b"BW64", _rf64_cut)):
+        if head.startswith(magic):
+            return _run_cut_check(check, source, None)
     return None
 
 
