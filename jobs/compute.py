@@ -415,7 +415,9 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             try:
                 handle, quiet = open_quietly(source, path)
             except sf.LibsndfileError as exc:  # changed since the plan read its header
-                raise DecodeError("NotAudio", _not_audio_reason(source, _libsndfile_text(exc))) from None
+                reason = _not_audio_reason(source, _libsndfile_text(exc))
+                kind = "TruncatedFile" if reason.startswith("truncated") else "NotAudio"
+                raise DecodeError(kind, reason) from None
             with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
                 cut = _truncation_reason(handle)  # as featurelib.load (the plan checked it too)
