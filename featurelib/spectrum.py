@@ -421,7 +421,9 @@ def mel_float32_check(basis, ref):
     xp = namespace(ref)
     basis = np.asarray(basis, dtype=np.float64)
     weights = basis.sum(axis=-1)
-    inverse_limit = like(1.0 / (_MEL_FLOAT32_LEVEL * weights), ref, xp)
+    # an empty band (no FFT bin reaches it) is always 0: never flagged (0 x inf would be NaN)
+    inverse_limit = like(np.divide(1.0, _MEL_FLOAT32_LEVEL * weights, out=np.full_like(weights, -1.0),
+                                   where=weights > 0), ref, xp)
     ones = like(np.ones((basis.shape[-1], 1)), ref, xp)
     band_ones = like(np.ones((basis.shape[0], 1)), ref, xp)
     # a band is flagged only under energy * db_limit (the looser tier) and above loudest * 1e-8:

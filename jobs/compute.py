@@ -186,14 +186,30 @@ class FeatureSet:
         Built once by the coordinator and shipped with the tasks, so that workers need not import
         librosa for a window other than Hann (featurelib's Hann and mel tables need no librosa import).
         """
+        import warnings
+
         from featurelib.framing import get_window
         from featurelib.spectrum import mel_filters
 
         window = np.asarray(get_window(self.window, self.win_length, n_fft=self.n_fft), np.float64)
-        mels = {key: np.asarray(mel_filters(sr=self.sr, n_fft=self.n_fft, n_mels=key[0], fmin=key[1],
-                                            fmax=key[2], htk=key[3], norm=key[4]))
-                for key in self.mel_keys()}
+        with warnings.catch_warnings():  # empty bands: the coordinator says so once (empty_mel_bands)
+            warnings.simplefilter("ignore", UserWarning)
+            mels = {key: np.asarray(mel_filters(sr=self.sr, n_fft=self.n_fft, n_mels=key[0], fmin=key[1],
+                                                fmax=key[2], htk=key[3], norm=key[4]))
+                    for key in self.mel_keys()}
         return {"window": window, "mel": mels}
+
+    def empty_mel_bands(self) -> dict[str, int]:
+        """Feature name -> how many of its mel bands no FFT bin reaches (always 0: ``n_mels`` too
+        many for ``n_fft`` at this rate and ``fmin``/``fmax``; librosa warns of them)."""
+        out = {}
+        for name, kw in self.features.items():
+            if name in ("melspectrogram", "mfcc"):
+                basis = self.table("mel", _mel_key(kw, norm_key="norm" if name == "melspectrogram" else "mel_norm"))
+                empty = int((np.asarray(basis).max(axis=1) <= 0).sum())
+                if empty:
+                    out[name] = empty
+        return out
 
     def table(self, kind: str, key=None):
         if self.tables is None:

@@ -1283,12 +1283,18 @@ def _tables(fc: dict) -> dict:
         get_window(fc["window"], fc["win_length"], n_fft=fc["n_fft"])
     except ParameterError as exc:
         raise UsageError(f"frames.window: {exc}") from None
+    fs = FeatureSet.from_config(fc)
     try:
-        return FeatureSet.from_config(fc).make_tables()
+        fs.tables = fs.make_tables()
     except Exception as exc:  # featurelib's or librosa's ParameterError: a mel setting
         if type(exc).__name__ != "ParameterError":  # that jobs.config let through
             raise
         raise UsageError(f"features: {exc}") from None
+    for name, empty in fs.empty_mel_bands().items():
+        _say(f"extract: note: {empty} of the {fs.features[name]['n_mels']} mel bands of {name} are empty "
+             f"(no FFT bin at {fs.sr} Hz with n_fft {fs.n_fft} falls in them; they are always 0): "
+             "fewer n_mels, or a larger n_fft, give every band a bin")
+    return fs.tables
 
 
 def _out(cfg):
