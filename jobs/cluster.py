@@ -596,11 +596,22 @@ def _allowed_deaths():
         yield
 
 
+# a local cluster's processes: more than this (a typo, 10000 for 100) would fork until the machine
+# stalls; a job that wants many workers for slow network reads still gets 8 per core
+MAX_LOCAL_WORKERS = 64
+MAX_LOCAL_WORKERS_PER_CORE = 8
+
+
 @contextlib.contextmanager
 def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
                   security, preload: tuple[str, ...] = ()) -> Iterator:
     from distributed import Client, LocalCluster
 
+    cores = os.cpu_count() or 1
+    limit = max(MAX_LOCAL_WORKERS, MAX_LOCAL_WORKERS_PER_CORE * cores)
+    if n_workers and n_workers > limit:
+        raise UsageError(f"compute.workers: {n_workers} local worker processes on a machine with {cores} "
+                         f"cores: at most {limit} here; for more, run them on a cluster (compute.cluster)")
     if gpu and not resources:
         resources = {"GPU": 1}
     sec = _cluster_security(cluster, security)

@@ -402,3 +402,16 @@ def test_local_scripts_add_gpu_workers_when_nvidia_smi_lists_gpus(tmp_path):
                         with contextlib.suppress(psutil.NoSuchProcess):
                             proc.kill()
     assert not (state / "pids").exists()
+
+
+def test_too_many_local_workers_is_a_usage_error_before_any_starts():
+    """compute.workers: 10000 (a typo for 100) on this machine: refused, no process forked."""
+    from jobs.cluster import MAX_LOCAL_WORKERS, MAX_LOCAL_WORKERS_PER_CORE, open_client
+    from jobs.errors import UsageError
+
+    limit = max(MAX_LOCAL_WORKERS, MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1))
+    before = len(psutil.Process().children(recursive=True))
+    with pytest.raises(UsageError, match=f"compute.workers: {limit + 1} local worker processes.*at most {limit}"):
+        with open_client(n_workers=limit + 1):
+            pass
+    assert len(psutil.Process().children(recursive=True)) == before
