@@ -50,8 +50,10 @@ class LabelsConfig(_Section):
 class SegmentsConfig(_Section):
     """Fixed-length windows of frames; a file shorter than one segment is padded, never dropped."""
 
-    length_s: float = Field(default=1.0, gt=0)
-    hop_s: float = Field(default=0.5, gt=0)
+    # at most an hour: a segment is one model input (a CNN patch of length x bands), and longer
+    # ones would hold a recording's worth of frames per input
+    length_s: float = Field(default=1.0, gt=0, le=3600)
+    hop_s: float = Field(default=0.5, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _no_gaps(self):

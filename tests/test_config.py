@@ -93,6 +93,7 @@ NAN, INF = float("nan"), float("inf")
     ({"frames": {"n_fft": 2**20}}, "frames.n_fft", "at most 65536"),
     ({"compute": {"hang_seconds": 1e10}}, "compute.hang_seconds", "at most 604800"),
     ({"compute": {"chunk_frames": 10**10}}, "compute.chunk_frames", "at most 65536"),
+    ({"segments": {"length_s": 1e9, "hop_s": 1.0}}, "segments.length_s", "less than or equal to 3600"),
     ({"compute": {"chunk_frames": 65536}, "frames": {"n_fft": 4096},
       "features": {"melspectrogram": {"n_mels": 2000}}}, "compute.chunk_frames", "at most 256 MiB"),
     ({"frames": {"n_fft": 65536}, "features": {"melspectrogram": {"n_mels": 4096}}},
