@@ -127,7 +127,7 @@ def signal_ends(y) -> np.ndarray:
     if n == 0 or B == 0:
         return np.zeros(B, dtype=np.int64)
     if is_numpy_array(y):
-        nonzero = y != 0
+        nonzero = np.not_equal(y, 0, order="C")  # C order for the 8-byte view (y may be a transpose)
         n8 = n - n % 8
         ends = np.zeros(B, dtype=np.int64)
         if n8:

@@ -234,6 +234,8 @@ def _stft_parameters(n_fft, hop_length, win_length):
     if not isinstance(n_fft, (int, np.integer)) or n_fft <= 0:
         raise ParameterError(f"n_fft={n_fft} must be a positive integer")
     win_length = n_fft if win_length is None else win_length
+    if not isinstance(win_length, (int, np.integer)) or not 0 < win_length <= n_fft:
+        raise ParameterError(f"win_length={win_length} must be an integer in 1..n_fft={n_fft}")
     hop_length = int(win_length // 4) if hop_length is None else hop_length
     _check_hop(hop_length)
     return int(n_fft), int(hop_length), int(win_length)
@@ -356,7 +358,7 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         raise ParameterError(f"pad_mode={pad_mode!r} is not supported; use one of {_PAD_MODES}")
     if not center and y.shape[-1] < n_fft:
         raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
-    y = xp.reshape(y, (-1, y.shape[-1])) if len(lead) != 1 else y
+    y = xp.reshape(y, (math.prod(lead), y.shape[-1])) if len(lead) != 1 else y  # (also when n is 0)
     B, n = y.shape
     T = n_frames(n, frame_length=n_fft, hop_length=hop_length, center=center)
     precision = get_fft_precision()
@@ -467,7 +469,9 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
     Parameters
     ----------
     y : array, shape ``(..., n)``
-        Real signal(s); float32 stays float32 (complex64 out), float64 gives complex128.
+        Real signal(s); float32 stays float32 (complex64 out), float64 gives complex128. Unlike
+        librosa, which refuses a buffer that is not finite everywhere, the samples are not
+        scanned (a batch job checks them once, at decoding): NaN or inf give non-finite frames.
     n_fft : int > 0
         FFT length.
     hop_length : int > 0, optional

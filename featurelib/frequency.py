@@ -12,7 +12,7 @@ import numpy as np
 
 from ._backend import as_float_array, like, namespace
 from .exceptions import ParameterError
-from .framing import fft_frequencies
+from .framing import fft_frequencies, get_fft_precision
 from .spectrum import power_spectrogram
 
 __all__ = [
@@ -55,6 +55,23 @@ def _in_float64(y, S):
     xp = namespace(y)
     y = as_float_array(y, xp)
     return xp.astype(y, xp.float64), y.dtype
+
+
+# Under the "auto" FFT precision, the centroid, roll-off and mean frequency of frames longer
+# than this are computed from a float64 spectrogram: a float32 FFT's rounding floor (about 1e-7
+# of the peak in every bin) summed over thousands of bins pulls the centroid of a low tone up, by
+# 0.9-1.5e-3 relative at 4,096-8,192 points for a 20-30 Hz tone (4e-3 at 16,384 for 10 Hz),
+# beyond the 1e-3 parity; at 2,048 points and below audible tones stay under 8e-4 (a 10 Hz
+# tone at 48 kHz: 1.02e-3).
+FLOAT32_WEIGHTED_MEAN_MAX_N_FFT = 2048
+
+
+def _long_frames_in_float64(y, S, n_fft):
+    """:func:`_in_float64` for the weighted means of long frames under the "auto" precision
+    (see ``FLOAT32_WEIGHTED_MEAN_MAX_N_FFT``); ``(y, None)`` otherwise."""
+    if n_fft > FLOAT32_WEIGHTED_MEAN_MAX_N_FFT and get_fft_precision() == "auto":
+        return _in_float64(y, S)
+    return y, None
 
 
 def _freq_column(freq, S, sr, n_fft, xp):
@@ -113,16 +130,20 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     >>> bool(abs(float(np.median(c)) - 1000) < 60)
     True
     """
+    y, out_dtype = _long_frames_in_float64(y, S, n_fft)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
     f = _freq_column(freq, S, sr, n_fft, xp)
     if f.ndim != 2 or f.shape[-1] != 1:  # frequencies that vary per frame: librosa's formula
-        return xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
-    # sum(f * S) / sum(S): both sums in one product per frame ([f, 1] as two columns), then
-    # one division: one pass over S, not five
-    both = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S), xp.concat([f, xp.ones_like(f)], axis=-1)))
-    return both[..., :1, :] / _column_totals(S, xp, total=both[..., 1:, :])  # (..., 1, t)
+        centroid = xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    else:
+        # sum(f * S) / sum(S): both sums in one product per frame ([f, 1] as two columns),
+        # then one division: one pass over S, not five
+        both = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S),
+                                             xp.concat([f, xp.ones_like(f)], axis=-1)))
+        centroid = both[..., :1, :] / _column_totals(S, xp, total=both[..., 1:, :])  # (..., 1, t)
+    return centroid if out_dtype is None else xp.astype(centroid, out_dtype)
 
 
 def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
@@ -287,10 +308,12 @@ def mean_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     >>> bool(abs(float(np.median(featurelib.mean_frequency(y=y, sr=8000, n_fft=256, hop_length=80))) - 1000) < 20)
     True
     """
+    y, out_dtype = _long_frames_in_float64(y, S, n_fft)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=power,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
-    return spectral_centroid(S=S, sr=sr, n_fft=n_fft)  # the same weighted mean, of S ** power
+    mean = spectral_centroid(S=S, sr=sr, n_fft=n_fft)  # the same weighted mean, of S ** power
+    return mean if out_dtype is None else xp.astype(mean, out_dtype)
 
 
 def median_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,

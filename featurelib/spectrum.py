@@ -28,9 +28,18 @@ _LOG10_SCALE = 10.0 / math.log(10.0)  # 10*log10(x) == _LOG10_SCALE * ln(x), and
 
 
 def _ref_value(ref, magnitude, xp):
+    """``ref`` as librosa takes it: a callable applied to ``magnitude``, an array of references
+    (broadcast against it, e.g. one per frequency bin), or a number (a float)."""
     if callable(ref):
         return ref(magnitude)
+    if isinstance(ref, (list, tuple)) or getattr(ref, "ndim", 0):
+        return xp.abs(xp.asarray(ref, dtype=magnitude.dtype))
     return abs(float(ref))
+
+
+def _as_array(S):
+    """Lists and scalars as NumPy arrays (librosa's dB conversions take them); arrays as they are."""
+    return S if hasattr(S, "dtype") else np.asarray(S, dtype=np.float64)
 
 
 def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0):
@@ -40,14 +49,19 @@ def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0)
     ----------
     S : array
         Non-negative power (complex input is reduced to its magnitude, as librosa does).
-    ref : float or callable
-        Reference power; a callable (e.g. ``numpy.max``) is applied to ``S``.
+    ref : float, array or callable
+        Reference power; an array broadcasts against ``S`` (one per bin, say); a callable (e.g.
+        ``numpy.max``) is applied to ``S``.
     amin : float > 0
         Floor on ``S`` and ``ref`` before the logarithm.
     top_db : float >= 0 or None
         Clamp the output to ``max(output) - top_db``. As in librosa, the maximum is taken over the
         whole array, so a batch is clamped by its loudest member: pass ``top_db=None`` and clamp
-        per item when batching unrelated signals.
+        per item when batching unrelated signals. Under the default ``"auto"`` FFT precision
+        (:func:`set_fft_precision`), a mel spectrogram keeps librosa parity down to 80 dB under
+        its loudest band; for decibels deeper than that (``top_db`` None or above 80, without a
+        per-item clamp at 80 dB or less), compute the mel under ``fft_precision("double")``
+        (:func:`mfcc` does so itself).
 
     Returns
     -------
@@ -63,6 +77,7 @@ def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0)
         raise ParameterError("amin must be strictly positive")
     if top_db is not None and top_db < 0:
         raise ParameterError("top_db must be non-negative")
+    S = _as_array(S)
     xp = namespace(S)
     if xp.isdtype(S.dtype, "complex floating"):
         S = xp.abs(S)
@@ -70,7 +85,7 @@ def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0)
     ref_value = _ref_value(ref, S, xp)
     log_spec = xp.log(xp.maximum(S, amin))  # maximum: half the cost of clip for the same floor
     log_spec *= _LOG10_SCALE  # in place on the fresh array
-    if callable(ref):
+    if not isinstance(ref_value, float):  # from a callable, or an array of references
         log_spec = log_spec - _LOG10_SCALE * xp.log(xp.clip(xp.asarray(ref_value, dtype=S.dtype), min=amin))
     elif ref_value != 1.0:
         log_spec = log_spec - 10.0 * math.log10(max(amin, ref_value))
@@ -88,8 +103,8 @@ def amplitude_to_db(S, *, ref=1.0, amin: float = 1e-5, top_db: float | None = 80
     ----------
     S : array
         Amplitudes (complex input is reduced to its magnitude).
-    ref : float or callable
-        Reference amplitude; a callable is applied to ``|S|``.
+    ref : float, array or callable
+        Reference amplitude; an array broadcasts against ``|S|``; a callable is applied to ``|S|``.
     amin : float > 0
         Floor on ``|S|``.
     top_db : float >= 0 or None
@@ -105,11 +120,12 @@ def amplitude_to_db(S, *, ref=1.0, amin: float = 1e-5, top_db: float | None = 80
     >>> featurelib.amplitude_to_db(np.array([1.0, 0.1]), top_db=None)
     array([  0., -20.])
     """
+    S = _as_array(S)
     xp = namespace(S)
     magnitude = xp.abs(S) if xp.isdtype(S.dtype, "complex floating") else as_float_array(S, xp, name="S")
     magnitude = xp.abs(magnitude)
-    ref_value = ref(magnitude) if callable(ref) else abs(float(ref))
-    if callable(ref):
+    ref_value = _ref_value(ref, magnitude, xp)
+    if not isinstance(ref_value, float):  # from a callable, or an array of references
         ref_power = xp.asarray(ref_value, dtype=magnitude.dtype) ** 2
         return power_to_db(magnitude * magnitude, ref=lambda _: ref_power, amin=amin**2, top_db=top_db)
     return power_to_db(magnitude * magnitude, ref=ref_value**2, amin=amin**2, top_db=top_db)
@@ -558,7 +574,8 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
         return xp.matrix_transpose(M)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
-    n_fft = 2 * (S.shape[-2] - 1)
+    if n_fft // 2 + 1 != S.shape[-2]:  # as librosa: n_fft is kept when it fits S (odd n_fft)
+        n_fft = 2 * (S.shape[-2] - 1)
     project = _mel_projector(S, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                              htk=htk, norm=norm)
     return xp.matrix_transpose(project(xp.matrix_transpose(S)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._backend import as_float_array, namespace, sliding_frames
 from .exceptions import ParameterError
-from .framing import pad_signal
+from .framing import _check_hop, pad_signal
 
 __all__ = ["amplitude_envelope", "rms", "short_time_energy", "zero_crossing_rate"]
 
@@ -18,8 +18,7 @@ def _framed(y, frame_length, hop_length, center, pad_mode):
     """Time-major frames ``(..., n_frames, frame_length)`` of ``y``."""
     if frame_length <= 0:
         raise ParameterError(f"frame_length={frame_length} must be positive")
-    if not isinstance(hop_length, int) or hop_length <= 0:
-        raise ParameterError(f"hop_length={hop_length} must be a positive integer")
+    _check_hop(hop_length)  # an int or a NumPy integer, > 0
     xp = namespace(y)
     y = as_float_array(y, xp)
     if center:
@@ -171,8 +170,7 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     """
     if frame_length <= 1:
         raise ParameterError(f"frame_length={frame_length} must be at least 2")
-    if not isinstance(hop_length, int) or hop_length <= 0:
-        raise ParameterError(f"hop_length={hop_length} must be a positive integer")
+    _check_hop(hop_length)  # an int or a NumPy integer, > 0
     xp = namespace(y)
     y = as_float_array(y, xp)
     if center:

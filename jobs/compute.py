@@ -922,6 +922,11 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
 
     # every output derived from the float32 spectrum, computed in one chunked STFT pass
     outputs, seen = [], set()
+    # long frames: the centroid and mean frequency of low tones need librosa's float64 FFT
+    # (featurelib.frequency.FLOAT32_WEIGHTED_MEAN_MAX_N_FFT)
+    from featurelib.frequency import FLOAT32_WEIGHTED_MEAN_MAX_N_FFT
+
+    weighted_means_in_float64 = n_fft > FLOAT32_WEIGHTED_MEAN_MAX_N_FFT and fs.fft_precision == "auto"
 
     def want(entry):
         if entry[0] not in seen:
@@ -933,6 +938,8 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
             want(_mel_output(fs, _mel_key(kw, norm_key="norm"), kw["power"]))
         elif name == "mfcc":
             want(_mel_output(fs, _mel_key(kw, norm_key="mel_norm"), 2.0))
+        elif name in ("spectral_centroid", "mean_frequency") and weighted_means_in_float64:
+            continue  # from the float64 spectrogram below
         elif name == "spectral_centroid":
             want((name, 1, lambda spectrum: tm(featurelib.spectral_centroid(
                 S=tm(spectrum(1.0)), sr=sr, n_fft=n_fft))))
@@ -991,6 +998,11 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                                                      threshold=kw["threshold"]))
         elif name in spectral:
             value = spectral[name]
+        elif name == "spectral_centroid":
+            value = tm(featurelib.spectral_centroid(S=mag64(), sr=sr, n_fft=n_fft))
+        elif name == "mean_frequency":
+            S = mag64() if kw["power"] == 1.0 else mag64() ** kw["power"]
+            value = tm(featurelib.mean_frequency(S=S, sr=sr, n_fft=n_fft))
         elif name == "spectral_bandwidth":
             value = tm(featurelib.spectral_bandwidth(S=mag64(), sr=sr, n_fft=n_fft, p=kw["p"],
                                                      norm=kw["norm"]))

@@ -394,3 +394,23 @@ def test_mel_filters_do_not_import_librosa():
 def test_mel_filters_bad_norm():
     with pytest.raises(ParameterError):
         F.mel_filters(sr=16000, n_fft=512, norm="bogus")
+
+
+def test_mel_of_a_given_odd_n_fft_spectrogram_keeps_n_fft():
+    """``melspectrogram(S=..., n_fft=511)``: librosa keeps an n_fft that fits S (256 bins); the
+    mel basis is built on its bin frequencies, not those of n_fft 510."""
+    y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    S = np.abs(librosa.stft(y, n_fft=511, hop_length=128)) ** 2
+    got = F.melspectrogram(S=S, sr=16000, n_fft=511, n_mels=40)
+    ref = librosa.feature.melspectrogram(S=S, sr=16000, n_fft=511, n_mels=40)
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def test_db_conversions_take_lists_and_arrays_of_references():
+    np.testing.assert_allclose(F.power_to_db([1.0, 0.1], top_db=None), [0.0, -10.0], atol=1e-6)
+    np.testing.assert_allclose(F.amplitude_to_db([1.0, 0.1], top_db=None), [0.0, -20.0], atol=1e-6)
+    S = np.abs(np.random.default_rng(1).standard_normal((129, 50))).astype(np.float32) ** 2
+    per_bin = S.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(F.power_to_db(S, ref=per_bin), librosa.power_to_db(S, ref=per_bin), atol=2e-3)
+    np.testing.assert_allclose(F.amplitude_to_db(np.sqrt(S), ref=np.sqrt(per_bin)),
+                               librosa.amplitude_to_db(np.sqrt(S), ref=np.sqrt(per_bin)), atol=2e-3)

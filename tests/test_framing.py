@@ -75,3 +75,31 @@ def test_signal_ends_bound_the_last_sound_within_eight_samples(xp_name):
         assert np.all(ends >= last) and np.all(ends - last < 8)
         assert np.all((ends == 0) == (last == 0))
         assert np.all(ends <= n)
+
+
+def test_transposed_and_fortran_batches_equal_c_ordered_ones():
+    """``sf.read(...)[0].T`` of a stereo file is a Fortran-ordered (channels, n) view: every STFT
+    feature takes it (the silent-tail search viewed its mask as 8-byte words and failed)."""
+    rng = np.random.default_rng(0)
+    frames_first = rng.standard_normal((4000, 3)).astype(np.float32)
+    for y in (frames_first.T, np.asfortranarray(frames_first.T)):
+        expected = np.ascontiguousarray(y)
+        np.testing.assert_array_equal(F.stft(y, n_fft=256, hop_length=64), F.stft(expected, n_fft=256, hop_length=64))
+        np.testing.assert_array_equal(F.melspectrogram(y=y, sr=8000, n_fft=256, hop_length=64, n_mels=20),
+                                      F.melspectrogram(y=expected, sr=8000, n_fft=256, hop_length=64, n_mels=20))
+        assert F.stft(y, n_fft=256, hop_length=64, center=False).shape == (3, 129, 59)
+
+
+def test_an_empty_signal_gives_one_frame_as_librosa():
+    for fn in (lambda y: F.stft(y, n_fft=256), lambda y: F.spectral_centroid(y=y, sr=8000, n_fft=256),
+               lambda y: F.melspectrogram(y=y, sr=8000, n_fft=256, n_mels=20)):
+        assert fn(np.zeros(0, np.float32)).shape[-1] == 1
+        assert fn(np.zeros((2, 0), np.float32)).shape[0] == 2
+
+
+def test_numpy_integer_hop_and_a_bad_win_length():
+    y = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    for fn in (F.rms, F.zero_crossing_rate, F.amplitude_envelope, F.short_time_energy):
+        assert fn(y, frame_length=512, hop_length=np.int64(128)).shape == (1, 32)
+    with pytest.raises(F.ParameterError, match="win_length=0"):
+        F.stft(y, n_fft=256, win_length=0)
