@@ -140,7 +140,8 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
 
 
 def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
-                       threshold: float = 1e-10, zero_pos: bool = True):
+                       threshold: float | None = 1e-10, ref_magnitude=None, pad: bool = False,
+                       zero_pos: bool = True):
     """Fraction of sign changes per frame, as ``librosa.feature.zero_crossing_rate``.
 
     Parameters
@@ -152,8 +153,15 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     center : bool
         Pad ``frame_length // 2`` samples on both sides by repeating the edge samples (librosa
         uses ``mode="edge"`` here, unlike the spectral features).
-    threshold : float >= 0
-        Samples with ``|y| <= threshold`` count as zero.
+    threshold : float >= 0 or None
+        Samples with ``|y| <= threshold`` count as zero (None: no threshold).
+    ref_magnitude : float or callable, optional
+        Scales ``threshold``: a number, or a callable applied to the magnitudes of the frames
+        ``(..., frame_length, n_frames)`` that gives one number (``numpy.max``: a threshold
+        relative to the loudest sample), as ``librosa.zero_crossings``.
+    pad : bool
+        Count the first sample of every frame as a crossing (librosa's ``zero_crossings(pad=)``;
+        ``zero_crossing_rate`` passes ``False``).
     zero_pos : bool
         Zero counts as positive (``True``) or as its own sign class.
 
@@ -182,13 +190,23 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     # at s holds the changes at s+1 .. s+frame_length-1 (librosa pads the first with False), so
     # its count is a sum over a window of frame_length - 1 change flags: a reduction over a
     # strided view (float32 counts are exact far beyond any frame length).
+    count = 1 + (n - frame_length) // hop_length
+    threshold = 0.0 if threshold is None else threshold
+    if ref_magnitude is not None:
+        if callable(ref_magnitude):  # of the frames' magnitudes, as librosa frames them
+            frames = xp.matrix_transpose(sliding_frames(y, frame_length, hop_length)[..., :count, :])
+            ref_magnitude = ref_magnitude(xp.abs(frames))
+        try:
+            threshold = threshold * float(ref_magnitude)
+        except TypeError:
+            raise ParameterError("ref_magnitude must be a number or give one number") from None
     # |y| <= threshold counts as zero, and zero as positive unless zero_pos is False
     if zero_pos:
         sign = y < -threshold
     else:
         sign = xp.astype(y > threshold, xp.int8) - xp.astype(y < -threshold, xp.int8)
     changes = xp.astype(sign[..., 1:] != sign[..., :-1], xp.float32)
-    count = 1 + (n - frame_length) // hop_length
     windows = sliding_frames(changes, frame_length - 1, hop_length)[..., :count, :]
-    rate = xp.astype(xp.sum(windows, axis=-1), y.dtype) / frame_length
+    crossings = xp.sum(windows, axis=-1) + (1.0 if pad else 0.0)
+    rate = xp.astype(crossings, y.dtype) / frame_length
     return rate[..., None, :]

@@ -414,3 +414,17 @@ def test_db_conversions_take_lists_and_arrays_of_references():
     np.testing.assert_allclose(F.power_to_db(S, ref=per_bin), librosa.power_to_db(S, ref=per_bin), atol=2e-3)
     np.testing.assert_allclose(F.amplitude_to_db(np.sqrt(S), ref=np.sqrt(per_bin)),
                                librosa.amplitude_to_db(np.sqrt(S), ref=np.sqrt(per_bin)), atol=2e-3)
+
+
+@pytest.mark.parametrize("kwargs", [{"pad": True}, {"ref_magnitude": np.max, "threshold": 0.01},
+                                    {"ref_magnitude": 2.0, "threshold": 0.01},
+                                    {"zero_pos": False, "pad": True, "threshold": 0.005}])
+def test_zero_crossing_rate_takes_librosa_s_zero_crossings_options(kwargs):
+    """``ref_magnitude`` and ``pad`` (librosa passes them on to ``zero_crossings``)."""
+    y = (np.random.default_rng(0).standard_normal(20000) * 0.1).astype(np.float32)
+    y[5000:8000] *= 1e-4  # a quiet stretch, where a relative threshold decides
+    got = F.zero_crossing_rate(y, frame_length=512, hop_length=128, **kwargs)
+    ref = librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=128, **kwargs)
+    np.testing.assert_array_equal(got, ref)
+    with pytest.raises(F.ParameterError, match="ref_magnitude"):
+        F.zero_crossing_rate(y, ref_magnitude=lambda m: m.max(axis=-1))
