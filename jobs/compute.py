@@ -266,12 +266,34 @@ def array_namespace_for(device: str):
 # ---------------------------------------------------------------- decoding
 
 
-def _source(path: str):
-    if "://" in path:
+class _UrlFile:
+    """The file object of an fsspec URL, holding on to the ``OpenFile`` that made it.
+
+    ``fsspec.open(url).open()`` alone lets the ``OpenFile`` be collected, and with it the outer
+    files of a chained URL (``zip://member::file:///archive.zip``, ``simplecache::s3://...``):
+    the member's reads then fail part-way ("seek of closed file") and the file reads as not
+    audio. Reads, seeks and the rest go to the file; ``close`` closes both.
+    """
+
+    def __init__(self, path: str):
         import fsspec
 
-        return fsspec.open(path, "rb").open()
-    return path
+        self._opened = fsspec.open(path, "rb")
+        self._file = self._opened.open()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._opened.close()
+
+
+def _source(path: str):
+    """What soundfile opens: the path, or for a URL an open file object (close it when done)."""
+    return _UrlFile(path) if "://" in path else path
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:

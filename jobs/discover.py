@@ -229,16 +229,23 @@ class _Walker:
         try:
             fs, root = fsspec.core.url_to_fs(url)
             protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            # a chained URL (zip://folder/::file:///a.zip) lists the inner file system: each
+            # member's URL keeps the chain that reaches it
+            chain = "::" + url.split("::", 1)[1] if "::" in url else ""
+
+            def member_url(name: str) -> str:
+                return fs.unstrip_protocol(name) + chain
+
             if fs.isdir(root):
                 listed = sorted(fs.find(root))
                 for name in listed:
                     if self._is_audio(name):
                         if is_apple_double(name, posixpath.basename(name), opener=fs.open):
-                            self.skipped.append(fs.unstrip_protocol(name))
+                            self.skipped.append(member_url(name))
                         else:
-                            self.add_file(fs.unstrip_protocol(name))
+                            self.add_file(member_url(name))
                     else:
-                        self.unsupported(fs.unstrip_protocol(name))
+                        self.unsupported(member_url(name))
             elif fs.exists(root):
                 self.add_file(url if url.startswith(protocol) else fs.unstrip_protocol(root))
             elif top_level:

@@ -73,9 +73,11 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     if trained.up_to_date:
         return 0
     report = trained.report
-    log(f"train: model {trained.meta['kind']} written to {trained.location or trained.folder}")
+    where = trained.location or trained.folder  # a URL run: its models/NAME, not the staging folder
+    shown_report = f"{str(where).rstrip('/')}/report.md" if trained.location else trained.folder / "report.md"
+    log(f"train: model {trained.meta['kind']} written to {where}")
     log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
-        f"on {report['n_files']} files (report: {trained.folder / 'report.md'})")
+        f"on {report['n_files']} files (report: {shown_report})")
     return 0
 
 

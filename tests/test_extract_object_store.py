@@ -260,6 +260,8 @@ def test_run_command_extract_train_score_on_a_file_url(runs, tmp_path):
     result = run_cli("run", cfg, timeout=400)
     assert result.returncode == 1, result.stderr  # broken.wav
     assert (out / "models" / "digits" / "model.json").is_file()
+    # the report named where it is, not the staging folder the URL run uploaded it from
+    assert f"(report: {_url(out)}/models/digits/report.md)" in result.stderr
     assert pq.read_table(out / "scores" / "files.parquet").num_rows == 24
     again = run_cli("run", cfg, timeout=400)
     assert again.returncode == 1, again.stderr

@@ -122,3 +122,35 @@ def test_where_headers_are_read_follows_compute_probe():
     assert _probes_on_workers(cfg("workers"), local[:3])
     assert not _probes_on_workers(cfg("workers"), [])
     assert not _probes_on_workers(cfg("coordinator"), urls)
+
+
+def test_members_of_a_zip_through_a_chained_url(tmp_path):
+    """``zip://folder/::file:///a.zip`` lists the archive's members with the chain kept in each
+    URL, and each member decodes (the archive stays open while libsndfile reads it)."""
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    from jobs.compute import FeatureSet, decode, file_features
+
+    corpus = tmp_path / "corpus"
+    names = [p.rsplit("/", 1)[-1] for p in copy_samples(corpus, 3)]
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in names:
+            z.write(corpus / name, f"x/{name}")
+    chain = f"::file://{archive}"
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=f"zip://x/{chain}", out=out, features=FEATURES)
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "seek of closed file" not in result.stderr
+    files = pq.read_table(out / "files.parquet").to_pylist()
+    assert sorted(r["path"] for r in files) == sorted(f"zip://x/{n}{chain}" for n in names)
+    group = zarr.open_group(str(out / "features.zarr"), mode="r")
+    fs = FeatureSet.from_config(dict(group.attrs)["feature_config"])
+    for row in files:
+        local = str(corpus / row["path"].split("::")[0].rsplit("/", 1)[-1])
+        np.testing.assert_array_equal(decode(row["path"], sr=fs.sr), decode(local, sr=fs.sr))
+        expected = file_features(decode(local, sr=fs.sr), fs)["mfcc"]
+        np.testing.assert_allclose(group["mfcc"][row["frame_start"]:row["frame_stop"]], expected, atol=1e-3)
