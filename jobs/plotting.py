@@ -37,6 +37,7 @@ FILE_KINDS = ("waveform", "spectrum", "spectrogram", "mel", "mfcc")
 MAX_FRAMES = 2048  # STFT frames computed for one image; longer windows are sampled evenly
 MAX_DECODED_SAMPLES = 1 << 24  # samples (all channels) decoded at once; past this, sample frames
 BLOCK_FRAMES = 1 << 16  # frames read per step while streaming the waveform envelope
+READ_FRAMES = 1 << 16  # stored frames read per step when a long file is reduced to a picture
 PANEL_HEIGHT_PX = 360
 DEFAULT_WIDTH_PX = 1200
 DPI = 100
@@ -494,6 +495,39 @@ def _frames_image(ax, data, times, step, y_range, cmap):
                      interpolation="nearest")
 
 
+def _stored_columns(array, lo: int, hi: int, n_cols: int, how: str, times, frame_step: float):
+    """Rows ``lo:hi`` of a stored ``(frames, dim)`` array as ``(dim, columns)`` for a picture,
+    with ``(low, column times, column step)``.
+
+    Up to ``n_cols`` frames are returned as they are (``low`` None). More are reduced to
+    ``n_cols`` columns of consecutive frames, read a stretch of whole columns at a time (a
+    3-hour file's mel is 0.5 GB): ``how`` is "max" or "mean" per column, and ``low`` the
+    per-column minimum (for a one-number feature's range).
+    """
+    import numpy as np
+
+    count = hi - lo
+    if count <= n_cols:
+        return np.asarray(array[lo:hi], dtype=np.float32).T, None, times, frame_step
+    edges = _envelope_columns(count, n_cols)  # column c: frames [edges[c], edges[c + 1])
+    dim = array.shape[1]
+    out = np.empty((dim, n_cols), np.float32)
+    low = np.empty((dim, n_cols), np.float32)
+    per_read = max(1, READ_FRAMES // max(1, int(np.max(np.diff(edges)))))  # columns per read
+    for c0 in range(0, n_cols, per_read):
+        c1 = min(n_cols, c0 + per_read)
+        block = np.asarray(array[lo + edges[c0]:lo + edges[c1]], dtype=np.float32).T  # (dim, n)
+        starts = edges[c0:c1] - edges[c0]
+        if how == "max":
+            out[:, c0:c1] = np.maximum.reduceat(block, starts, axis=1)
+        else:
+            out[:, c0:c1] = np.add.reduceat(block, starts, axis=1) / np.diff(edges[c0:c1 + 1])
+        low[:, c0:c1] = np.minimum.reduceat(block, starts, axis=1)
+    step = count / n_cols * frame_step
+    centres = times[0] + (edges[:-1] + (np.diff(edges) - 1) / 2.0) * frame_step
+    return out, low, centres, step
+
+
 def _image(ax, data, times, step, cmap):
     return _frames_image(ax, data, times, step, (-0.5, data.shape[0] - 0.5), cmap)
 
@@ -688,27 +722,35 @@ def plot_run(args) -> None:
     events = _events_for(out_dir, row["file_id"])
     fig, axes = _figure(len(names), args.width, args.height)
     colours: dict = {}
+    n_cols = max(1, 2 * int(args.width))  # at most two columns of frames per pixel
     for name, ax in zip(names, axes):
-        data = np.asarray(group[name][lo:hi], dtype=np.float32).T  # (dim, frames)
         kwargs = fc.get("features", {}).get(name, {})
+        # a long recording is reduced to the picture's width while it is read, a stretch at a
+        # time: per column the loudest frame of a spectrum (an event stays visible), the mean of
+        # cepstra and other features, the lowest to the highest value of a one-number feature
+        how = "max" if name in ("melspectrogram", "stft") or group[name].shape[1] == 1 else "mean"
+        data, low, shown_times, step = _stored_columns(group[name], lo, hi, n_cols, how, times, frame_step)
         if data.shape[0] == 1:
-            ax.plot(times, data[0], lw=0.9)
+            if low is not None:  # thinned: the range of values each column spans
+                ax.fill_between(shown_times, low[0], data[0], lw=0.6, alpha=0.6, step="mid")
+            else:
+                ax.plot(shown_times, data[0], lw=0.9)
             unit = UNITS.get(name)
             ax.set_ylabel(f"{name} ({unit})" if unit else name)
             ax.grid(True, alpha=0.3)
         elif name == "mfcc":
-            _mfcc_image(fig, ax, data, times, frame_step)
+            _mfcc_image(fig, ax, data, shown_times, step)
         elif name == "melspectrogram":
             label = "dB"
             if not kwargs.get("db", False):  # stored as power
                 data = np.asarray(featurelib.power_to_db(data, ref=np.max))
                 label = "dB (re max)"
-            image = _image(ax, data, times, frame_step, "magma")
+            image = _image(ax, data, shown_times, step, "magma")
             _mel_ticks(ax, data.shape[0], fmin=kwargs.get("fmin", 0.0) or 0.0,
                        fmax=kwargs.get("fmax") or sr / 2, htk=bool(kwargs.get("htk", False)))
             _colorbar(fig, image, ax, label)
         else:
-            image = _image(ax, data, times, frame_step, "viridis")
+            image = _image(ax, data, shown_times, step, "viridis")
             ax.set_ylabel(f"{name} index")
             _colorbar(fig, image, ax, UNITS.get(name, "value"))
         _time_axis(ax, x_start, x_stop)

@@ -342,3 +342,23 @@ def test_unseekable_codec_plots_from_an_offset(tmp_path):
     out = tmp_path / "gsm.png"
     assert cli_main(["plot", str(path), "-o", str(out), "--offset", "0.25", "--duration", "0.5"]) == 0
     assert out.stat().st_size > 1000
+
+
+def test_stored_frames_of_a_long_file_are_reduced_while_read(monkeypatch):
+    """More frames than the picture has columns: read a stretch at a time (here 64 frames) and
+    reduced per column, the max of a spectrum, the mean of others, the range of one number."""
+    monkeypatch.setattr(plotting, "READ_FRAMES", 64)
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((1003, 3)).astype(np.float32)
+    times = np.arange(1003) * 0.01
+    for how, reduce in (("max", np.max), ("mean", np.mean)):
+        data, low, centres, step = plotting._stored_columns(frames, 0, 1003, 100, how, times, 0.01)
+        assert data.shape == low.shape == (3, 100) and centres.shape == (100,)
+        edges = plotting._envelope_columns(1003, 100)
+        for c in (0, 37, 99):
+            column = frames[edges[c]:edges[c + 1]]
+            np.testing.assert_allclose(data[:, c], reduce(column, axis=0), rtol=1e-6)
+            np.testing.assert_array_equal(low[:, c], column.min(axis=0))
+        assert step == pytest.approx(0.1003) and centres[0] == pytest.approx((edges[1] - 1) / 2 * 0.01)
+    few, low, shown, step = plotting._stored_columns(frames, 10, 60, 100, "max", times[10:60], 0.01)
+    assert low is None and few.shape == (3, 50) and step == 0.01  # as stored
