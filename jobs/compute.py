@@ -281,14 +281,43 @@ class _UrlFile:
         self._opened = fsspec.open(path, "rb")
         self._file = self._opened.open()
 
+    error: BaseException | None = None  # the last read that failed (libsndfile sees a short read)
+
     def __getattr__(self, name):
         return getattr(self._file, name)
+
+    # A failed read is kept and reads as the end of the file: libsndfile stops there, and the
+    # decoder names this error (_raise_read_error) instead of a damaged file; raising it inside
+    # soundfile's read callback would only print "Exception ignored from cffi callback".
+    def read(self, *args):
+        try:
+            return self._file.read(*args)
+        except Exception as exc:  # noqa: BLE001 - kept in self.error, see above
+            self.error = exc
+            return b""
+
+    def readinto(self, buffer):
+        try:
+            return self._file.readinto(buffer)
+        except Exception as exc:  # noqa: BLE001 - kept in self.error, see above
+            self.error = exc
+            return 0
 
     def close(self) -> None:
         try:
             self._file.close()
         finally:
             self._opened.close()
+
+
+def _raise_read_error(source) -> None:
+    """A URL whose reading failed part-way (a server without range requests, a dropped
+    connection) fails with that reason, not as a damaged file: libsndfile only saw the bytes
+    stop. Nothing for a path, or a read that did not fail."""
+    error = getattr(source, "error", None)
+    if error is not None:
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise DecodeError("ReadFailed", f"reading it failed part-way: {type(error).__name__}: {text}")
 
 
 def _source(path: str):
@@ -453,6 +482,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             try:
                 handle, quiet = open_quietly(source, path)
             except sf.LibsndfileError as exc:  # changed since the plan read its header
+                _raise_read_error(source)
                 reason = _not_audio_reason(source, _libsndfile_text(exc))
                 kind = "TruncatedFile" if reason.startswith("truncated") else "NotAudio"
                 raise DecodeError(kind, reason) from None
@@ -463,10 +493,13 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                     raise DecodeError("TruncatedFile", cut)
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:  # a damaged stream (lost sync, bad block, cut short)
+            _raise_read_error(source)
             raise DecodeError("DecodeFailed", part_way_reason(exc)) from None
         finally:
             if source is not path:
                 source.close()
+        if expected_frames is not None and block.shape[0] != expected_frames:
+            _raise_read_error(source)
     if expected_frames is not None and block.shape[0] != expected_frames:
         raise DecodeError("LengthMismatch", f"the header gives {expected_frames} frames but "
                           f"{block.shape[0]} were decoded (truncated or damaged file)")
@@ -574,6 +607,7 @@ class ResampledStream:
         if last:
             self._ended = True
             if self._native_read != self.expected_frames:
+                _raise_read_error(self._source)
                 raise DecodeError("LengthMismatch", f"the header gives {self.expected_frames} frames "
                                   f"but {self._native_read} were decoded (truncated or damaged file)")
             _check_complete(self.path, self._handle.format, self._native_read)

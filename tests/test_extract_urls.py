@@ -154,3 +154,23 @@ def test_members_of_a_zip_through_a_chained_url(tmp_path):
         np.testing.assert_array_equal(decode(row["path"], sr=fs.sr), decode(local, sr=fs.sr))
         expected = file_features(decode(local, sr=fs.sr), fs)["mfcc"]
         np.testing.assert_allclose(group["mfcc"][row["frame_start"]:row["frame_stop"]], expected, atol=1e-3)
+
+
+def test_a_server_without_range_requests_is_named_as_the_reason(served, tmp_path):
+    """``python -m http.server`` answers every read from the file's start: fsspec reads past its
+    first block (5 MB) fail. The file fails as ReadFailed with fsspec's reason, not as a damaged
+    file, and no callback traceback reaches stderr."""
+    import soundfile as sf
+
+    corpus, url = served
+    long = corpus / "long.wav"  # 3 min of 16-bit 16 kHz: 5.8 MB
+    noise = np.random.default_rng(0).standard_normal(180 * 16000).astype(np.float32) * 1e-2
+    sf.write(str(long), noise, 16000, subtype="PCM_16")
+    cfg = write_config(tmp_path / "job.yaml", input=f"{url}long.wav", out=tmp_path / "out",
+                       features=FEATURES, compute={"workers": 1})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    _, failures = read_tables(tmp_path / "out")
+    (row,) = failures.to_pylist()
+    assert row["error_type"] == "ReadFailed" and "range requests" in row["message"], row
+    assert "Exception ignored" not in result.stderr
