@@ -262,6 +262,10 @@ class _Walker:
     def add(self, entry: str, *, base: str | None = None, top_level: bool, depth: int = 0):
         if entry.startswith("file://"):
             entry = entry[len("file://"):]
+            if "%" in entry and not os.path.lexists(entry):  # a file URI's escapes (Path.as_uri())
+                from urllib.parse import unquote
+
+                entry = unquote(entry)
         if _is_url(entry):
             self.add_url(entry, top_level=top_level)
             return

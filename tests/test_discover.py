@@ -132,3 +132,11 @@ def test_a_named_fifo_or_broken_link_is_an_input_that_fails_for_what_it_is(tmp_p
         reasons = {f["path"]: (f["error_type"], f["message"]) for f in found.failures}
         assert reasons[str(fifo)][0] == "NotARegularFile" and "named pipe" in reasons[str(fifo)][1]
         assert reasons[str(dangling)][0] == "BrokenLink"
+
+
+def test_file_uris_with_escapes_name_their_files(tmp_path):
+    """``Path.as_uri()`` writes a space as %20; a name that really holds "%20" is kept."""
+    spaced = _wav(tmp_path / "a b.wav")
+    literal = _wav(tmp_path / "c%20d.wav")
+    found = discover([(tmp_path / "a b.wav").as_uri(), f"file://{literal}"])
+    assert sorted(found.paths) == sorted([spaced, literal]) and not found.failures
