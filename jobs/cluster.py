@@ -369,6 +369,25 @@ def _connect_error(address: str, exc: BaseException) -> UsageError:
     return UsageError(f"scheduler {address}: cannot connect ({type(exc).__name__}: {text})")
 
 
+def check_scheduler_address(address: str) -> None:
+    """A usage error for an address distributed cannot parse (``nonsense``, ``127.0.0.1`` without
+    its port, ``http://...``), before anything is written or connected to."""
+    from distributed.comm import parse_address
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"unknown address scheme {scheme!r} (tcp://, tls://, ucx://, inproc://)")
+        if scheme in ("tcp", "tls"):
+            from distributed.comm.addressing import parse_host_port
+
+            parse_host_port(location)
+    except ValueError as exc:
+        raise UsageError(f"scheduler address {address!r}: not one ({exc}); e.g. "
+                         "tcp://10.0.0.5:8786") from None
+
+
 @contextlib.contextmanager
 def _address_client(address: str, *, security, gpu: bool) -> Iterator:
     from distributed import Client
@@ -380,6 +399,7 @@ def _address_client(address: str, *, security, gpu: bool) -> Iterator:
             and not address.startswith("tls://"):
         raise UsageError(f"scheduler {address}: TLS certificates given, so the address must "
                          "start with tls://")
+    check_scheduler_address(address)
     try:
         client = Client(address, security=security, timeout="30s")
     except (OSError, TimeoutError) as exc:
@@ -602,16 +622,36 @@ MAX_LOCAL_WORKERS = 64
 MAX_LOCAL_WORKERS_PER_CORE = 8
 
 
-@contextlib.contextmanager
-def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
-                  security, preload: tuple[str, ...] = ()) -> Iterator:
-    from distributed import Client, LocalCluster
-
+def check_local_workers(n_workers: int | None) -> None:
+    """A usage error for more local worker processes than this machine should fork."""
     cores = os.cpu_count() or 1
     limit = max(MAX_LOCAL_WORKERS, MAX_LOCAL_WORKERS_PER_CORE * cores)
     if n_workers and n_workers > limit:
         raise UsageError(f"compute.workers: {n_workers} local worker processes on a machine with {cores} "
                          f"cores: at most {limit} here; for more, run them on a cluster (compute.cluster)")
+
+
+def check_client_settings(cluster=None, *, n_workers: int | None = None, scheduler: str | None = None) -> None:
+    """What :func:`open_client` would refuse that can be told without starting or reaching
+    anything (an address that does not parse, too many local workers): for a command to check
+    before it writes its output."""
+    if cluster is None:
+        cluster = ClusterConfig()
+    elif isinstance(cluster, dict):
+        cluster = ClusterConfig.model_validate(cluster)
+    address = scheduler or (cluster.address if cluster.kind == "address" else None)
+    if address:
+        check_scheduler_address(address)
+    elif cluster.kind == "local":
+        check_local_workers(n_workers)
+
+
+@contextlib.contextmanager
+def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, resources, gpu,
+                  security, preload: tuple[str, ...] = ()) -> Iterator:
+    from distributed import Client, LocalCluster
+
+    check_local_workers(n_workers)
     if gpu and not resources:
         resources = {"GPU": 1}
     sec = _cluster_security(cluster, security)

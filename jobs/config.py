@@ -406,6 +406,15 @@ class JobConfig(_Section):
             raise ValueError("an empty list of inputs")
         if isinstance(value, str) and not value.strip():
             raise ValueError("an empty input")
+        if isinstance(value, list) and any(isinstance(v, str) and not v.strip() for v in value):
+            raise ValueError("an empty input in the list")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _out_named(cls, value):
+        if value is not None and not value.strip():
+            raise ValueError("an empty path: name the run folder (or leave out: and give --out)")
         return value
 
     @model_validator(mode="after")
@@ -514,10 +523,15 @@ def load_config(path: str | os.PathLike) -> JobConfig:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"config {path} is a folder: give the YAML file")
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                         "save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     try:

@@ -58,10 +58,15 @@ def main(args) -> int:
 
 def apply_overrides(cfg, args) -> None:
     """Command-line values replace the config's (paths relative to the working directory)."""
-    if getattr(args, "input", None):
-        cfg.input = [os.path.abspath(p) if "://" not in p else p for p in args.input]
-    if getattr(args, "out", None):
-        cfg.out = os.path.abspath(args.out) if "://" not in args.out else args.out
+    inputs, out = getattr(args, "input", None), getattr(args, "out", None)
+    if inputs is not None and any(not p.strip() for p in inputs):
+        raise UsageError("--input: an empty path (an unset variable?); name a file, folder, glob or list")
+    if out is not None and not out.strip():
+        raise UsageError("--out: an empty path (an unset variable?); name the run folder")
+    if inputs:
+        cfg.input = [os.path.abspath(p) if "://" not in p else p for p in inputs]
+    if out:
+        cfg.out = os.path.abspath(out) if "://" not in out else out
     if getattr(args, "workers", None) is not None:
         if args.workers < 1:
             raise UsageError("--workers: must be at least 1")
@@ -1320,6 +1325,10 @@ def _lock(out):
         os.makedirs(out, exist_ok=True)
         handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
     except OSError as exc:  # a parent that is a file, a read-only or missing mount, no permission
+        from jobs.errors import OutputError, storage_error
+
+        if storage_error(exc):  # full, over quota or read-only: exit 3, as when it happens later
+            raise OutputError(f"cannot write the output folder {out}: {storage_error(exc)}") from None
         raise UsageError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1359,6 +1368,11 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
         raise UsageError("out: a memory:// filesystem lives in one process, which the local "
                          "cluster's worker processes do not share; use --scheduler with an "
                          "in-process cluster (LocalCluster(processes=False)), or another URL")
+    from jobs.cluster import check_client_settings
+
+    # what the cluster would refuse, told before the output is touched (a bad address, too
+    # many local workers: a store planned for nothing would then refuse the corrected command)
+    check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler)
     lock = _lock(out)
     try:
         return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,

@@ -401,6 +401,10 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
     except duckdb.Error as exc:
         raise UsageError(f"SQL error: {_first_line(exc)}") from None
     except OSError as exc:
+        from jobs.errors import OutputError, storage_error
+
+        if storage_error(exc):  # full, over quota or read-only: exit 3
+            raise OutputError(f"-o {output}: {storage_error(exc)}") from None
         raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(tmp):

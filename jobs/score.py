@@ -43,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
     from jobs.config import load_config
 
     config = load_config(args.config)
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: an empty path (an unset variable?); name the run folder")
     out_dir = args.out or config.out
     if not out_dir:
         raise UsageError("no run directory: give --out DIR or `out:` in the config")

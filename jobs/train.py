@@ -34,6 +34,8 @@ def main(args: argparse.Namespace) -> int:
     from jobs.config import load_config
 
     config = load_config(args.config)
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: an empty path (an unset variable?); name the run folder")
     out_dir = args.out or config.out
     if not out_dir:
         raise UsageError("no run directory: give --out DIR or `out:` in the config")
@@ -55,8 +57,15 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     log = log or _print
     train_cfg = config.train or TrainConfig()
     updates = {k: v for k, v in {"model": model, "name": name, "epochs": epochs}.items() if v is not None}
-    if updates:
-        train_cfg = train_cfg.model_copy(update=updates)
+    if updates:  # validated as the config's own values are (a --name that is no folder name)
+        from pydantic import ValidationError
+
+        try:
+            train_cfg = TrainConfig.model_validate({**train_cfg.model_dump(), **updates})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"])
+            raise UsageError(f"--{key}: {error['msg'].removeprefix('Value error, ')}") from None
     from jobs.outdir import OutDir, is_url
 
     if is_url(out_dir):  # an fsspec URL: with the config's storage options

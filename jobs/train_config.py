@@ -84,6 +84,9 @@ class SplitConfig(_Section):
         return self
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
 class TrainConfig(_Section):
     """Which model to fit and how."""
 
@@ -101,6 +104,16 @@ class TrainConfig(_Section):
     hidden_units: int = Field(default=256, ge=1, description="the baseline MLP's hidden units")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
     seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, value):
+        # the model's folder, OUT/models/NAME, is replaced as a whole when it is trained again:
+        # a name that reaches elsewhere ('', '.', '..', 'a/b') would replace another folder
+        if not MODEL_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(f"{value!r} is not a plain folder name (letters, digits, '.', '_', '-'; "
+                             "it names OUT/models/NAME)")
+        return value
 
     @field_validator("cnn_widths")
     @classmethod

@@ -211,3 +211,32 @@ def test_shipped_configs_are_valid():
     assert example.out == str(repo / "runs" / "example")
     fsdd = load_config(repo / "configs" / "fsdd.yaml")
     assert fsdd.input.endswith("shared/data/fsdd/recordings")
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # a config file that is not UTF-8 text, or is a folder
+    (lambda tmp: (tmp / "latin1.yaml").write_bytes(b"input: caf\xe9\n") and ["extract", str(tmp / "latin1.yaml")],
+     "not UTF-8 text"),
+    (lambda tmp: ["extract", str(tmp)], "is a folder"),
+    # empty paths, as an unset shell variable gives them
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\nout: ''\n") and ["extract", str(tmp / "j.yaml")],
+     "out: an empty path"),
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n") and ["extract", str(tmp / "j.yaml"), "--out", ""],
+     "--out: an empty path"),
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
+     and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--input", ""], "--input: an empty path"),
+    # what the cluster would refuse, before the output folder is made
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
+     and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--scheduler", "nonsense"],
+     "scheduler address 'nonsense': not one"),
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
+     and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--workers", "100000"],
+     "compute.workers: 100000 local worker processes"),
+])
+def test_bad_files_paths_and_addresses_stop_with_status_2(tmp_path, capsys, command, expected):
+    from jobs.cli import main
+
+    assert main(command(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()

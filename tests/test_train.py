@@ -259,3 +259,17 @@ def test_labels_differing_only_in_case_are_refused(tmp_path_factory, capsys):
     assert cli_main(["train", str(config), "--out", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "'One' and 'one' differ only in letter case" in err
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../sibling", "a/b", "/abs"])
+def test_a_model_name_that_is_no_plain_folder_name_is_refused(tmp_path_factory, capsys, name):
+    """``--name ''`` would make OUT/models itself the model's folder (and replace every other
+    model); ``../..`` a folder outside the run. Refused before anything is written."""
+    root = tmp_path_factory.mktemp("names")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    (root / "sibling").mkdir()
+    (root / "sibling" / "data").write_text("keep")
+    config = write_config(root / "job.yaml")
+    assert cli_main(["train", str(config), "--out", str(run), "--name", name, "--force"]) == 2
+    assert "is not a plain folder name" in capsys.readouterr().err
+    assert not (run / "models").exists() and (root / "sibling" / "data").read_text() == "keep"
