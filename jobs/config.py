@@ -379,7 +379,7 @@ class JobConfig(_Section):
     split: SplitConfig | None = None
     train: TrainConfig | None = None
     score: ScoreConfig | None = None
-    stages: list[Literal["extract", "train", "score"]] | None = None
+    stages: list[Literal["extract", "train", "score"]] | None = Field(default=None, min_length=1)
 
     @field_serializer("out_storage_options")
     def _masked_options(self, value):

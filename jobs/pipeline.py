@@ -1,7 +1,8 @@
 """``audiofeat run CONFIG.yaml``: every stage the config names, in order.
 
-Stages come from the config's ``stages:`` list; without one, ``extract`` runs, then ``train`` and
-``score`` when the config has those sections. Each stage is the command of the same name, run on
+Stages come from ``--stages`` or the config's ``stages:`` list; without one, ``extract`` runs,
+then ``train`` and ``score`` when the config has those sections. Each named stage runs once, in
+the pipeline's order (extract, train, score), however it was listed. Each stage is the command of the same name, run on
 the same config file (``audiofeat extract``, ``audiofeat train``, ``audiofeat score``), so a run
 is exactly the commands a user could type one after another.
 
@@ -75,8 +76,13 @@ def main(args) -> int:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UsageError(f"--stages: unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})")
+        if not stages:
+            raise UsageError(f"--stages: no stage named (choose from {', '.join(STAGES)})")
     else:
         stages = cfg.stage_list
+    # each stage once, in the pipeline's order (a model is trained on the store extract made,
+    # and scores come from the model train made), however they were listed
+    stages = [name for name in STAGES if name in stages]
     status = EXIT_OK
     for name in stages:
         try:

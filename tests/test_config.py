@@ -240,3 +240,38 @@ def test_bad_files_paths_and_addresses_stop_with_status_2(tmp_path, capsys, comm
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("stages", "expected"), [
+    ("score,train,extract", ["extract", "train", "score"]),
+    ("extract,extract", ["extract"]),
+    ("score", ["score"]),
+])
+def test_run_takes_each_stage_once_in_the_pipeline_s_order(tmp_path, monkeypatch, stages, expected):
+    import argparse
+
+    import jobs.pipeline as pipeline
+
+    ran = []
+
+    class Stage:
+        @staticmethod
+        def main(args):
+            ran.append(args.name)
+            return 0
+
+    def fake_parser(name):
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(name=name)
+        return Stage, parser
+
+    monkeypatch.setattr(pipeline, "_stage_parser", fake_parser)
+    monkeypatch.setattr(pipeline, "stage_argv", lambda parser, args: [])
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {tmp_path}\n")
+    args = argparse.Namespace(config=str(config), stages=stages)
+    assert pipeline.main(args) == 0 and ran == expected
+    with pytest.raises(UsageError, match="no stage named"):
+        pipeline.main(argparse.Namespace(config=str(config), stages=","))
+    with pytest.raises(UsageError, match="stages"):
+        parse_config({"stages": []})
