@@ -28,16 +28,26 @@ COMMANDS = {
 }
 
 
+
+EXIT_STATUSES = """exit status:
+  0    every input done
+  1    finished, some inputs failed (listed in OUT/failures.parquet)
+  2    bad usage or configuration (one line names the problem)
+  3    the output could not be written (disk full, quota, read-only); nothing is lost
+  130  stopped by Ctrl-C (143 by SIGTERM); a rerun goes on where it stopped"""
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiofeat",
         description="Turn audio collections into a queryable feature store and classifier scores.",
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version="audiofeat 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_STATUSES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(_module=module)
         try:
             importlib.import_module(module).add_arguments(p)

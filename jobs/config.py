@@ -518,6 +518,32 @@ def _resolve_inputs(value, base: Path):
     return _resolve_path(value, base)
 
 
+def _unique_key_loader():
+    """PyYAML's SafeLoader refusing a key given twice in one mapping (it keeps the last one
+    silently: a second ``features:`` would drop the first's features unseen)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the safe loader says what is wrong with it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
+        return loader.construct_mapping(node, deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return UniqueKeyLoader
+
+
 def load_config(path: str | os.PathLike) -> JobConfig:
     """Read and validate a YAML config; relative paths inside resolve against its folder."""
     import yaml
@@ -528,7 +554,7 @@ def load_config(path: str | os.PathLike) -> JobConfig:
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_unique_key_loader())  # a SafeLoader
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
                          "save the config as UTF-8") from None

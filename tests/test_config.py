@@ -218,6 +218,8 @@ def test_shipped_configs_are_valid():
     (lambda tmp: (tmp / "latin1.yaml").write_bytes(b"input: caf\xe9\n") and ["extract", str(tmp / "latin1.yaml")],
      "not UTF-8 text"),
     (lambda tmp: ["extract", str(tmp)], "is a folder"),
+    (lambda tmp: (tmp / "dup.yaml").write_text(f"input: {tmp}\nfeatures: {{mfcc: {{}}}}\nfeatures: {{rms: {{}}}}\n")
+     and ["extract", str(tmp / "dup.yaml")], "the key 'features' is given twice"),
     # empty paths, as an unset shell variable gives them
     (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\nout: ''\n") and ["extract", str(tmp / "j.yaml")],
      "out: an empty path"),
@@ -275,3 +277,14 @@ def test_run_takes_each_stage_once_in_the_pipeline_s_order(tmp_path, monkeypatch
         pipeline.main(argparse.Namespace(config=str(config), stages=","))
     with pytest.raises(UsageError, match="stages"):
         parse_config({"stages": []})
+
+
+def test_every_command_s_help_lists_the_exit_statuses(capsys):
+    from jobs.cli import COMMANDS, main
+
+    for command in [None, *COMMANDS]:
+        with pytest.raises(SystemExit) as stop:
+            main(["--help"] if command is None else [command, "--help"])
+        assert stop.value.code == 0
+        text = capsys.readouterr().out
+        assert "exit status:" in text and "3    the output could not be written" in text, command
