@@ -159,9 +159,20 @@ def _resolve_url(spec: str) -> tuple[str, str]:
     return od.location, od.location
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns of ``text``: two for East Asian wide and full-width characters, none
+    for combining marks."""
+    import unicodedata
+
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
 def resolve_runs(specs) -> tuple[list[Run], bool]:
     """The run directories that ``specs`` (paths or globs) name, and whether a ``run`` column is
-    wanted (several runs, or a glob)."""
+    wanted (several runs named, or a glob)."""
     if isinstance(specs, (str, os.PathLike)):
         specs = [specs]
     specs = [os.fspath(s) for s in specs]
@@ -200,7 +211,9 @@ def resolve_runs(specs) -> tuple[list[Run], bool]:
     clash = {n for n in names if names.count(n) > 1}
     result = [Run(given if name in clash else name, absolute)
               for name, (given, absolute) in zip(names, runs)]
-    return result, used_glob or len(result) > 1
+    # several runs named (even one named twice, which is read once) or a glob: a run column, so
+    # that a query written for several runs works whatever they resolve to
+    return result, used_glob or len(specs) > 1
 
 
 def connect(out_dir_or_dirs, *, run_column: bool | None = None):
@@ -520,14 +533,15 @@ def _write_table(reader, stream, *, max_rows: int) -> None:
             columns = [[_cell(v) for v in part.column(i).to_pylist()]
                        for i in range(part.num_columns)]
             rows.extend(map(list, zip(*columns)) if columns else [[] for _ in range(part.num_rows)])
-    widths = [len(n) for n in names]
+    widths = [_display_width(n) for n in names]
     for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, _display_width(c)) for w, c in zip(widths, row)]
 
     def line(cells, header=False):
         out = []
         for cell, width, right in zip(cells, widths, numeric):
-            out.append(cell.rjust(width) if right and not header else cell.ljust(width))
+            pad = " " * (width - _display_width(cell))  # wide (East Asian) characters take two columns
+            out.append(pad + cell if right and not header else cell + pad)
         return "  ".join(out).rstrip()
 
     stream.write(line(names, header=True) + "\n")

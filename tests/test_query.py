@@ -502,3 +502,17 @@ def test_the_documented_examples_run(run, two_runs, tmp_path, capsys, monkeypatc
         assert status == 0 and err == "", (argv, err)
         if documented:
             assert out.splitlines()[0].split() == documented[0].split(), argv
+
+
+def test_one_run_named_twice_keeps_the_run_column(two_runs, capsys):
+    """Named twice it is read once, but the query was written for several runs."""
+    status, out, _ = query(capsys, two_runs / "first", two_runs / "first",
+                           "SELECT run, count(*) AS n FROM files GROUP BY run", "--format", "json")
+    assert status == 0 and json.loads(out) == [{"run": "first", "n": 120}]
+
+
+def test_table_columns_line_up_with_wide_characters():
+    from jobs.query import _display_width
+
+    assert _display_width("abc") == 3 and _display_width("音声") == 4 and _display_width("é") == 1
+    assert _display_width("e\u0301") == 1  # a combining accent takes no column
