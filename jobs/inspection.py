@@ -264,7 +264,7 @@ def main(args) -> int:
         results.append({key: _json_value(row[key]) for key in JSON_KEYS})
         results[-1]["path"] = printable_path(results[-1]["path"])
     try:
-        if args.json:
+        if args.json and (results or not problems):  # no "[]" for a command that named nothing
             print(json.dumps(results, indent=2, ensure_ascii=False))
         elif rows:
             print(format_table(rows))

@@ -158,6 +158,8 @@ def test_paths_that_match_nothing_exit_2(tmp_path):
     assert proc.stderr.strip() == f"audiofeat inspect: {tmp_path / 'nope.wav'}: no such file or folder"
     proc = run_inspect(tmp_path / "*.flac")
     assert proc.returncode == 2 and "the pattern matches nothing" in proc.stderr
+    proc = run_inspect(tmp_path / "nope.wav", "--json")  # no "[]" on stdout for nothing named
+    assert proc.returncode == 2 and proc.stdout == ""
     (tmp_path / "readme.txt").write_text("hi")
     proc = run_inspect(tmp_path / "*.txt")
     assert proc.returncode == 2 and "matches no audio files" in proc.stderr
