@@ -8,6 +8,8 @@ docstring). Every feature accepts a precomputed ``S`` so that a job computes the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._backend import as_float_array, like, namespace
@@ -442,7 +444,7 @@ def snr(y, *, noise=None, frame_length: int = 2048, hop_length: int = 512,
         raise ParameterError("noise_fraction must lie in (0, 1]")
     xp = namespace(y)
     y = as_float_array(y, xp)
-    log_scale = 10.0 / np.log(10.0)
+    log_scale = 10.0 / math.log(10.0)  # a Python float: no NumPy scalar in another namespace
     if noise is not None:
         noise = as_float_array(noise, xp, name="noise")
         signal_power = xp.mean(y * y, axis=-1)

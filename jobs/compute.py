@@ -255,11 +255,13 @@ class FeatureSet:
 
 
 def array_namespace_for(device: str):
-    """NumPy, or CuPy for ``device == "cuda"``."""
+    """NumPy, or CuPy for ``device == "cuda"``, as the array API namespace featurelib writes
+    against: ``array_api_compat.cupy`` (the bare ``cupy`` module of CuPy 13/14 lacks
+    ``matrix_transpose``, and ``astype``/``concat`` in some versions)."""
     if device == "cuda":
-        import cupy
+        import array_api_compat.cupy as xp
 
-        return cupy
+        return xp
     return np
 
 
@@ -890,7 +892,7 @@ def _mel_refine(fs: FeatureSet, outputs: list, last: dict, ref, xp):
         if key[0] == "mel":
             if key[2] != 2.0 or key[1] in unbounded:  # the float32 bound is for power, to 80 dB
                 return "double"
-            checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0]))))
+            checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0, ...]))))
         at += width
     if not checks:
         return None
