@@ -24,13 +24,16 @@ __all__ = ["assign_labels", "labels_from_folder", "labels_from_regex", "labels_f
 
 
 def _missing(value) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and value != value)
+    return value is None or (isinstance(value, str) and not value.strip()) \
+        or (isinstance(value, float) and value != value)
 
 
 def _objects(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns of Python strings, with None (never NaN or "") where a value is missing."""
+    """Columns of Python strings without surrounding spaces (" 3" and "3" are one class), with
+    None (never NaN, "" or blanks) where a value is missing."""
     return pd.DataFrame(
-        {c: pd.Series([None if _missing(v) else str(v) for v in table[c]], index=table.index, dtype=object)
+        {c: pd.Series([None if _missing(v) else str(v).strip() for v in table[c]], index=table.index,
+                      dtype=object)
          for c in table.columns},
         index=table.index,
     )
@@ -54,10 +57,18 @@ def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise UsageError(f"labels CSV not found: {csv_path}")
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"labels CSV {csv_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise UsageError(f"labels CSV {csv_path} is empty (it needs columns path,label)") from None
+    except pd.errors.ParserError as exc:
+        raise UsageError(f"labels CSV {csv_path}: {' '.join(str(exc).split())}") from None
     missing = {"path", "label"} - set(table.columns)
     if missing:
-        raise UsageError(f"labels CSV {csv_path} needs columns path,label (missing: {sorted(missing)})")
+        raise UsageError(f"labels CSV {csv_path} needs columns path,label (missing: {sorted(missing)}; "
+                         f"found: {', '.join(map(repr, table.columns))})")
     if table["path"].duplicated().any():
         dup = table.loc[table["path"].duplicated(), "path"].iloc[0]
         raise UsageError(f"labels CSV {csv_path} lists {dup!r} more than once")
@@ -66,14 +77,26 @@ def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
     by_abs = {}
     for i, p in enumerate(table["path"]):
         q = Path(p)
-        by_abs[str((q if q.is_absolute() else base / q).resolve())] = i
+        resolved = str((q if q.is_absolute() else base / q).resolve())
+        if resolved in by_abs:  # one file under two spellings (relative and absolute, say)
+            raise UsageError(f"labels CSV {csv_path} lists {resolved} more than once "
+                             f"(as {table['path'].iloc[by_abs[resolved]]!r} and {p!r})")
+        by_abs[resolved] = i
+    resolved_paths = [str(Path(p).resolve()) for p in paths]
+    exact = [by_abs.get(r) for r in resolved_paths]
+    # A stored file that no row names exactly may match a row by its file name, when the name is
+    # the only one of its kind both in the CSV and among the stored files, and that row named no
+    # stored file itself (a CSV written elsewhere, its folders moved): never a second copy of a
+    # labelled file (A/001.wav labelled, B/001.wav not in the CSV), which would leak into the test.
     names = table["path"].map(lambda p: Path(p).name)
+    used = {i for i in exact if i is not None}
     unique_names = names[~names.duplicated(keep=False)]
-    by_name = dict(zip(unique_names, unique_names.index))
+    by_name = {name: i for name, i in zip(unique_names, unique_names.index) if i not in used}
+    stored_names = pd.Series([Path(p).name for p in paths])
+    unique_stored = set(stored_names[~stored_names.duplicated(keep=False)])
     rows = []
-    for p in paths:
-        i = by_abs.get(str(Path(p).resolve()))
-        if i is None:
+    for p, i in zip(paths, exact):
+        if i is None and Path(p).name in unique_stored:
             i = by_name.get(Path(p).name)
         rows.append(table.loc[i, extra].to_dict() if i is not None else dict.fromkeys(extra))
     return _objects(pd.DataFrame(rows, index=paths.index, columns=extra))
@@ -88,9 +111,10 @@ def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
         found = labels_from_regex(paths, config.pattern)
     else:
         found = labels_from_csv(paths, config.csv)
-    clash = {"file_id", "path"} & set(found.columns)
-    if clash:
-        raise UsageError(f"labels may not define the columns {sorted(clash)}")
+    clash = {"file_id", "path", "split"} & set(found.columns)
+    if clash:  # the training table's own columns (split: train or test, from split:)
+        raise UsageError(f"labels may not define the columns {sorted(clash)} (a CSV column or regex "
+                         "group of that name: rename it)")
     found = _objects(found)
     result = pd.concat([files[["file_id", "path"]].reset_index(drop=True), found.reset_index(drop=True)], axis=1)
     return result

@@ -90,6 +90,11 @@ def _same_value(a: str, b: str) -> bool:
 
 def explicit_split(groups: pd.Series, test_values: list[str]) -> pd.Series:
     wanted = [str(v) for v in test_values]
+    present = [str(v) for v in groups.dropna().unique()]
+    unmatched = [w for w in wanted if not any(_same_value(v, w) for v in present)]
+    if unmatched:  # a typo would quietly shrink the test set
+        raise UsageError(f"split.test_values: {unmatched[0]!r} matches no labelled file's group "
+                         f"(groups: {', '.join(sorted(present)[:10])}{', ...' if len(present) > 10 else ''})")
     is_test = groups.map(lambda v: any(_same_value(v, w) for w in wanted))
     return pd.Series(np.where(is_test, TEST, TRAIN), index=groups.index, dtype=object)
 

@@ -80,3 +80,44 @@ def test_missing_csv_is_a_usage_error(tmp_path):
 def test_config_rejects_pattern_without_label_group():
     with pytest.raises(ValueError, match="named group"):
         LabelsConfig(source="regex", pattern=r"(?P<digit>\d)_")
+
+
+def _csv(tmp_path, text: bytes | str):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return LabelsConfig(source="csv", csv=str(path))
+
+
+def test_csv_labels_lose_surrounding_spaces_and_blank_ones_are_missing(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in ("a.wav", "b.wav", "c.wav"))
+    cfg = _csv(tmp_path, f"path,label\n{a}, 3\n{b},3\n{c},  \n")
+    assert assign_labels(_files([a, b, c]), cfg)["label"].tolist() == ["3", "3", None]
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"path,label\n/x/z\xe9ro.wav,0\n", "not UTF-8 text"),
+    (b"", "is empty"),
+    ("path,label\n/x/a.wav,1\n/x/b.wav,2,extra,more\n", "Expected 2 fields"),
+    ("path\tlabel\n/x/a.wav\t1\n", "missing: .'label', 'path'.; found: 'path"),  # a TSV
+    ("path,label,split\n/x/a.wav,1,test\n", "may not define the columns ['split']"),
+])
+def test_a_csv_that_cannot_be_read_as_labels_is_a_usage_error(tmp_path, text, message):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        assign_labels(_files(["/x/a.wav"]), _csv(tmp_path, text))
+
+
+def test_one_file_under_two_spellings_is_refused(tmp_path):
+    (tmp_path / "sub").mkdir()
+    a = tmp_path / "sub" / "a.wav"
+    cfg = _csv(tmp_path, f"path,label\n{a},0\nsub/../sub/a.wav,9\n")
+    with pytest.raises(UsageError, match="more than once"):
+        assign_labels(_files([str(a)]), cfg)
+
+
+def test_a_second_copy_of_a_listed_file_gets_no_label_by_its_name(tmp_path):
+    """A/001.wav is in the CSV, B/001.wav is not: the name fallback (for CSVs written where the
+    folders were elsewhere) must not label the copy, which could land on the other split."""
+    listed, copy, moved = tmp_path / "A" / "001.wav", tmp_path / "B" / "001.wav", tmp_path / "C" / "002.wav"
+    cfg = _csv(tmp_path, f"path,label\n{listed},x\n/elsewhere/002.wav,y\n")
+    labels = assign_labels(_files([str(listed), str(copy), str(moved)]), cfg)["label"].tolist()
+    assert labels == ["x", None, "y"]  # 002.wav, listed under a folder that moved, still matches
