@@ -59,8 +59,8 @@ def test_unlabelled_files_are_left_out(fsdd_like):
 def test_split_errors_name_the_problem(fsdd_like):
     with pytest.raises(UsageError, match="not a label field"):
         split_files(fsdd_like, SplitConfig(method="group", group="session"))
-    with pytest.raises(UsageError, match="no file to test on"):
-        split_files(fsdd_like, SplitConfig(method="explicit", group="index", test_values=["42"]))
+    with pytest.raises(UsageError, match="'42' matches no labelled file's group"):  # a typo
+        split_files(fsdd_like, SplitConfig(method="explicit", group="index", test_values=["1", "42"]))
     with pytest.raises(UsageError, match="no file has a label"):
         split_files(fsdd_like.assign(label=None), SplitConfig())
     with pytest.raises(UsageError, match="the store holds no files"):  # every input failed
