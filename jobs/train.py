@@ -401,6 +401,12 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
             f"needs at least 2 (labels come from labels.source: {labels_cfg.source})"
         )
     _refuse_case_clashes(classes)
+    from jobs.splits import unmatched_test_values
+
+    unmatched = unmatched_test_values(labelled, split_cfg) if not custom_split else []
+    if unmatched:
+        log(f"train: note: split.test_values {unmatched} match no labelled file's group "
+            f"({split_cfg.group}): the test set is the files of the other values")
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
         f"{(known['split'] == TEST).sum()} test), {len(classes)} classes"

@@ -59,8 +59,13 @@ def test_unlabelled_files_are_left_out(fsdd_like):
 def test_split_errors_name_the_problem(fsdd_like):
     with pytest.raises(UsageError, match="not a label field"):
         split_files(fsdd_like, SplitConfig(method="group", group="session"))
-    with pytest.raises(UsageError, match="'42' matches no labelled file's group"):  # a typo
-        split_files(fsdd_like, SplitConfig(method="explicit", group="index", test_values=["1", "42"]))
+    with pytest.raises(UsageError, match="no file to test on"):
+        split_files(fsdd_like, SplitConfig(method="explicit", group="index", test_values=["42"]))
+    # one value of several matching nothing (a typo, or a subset of the corpus): the train log says so
+    from jobs.splits import unmatched_test_values
+
+    assert unmatched_test_values(fsdd_like, SplitConfig(method="explicit", group="index",
+                                                        test_values=["1", "42"])) == ["42"]
     with pytest.raises(UsageError, match="no file has a label"):
         split_files(fsdd_like.assign(label=None), SplitConfig())
     with pytest.raises(UsageError, match="the store holds no files"):  # every input failed
