@@ -68,10 +68,16 @@ def _in_float64(y, S):
 FLOAT32_WEIGHTED_MEAN_MAX_N_FFT = 2048
 
 
+def weighted_means_in_float64(n_fft: int, precision: str) -> bool:
+    """Whether the centroid and mean frequency of ``n_fft``-point frames are taken from a
+    float64 spectrogram under FFT ``precision`` (see ``FLOAT32_WEIGHTED_MEAN_MAX_N_FFT``)."""
+    return n_fft > FLOAT32_WEIGHTED_MEAN_MAX_N_FFT and precision == "auto"
+
+
 def _long_frames_in_float64(y, S, n_fft):
-    """:func:`_in_float64` for the weighted means of long frames under the "auto" precision
-    (see ``FLOAT32_WEIGHTED_MEAN_MAX_N_FFT``); ``(y, None)`` otherwise."""
-    if n_fft > FLOAT32_WEIGHTED_MEAN_MAX_N_FFT and get_fft_precision() == "auto":
+    """:func:`_in_float64` where :func:`weighted_means_in_float64` says so; ``(y, None)``
+    otherwise."""
+    if weighted_means_in_float64(n_fft, get_fft_precision()):
         return _in_float64(y, S)
     return y, None
 

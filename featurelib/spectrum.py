@@ -426,6 +426,9 @@ _MEL_FLOAT32_LEVEL = 3e-7
 _MEL_PARITY_FLOOR = 1e-6
 _MEL_DB_LEVEL = 3e-8
 _MEL_CLIPPED = 1e-8
+# the decibels under a mel's loudest band that the check keeps within parity (80 dB: what
+# power_to_db's default top_db keeps); deeper ones need the mel in float64
+MEL_FLOAT32_DB_RANGE = -10.0 * math.log10(_MEL_CLIPPED)
 
 
 def mel_float32_check(basis, ref):
@@ -648,7 +651,7 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
             raise ParameterError("mfcc needs y or S")
         # the "auto" precision's float32 check keeps bands to 80 dB under the loudest: a deeper
         # floor (or none) needs every frame in float64 for the decibels to keep parity
-        deeper = top_db is None or top_db > -10.0 * math.log10(_MEL_CLIPPED)
+        deeper = top_db is None or top_db > MEL_FLOAT32_DB_RANGE
         with fft_precision("double") if deeper and get_fft_precision() == "auto" else nullcontext():
             M = melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs)
         S = power_to_db(M, top_db=top_db)

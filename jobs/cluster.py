@@ -336,6 +336,16 @@ def gpu_available() -> bool:
 # ---------------------------------------------------------------- open_client
 
 
+def _cluster_and_address(cluster, scheduler: str | None) -> tuple[ClusterConfig, str | None]:
+    """``cluster`` as a :class:`ClusterConfig` (None: the default; a dict: validated) and the
+    scheduler address to connect to, if any (``scheduler``, the --scheduler option, wins)."""
+    if cluster is None:
+        cluster = ClusterConfig()
+    elif isinstance(cluster, dict):
+        cluster = ClusterConfig.model_validate(cluster)
+    return cluster, scheduler or (cluster.address if cluster.kind == "address" else None)
+
+
 def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None = None,
                 threads_per_worker: int = 1, resources: dict | None = None,
                 scheduler: str | None = None, gpu: bool = False, security=None,
@@ -347,11 +357,7 @@ def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None =
     that local workers start from (see ``ClusterConfig.start_method``). Clusters this function starts are closed on exit; a scheduler given by
     address is left running.
     """
-    if cluster is None:
-        cluster = ClusterConfig()
-    elif isinstance(cluster, dict):
-        cluster = ClusterConfig.model_validate(cluster)
-    address = scheduler or (cluster.address if cluster.kind == "address" else None)
+    cluster, address = _cluster_and_address(cluster, scheduler)
     if address:
         if security is None and cluster.tls is not None:
             security = security_from_tls(cluster.tls)
@@ -635,11 +641,7 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
     """What :func:`open_client` would refuse that can be told without starting or reaching
     anything (an address that does not parse, too many local workers): for a command to check
     before it writes its output."""
-    if cluster is None:
-        cluster = ClusterConfig()
-    elif isinstance(cluster, dict):
-        cluster = ClusterConfig.model_validate(cluster)
-    address = scheduler or (cluster.address if cluster.kind == "address" else None)
+    cluster, address = _cluster_and_address(cluster, scheduler)
     if address:
         check_scheduler_address(address)
     elif cluster.kind == "local":

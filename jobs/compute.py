@@ -137,12 +137,23 @@ class DecodeError(Exception):
 # ---------------------------------------------------------------- features
 
 
-# dB below a mel's maximum down to which featurelib's "auto" float32 check keeps parity
-MEL_CHECKED_DB = 80.0
-
-
 def _mel_key(kw: dict, *, norm_key: str) -> tuple:
     return (kw["n_mels"], kw["fmin"], kw["fmax"], kw["htk"], kw[norm_key])
+
+
+def _feature_mel_key(name: str, kw: dict) -> tuple | None:
+    """The mel basis key of feature ``name`` (melspectrogram's ``norm``, mfcc's ``mel_norm``), or
+    None for a feature without a mel."""
+    if name == "melspectrogram":
+        return _mel_key(kw, norm_key="norm")
+    if name == "mfcc":
+        return _mel_key(kw, norm_key="mel_norm")
+    return None
+
+
+def _in_db(name: str, kw: dict) -> bool:
+    """Whether feature ``name`` takes its mel in decibels (mfcc; melspectrogram with db)."""
+    return name == "mfcc" or (name == "melspectrogram" and kw["db"])
 
 
 @dataclass
@@ -172,13 +183,7 @@ class FeatureSet:
         return fft_precision(self.fft_precision)
 
     def mel_keys(self) -> set[tuple]:
-        keys = set()
-        for name, kw in self.features.items():
-            if name == "melspectrogram":
-                keys.add(_mel_key(kw, norm_key="norm"))
-            elif name == "mfcc":
-                keys.add(_mel_key(kw, norm_key="mel_norm"))
-        return keys
+        return {key for name, kw in self.features.items() if (key := _feature_mel_key(name, kw))}
 
     def make_tables(self) -> dict:
         """The analysis window (padded to ``n_fft``) and every mel basis, from featurelib.
@@ -204,9 +209,9 @@ class FeatureSet:
         many for ``n_fft`` at this rate and ``fmin``/``fmax``; librosa warns of them)."""
         out = {}
         for name, kw in self.features.items():
-            if name in ("melspectrogram", "mfcc"):
-                basis = self.table("mel", _mel_key(kw, norm_key="norm" if name == "melspectrogram" else "mel_norm"))
-                empty = int((np.asarray(basis).max(axis=1) <= 0).sum())
+            key = _feature_mel_key(name, kw)
+            if key is not None:
+                empty = int((np.asarray(self.table("mel", key)).max(axis=1) <= 0).sum())
                 if empty:
                     out[name] = empty
         return out
@@ -228,22 +233,15 @@ class FeatureSet:
     def unbounded_db_mels(self) -> set[tuple]:
         """Mel keys taken in dB further down than the 80 dB (``top_db`` null or over 80) that the
         "auto" FFT precision's float32 check covers (``featurelib.mel_float32_check``)."""
-        out = set()
-        for name, kw in self.features.items():
-            in_db = name == "mfcc" or (name == "melspectrogram" and kw["db"])
-            if in_db and (kw["top_db"] is None or kw["top_db"] > MEL_CHECKED_DB):
-                out.add(_mel_key(kw, norm_key="mel_norm" if name == "mfcc" else "norm"))
-        return out
+        from featurelib.spectrum import MEL_FLOAT32_DB_RANGE
+
+        return {_feature_mel_key(name, kw) for name, kw in self.features.items()
+                if _in_db(name, kw) and (kw["top_db"] is None or kw["top_db"] > MEL_FLOAT32_DB_RANGE)}
 
     def db_mels(self) -> dict[str, tuple]:
         """Features clamped with ``top_db`` per file: name -> mel key (a file's max is needed)."""
-        out = {}
-        for name, kw in self.features.items():
-            if name == "mfcc" and kw["top_db"] is not None:
-                out[name] = _mel_key(kw, norm_key="mel_norm")
-            elif name == "melspectrogram" and kw["db"] and kw["top_db"] is not None:
-                out[name] = _mel_key(kw, norm_key="norm")
-        return out
+        return {name: _feature_mel_key(name, kw) for name, kw in self.features.items()
+                if _in_db(name, kw) and kw["top_db"] is not None}
 
     @property
     def needs_edge_buffer(self) -> bool:
@@ -472,7 +470,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         part_way_reason,
     )
 
-    block, whole_pcm = None, False
+    block, whole_pcm, source = None, False, path
     if subtype == "PCM_16" and "://" not in path:
         fast = _read_pcm16_wav(path, expected_frames)
         if fast is not None:
@@ -500,9 +498,8 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         finally:
             if source is not path:
                 source.close()
-        if expected_frames is not None and block.shape[0] != expected_frames:
-            _raise_read_error(source)
     if expected_frames is not None and block.shape[0] != expected_frames:
+        _raise_read_error(source)  # a URL's read that failed part-way, named
         raise DecodeError("LengthMismatch", f"the header gives {expected_frames} frames but "
                           f"{block.shape[0]} were decoded (truncated or damaged file)")
     if block.shape[0] == 0:
@@ -981,10 +978,9 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
     # every output derived from the float32 spectrum, computed in one chunked STFT pass
     outputs, seen = [], set()
     # long frames: the centroid and mean frequency of low tones need librosa's float64 FFT
-    # (featurelib.frequency.FLOAT32_WEIGHTED_MEAN_MAX_N_FFT)
-    from featurelib.frequency import FLOAT32_WEIGHTED_MEAN_MAX_N_FFT
+    from featurelib.frequency import weighted_means_in_float64
 
-    weighted_means_in_float64 = n_fft > FLOAT32_WEIGHTED_MEAN_MAX_N_FFT and fs.fft_precision == "auto"
+    means_in_float64 = weighted_means_in_float64(n_fft, fs.fft_precision)
 
     def want(entry):
         if entry[0] not in seen:
@@ -996,7 +992,7 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
             want(_mel_output(fs, _mel_key(kw, norm_key="norm"), kw["power"]))
         elif name == "mfcc":
             want(_mel_output(fs, _mel_key(kw, norm_key="mel_norm"), 2.0))
-        elif name in ("spectral_centroid", "mean_frequency") and weighted_means_in_float64:
+        elif name in ("spectral_centroid", "mean_frequency") and means_in_float64:
             continue  # from the float64 spectrogram below
         elif name == "spectral_centroid":
             want((name, 1, lambda spectrum: tm(featurelib.spectral_centroid(
