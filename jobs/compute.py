@@ -764,11 +764,13 @@ def segment_buffers(rows: list[np.ndarray], fs: FeatureSet):
     zbuf = np.zeros((len(rows), length), dtype=np.float32)
     ebuf = np.empty((len(rows), length), dtype=np.float32) if fs.needs_edge_buffer else None
     for i, y in enumerate(rows):
-        n = y.shape[0]
-        zbuf[i, pad:pad + n] = y
+        # a hop longer than half a frame can leave samples after the last frame's end: no
+        # frame reads them (librosa's frames end there too), and the row need not hold them
+        n = min(y.shape[0], length - pad)
+        zbuf[i, pad:pad + n] = y[:n]
         if ebuf is not None:
             ebuf[i, :pad] = y[0]
-            ebuf[i, pad:pad + n] = y
+            ebuf[i, pad:pad + n] = y[:n]
             ebuf[i, pad + n:] = y[-1]
     return zbuf, ebuf, n_valid
 

@@ -79,6 +79,32 @@ def test_blocks_equal_whole_file(tmp_path, native, sr, channels, block_frames):
         assert float(np.abs(blocked[name] - expected).max()) / scale < 1e-4, name
 
 
+@pytest.mark.parametrize(("n_fft", "hop"), [(512, 400), (256, 256), (400, 333)])
+def test_hop_longer_than_half_a_frame_keeps_every_length(n_fft, hop):
+    """With a hop above n_fft / 2 + 1 a file can end more than half a frame after its last
+    frame's start: its samples there reach no frame (librosa's count, 1 + n // hop, stands), and
+    the whole-file buffers must not try to hold them (they failed such files)."""
+    import librosa
+
+    from jobs.compute import segment_buffers
+
+    sr = 16000
+    fs = FeatureSet.from_config(feature_config(parse_config(
+        {"audio": {"sr": sr}, "frames": {"n_fft": n_fft, "hop_length": hop}, "features": FEATURES})))
+    rows = [_signal(n, sr, seed=n) for n in (16000 + hop - 1, 16000 + n_fft // 2 + 1, 16000, 182, 1)]
+    z, e, n_valid = segment_buffers(rows, fs)
+    out = compute_segments(z, e, fs, n_valid=n_valid)
+    for i, y in enumerate(rows):
+        expected = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)[0]
+        assert n_valid[i] == expected.shape[0] == 1 + y.shape[0] // hop
+        np.testing.assert_allclose(out["rms"][i, :n_valid[i], 0], expected, rtol=1e-4, atol=1e-9)
+        zcr = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)[0]
+        np.testing.assert_allclose(out["zero_crossing_rate"][i, :n_valid[i], 0], zcr, atol=1e-6)
+        for name, expected in file_features(y, fs).items():  # the same file alone
+            scale = max(float(np.abs(expected).max()), 1e-6)
+            assert float(np.abs(out[name][i, :n_valid[i]] - expected).max()) / scale < 1e-4, name
+
+
 def test_stream_equals_one_shot_decode(tmp_path):
     path = str(tmp_path / "x.flac")
     y = _signal(3 * 44100 + 5, 44100)
