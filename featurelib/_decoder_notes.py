@@ -65,20 +65,31 @@ def _sound_file_class():
     return ExactLengthSoundFile
 
 
-def open_quietly(source, name):
+def open_quietly(source, name, *, frames: int | None = None):
     """``soundfile.SoundFile(source)`` opened with libmpg123's notes held back when ``name`` is
     an MPEG name. Returns ``(handle, quiet)``: ``quiet`` says whether reads of it need
     :func:`quiet_decoder_notes` too (an MPEG name, or a stream libsndfile found to be MP3).
 
     An MP3 without a length tag gets its exact length (featurelib.mpeg.exact_length): its
-    ``frames`` is what decodes, and a variable bit rate one decodes to its end.
+    ``frames`` is what decodes, and a variable bit rate one decodes to its end. A file libsndfile
+    does not recognise that is AAC/M4A, WMA, WebM, ... (by its name or first bytes) is opened
+    with FFmpeg's decoders instead (:mod:`featurelib._avfile`); ``frames``, its frame count where
+    the caller knows it already, spares it a counting pass.
     """
     from .mpeg import exact_length
 
     open_file = _sound_file_class()
     named = is_mpeg_name(name)
     with quiet_decoder_notes(named):
-        handle = open_file(source)
+        try:
+            handle = open_file(source)
+        except _libsndfile_error() as exc:
+            from ._avfile import open_instead
+
+            handle = open_instead(source, name, exc, frames=frames)
+            if handle is None:
+                raise
+            return handle, False
         if handle.format == "MP3":
             with quiet_decoder_notes(not named):
                 handle = exact_length(handle, source, open_file)
@@ -89,6 +100,12 @@ def open_quietly(source, name):
 
             handle = past_4gib(handle, source, open_file)  # a file over 4 GiB read whole
     return handle, named or handle.format == "MP3"
+
+
+def _libsndfile_error():
+    import soundfile as sf
+
+    return sf.LibsndfileError
 
 
 # libsndfile's frame count for a stream whose header leaves its length out: SF_COUNT_MAX

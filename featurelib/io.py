@@ -64,10 +64,14 @@ def _audio_extensions() -> frozenset[str]:
         formats = sf.available_formats()
     except (ImportError, OSError):  # no libsndfile: nothing is readable, still importable
         return frozenset()
-    return frozenset(ext for fmt in formats for ext in _EXTENSIONS_OF_FORMAT.get(fmt, ()))
+    found = frozenset(ext for fmt in formats for ext in _EXTENSIONS_OF_FORMAT.get(fmt, ()))
+    from ._avfile import AV_EXTENSIONS, av_available
+
+    return found | AV_EXTENSIONS if av_available() else found
 
 
-#: Lower-case file extensions (without the dot) of the formats this libsndfile reads.
+#: Lower-case file extensions (without the dot) of the formats this libsndfile reads, and of
+#: those FFmpeg reads through PyAV (AAC/M4A, WMA, WebM, AC-3, WavPack, APE, ...).
 AUDIO_EXTENSIONS: frozenset[str] = _audio_extensions()
 
 # Bits per stored sample where the subtype stores samples as plain numbers.
@@ -211,14 +215,29 @@ def _head_of(source, n: int = 64) -> bytes:
 
 
 def part_way_reason(exc) -> str:
-    """The reason given for a stream libsndfile stops decoding part-way (lost sync, a bad
-    block, cut short): load, inspect, plot and the extract job say it alike."""
-    return f"decoding failed part-way (libsndfile: {_libsndfile_text(exc)})"
+    """The reason given for a stream libsndfile (or FFmpeg) stops decoding part-way (lost sync,
+    a bad block, cut short): load, inspect, plot and the extract job say it alike."""
+    return f"decoding failed part-way ({_decoder_of(exc)}: {_libsndfile_text(exc)})"
 
 
-def _not_audio_reason(source, libsndfile_text: str) -> str:
-    """The reason given for a file libsndfile would not open."""
+def _decoder_of(exc) -> str:
+    return getattr(exc, "decoder", "libsndfile")
+
+
+def _not_audio_reason(source, libsndfile_error) -> str:
+    """The reason given for a file libsndfile (and FFmpeg, where it was tried) would not open."""
+    libsndfile_text = _libsndfile_text(libsndfile_error)
     head = _head_of(source)
+    if _decoder_of(libsndfile_error) == "FFmpeg":  # named or built like audio FFmpeg reads
+        from ._avfile import av_container_hint, container_words, mp4_cut_reason
+
+        what = container_words(head)
+        cut = mp4_cut_reason(source) if av_container_hint(head) == "MP4" else None
+        if cut is not None:
+            return cut
+        if what is not None or not_audio_hint(head) is None:
+            return (f"not a readable audio file: {what or 'a file'} that FFmpeg cannot decode "
+                    f"({libsndfile_text})")
     hint = not_audio_hint(head)
     if hint is not None:
         return f"not a readable audio file: {hint}"
@@ -318,7 +337,7 @@ def _open_soundfile(path, *, block_size: int | None = None):
         try:
             handle, quiet = open_quietly(source, shown)
         except sf.LibsndfileError as exc:
-            raise AudioDecodeError(shown, _not_audio_reason(source, _libsndfile_text(exc))) from None
+            raise AudioDecodeError(shown, _not_audio_reason(source, exc)) from None
         except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
             raise AudioDecodeError(shown, f"not a readable audio file ({exc})") from None
         except OSError as exc:
@@ -940,7 +959,8 @@ def _info_from_handle(handle, shown: str) -> AudioInfo:
         channels=int(handle.channels),
         frames=frames,
         duration=frames / sample_rate if sample_rate > 0 else 0.0,
-        bit_depth=_BIT_DEPTH.get(str(handle.subtype)),
+        bit_depth=getattr(handle, "bit_depth", None) if hasattr(handle, "bit_depth")
+        else _BIT_DEPTH.get(str(handle.subtype)),
     )
 
 
@@ -1110,6 +1130,10 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
     One exception: a local Layer III MP3 without a length tag whose frames outrun libsndfile's
     estimate of its length (a variable bit rate file) is decoded to its end, where librosa
     stops at the estimate and drops the rest (see :mod:`featurelib.mpeg`).
+
+    Audio that libsndfile does not read (AAC in MP4/M4A, WMA, WebM, AC-3, WavPack, ...) is
+    decoded with FFmpeg's decoders through PyAV (:mod:`featurelib._avfile`), as librosa decodes
+    it through the ``ffmpeg`` program: the same samples, to within that program's 16-bit output.
 
     Parameters
     ----------

@@ -464,7 +464,6 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
 
     from featurelib.io import (
         _frames_to_end,
-        _libsndfile_text,
         _not_audio_reason,
         _truncation_reason,
         part_way_reason,
@@ -480,10 +479,10 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         source = _source(path)
         try:
             try:
-                handle, quiet = open_quietly(source, path)
+                handle, quiet = open_quietly(source, path, frames=expected_frames)
             except sf.LibsndfileError as exc:  # changed since the plan read its header
                 _raise_read_error(source)
-                reason = _not_audio_reason(source, _libsndfile_text(exc))
+                reason = _not_audio_reason(source, exc)
                 kind = "TruncatedFile" if reason.startswith("truncated") else "NotAudio"
                 raise DecodeError(kind, reason) from None
             with handle, quiet_decoder_notes(quiet):
@@ -546,7 +545,7 @@ class ResampledStream:
             self._source, self._handle, self._quiet = path, handle, False
         else:
             self._source = _source(path)
-            self._handle, self._quiet = open_quietly(self._source, path)
+            self._handle, self._quiet = open_quietly(self._source, path, frames=expected_frames)
         self.native_sr = int(self._handle.samplerate)
         self.sr = sr
         self.expected_frames = expected_frames

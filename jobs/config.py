@@ -138,7 +138,8 @@ class ComputeConfig(_Section):
     chunk_frames: int | None = Field(default=None, gt=0, description="Zarr chunk length in frames (default: 2048 to 8192, from the batch size)")
     probe: Literal["auto", "coordinator", "workers"] = Field(
         default="auto", description="where the input headers are read before planning: auto = on the "
-        "workers for a corpus of 1,000 URLs or more (each worker keeps requests in flight), else here")
+        "workers for a corpus of 1,000 URLs or more (each worker keeps requests in flight) or of 32 "
+        "files or more whose length is counted by decoding them (AAC/M4A, WMA, ...), else here")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("hang_seconds")

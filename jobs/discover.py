@@ -3,7 +3,8 @@
 An input is one of
 - a folder: every file below it (recursively, symlinks followed, each real folder searched once
   so that loops end and a linked folder is not listed twice) whose extension is an audio format
-  libsndfile reads, in any letter case (audio it cannot read, such as ``.m4a`` or ``.wma``, and
+  libsndfile reads, or FFmpeg through PyAV (``.m4a``, ``.aac``, ``.wma``, ``.webm``, ...), in any
+  letter case (audio neither reads, such as ``.ra``, and
   a symbolic link with an audio name whose target is gone are reported as ``discover`` failures
   with what is wrong; macOS AppleDouble companions, ``._NAME.wav``, are passed over and counted
   in ``Discovery.skipped``);
@@ -36,9 +37,9 @@ __all__ = [
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
-# Audio that libsndfile cannot decode. Found in a folder, such a file is reported as a discover
-# failure (rather than passed over in silence), so that a corpus of .m4a files does not turn into
-# an empty job and a mixed one shows what it lost.
+# Audio that libsndfile cannot decode. Found in a folder where FFmpeg (PyAV) does not read it
+# either, such a file is reported as a discover failure (rather than passed over in silence), so
+# that a corpus of .ra files does not turn into an empty job and a mixed one shows what it lost.
 UNSUPPORTED_AUDIO_EXTENSIONS = frozenset({
     ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".asf", ".ape", ".wv", ".amr", ".3gp",
     ".webm", ".weba", ".mka", ".ac3", ".dts", ".ra", ".aa", ".tta", ".dsf", ".spx",
@@ -125,10 +126,17 @@ class _Walker:
     def unsupported(self, path: str) -> bool:
         """Record ``path`` as a failure if its extension is audio that libsndfile cannot read."""
         ext = os.path.splitext(path)[1].lower()
-        if ext not in UNSUPPORTED_AUDIO_EXTENSIONS:
+        if ext not in UNSUPPORTED_AUDIO_EXTENSIONS or ext in self.extensions:
             return False
-        self._fail(path, f"{ext} audio is not a format libsndfile decodes; convert it to FLAC or "
-                         f"WAV first (e.g. ffmpeg -i IN OUT.flac)", "UnsupportedFormat")
+        from featurelib._avfile import AV_EXTENSIONS
+
+        if ext.lstrip(".") in AV_EXTENSIONS:  # FFmpeg would read it, but PyAV is missing
+            reason = (f"{ext} audio is decoded with FFmpeg through PyAV, which is not installed "
+                      f"(pip install av), or convert it to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
+        else:
+            reason = (f"{ext} audio is not a format libsndfile or FFmpeg decodes here; convert it "
+                      f"to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
+        self._fail(path, reason, "UnsupportedFormat")
         return True
 
     def add_file(self, path: str):

@@ -254,14 +254,23 @@ def commit_plan(out, plan, meta: dict) -> None:
 
 # a corpus of at least this many URLs has its headers read on the workers (compute.probe: auto)
 CLUSTER_PROBE_MIN_URLS = 1000
+# ... and one of at least this many files that FFmpeg decodes (AAC/M4A, WMA, ...), whose frames
+# are counted by decoding them (featurelib._avfile): CPU work that the workers share
+CLUSTER_PROBE_MIN_COUNTED = 32
 
 
 def _probes_on_workers(cfg, paths: list[str]) -> bool:
-    """``compute.probe``: "workers", "coordinator", or (auto) workers for many URLs."""
+    """``compute.probe``: "workers", "coordinator", or (auto) workers for many URLs or many
+    files whose length is counted by decoding."""
     mode = cfg.compute.probe
     if mode != "auto" or not paths:
         return mode == "workers" and bool(paths)
-    return len(paths) >= CLUSTER_PROBE_MIN_URLS and sum("://" in p for p in paths) >= CLUSTER_PROBE_MIN_URLS
+    if len(paths) >= CLUSTER_PROBE_MIN_URLS and sum("://" in p for p in paths) >= CLUSTER_PROBE_MIN_URLS:
+        return True
+    from featurelib._avfile import AV_EXTENSIONS
+
+    counted = sum(os.path.splitext(p)[1].lower().lstrip(".") in AV_EXTENSIONS for p in paths)
+    return counted >= CLUSTER_PROBE_MIN_COUNTED
 
 
 def stage_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, overwrite: bool = False):
@@ -748,7 +757,7 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     try:
         with guard:
             guard.reading(0)  # from the opening on: libsndfile parses the header there
-            handle, quiet = open_quietly(source, f.path)
+            handle, quiet = open_quietly(source, f.path, frames=f.frames)
             with handle, quiet_decoder_notes(quiet), open(f"{path}.partial", "wb") as out:
                 handle.seek(start)
                 left = stop - start

@@ -92,29 +92,32 @@ def test_fsspec_urls(tree):
     assert discover("memory://corpus").paths == ["memory:///corpus/a.wav", "memory:///corpus/n/b.WAV"]
 
 
-def test_audio_that_libsndfile_cannot_read_is_a_reported_failure(tmp_path):
-    """A folder of .m4a/.wma is not an empty job: each such file is a discover failure saying why."""
+def test_audio_that_ffmpeg_reads_is_found_and_audio_nothing_reads_is_a_reported_failure(tmp_path):
+    """.m4a/.wma/.webm are audio (FFmpeg decodes them through PyAV); a folder of audio neither
+    libsndfile nor FFmpeg reads here (.ra, .spx) is not an empty job: each such file is a discover
+    failure saying why."""
     root = tmp_path / "music"
     (root / "album").mkdir(parents=True)
     sf.write(str(root / "ok.flac"), np.zeros(800, np.float32), 8000)
-    for name in ("album/01 Song.m4a", "voice.WMA", "clip.webm"):
+    for name in ("album/01 Song.m4a", "voice.WMA", "clip.webm", "old.ra", "talk.SPX"):
         (root / name).write_bytes(b"\0" * 64)
     (root / "cover.jpg").write_bytes(b"\xff\xd8")  # not audio at all: passed over
     found = discover(str(root))
-    assert found.paths == [str(root / "ok.flac")]
+    assert found.paths == sorted(str(root / n) for n in ("album/01 Song.m4a", "clip.webm", "ok.flac", "voice.WMA"))
     failed = {f["path"]: f for f in found.failures}
-    assert sorted(failed) == sorted(str(root / n) for n in ("album/01 Song.m4a", "voice.WMA", "clip.webm"))
+    assert sorted(failed) == sorted(str(root / n) for n in ("old.ra", "talk.SPX"))
     for row in failed.values():
         assert row["stage"] == "discover" and row["error_type"] == "UnsupportedFormat"
         assert "convert it to FLAC or WAV" in row["message"]
     import fsspec
 
     fs = fsspec.filesystem("memory")
-    fs.pipe("/unsupported/a.m4a", b"\0" * 16)
+    fs.pipe("/unsupported/a.ra", b"\0" * 16)
     fs.pipe("/unsupported/b.wav", (root / "ok.flac").read_bytes())
+    fs.pipe("/unsupported/c.m4a", b"\0" * 16)
     url = discover("memory://unsupported")
-    assert url.paths == ["memory:///unsupported/b.wav"]
-    assert [f["path"] for f in url.failures] == ["memory:///unsupported/a.m4a"]
+    assert url.paths == ["memory:///unsupported/b.wav", "memory:///unsupported/c.m4a"]
+    assert [f["path"] for f in url.failures] == ["memory:///unsupported/a.ra"]
 
 
 def test_a_named_fifo_or_broken_link_is_an_input_that_fails_for_what_it_is(tmp_path):

@@ -1,0 +1,463 @@
+"""Audio that libsndfile cannot read (AAC in MP4/M4A, WMA, Matroska/WebM, AC-3, WavPack, APE,
+AMR, TTA, ...), decoded with FFmpeg's decoders through PyAV, behind the part of the
+``soundfile.SoundFile`` interface that featurelib and the extract job use.
+
+librosa reads these files through audioread, which runs the ``ffmpeg`` program and takes its
+16-bit output; PyAV runs the same decoders in-process (its wheels carry FFmpeg, so nothing is
+installed by hand) and keeps their floating-point output. The samples are therefore FFmpeg's,
+as librosa's are, to within 16-bit rounding (3e-5), and the frame count is FFmpeg's: the encoder
+delay that the container declares (an MP4 edit list) is dropped, as the ``ffmpeg`` program
+drops it.
+
+These formats do not state their decoded length exactly in a header (an AAC stream ends on a
+whole 1,024-sample frame, an MP4 declares a duration that its decoder does not produce), so
+:class:`AVFile` counts the frames with one decoding pass when it opens a file. The count of a
+local file is kept for the process (by path, size and modification time), so the extract job's
+plan and its workers, or a plot that opens a file several times, each count it once per process.
+Reads are sequential; a seek decodes from the start (exact, not fast).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import soundfile as sf
+
+__all__ = ["AVFile", "FFmpegError", "av_container_hint", "container_words", "mp4_cut_reason", "AV_EXTENSIONS", "open_instead", "av_available"]
+
+# Extensions (lower case, no dot) of audio that libsndfile does not decode and FFmpeg does: a
+# folder search takes them as audio. MP4, WebM and 3GP are in (their audio stream is read).
+AV_EXTENSIONS = frozenset({
+    "m4a", "m4b", "mp4", "aac", "3gp", "3g2", "wma", "asf", "webm", "weba", "mka", "ac3", "eac3",
+    "ape", "wv", "amr", "awb", "tta", "dsf", "dff", "dts",
+})
+
+
+def av_container_hint(head: bytes) -> str | None:
+    """The container FFmpeg would read in a file starting with ``head`` (its first bytes), for
+    the formats this module takes over from libsndfile; None otherwise."""
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return "MP4"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "ASF"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "MATROSKA"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS: MPEG layer bits 00
+        return "ADTS"
+    if head.startswith((b"#!AMR", b"#!AMR-WB")):
+        return "AMR"
+    if head.startswith(b"\x0b\x77"):
+        return "AC3"
+    if head.startswith(b"wvpk"):
+        return "WAVPACK"
+    if head.startswith(b"MAC "):
+        return "APE"
+    if head.startswith(b"TTA1"):
+        return "TTA"
+    if head.startswith(b"DSD "):
+        return "DSF"
+    if head.startswith(b"FRM8"):
+        return "DSDIFF"
+    if head.startswith(b".RMF"):
+        return "REALMEDIA"
+    return None
+
+
+# what a file of each container is, in a reason
+_CONTAINER_WORDS = {
+    "MP4": "an MP4/M4A container", "ASF": "a WMA/ASF file", "MATROSKA": "a Matroska/WebM container",
+    "ADTS": "a raw AAC stream (ADTS)", "AMR": "an AMR voice recording", "AC3": "an AC-3 stream",
+    "WAVPACK": "a WavPack file", "APE": "a Monkey's Audio (APE) file", "TTA": "a TTA file",
+    "DSF": "a DSD (DSF) file", "DSDIFF": "a DSD (DSDIFF) file", "REALMEDIA": "a RealMedia file",
+}
+
+
+def container_words(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, in words (``"an MP4/M4A container"``), for the
+    containers of :func:`av_container_hint`; None for others."""
+    what = av_container_hint(head)
+    return None if what is None else _CONTAINER_WORDS.get(what, f"a {what} file")
+
+
+def mp4_cut_reason(source) -> str | None:
+    """Why an MP4/M4A file is incomplete, from its top-level boxes: one that runs past the end
+    of the file (a download or copy cut short), or no ``moov`` box (the index a recorder writes
+    when it stops: a recording that was never finished). None for a whole file, or one that
+    cannot be read again."""
+    import struct
+
+    try:
+        handle = open(source, "rb") if isinstance(source, (str, bytes, os.PathLike)) else source
+    except OSError:
+        return None
+    try:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        offset, seen = 0, set()
+        while offset + 8 <= size:
+            handle.seek(offset)
+            head = handle.read(16)
+            length, kind = struct.unpack(">I4s", head[:8])
+            if length == 1 and len(head) >= 16:
+                length = struct.unpack(">Q", head[8:16])[0]
+            elif length == 0:
+                length = size - offset
+            if length < 8:
+                return None  # not a box structure this walk understands
+            name = kind.decode("latin-1")
+            if not all(32 <= b < 127 for b in kind):
+                return None  # not a box: the walk lost its way (or this is no MP4)
+            if offset + length > size:
+                return (f"truncated: the MP4's '{name}' box announces {length} bytes but the file "
+                        f"holds {size - offset} of them (cut short)")
+            seen.add(name)
+            offset += length
+        if "moov" not in seen:
+            return ("not a finished recording: the MP4 has no 'moov' box, the index its recorder "
+                    "writes when it stops (the recording was interrupted)")
+    except (OSError, ValueError, struct.error):
+        return None
+    finally:
+        if handle is not source:
+            handle.close()
+    return None
+
+
+class FFmpegError(sf.LibsndfileError):
+    """FFmpeg could not open or decode a stream; ``str()`` is its reason.
+
+    A ``soundfile.LibsndfileError``, raised where libsndfile's would be, so that every reader
+    that turns libsndfile's errors into a reason (not audio, decoding failed part-way) does so
+    for FFmpeg's too; ``decoder`` names which one spoke."""
+
+    decoder = "FFmpeg"
+
+    def __init__(self, text: str):
+        RuntimeError.__init__(self, text)
+        self.code, self.prefix, self._text = 0, "", text
+
+    @property
+    def error_string(self):
+        return self._text
+
+    def __str__(self):
+        return self._text
+
+
+# FFmpeg's names of its demuxers, as this module reports them in ``format`` (libsndfile's style:
+# upper case, one word)
+_FORMAT_NAMES = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "MP4", "aac": "ADTS", "asf": "ASF", "matroska,webm": "MATROSKA",
+    "ac3": "AC3", "eac3": "EAC3", "wv": "WAVPACK", "ape": "APE", "amr": "AMR", "tta": "TTA",
+    "dsf": "DSF", "iff": "DSDIFF", "rm": "REALMEDIA", "mp3": "MPEG", "dts": "DTS",
+    "truehd": "TRUEHD", "ogg": "OGG", "spdif": "SPDIF",
+}
+# codecs that keep every bit of their input: the bit depth of their samples is meaningful
+_LOSSLESS = frozenset({"alac", "wavpack", "ape", "tta", "flac", "mlp", "truehd"})
+_SAMPLE_BITS = {"u8": 8, "s16": 16, "flt": 32, "dbl": 64}
+_SCALE = {"s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9223372036854775808.0}
+
+_COUNTED: dict = {}  # (path, size, mtime_ns) -> (frames, samplerate, channels)
+
+
+def _av():
+    import av
+
+    try:  # FFmpeg's own log lines (warnings about a damaged packet) stay off the terminal
+        av.logging.set_level(None)
+    except AttributeError:
+        pass
+    return av
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    text = " ".join(str(text).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+def _rewind(source) -> None:
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        source.seek(0)
+
+
+def _open_container(source):
+    av = _av()
+    _rewind(source)
+    target = os.fsdecode(source) if isinstance(source, (bytes, os.PathLike)) else source
+    try:
+        container = av.open(target, "r")
+    except av.error.FFmpegError as exc:
+        raise FFmpegError(_reason(exc)) from None
+    audio = [s for s in container.streams if s.type == "audio"]
+    if not audio:
+        container.close()
+        raise FFmpegError("the container holds no audio stream")
+    stream = audio[0]
+    stream.thread_type = "SLICE"  # no decoder threads of its own: a worker process is one core
+    return container, stream
+
+
+def _as_float(frame) -> np.ndarray:
+    """One decoded frame as ``(samples, channels)`` float32 (PCM scaled to [-1, 1) as
+    libsndfile scales it)."""
+    data = frame.to_ndarray()
+    name = frame.format.name
+    if frame.format.is_planar:
+        data = data.T
+    else:
+        data = data.reshape(-1, len(frame.layout.channels))
+    base = name.rstrip("p")
+    if base in ("flt", "dbl"):
+        return np.asarray(data, dtype=np.float32)
+    if base == "u8":
+        return (data.astype(np.float32) - 128.0) / 128.0
+    return data.astype(np.float32) * np.float32(_SCALE[base])
+
+
+def _frames(container, stream):
+    """Decoded frames of ``stream``, FFmpeg's errors as :class:`FFmpegError`."""
+    av = _av()
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()
+    except av.error.FFmpegError as exc:
+        raise FFmpegError(_reason(exc)) from None
+
+
+def _count(source):
+    """``(frames, samplerate, channels, codec name, container name, bits)`` by one decoding
+    pass; a stream whose rate or channel count changes part-way is refused."""
+    container, stream = _open_container(source)
+    try:
+        frames, rate, channels, sample_format = 0, None, None, ""
+        for frame in _frames(container, stream):
+            n_ch = len(frame.layout.channels)
+            if rate is None:
+                rate, channels = int(frame.sample_rate), n_ch
+                sample_format = frame.format.name.rstrip("p")
+            elif (int(frame.sample_rate), n_ch) != (rate, channels):
+                raise FFmpegError(
+                    f"the stream changes from {rate} Hz, {channels} channel(s) to "
+                    f"{int(frame.sample_rate)} Hz, {n_ch} channel(s) part-way")
+            frames += frame.samples
+        ctx = stream.codec_context
+        if rate is None:
+            rate = int(ctx.sample_rate or 0)
+            channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
+        declared = None
+        if stream.duration is not None and stream.time_base is not None and rate:
+            declared = int(round(float(stream.duration * stream.time_base) * rate))
+        # the decoder's sample type tells a lossless codec's depth where it is exact (a 24-bit
+        # ALAC or WavPack stream decodes to 32-bit integers: its depth is not known here)
+        bits = _SAMPLE_BITS.get(sample_format) if ctx.name in _LOSSLESS else None
+        return {"frames": frames, "samplerate": rate, "channels": channels,
+                "codec": ctx.name, "container": container.format.name, "bits": bits,
+                "declared": declared}
+    finally:
+        container.close()
+
+
+def _count_key(source):
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return None
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return os.fsdecode(os.path.abspath(source)), st.st_size, st.st_mtime_ns
+
+
+class AVFile:
+    """A decoded audio stream with ``soundfile.SoundFile``'s reading interface.
+
+    ``source`` is a path or a seekable binary file object. ``frames`` is counted by decoding
+    (see the module's notes). ``format`` names the container (``MP4``, ``ASF``, ``MATROSKA``,
+    ``ADTS``, ...), ``subtype`` the codec (``AAC``, ``WMAV2``, ``OPUS``, ``ALAC``, ...).
+    """
+
+    exact_seek = True  # a seek lands on the very sample (by decoding from the start)
+    length_exact = True
+    cut_reason = None
+    extra_info = ""
+    sections = 1
+    endian = "FILE"
+    mode = "r"
+
+    def __init__(self, source, *, frames: int | None = None):
+        self.name = source if isinstance(source, (str, bytes, os.PathLike)) else getattr(source, "name", None)
+        self._source = source
+        self._container = None
+        self._iter = None
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self._position = 0
+        self.closed = False
+        key = _count_key(source)
+        facts = _COUNTED.get(key) if key is not None else None
+        if facts is None and frames is not None:
+            facts = self._first_frame_facts(int(frames))  # the caller counted: one pass
+        elif facts is None:
+            facts = _count(source)
+            if key is not None:
+                _COUNTED[key] = facts
+        self.samplerate = facts["samplerate"]
+        self.channels = facts["channels"]
+        self.frames = facts["frames"]
+        container = facts["container"]
+        self.format = _FORMAT_NAMES.get(container, container.split(",")[0].upper())
+        self.subtype = facts["codec"].upper()
+        self.bit_depth = facts["bits"]
+        self.format_info = f"{self.format} (FFmpeg {container})"
+        self.subtype_info = f"{self.subtype} (FFmpeg)"
+        declared = facts["declared"]
+        if declared is not None and self.frames < declared - 2 * 2048 and self.format == "MP4":
+            self.cut_reason = (f"truncated: the MP4 header announces {declared} frames but only "
+                               f"{self.frames} decode (the file was cut short)")
+
+    def _first_frame_facts(self, frames: int) -> dict:
+        """The stream's facts from its first decoded frame (kept for the first read), the frame
+        count as given."""
+        self._start()
+        first = next(self._iter, None)
+        stream = self._stream
+        rate = int(first.sample_rate) if first is not None else int(stream.codec_context.sample_rate or 0)
+        if first is not None:
+            block = _as_float(first)
+            self._pending, self._pending_len = [block], block.shape[0]
+            channels, sample_format = block.shape[1], first.format.name.rstrip("p")
+        else:
+            channels, sample_format = len(stream.codec_context.layout.channels), ""
+        codec = stream.codec_context.name
+        return {"frames": frames, "samplerate": rate, "channels": channels, "codec": codec,
+                "container": self._container.format.name, "declared": None,
+                "bits": _SAMPLE_BITS.get(sample_format) if codec in _LOSSLESS else None}
+
+    # ---------------------------------------------------------------- soundfile's interface
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._position
+
+    def _start(self) -> None:
+        self._close_container()
+        self._container, self._stream = _open_container(self._source)
+        self._iter = _frames(self._container, self._stream)
+        self._pending, self._pending_len, self._position = [], 0, 0
+
+    def _take(self, n: int) -> np.ndarray:
+        """Up to ``n`` frames ``(n, channels)`` float32 from the current position."""
+        if self._iter is None:
+            self._start()
+        while self._pending_len < n:
+            frame = next(self._iter, None)
+            if frame is None:
+                break
+            block = _as_float(frame)
+            if block.shape[1] != self.channels or int(frame.sample_rate) != self.samplerate:
+                raise FFmpegError(f"the stream changes to {int(frame.sample_rate)} Hz, "
+                                  f"{block.shape[1]} channel(s) part-way")
+            self._pending.append(block)
+            self._pending_len += block.shape[0]
+        if not self._pending:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        data = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        out, rest = data[:n], data[n:]
+        self._pending = [rest] if rest.shape[0] else []
+        self._pending_len = rest.shape[0]
+        self._position += out.shape[0]
+        return out
+
+    def read(self, frames: int = -1, dtype: str = "float64", always_2d: bool = False,
+             fill_value=None, out=None):
+        """Up to ``frames`` frames (``-1``: to the end) from the current position, as soundfile
+        returns them: ``(n, channels)``, or ``(n,)`` for one channel without ``always_2d``."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        to_end = frames is None or frames < 0
+        want = self.frames - self._position if to_end else int(frames)
+        block = self._take(max(0, want))
+        if to_end:  # to the end of the stream, whatever the count said
+            rest = [block]
+            while True:
+                more = self._take(1 << 20)
+                if not more.shape[0]:
+                    break
+                rest.append(more)
+            block = np.concatenate(rest) if len(rest) > 1 else block
+        block = block.astype(np.dtype(dtype), copy=False)
+        if fill_value is not None and block.shape[0] < want:
+            pad = np.full((want - block.shape[0], self.channels), fill_value, dtype=block.dtype)
+            block = np.concatenate([block, pad])
+        if out is not None:
+            out[:block.shape[0]] = block if out.ndim == 2 else block[:, 0]
+            return out[:block.shape[0]]
+        if not always_2d and self.channels == 1:
+            return block[:, 0]
+        return block
+
+    def seek(self, frames: int, whence: int = 0) -> int:
+        target = {0: frames, 1: self._position + frames, 2: self.frames + frames}[whence]
+        if target < 0 or target > self.frames:
+            raise ValueError(f"seek to frame {target} is outside 0..{self.frames}")
+        if self._iter is None or target < self._position:
+            self._start()
+        while self._position < target:
+            if self._take(min(target - self._position, 1 << 16)).shape[0] == 0:
+                break
+        return self._position
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container, self._iter = None, None
+
+    def close(self) -> None:
+        self._close_container()
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def av_available() -> bool:
+    """Whether PyAV is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
+def _head(source, n: int = 16) -> bytes:
+    try:
+        if isinstance(source, (str, bytes, os.PathLike)):
+            with open(source, "rb") as handle:
+                return handle.read(n)
+        source.seek(0)
+        return bytes(source.read(n))
+    except Exception:  # noqa: BLE001 - no head, no hint
+        return b""
+
+
+def _extension(name) -> str:
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return ""
+    return os.path.splitext(os.fsdecode(name))[1].lower().lstrip(".")
+
+
+def open_instead(source, name, error: BaseException, *, frames: int | None = None):
+    """:class:`AVFile` of a file libsndfile would not open (``error``) when its name or first
+    bytes say it is audio FFmpeg reads; None when they do not, or PyAV is not installed (the
+    caller keeps libsndfile's error). FFmpeg's own failure raises :class:`FFmpegError`.
+    ``frames``, where a reader already knows the count (the extract job's plan), spares the
+    counting pass."""
+    if not av_available():
+        return None
+    if _extension(name) not in AV_EXTENSIONS and av_container_hint(_head(source)) is None:
+        return None
+    return AVFile(source, frames=frames)

@@ -1,0 +1,263 @@
+"""Audio libsndfile cannot read (AAC/M4A, WMA, Opus in WebM, AC-3, ALAC, WavPack), decoded with
+FFmpeg's decoders through PyAV: featurelib.info/load, the reasons for broken files, and the
+extract job on a corpus of them.
+
+The files are written here with PyAV's own encoders. Where the ``ffmpeg`` program is installed
+(librosa reads these formats through it, via audioread), ``load`` is also checked against
+``librosa.load``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import zarr
+from test_extract_support import read_tables, run_cli, write_config
+
+import featurelib as F
+from featurelib import AudioDecodeError
+
+av = pytest.importorskip("av")
+
+# (extension, container, codec, native rate, bit rate)
+FORMATS = [
+    ("m4a", "mp4", "aac", 44100, 96000),
+    ("aac", "adts", "aac", 22050, 64000),
+    ("wma", "asf", "wmav2", 16000, 48000),
+    ("webm", "webm", "libopus", 48000, 64000),
+    ("ac3", "ac3", "ac3", 32000, 96000),
+    ("m4b", "mp4", "alac", 8000, None),
+    ("wv", "wv", "wavpack", 11025, None),
+]
+
+
+def signal(seconds, sr, channels=1, seed=0):
+    """A chirp over noise: every band gets energy, nothing is pure silence."""
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    rng = np.random.default_rng(seed)
+    y = 0.4 * np.sin(2 * np.pi * (200 + 0.2 * sr * t / max(seconds, 1e-9)) * t) + 0.05 * rng.standard_normal(n)
+    y = y.astype(np.float32)
+    return y if channels == 1 else np.stack([y, -0.5 * y], axis=1)
+
+
+def write_av(path, y, sr, codec, container, bit_rate=None):
+    """Encode ``y`` ((n,) or (n, channels) float) with PyAV."""
+    y2 = y[:, None] if y.ndim == 1 else y
+    layout = {1: "mono", 2: "stereo"}[y2.shape[1]]
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        offered = {f.name: f for f in stream.codec_context.codec.audio_formats}
+        fmt = next(offered[name] for name in ("fltp", "flt", "s16p", "s16", "s32p", "s32") if name in offered)
+        step = 1 << 14
+        for i in range(0, y2.shape[0], step):
+            chunk = y2[i:i + step]
+            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
+            if fmt.name.startswith("s16"):
+                chunk = np.round(chunk * 32767).astype(np.int16)
+            elif fmt.name.startswith("s32"):
+                chunk = np.round(chunk * 2147483647.0).astype(np.int32)
+            else:
+                chunk = chunk.astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout=layout)
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return str(path)
+
+
+def pyav_samples(path):
+    """``(frames, channels)`` float32 of the first audio stream, decoded here independently."""
+    blocks = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            data = frame.to_ndarray()
+            data = data.T if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels))
+            name = frame.format.name.rstrip("p")
+            scale = {"s16": 1 / 32768, "s32": 1 / 2147483648}.get(name)
+            blocks.append(data.astype(np.float32) * np.float32(scale) if scale else data.astype(np.float32))
+    return np.concatenate(blocks)
+
+
+def _encodable(codec):
+    return codec in av.codecs_available
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("av")
+    made = {}
+    for ext, container, codec, sr, rate in FORMATS:
+        if not _encodable(codec):
+            continue
+        channels = 2 if ext in ("m4a", "webm") else 1
+        made[ext] = write_av(root / f"clip.{ext}", signal(1.7, sr, channels), sr, codec, container, rate)
+    return made
+
+
+def test_info_counts_the_frames_that_decode(files):
+    for ext, path in files.items():
+        meta = F.info(path)
+        decoded = pyav_samples(path)
+        assert meta.frames == decoded.shape[0], ext
+        assert meta.channels == decoded.shape[1], ext
+        assert meta.duration == pytest.approx(meta.frames / meta.sample_rate)
+        assert abs(meta.duration - 1.7) < 0.2, ext  # the encoders' padding is at most a frame or two
+    assert F.info(files["m4a"]).format == "MP4" and F.info(files["m4a"]).subtype == "AAC"
+    assert F.info(files["wma"]).format == "ASF" and F.info(files["wma"]).subtype == "WMAV2"
+    assert F.info(files["m4b"]).subtype == "ALAC"
+    assert F.info(files["wv"]).bit_depth == 16  # lossless, decoded to 16-bit integers
+    assert F.info(files["m4a"]).bit_depth is None  # a lossy codec has no bit depth
+
+
+def test_load_gives_ffmpegs_samples(files):
+    for ext, path in files.items():
+        decoded = pyav_samples(path)
+        y, sr = F.load(path, mono=False)
+        assert sr == F.info(path).sample_rate
+        np.testing.assert_array_equal(y.T if y.ndim == 2 else y[:, None], decoded, err_msg=ext)
+        mono, _ = F.load(path)
+        np.testing.assert_allclose(mono, decoded.mean(axis=1), atol=1e-7, err_msg=ext)
+        part, _ = F.load(path, offset=0.3, duration=0.5)
+        start = int(0.3 * sr)
+        np.testing.assert_allclose(part, decoded.mean(axis=1)[start:start + int(0.5 * sr)], atol=1e-7)
+        resampled, rate = F.load(path, sr=16000)
+        assert rate == 16000 and resampled.shape[0] == int(np.ceil(decoded.shape[0] * 16000 / sr))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="librosa reads these formats through the ffmpeg program")
+def test_load_matches_librosa_through_ffmpeg(files):
+    import librosa
+
+    for ext, path in files.items():
+        for kwargs in ({"sr": None, "mono": False}, {"sr": 16000}, {"sr": None, "offset": 0.25, "duration": 1.0}):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected, rate = librosa.load(path, **kwargs)
+            got, got_rate = F.load(path, **kwargs)
+            assert got_rate == rate and got.shape == expected.shape, (ext, kwargs)
+            # librosa takes ffmpeg's 16-bit output: within its rounding
+            assert float(np.abs(got - expected).max()) < 1e-4, (ext, kwargs)
+
+
+def test_broken_files_say_what_is_wrong(files, tmp_path):
+    whole = open(files["m4a"], "rb").read()
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(AudioDecodeError, match=r"truncated: the MP4's '\w+' box announces"):
+        F.load(str(cut))
+    unfinished = tmp_path / "unfinished.m4a"  # a recorder stopped before writing its index
+    ftyp = int.from_bytes(whole[:4], "big")
+    unfinished.write_bytes(whole[:ftyp] + b"\x00\x00\x00\x00mdat" + bytes(4000))  # mdat to the end
+    with pytest.raises(AudioDecodeError, match="no 'moov' box"):
+        F.info(str(unfinished))
+    page = tmp_path / "download.m4a"
+    page.write_bytes(b"<!DOCTYPE html><html><body>403</body></html>")
+    with pytest.raises(AudioDecodeError, match="HTML"):
+        F.load(str(page))
+    garbage = tmp_path / "noise.wma"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(AudioDecodeError, match="not a readable audio file"):
+        F.info(str(garbage))
+    wma = open(files["wma"], "rb").read()
+    cut_wma = tmp_path / "cut.wma"
+    cut_wma.write_bytes(wma[: len(wma) // 2])
+    with pytest.raises(AudioDecodeError):
+        F.load(str(cut_wma))
+
+
+def test_a_wav_named_file_that_is_m4a_is_read(files, tmp_path):
+    """A file under a libsndfile name whose bytes are an MP4 (a phone's memo renamed): FFmpeg
+    reads it, as librosa's audioread fallback does."""
+    renamed = tmp_path / "memo.wav"
+    shutil.copy(files["m4a"], renamed)
+    np.testing.assert_array_equal(F.load(str(renamed))[0], F.load(files["m4a"])[0])
+
+
+def test_a_count_given_by_the_caller_spares_the_counting_pass(files):
+    from featurelib._avfile import AVFile
+
+    for ext, path in files.items():
+        counted = AVFile(path)
+        told = AVFile(path, frames=counted.frames)
+        assert (told.samplerate, told.channels, told.format, told.subtype) == \
+            (counted.samplerate, counted.channels, counted.format, counted.subtype), ext
+        np.testing.assert_array_equal(told.read(-1, dtype="float32", always_2d=True),
+                                      counted.read(-1, dtype="float32", always_2d=True), err_msg=ext)
+        told.seek(100)
+        counted.close()
+        np.testing.assert_array_equal(told.read(50, dtype="float32", always_2d=True),
+                                      pyav_samples(path)[100:150])
+        told.close()
+
+
+def test_extract_takes_them_like_any_audio(files, tmp_path):
+    """A folder of these formats (and one long M4A, streamed in blocks and split) becomes a store
+    whose rows equal featurelib on each file; a cut M4A is a failure with its reason."""
+    from jobs.compute import FeatureSet, decode, file_features
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for path in files.values():
+        shutil.copy(path, corpus / os.path.basename(path))
+    long_path = write_av(corpus / "long.m4a", signal(75, 44100, channels=2, seed=3), 44100, "aac", "mp4", 96000)
+    whole = open(files["m4a"], "rb").read()
+    (corpus / "cut.m4a").write_bytes(whole[: len(whole) // 2])
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus), out=tmp_path / "out",
+                       compute={"batch_seconds": 30, "block_seconds": 10, "workers": 2})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    files_table, failures = read_tables(tmp_path / "out")
+    failures = failures.to_pylist()
+    assert [os.path.basename(f["path"]) for f in failures] == ["cut.m4a"]
+    assert "truncated" in failures[0]["message"]
+    assert sorted(os.path.basename(p) for p in files_table["path"].to_pylist()) == sorted(
+        [os.path.basename(p) for p in files.values()] + ["long.m4a"])
+    from jobs.config import feature_config, load_config
+
+    fs = FeatureSet.from_config(feature_config(load_config(cfg)))
+    store = zarr.open_group(str(tmp_path / "out" / "features.zarr"), mode="r")
+    for row in files_table.to_pylist():
+        assert row["format"] == F.info(row["path"]).format
+        expected = file_features(decode(row["path"], sr=fs.sr), fs)
+        for name, values in expected.items():
+            got = store[name][row["frame_start"]:row["frame_stop"]]
+            scale = max(float(np.abs(values).max()), 1e-6)
+            assert float(np.abs(got - values).max()) / scale < 1e-4, (row["path"], name)
+    assert long_path in set(files_table["path"].to_pylist())
+
+
+def test_many_counted_files_are_probed_on_the_workers():
+    from jobs.config import parse_config
+    from jobs.extract import CLUSTER_PROBE_MIN_COUNTED, _probes_on_workers
+
+    cfg = parse_config({"input": "x", "out": "y", "features": {"rms": {}}})
+    wavs = [f"/a/{i}.wav" for i in range(500)]
+    m4as = [f"/a/{i}.M4A" for i in range(CLUSTER_PROBE_MIN_COUNTED)]
+    assert not _probes_on_workers(cfg, wavs)
+    assert _probes_on_workers(cfg, wavs + m4as)
+    assert not _probes_on_workers(cfg, wavs + m4as[:-1])
+
+
+def test_without_pyav_they_are_reported_as_unsupported(tmp_path, monkeypatch):
+    """A folder of M4A where PyAV is missing is not an empty job: each file is a discover
+    failure saying what to install."""
+    import featurelib._avfile as avfile
+    from jobs.discover import _Walker
+
+    monkeypatch.setattr(avfile, "av_available", lambda: False)
+    sf.write(str(tmp_path / "ok.flac"), np.zeros(800, np.float32), 8000)
+    (tmp_path / "memo.m4a").write_bytes(b"\0" * 64)
+    walker = _Walker(frozenset({".flac", ".wav"}))
+    walker.walk_folder(str(tmp_path))
+    assert list(walker.found) == [str(tmp_path / "ok.flac")]
+    assert "pip install av" in walker.failures[str(tmp_path / "memo.m4a")]["message"]
