@@ -130,14 +130,84 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     table = store.read_table(out, ".plan.parquet")
     plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
                             meta["chunk_frames"])
-    if meta.get("plan_id") != _plan_id(config_hash, discovery):
-        plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash)
+    changed, retried = changed_inputs(plan, discovery, meta)
+    if meta.get("plan_id") != _plan_id(config_hash, discovery) or changed or retried:
+        plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash, changed=changed)
     return plan, meta
 
 
-def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
+def _file_state(path: str):
+    """``(size, mtime_ns)`` of a local file, None for a URL or a file that cannot be stat'ed."""
+    if "://" in path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _superseded(meta) -> dict[int, set[str]]:
+    """batch id -> paths whose rows in that batch a later batch replaced (the file changed)."""
+    out: dict[int, set[str]] = {}
+    for batch_id, path in meta.get("superseded", ()):
+        out.setdefault(int(batch_id), set()).add(path)
+    return out
+
+
+def _live_files(plan, meta) -> list:
+    """The plan's files still named and not replaced by a later batch (a file changed on disk)."""
+    superseded, dropped = _superseded(meta), set(meta.get("dropped", ()))
+    return [f for f in plan.files if f.path not in dropped and f.path not in superseded.get(f.batch_id, ())]
+
+
+def _dashboard_note() -> str:
+    """Where Dask's dashboard page would only say it needs bokeh: how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is not None:
+        return ""
+    return " (its pages need bokeh: pip install 'bokeh>=3.1')"
+
+
+def changed_inputs(plan, discovery, meta) -> tuple[list[str], list[str]]:
+    """What a rerun reads again although its path was planned before: ``(changed, retried)``.
+
+    ``changed``: local files still named whose size or modification time differ from when their
+    header was read (a recording replaced in place: its old rows are superseded); ``retried``:
+    local files that failed their header read and changed since (fixed, or replaced). A file
+    that failed later (decoding) is planned, so it is ``changed`` when it changes. URLs are not
+    checked (no cheap stat)."""
+    superseded = _superseded(meta)
+    current = set(discovery.paths)
+    latest = {}
+    for f in plan.files:
+        if f.path in current and f.path not in superseded.get(f.batch_id, ()):
+            latest[f.path] = f
+    changed = sorted(p for p, f in latest.items()
+                     if f.mtime_ns and _file_state(p) not in (None, (f.size_bytes, f.mtime_ns)))
+    retried = sorted(f["path"] for f in plan.failures
+                     if f["stage"] == "probe" and f.get("state") and f["path"] in current
+                     and _file_state(f["path"]) not in (None, tuple(f["state"])))
+    return changed, retried
+
+
+def _with_file_state(failures: list[dict]) -> list[dict]:
+    """Probe failures stamped with their file's ``(size, mtime_ns)``: a rerun reads one again
+    when that changed (:func:`changed_inputs`)."""
+    for f in failures:
+        if f.get("stage") == "probe":
+            state = _file_state(f["path"])
+            if state is not None:
+                f["state"] = list(state)
+    return failures
+
+
+def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     """The inputs changed since the stored plan: new inputs get new batches after the old regions
-    (the arrays grow), inputs that went away are left out of the tables; nothing done is redone.
+    (the arrays grow), inputs that went away are left out of the tables, files replaced in place
+    (``changed``: :func:`changed_inputs`) are read again into new batches and their old rows are
+    left out; nothing else done is redone.
 
     Crash-safe like a new plan: the arrays grow first, the plan file is written last, and the
     same inputs always give the same extension.
@@ -146,11 +216,16 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     from jobs.plan import make_batches, plan_to_tables
 
     out = _out(cfg)
-    planned = {f.path for f in plan.files}
+    superseded = _superseded(meta)
+    planned = {f.path for f in plan.files if f.path not in superseded.get(f.batch_id, ())}
     failed_before = {f["path"] for f in plan.failures if f["stage"] == "probe"}
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
-    new_paths = [p for p in discovery.paths if p not in planned]
+    changed = set(changed)
+    replaced = [[f.batch_id, f.path] for f in plan.files
+                if f.path in changed and f.path not in superseded.get(f.batch_id, ())]
+    new_paths = [p for p in discovery.paths if p not in planned or p in changed]
     files, probe_failures = _guarded_probe(out, new_paths, cfg.compute.hang_seconds)
+    _with_file_state(probe_failures)
     old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
                           and f["path"] not in set(new_paths)]
     extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
@@ -169,10 +244,12 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str):
     store.write_table(table, out, ".plan.parquet")
     meta = {**meta, "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
             "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
-            "dropped": dropped}
+            "dropped": dropped, "superseded": [*meta.get("superseded", ()), *replaced]}
     store.write_json(meta, out, ".plan.json")  # the extension's commit
     again = sum(p in failed_before for p in new_paths)  # header failures are read again
-    _say(f"extract: inputs changed since the last run: {len(new_paths) - again} new, {len(dropped)} gone"
+    _say(f"extract: inputs changed since the last run: {len(new_paths) - again - len(changed)} new, "
+         f"{len(dropped)} gone"
+         + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
          + (f", {again} that failed before read again" if again else "")
          + f"; {len(extra.batches)} batches added")
     return plan, meta
@@ -197,6 +274,7 @@ def new_plan(cfg, discovery, *, feature_cfg: dict, config_hash: str, client=None
         files, probe_failures = probe_on_cluster(client, discovery.paths)
     else:
         files, probe_failures = _guarded_probe(out, discovery.paths, cfg.compute.hang_seconds)
+    _with_file_state(probe_failures)
     compute = cfg.compute
     plan = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
                         batch_seconds=compute.batch_seconds, min_batches=compute.min_batches,
@@ -1208,7 +1286,8 @@ def files_index(cfg, plan, meta, pending):
     from jobs import store
 
     return store.FilesIndex(_out(cfg), [b.batch_id for b in plan.batches], meta["dims"],
-                            pending=[b.batch_id for b in pending], drop=set(meta.get("dropped", ())))
+                            pending=[b.batch_id for b in pending], drop=set(meta.get("dropped", ())),
+                            superseded=_superseded(meta))
 
 
 def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, started, summaries,
@@ -1470,10 +1549,11 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             client, warming = starting.result()
             cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
                             "workers": len(client.scheduler_info().get("workers", {}))}
-            _say(f"extract: dashboard {client.dashboard_link}")
+            _say(f"extract: dashboard {client.dashboard_link}{_dashboard_note()}")
             t = mark("cluster_wait_s", t)  # what planning did not hide of the cluster's start
-        _say(f"extract: {len(plan.files) + len(plan.failures)} inputs, {len(plan.files)} readable, "
-             f"{sum(b.audio_seconds for b in plan.batches) / 3600:.2f} h of audio in "
+        live = _live_files(plan, meta)
+        _say(f"extract: {len(live) + len(plan.failures)} inputs, {len(live)} readable, "
+             f"{sum(f.duration_s for f in live) / 3600:.2f} h of audio in "
              f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
         if not plan.files and not plan.failures:
             from jobs.redact import redact

@@ -94,6 +94,9 @@ class PlannedFile:
     frame_start: int = 0
     frame_stop: int = 0
     batch_id: int = -1
+    # the file's modification time when its header was read (0: unknown, a URL): a rerun reads
+    # a local file again when its size or this changed (jobs.extract.changed_inputs)
+    mtime_ns: int = 0
 
 
 @dataclass
@@ -222,7 +225,8 @@ def wav_header(path: str) -> PlannedFile | None:
     try:  # os.open/os.read: a third of the cost of a Python file object for 44 bytes
         fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size, mtime_ns = st.st_size, st.st_mtime_ns
             head = os.read(fd, 512)
             if b"data" not in head and size > 512:  # long chunks before "data": read more
                 head += os.read(fd, _WAV_HEAD_BYTES - 512)
@@ -252,7 +256,7 @@ def wav_header(path: str) -> PlannedFile | None:
             frames = chunk // align
             return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format="WAV",
                                subtype=subtype, sample_rate=rate, channels=channels,
-                               frames=frames, duration_s=frames / rate)
+                               frames=frames, duration_s=frames / rate, mtime_ns=mtime_ns)
         elif cid not in (b"fact", b"LIST", b"JUNK", b"junk", b"PAD ", b"bext", b"cue ", b"smpl",
                          b"inst", b"id3 ", b"ID3 ", b"PEAK"):
             return None  # an unusual chunk: let libsndfile judge
@@ -279,16 +283,18 @@ def probe(path: str) -> PlannedFile:
             _WATCH[0].reading(None)
     if cut is not None:  # no frames, or cut short: libsndfile would decode the part there is
         raise AudioDecodeError(path, cut)
+    mtime_ns = 0
     if "://" in path:
         import fsspec
 
         fs, inner = fsspec.core.url_to_fs(path)
         size = int(fs.size(inner) or 0)
     else:
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
     return PlannedFile(path=path, file_id=file_id(path), size_bytes=size, format=meta.format,
                        subtype=meta.subtype, sample_rate=meta.sample_rate, channels=meta.channels,
-                       frames=meta.frames, duration_s=meta.frames / meta.sample_rate)
+                       frames=meta.frames, duration_s=meta.frames / meta.sample_rate, mtime_ns=mtime_ns)
 
 
 def _failure(path: str, stage: str, exc: BaseException) -> dict:
@@ -611,7 +617,7 @@ def make_batches(files: list[PlannedFile], *, sr: int, hop_length: int, batch_se
 
 _PLANNED_FIELDS = ("path", "file_id", "size_bytes", "format", "subtype", "sample_rate", "channels",
                    "frames", "duration_s", "n_samples", "n_frames", "frame_start", "frame_stop",
-                   "batch_id")
+                   "batch_id", "mtime_ns")
 
 
 def plan_to_tables(plan: Plan):
@@ -698,7 +704,7 @@ def _files_schema():
         ("format", pa.string()), ("subtype", pa.string()), ("sample_rate", pa.int64()),
         ("channels", pa.int64()), ("frames", pa.int64()), ("duration_s", pa.float64()),
         ("n_samples", pa.int64()), ("n_frames", pa.int64()), ("frame_start", pa.int64()),
-        ("frame_stop", pa.int64()), ("batch_id", pa.int64()),
+        ("frame_stop", pa.int64()), ("batch_id", pa.int64()), ("mtime_ns", pa.int64()),
     ])
 
 
@@ -706,9 +712,14 @@ def plan_from_tables(table, batches: list[dict], failures: list[dict], total_fra
                      chunk_frames: int) -> Plan:
     """Rebuild a :class:`Plan` stored by :func:`plan_to_tables`."""
     by_batch: dict[int, list[PlannedFile]] = {b["batch_id"]: [] for b in batches}
+    if "mtime_ns" not in table.column_names:  # a plan stored before the field: unknown
+        import pyarrow as pa
+
+        table = table.append_column("mtime_ns", pa.array([0] * table.num_rows, pa.int64()))
     columns = table.select(list(_PLANNED_FIELDS)).to_pydict()
     for values in zip(*columns.values()):
         planned = PlannedFile(*values)
-        by_batch[planned.batch_id].append(planned)
+        if planned.batch_id in by_batch:  # else: an extension whose plan file was never written
+            by_batch[planned.batch_id].append(planned)
     out = [Batch(files=by_batch[b["batch_id"]], **b) for b in batches]
     return Plan(batches=out, failures=failures, total_frames=total_frames, chunk_frames=chunk_frames)

@@ -489,12 +489,14 @@ class FilesIndex:
     other batch of ``batch_ids`` was committed by an earlier run and is read from the store when
     its turn comes. :meth:`finish` writes what
     is left and puts both tables in place. Rows of the paths in ``drop`` (inputs no longer
-    named) are left out; credentials in paths and messages are masked.
+    named) are left out, and those of ``superseded`` (batch id -> paths: files changed on disk,
+    whose rows a later batch holds); credentials in paths and messages are masked.
     """
 
     ROW_GROUP_ROWS = 16384
 
-    def __init__(self, out, batch_ids, dims: dict[str, int], *, pending=(), drop=frozenset()):
+    def __init__(self, out, batch_ids, dims: dict[str, int], *, pending=(), drop=frozenset(),
+                 superseded=None):
         self.od = as_outdir(out)
         self.order = sorted(batch_ids)
         self.pending = set(pending)
@@ -509,6 +511,14 @@ class FilesIndex:
             from jobs.plan import _arrow_column
 
             self.drop = _arrow_column(sorted(drop), pa.string())
+        self.superseded = {}
+        if superseded:
+            import pyarrow as pa
+
+            from jobs.plan import _arrow_column
+
+            self.superseded = {b: _arrow_column(sorted(paths), pa.string())
+                               for b, paths in superseded.items() if paths}
         self.buffer: list = []
         self.buffered = 0
         self.failures: list = []
@@ -540,7 +550,7 @@ class FilesIndex:
             self._read_and_take(earlier)
             earlier = []
             if pair is not None:
-                self._take(*pair)
+                self._take(*pair, batch_id=b)
             self.at += 1
         self._read_and_take(earlier)
 
@@ -554,24 +564,29 @@ class FilesIndex:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(16) as pool:
-                for pair in pool.map(lambda b: _read_batch(self.od, b), wanted):
-                    self._take(*pair)
+                for b, pair in zip(wanted, pool.map(lambda b: _read_batch(self.od, b), wanted)):
+                    self._take(*pair, batch_id=b)
             return
         for b in wanted:
-            self._take(*_read_batch(self.od, b))
+            self._take(*_read_batch(self.od, b), batch_id=b)
 
-    def _keep(self, table):
-        if self.drop is None or not table.num_rows:
+    def _keep(self, table, batch_id=None):
+        if not table.num_rows:
             return table
         import pyarrow.compute as pc
 
-        return table.filter(pc.invert(pc.is_in(table["path"], value_set=self.drop)))
+        if self.drop is not None:
+            table = table.filter(pc.invert(pc.is_in(table["path"], value_set=self.drop)))
+        replaced = self.superseded.get(batch_id)
+        if replaced is not None and table.num_rows:
+            table = table.filter(pc.invert(pc.is_in(table["path"], value_set=replaced)))
+        return table
 
-    def _take(self, files, failures) -> None:
+    def _take(self, files, failures, batch_id=None) -> None:
         import pyarrow.compute as pc
 
-        self.failures.append(self._keep(failures.cast(failures_schema())))
-        files = self._keep(files.cast(self.schema))
+        self.failures.append(self._keep(failures.cast(failures_schema()), batch_id))
+        files = self._keep(files.cast(self.schema), batch_id)
         if not files.num_rows:
             return
         self.n_files += files.num_rows

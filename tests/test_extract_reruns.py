@@ -1,0 +1,113 @@
+"""Reruns into a finished store after files changed on disk: a recording replaced in place is
+read again (its old rows replaced), a file that failed and was fixed is retried, and a rerun
+with nothing changed still does nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import soundfile as sf
+import zarr
+from test_extract_support import copy_samples, read_tables, run_cli, write_config
+
+from jobs.compute import FeatureSet, decode, file_features
+from jobs.config import feature_config, load_config
+
+FEATURES = {"mfcc": {"n_mfcc": 13, "n_mels": 32}, "melspectrogram": {"n_mels": 32, "db": True}, "rms": {}}
+
+
+def _replace(path: str, source: str) -> None:
+    """Overwrite ``path`` with ``source``'s bytes and a later modification time (as an editor or
+    a copy does; set explicitly so the test does not hang on the file system's clock)."""
+    before = os.stat(path).st_mtime_ns
+    shutil.copyfile(source, path)
+    os.utime(path, ns=(before + 5_000_000_000, before + 5_000_000_000))
+
+
+def _rows_equal_featurelib(out, cfg):
+    fs = FeatureSet.from_config(feature_config(load_config(cfg)))
+    store = zarr.open_group(str(out / "features.zarr"), mode="r")
+    files, _ = read_tables(out)
+    rows = files.to_pylist()
+    for row in rows:
+        assert row["size_bytes"] == os.path.getsize(row["path"]), row["path"]
+        expected = file_features(decode(row["path"], sr=fs.sr), fs)
+        assert row["n_frames"] == next(iter(expected.values())).shape[0], row["path"]
+        for name, values in expected.items():
+            got = store[name][row["frame_start"]:row["frame_stop"]]
+            scale = max(float(np.abs(values).max()), 1e-6)
+            assert float(np.abs(got - values).max()) / scale < 1e-4, (row["path"], name)
+    return rows
+
+
+def test_a_file_replaced_in_place_is_read_again(tmp_path):
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 8)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    assert run_cli("extract", cfg).returncode == 0
+    longer = max(paths, key=os.path.getsize)
+    target = min(paths, key=os.path.getsize)
+    _replace(target, longer)
+
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "1 changed on disk" in result.stderr
+    assert "8 inputs, 8 readable" in result.stderr
+    rows = _rows_equal_featurelib(out, cfg)
+    assert sorted(r["path"] for r in rows) == sorted(paths)  # once each: the old rows are gone
+    again = run_cli("extract", cfg)
+    assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr, again.stderr
+
+
+def test_a_file_replaced_before_its_batch_ran_is_read_again(tmp_path):
+    """Changed between an interrupted run's plan and its resume: read again, not failed as a
+    "LengthMismatch" against the stale plan."""
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 6)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    assert run_cli("extract", cfg).returncode == 0
+    shutil.rmtree(out / ".batches")  # as if the run had stopped before any batch committed
+    (out / "manifest.json").unlink()
+    target = min(paths, key=os.path.getsize)
+    _replace(target, max(paths, key=os.path.getsize))
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    _, failures = read_tables(out)
+    assert failures.num_rows == 0
+    _rows_equal_featurelib(out, cfg)
+
+
+def test_a_failed_file_that_was_fixed_is_retried(tmp_path):
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 5)
+    broken = corpus / "later.wav"
+    broken.write_bytes(b"<html>not yet</html>")  # fails when its header is read
+    damaged = corpus / "damaged.flac"  # a header that reads, samples that do not decode
+    y = (0.3 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    sf.write(str(damaged), y, 16000)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    first = run_cli("extract", cfg)
+    assert first.returncode == 1, first.stderr
+    _, failures = read_tables(out)
+    assert sorted(os.path.basename(p) for p in failures["path"].to_pylist()) == ["damaged.flac", "later.wav"]
+    assert run_cli("extract", cfg).returncode == 1  # nothing changed: the same failures, no work
+
+    good = tmp_path / "good.flac"
+    sf.write(str(good), y, 16000)
+    _replace(str(damaged), str(good))
+    _replace(str(broken), paths[0])
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "1 changed on disk" in result.stderr and "1 that failed before read again" in result.stderr
+    files, failures = read_tables(out)
+    assert failures.num_rows == 0
+    assert sorted(files["path"].to_pylist()) == sorted([*paths, str(broken), str(damaged)])
+    _rows_equal_featurelib(out, cfg)
