@@ -354,6 +354,8 @@ def check_read_only(con, sql: str):
         if kind == "MULTI":  # DuckDB creates an ENUM type first, then selects
             raise UsageError("refused: a PIVOT without an IN list creates types; name the "
                              "values: PIVOT t ON col IN ('a', 'b') USING count(*)")
+        if kind == "LOAD" and re.match(r"\s*(?:FORCE\s+)?INSTALL\b", statement.query, re.I):
+            kind = "INSTALL"  # DuckDB files INSTALL under its LOAD statement type
         raise UsageError(f"refused: {kind} statements are not allowed; only reading statements "
                          "(SELECT, WITH, DESCRIBE, SUMMARIZE, EXPLAIN) run on a run's tables, "
                          "which are read-only")

@@ -52,8 +52,10 @@ __all__ = [
 ]
 
 STORE_NAME = "features.zarr"
+# "scores": a new store's file ids and rows are not the ones the old scores describe (query would
+# serve them beside the new files); models stay, and score refuses one of other feature settings
 _OUR_ENTRIES = (STORE_NAME, "files.parquet", "failures.parquet", "manifest.json", ".plan.json",
-                ".plan.parquet", ".batches", ".parts", "files.parquet.partial")
+                ".plan.parquet", ".batches", ".parts", "files.parquet.partial", "scores")
 
 
 _BATCH_OBJECT = re.compile(r"^(\d+)\.parquet$")
@@ -102,6 +104,7 @@ def create_store(out: str, *, feature_config: dict, config_hash: str, dims: dict
             # 200-400 MB/s on the 2-core VMs measured) and to read back
             compressors=BloscCodec(cname="lz4", clevel=7, shuffle="bitshuffle"),
             attributes={"dims": ["frame", f"{name}_dim"]},
+            dimension_names=("frame", f"{name}_dim"),  # what xarray.open_zarr reads
         )
 
 

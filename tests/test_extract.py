@@ -191,8 +191,11 @@ def test_changed_feature_config_is_refused_unless_overwrite(mixed_run, tmp_path)
     assert result.returncode == 2
     assert "different feature config" in result.stderr and "--overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    (out / "scores").mkdir()  # scores of the old store: stale once it is replaced
+    (out / "scores" / "files.parquet").write_bytes(b"old")
     result = run_cli("extract", changed, "--overwrite", "--input", str(root / "corpus" / "tone_8k_mono.wav"))
     assert result.returncode == 0, result.stderr
+    assert not (out / "scores").exists()
     files = pq.read_table(out / "files.parquet")
     assert files.num_rows == 1
     group = zarr.open_group(str(out / "features.zarr"), mode="r")
