@@ -657,13 +657,37 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         S = power_to_db(M, top_db=top_db)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
-    D = like(dct_matrix(n_mfcc, S.shape[-2], dct_type=dct_type, norm=norm), S, xp)
-    M = xp.matmul(D, S)
+    table = dct_matrix(n_mfcc, S.shape[-2], dct_type=dct_type, norm=norm)
+    LI = None
     if lifter > 0:
-        n = M.shape[-2]
-        LI = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, 1 + n, dtype=np.float64) / lifter)
+        LI = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, 1 + table.shape[0], dtype=np.float64) / lifter)
+    out_dtype = S.dtype
+    if S.dtype == xp.float32 and _dct_in_float64(S, table, LI, xp):
+        S = xp.astype(S, xp.float64)
+    D = like(table, S, xp)
+    M = xp.matmul(D, S)
+    if LI is not None:
         M = M * like(LI[:, None], M, xp)
-    return M
+    return M if M.dtype == out_dtype else xp.astype(M, out_dtype)
+
+
+# A float32 DCT of dB values whose terms sum to more than this (|S| times a row's absolute
+# weights, times the lifter's gain) is taken in float64: the products' rounding grows with that
+# sum (a 128-band DCT of a -250 dB floor missed librosa by 5e-3, the parity bound), and FSDD's
+# speech (about 250) stays well under it
+MFCC_FLOAT32_TERM_SUM = 1000.0
+
+
+def _dct_in_float64(S, table: np.ndarray, LI, xp) -> bool:
+    """Whether the MFCC's DCT of float32 ``S`` runs in float64: always under the FFT precision
+    "double", never under "single", and under "auto" when its terms are large enough for
+    float32's rounding to approach the parity bound (:data:`MFCC_FLOAT32_TERM_SUM`)."""
+    precision = get_fft_precision()
+    if precision != "auto" or S.size == 0:
+        return precision == "double"
+    gain = float(np.max(np.abs(LI))) if LI is not None else 1.0
+    row_sum = float(np.max(np.sum(np.abs(table), axis=1)))
+    return float(xp.max(xp.abs(S))) * row_sum * gain > MFCC_FLOAT32_TERM_SUM
 
 
 @functools.lru_cache(maxsize=32)
