@@ -37,9 +37,11 @@ def namespace(*arrays):
 
 
 def as_float_array(y, xp=None, *, name: str = "y"):
-    """``y`` as a real floating array of its namespace; integers and lists become float32.
+    """``y`` as a real floating array of its namespace; lists and numbers become float32.
 
-    float64 input stays float64 (as in librosa); everything else is float32.
+    float64 input stays float64 (as in librosa); other floating types become float32. An
+    audio signal (``name="y"``) of integers is refused, as librosa refuses it: PCM samples need
+    their scale (``y / 32768`` for 16-bit) before any feature means anything; a 0-d one too.
     """
     if isinstance(y, (list, tuple, numbers.Number)):
         y = np.asarray(y, dtype=np.float32)
@@ -47,6 +49,11 @@ def as_float_array(y, xp=None, *, name: str = "y"):
         xp = namespace(y)
     if xp.isdtype(y.dtype, "complex floating"):
         raise ParameterError(f"{name} must be real-valued, got dtype {y.dtype}")
+    if name == "y" and not xp.isdtype(y.dtype, "real floating"):
+        raise ParameterError(f"audio data must be floating-point, not {y.dtype} (scale integer "
+                             "PCM first, e.g. y / 32768 for 16-bit, or read it with featurelib.load)")
+    if name == "y" and y.ndim == 0:
+        raise ParameterError("y must have at least one dimension: (..., n_samples)")
     if not xp.isdtype(y.dtype, "real floating"):
         y = xp.astype(y, xp.float32)
     return y

@@ -462,8 +462,18 @@ def stft_frames(y, *, n_fft=2048, hop_length=None, win_length=None, window="hann
                     center=center, pad_mode=pad_mode)
 
 
+def _is_complex_dtype(dtype, xp) -> bool:
+    try:
+        return bool(xp.isdtype(dtype, "complex floating"))
+    except (TypeError, ValueError, AttributeError):
+        try:
+            return np.dtype(dtype).kind == "c"
+        except TypeError:
+            return False
+
+
 def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int | None = None,
-         window="hann", center: bool = True, pad_mode: str = "constant"):
+         window="hann", center: bool = True, pad_mode: str = "constant", dtype=None):
     """Short-time Fourier transform, as ``librosa.stft``.
 
     Parameters
@@ -484,6 +494,9 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
         Pad ``n_fft // 2`` samples on both sides so that frame ``t`` is centred at ``t * hop_length``.
     pad_mode : {"constant", "edge", "reflect", "symmetric"}
         Padding used when ``center=True``; librosa 0.11's default is ``"constant"`` (zeros).
+    dtype : complex dtype, optional
+        Type of the result, as librosa's ``dtype``; default: complex64 for float32 input,
+        complex128 for float64.
 
     Returns
     -------
@@ -498,9 +511,12 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
     (129, 101)
     """
     xp = namespace(y)
-    return xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
-                                           win_length=win_length, window=window, center=center,
-                                           pad_mode=pad_mode))
+    if dtype is not None and not _is_complex_dtype(dtype, xp):
+        raise ParameterError(f"dtype={dtype!r} is not a complex type (the STFT is complex)")
+    out = xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
+                                          win_length=win_length, window=window, center=center,
+                                          pad_mode=pad_mode))
+    return out if dtype is None else xp.astype(out, dtype)
 
 
 def _overlap_add(frames, hop_length: int, xp):

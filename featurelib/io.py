@@ -1119,7 +1119,7 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     return block
 
 
-def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
+def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, res_type="soxr_hq"):
     """Decode an audio file to floating-point samples, optionally mixed to mono and resampled.
 
     The result equals :func:`librosa.load` with the same arguments (soundfile decoding, the
@@ -1149,6 +1149,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
         Read at most this many seconds (``int(duration * native_sr)`` frames); ``None``: to the end.
     dtype : float32 or float64
         Sample type of the result, in [-1, 1] for PCM files.
+    res_type : str
+        The resampler, as librosa names it: ``"soxr_hq"`` (librosa's default), ``"soxr_vhq"``,
+        ``"soxr_mq"``, ``"soxr_lq"`` or ``"soxr_qq"`` (soxr's quality settings).
 
     Returns
     -------
@@ -1183,6 +1186,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
     ((2, 8000), 16000)
     """
     dtype = _check_arguments(sr, offset, duration, dtype)
+    if res_type not in SOXR_RES_TYPES:
+        raise ParameterError(f"res_type={res_type!r} is not supported; use one of {SOXR_RES_TYPES} "
+                             "(librosa's default is soxr_hq)")
     with _open_soundfile(path) as (handle, shown):
         native_sr = int(handle.samplerate)
         block = _read(handle, shown, offset, duration, dtype)
@@ -1193,7 +1199,7 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32):
         y = channel_mean(block)  # librosa.to_mono
     if sr is None or sr == native_sr:
         return np.ascontiguousarray(y), (native_sr if sr is None else sr)
-    return _resample(y, native_sr, sr), sr
+    return _resample(y, native_sr, sr, res_type), sr
 
 
 def channel_mean(block: np.ndarray) -> np.ndarray:
@@ -1223,16 +1229,21 @@ def channel_mean(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample(y: np.ndarray, orig_sr: int, target_sr) -> np.ndarray:
-    """librosa.resample(y, orig_sr=..., target_sr=..., res_type="soxr_hq") along the last axis."""
+# librosa's res_type names that soxr serves (librosa >= 0.10); the others need resampy, samplerate
+# or scipy and are not what librosa.load uses by default
+SOXR_RES_TYPES = ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "soxr_qq")
+
+
+def _resample(y: np.ndarray, orig_sr: int, target_sr, res_type: str = "soxr_hq") -> np.ndarray:
+    """librosa.resample(y, orig_sr=..., target_sr=..., res_type=...) along the last axis."""
     import soxr
 
     ratio = float(target_sr) / orig_sr  # librosa's order of operations: ratio first, then ceil
     n_out = int(np.ceil(y.shape[-1] * ratio))
     if y.ndim == 1:
-        y_hat = soxr.resample(y, orig_sr, target_sr, quality="soxr_hq")
+        y_hat = soxr.resample(y, orig_sr, target_sr, quality=res_type)
     else:  # soxr takes (n, channels): every channel in one call, the same numbers as one by one
-        y_hat = soxr.resample(np.ascontiguousarray(y.T), orig_sr, target_sr, quality="soxr_hq").T
+        y_hat = soxr.resample(np.ascontiguousarray(y.T), orig_sr, target_sr, quality=res_type).T
     n_have = y_hat.shape[-1]
     if n_have > n_out:
         y_hat = y_hat[..., :n_out]

@@ -408,10 +408,18 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
         log(f"train: note: split.test_values {unmatched} match no labelled file's group "
             f"({split_cfg.group}): the test set is the files of the other values")
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
+    source = {"folder": "each file's parent folder name", "regex": "labels.pattern on file names",
+              "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
-        f"{(known['split'] == TEST).sum()} test), {len(classes)} classes"
+        f"{(known['split'] == TEST).sum()} test), {len(classes)} classes, labels from {source}"
         + (f", {n_unlabelled} unlabelled files left out" if n_unlabelled else "")
         + (f"; test classes never seen in training: {unseen}" if unseen else ""))
+    sizes = known["label"].value_counts()
+    lonely = sorted(str(label) for label in sizes[sizes < 2].index)
+    if lonely:
+        log(f"train: note: {len(lonely)} class(es) have one labelled file ({', '.join(lonely[:5])}"
+            f"{', ...' if len(lonely) > 5 else ''}): it cannot be both trained on and tested, so the "
+            "report has no test figures for it; give each class several files")
 
     # segments -> inputs (through Dask, from the store)
     geometry = segment_geometry(segments_cfg.length_s, segments_cfg.hop_s, store.frame_rate_hz)

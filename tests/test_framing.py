@@ -103,3 +103,28 @@ def test_numpy_integer_hop_and_a_bad_win_length():
         assert fn(y, frame_length=512, hop_length=np.int64(128)).shape == (1, 32)
     with pytest.raises(F.ParameterError, match="win_length=0"):
         F.stft(y, n_fft=256, win_length=0)
+
+
+@pytest.mark.parametrize("fn", [F.stft, lambda y: F.melspectrogram(y=y, sr=8000), lambda y: F.rms(y=y),
+                                lambda y: F.zero_crossing_rate(y), lambda y: F.spectral_centroid(y=y, sr=8000),
+                                lambda y: F.mfcc(y=y, sr=8000)])
+def test_integer_or_scalar_audio_is_refused_as_librosa_refuses_it(fn):
+    """int16 PCM samples are not audio in [-1, 1]: computing on them silently gave features
+    32,768 times too large; librosa refuses them too. A 0-d value is no signal."""
+    with pytest.raises(F.ParameterError, match="floating-point"):
+        fn(np.zeros(4096, dtype=np.int16))
+    with pytest.raises(F.ParameterError, match="at least one dimension"):
+        fn(np.float32(1.0))
+    assert fn(np.zeros(4096, dtype=np.float32)) is not None
+
+
+def test_stft_takes_librosas_dtype():
+    import librosa
+
+    y = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    got = F.stft(y, n_fft=512, dtype=np.complex128)
+    expected = librosa.stft(y, n_fft=512, dtype=np.complex128)
+    assert got.dtype == expected.dtype == np.complex128
+    np.testing.assert_allclose(np.abs(got), np.abs(expected), atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(F.ParameterError, match="not a complex type"):
+        F.stft(y, dtype=np.float32)

@@ -524,3 +524,17 @@ def test_channel_mean_is_numpys_mean_bit_for_bit(channels, dtype):
     np.testing.assert_array_equal(mixed, np.mean(block, axis=1, dtype=dtype))
     # librosa.load mixes the transposed view of what soundfile read: the same layout
     np.testing.assert_array_equal(mixed, librosa.to_mono(block.T))
+
+
+def test_load_takes_librosas_soxr_res_types(tmp_path):
+    import librosa
+
+    path = str(tmp_path / "noise.wav")
+    y = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1
+    sf.write(path, y, 22050, subtype="FLOAT")
+    for res_type in ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "soxr_qq"):
+        got, _ = featurelib.load(path, sr=16000, res_type=res_type)
+        expected, _ = librosa.load(path, sr=16000, res_type=res_type)
+        np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=res_type)
+    with pytest.raises(featurelib.ParameterError, match="kaiser_best"):
+        featurelib.load(path, sr=16000, res_type="kaiser_best")

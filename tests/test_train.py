@@ -139,6 +139,21 @@ def test_auto_takes_the_baseline_without_torch(tmp_path_factory):
     assert json.loads((run / "models" / "default" / "model.json").read_text())["kind"] == "baseline"
 
 
+def test_the_log_says_where_labels_come_from_and_names_one_file_classes(tmp_path_factory, capsys):
+    root = tmp_path_factory.mktemp("lonely-class")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    files = pd.read_parquet(run / "files.parquet")
+    rows = [f"{p},{'solo' if i == 0 else p.rsplit('/', 1)[1][0]},{p.rsplit('_', 1)[1].split('.')[0]}"
+            for i, p in enumerate(files["path"])]
+    (root / "labels.csv").write_text("path,label,index\n" + "\n".join(rows) + "\n")
+    config = write_config(root / "job.yaml", labels={"source": "csv", "csv": "labels.csv"})
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "labels from the CSV" in said
+    assert "1 class(es) have one labelled file (solo)" in said
+
+
 def test_unlabelled_files_are_not_trained_on(tmp_path_factory):
     root = tmp_path_factory.mktemp("partial-labels")
     run = copy_run(extracted_run(tmp_path_factory), root / "run")
