@@ -130,10 +130,24 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     table = store.read_table(out, ".plan.parquet")
     plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
                             meta["chunk_frames"])
+    _note_batching_kept(cfg, meta)
     changed, retried = changed_inputs(plan, discovery, meta)
     if meta.get("plan_id") != _plan_id(config_hash, discovery) or changed or retried:
         plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash, changed=changed)
     return plan, meta
+
+
+_BATCHING = ("batch_seconds", "min_batches", "block_seconds")
+
+
+def _note_batching_kept(cfg, meta) -> None:
+    """Say so when the config's batching differs from the stored plan's: the planned batches
+    keep theirs (files added now take the config's)."""
+    differ = [f"{k} {meta.get(k)} (config: {getattr(cfg.compute, k)})" for k in _BATCHING
+              if meta.get(k) is not None and meta.get(k) != getattr(cfg.compute, k)]
+    if differ:
+        _say("extract: note: the stored plan's batches keep their " + ", ".join(differ)
+             + "; files added now take the config's; --overwrite plans every batch anew")
 
 
 def _file_state(path: str):
@@ -229,10 +243,10 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
                           and f["path"] not in set(new_paths)]
     extra = make_batches(files, sr=cfg.audio.sr, hop_length=cfg.frames.hop_length,
-                         batch_seconds=meta["batch_seconds"], min_batches=meta["min_batches"],
-                         block_seconds=meta["block_seconds"], chunk_frames=meta["chunk_frames"],
+                         batch_seconds=cfg.compute.batch_seconds, min_batches=cfg.compute.min_batches,
+                         block_seconds=cfg.compute.block_seconds, chunk_frames=meta["chunk_frames"],
                          first_batch_id=len(plan.batches), first_frame=plan.total_frames,
-                         part_seconds=meta["batch_seconds"], scratch_parts=not out.is_url)
+                         part_seconds=cfg.compute.batch_seconds, scratch_parts=not out.is_url)
     plan.batches += extra.batches
     plan.total_frames = extra.total_frames if extra.batches else plan.total_frames
     failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *extra.failures,
@@ -242,7 +256,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     store.grow_store(out, plan.total_frames)
     table, batches = plan_to_tables(plan)
     store.write_table(table, out, ".plan.parquet")
-    meta = {**meta, "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
+    meta = {**meta, **{k: getattr(cfg.compute, k) for k in _BATCHING},
+            "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
             "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
             "dropped": dropped, "superseded": [*meta.get("superseded", ()), *replaced]}
     store.write_json(meta, out, ".plan.json")  # the extension's commit

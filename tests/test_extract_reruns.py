@@ -111,3 +111,17 @@ def test_a_failed_file_that_was_fixed_is_retried(tmp_path):
     assert failures.num_rows == 0
     assert sorted(files["path"].to_pylist()) == sorted([*paths, str(broken), str(damaged)])
     _rows_equal_featurelib(out, cfg)
+
+
+def test_a_rerun_with_other_batching_says_the_plan_keeps_its_own(tmp_path):
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 4)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    assert run_cli("extract", cfg).returncode == 0
+    smaller = write_config(tmp_path / "small.yaml", input=corpus, out=out, features=FEATURES,
+                           compute={"batch_seconds": 30})
+    result = run_cli("extract", smaller)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "keep their batch_seconds 600" in said and "(config: 30" in said and "nothing to do" in said
