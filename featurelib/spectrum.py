@@ -389,6 +389,12 @@ def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
     if n_fft <= 0:
         raise ParameterError(f"n_fft={n_fft} must be positive")
     try:
+        positive = float(sr) > 0 and math.isfinite(float(sr))
+    except (TypeError, ValueError):
+        positive = False
+    if not positive:
+        raise ParameterError(f"sr={sr!r} must be a positive sampling rate")
+    try:
         return _cached_mel(float(sr), int(n_fft), int(n_mels), float(fmin),
                            None if fmax is None else float(fmax), bool(htk), norm)
     except TypeError as exc:  # unhashable norm

@@ -128,3 +128,12 @@ def test_stft_takes_librosas_dtype():
     np.testing.assert_allclose(np.abs(got), np.abs(expected), atol=1e-5 * np.abs(expected).max())
     with pytest.raises(F.ParameterError, match="not a complex type"):
         F.stft(y, dtype=np.float32)
+
+
+@pytest.mark.parametrize("sr", [-1, 0, float("nan"), float("inf")])
+def test_a_mel_of_no_sampling_rate_is_refused(sr):
+    y = np.zeros(4000, dtype=np.float32)
+    with pytest.raises(F.ParameterError, match="positive sampling rate"):
+        F.melspectrogram(y=y, sr=sr)
+    with pytest.raises(F.ParameterError, match="positive sampling rate"):
+        F.mfcc(y=y, sr=sr)
