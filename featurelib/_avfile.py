@@ -27,10 +27,11 @@ import soundfile as sf
 __all__ = ["AVFile", "FFmpegError", "av_container_hint", "container_words", "mp4_cut_reason", "AV_EXTENSIONS", "open_instead", "av_available"]
 
 # Extensions (lower case, no dot) of audio that libsndfile does not decode and FFmpeg does: a
-# folder search takes them as audio. MP4, WebM and 3GP are in (their audio stream is read).
+# folder search takes them as audio. Video containers (MP4, MOV, MKV, WebM, 3GP) are in: their
+# audio stream is read (a video without one fails, saying so).
 AV_EXTENSIONS = frozenset({
-    "m4a", "m4b", "mp4", "aac", "3gp", "3g2", "wma", "asf", "webm", "weba", "mka", "ac3", "eac3",
-    "ape", "wv", "amr", "awb", "tta", "dsf", "dff", "dts",
+    "m4a", "m4b", "mp4", "m4v", "mov", "aac", "adts", "3gp", "3g2", "wma", "asf", "webm", "weba",
+    "mka", "mkv", "ac3", "eac3", "ape", "wv", "amr", "awb", "tta", "dsf", "dff", "dts",
 })
 
 
@@ -133,9 +134,10 @@ class FFmpegError(sf.LibsndfileError):
 
     decoder = "FFmpeg"
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, *, cut: bool = False):
         RuntimeError.__init__(self, text)
         self.code, self.prefix, self._text = 0, "", text
+        self.cut = cut  # the text is the whole reason (cut short or damaged part-way)
 
     @property
     def error_string(self):
@@ -151,8 +153,11 @@ _FORMAT_NAMES = {
     "mov,mp4,m4a,3gp,3g2,mj2": "MP4", "aac": "ADTS", "asf": "ASF", "matroska,webm": "MATROSKA",
     "ac3": "AC3", "eac3": "EAC3", "wv": "WAVPACK", "ape": "APE", "amr": "AMR", "tta": "TTA",
     "dsf": "DSF", "iff": "DSDIFF", "rm": "REALMEDIA", "mp3": "MPEG", "dts": "DTS",
-    "truehd": "TRUEHD", "ogg": "OGG", "spdif": "SPDIF",
+    "truehd": "TRUEHD", "ogg": "OGG", "spdif": "SPDIF", "wav": "WAVE", "caf": "CAF",
 }
+# the formats only FFmpeg reads here: a long file in one of them is never split into parts that
+# seek (this module seeks by decoding from the start), whatever its codec's name
+FFMPEG_ONLY_FORMATS = frozenset(_FORMAT_NAMES.values()) - {"OGG", "CAF", "MPEG"}
 # codecs that keep every bit of their input: the bit depth of their samples is meaningful
 _LOSSLESS = frozenset({"alac", "wavpack", "ape", "tta", "flac", "mlp", "truehd"})
 _SAMPLE_BITS = {"u8": 8, "s16": 16, "flt": 32, "dbl": 64}
@@ -194,9 +199,16 @@ def _open_container(source):
     if not audio:
         container.close()
         raise FFmpegError("the container holds no audio stream")
-    stream = audio[0]
+    stream = next((s for s in audio if _is_default(s)), audio[0])  # what players and ffmpeg take
     stream.thread_type = "SLICE"  # no decoder threads of its own: a worker process is one core
     return container, stream
+
+
+def _is_default(stream) -> bool:
+    try:
+        return bool(stream.disposition & stream.disposition.__class__.default)
+    except (AttributeError, TypeError):
+        return False
 
 
 def _as_float(frame) -> np.ndarray:
@@ -226,35 +238,119 @@ def _frames(container, stream):
         raise FFmpegError(_reason(exc)) from None
 
 
+# containers whose header states the stream's length (FFmpeg's duration is read, not estimated
+# from the bit rate as for raw ADTS, AC-3 or AMR streams)
+# (ASF and DSF: FFmpeg takes their duration from the bytes present; their stated file size
+# tells a cut instead, _size_cut_reason)
+_STATED_LENGTH = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "wv", "ape", "tta"})
+# whole files of these containers decode within this of their stated length (measured on
+# FFmpeg-written files: an AAC encoder's padding up to +820 frames, Opus -384, E-AC-3 -306),
+# plus 0.5 % of it: a cut in the last few hundredths of a file can pass for padding
+_LENGTH_SLACK = 2048
+
+
+def _stated_frames(container, stream, rate: int) -> int | None:
+    """The frame count the container's header states, where it states one."""
+    if container.format.name not in _STATED_LENGTH or not rate:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return int(round(float(stream.duration * stream.time_base) * rate))
+    if container.duration:
+        return int(round(container.duration / 1e6 * rate))
+    return None
+
+
+_ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+
+
+def _size_cut_reason(source, container_name: str) -> str | None:
+    """A DSF or ASF (WMA) file shorter than the size its header states: FFmpeg takes their
+    length from the bytes that are there, so only the header tells a cut file from a whole one."""
+    import struct
+
+    if container_name not in ("dsf", "asf"):
+        return None
+    try:
+        handle = open(source, "rb") if isinstance(source, (str, bytes, os.PathLike)) else source
+    except OSError:
+        return None
+    try:
+        handle.seek(0)
+        head = handle.read(1 << 14)
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+    except (OSError, ValueError):
+        return None
+    finally:
+        if handle is not source:
+            handle.close()
+    stated = None
+    if container_name == "dsf" and head[:4] == b"DSD " and len(head) >= 20:
+        stated = struct.unpack_from("<Q", head, 12)[0]  # the DSD chunk's total file size
+    elif container_name == "asf":
+        at = head.find(_ASF_FILE_PROPERTIES)
+        if at >= 0 and len(head) >= at + 48:
+            stated = struct.unpack_from("<Q", head, at + 40)[0]  # 0: a live stream, no size
+    if stated and size < stated:
+        return (f"truncated: the header states a file of {stated} bytes but it holds {size} "
+                "(cut short)")
+    return None
+
+
+def _readable(text: str) -> str:
+    """FFmpeg's text for a packet it rejected, where it gives only an error number."""
+    if text.startswith("Error number") or text in ("Operation not permitted", "Invalid argument"):
+        return f"a damaged packet ({text})"
+    return text
+
+
 def _count(source):
-    """``(frames, samplerate, channels, codec name, container name, bits)`` by one decoding
-    pass; a stream whose rate or channel count changes part-way is refused."""
+    """``(frames, samplerate, channels, codec name, container name, bits, cut reason)`` by one
+    decoding pass; a stream whose rate or channel count changes part-way is refused, and so is
+    one whose decoding fails part-way (named as such: cut short, or damaged)."""
     container, stream = _open_container(source)
     try:
         frames, rate, channels, sample_format = 0, None, None, ""
-        for frame in _frames(container, stream):
-            n_ch = len(frame.layout.channels)
-            if rate is None:
-                rate, channels = int(frame.sample_rate), n_ch
-                sample_format = frame.format.name.rstrip("p")
-            elif (int(frame.sample_rate), n_ch) != (rate, channels):
-                raise FFmpegError(
-                    f"the stream changes from {rate} Hz, {channels} channel(s) to "
-                    f"{int(frame.sample_rate)} Hz, {n_ch} channel(s) part-way")
-            frames += frame.samples
+        try:
+            for frame in _frames(container, stream):
+                n_ch = len(frame.layout.channels)
+                if rate is None:
+                    rate, channels = int(frame.sample_rate), n_ch
+                    sample_format = frame.format.name.rstrip("p")
+                elif (int(frame.sample_rate), n_ch) != (rate, channels):
+                    raise FFmpegError(
+                        f"the stream changes from {rate} Hz, {channels} channel(s) to "
+                        f"{int(frame.sample_rate)} Hz, {n_ch} channel(s) part-way")
+                frames += frame.samples
+        except FFmpegError as exc:
+            if not frames:
+                raise
+            stated = _stated_frames(container, stream, rate)
+            if stated is not None and frames < stated:
+                raise FFmpegError(f"truncated: the header announces {stated} frames but decoding "
+                                  f"stopped after {frames} ({_readable(str(exc))})", cut=True) from None
+            sized = _size_cut_reason(source, container.format.name)
+            if sized is not None:
+                raise FFmpegError(sized, cut=True) from None
+            raise FFmpegError(f"decoding failed part-way (FFmpeg: {_readable(str(exc))}, after "
+                              f"{frames} frames): a damaged or cut stream", cut=True) from None
         ctx = stream.codec_context
         if rate is None:
             rate = int(ctx.sample_rate or 0)
             channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
-        declared = None
-        if stream.duration is not None and stream.time_base is not None and rate:
-            declared = int(round(float(stream.duration * stream.time_base) * rate))
+        stated = _stated_frames(container, stream, rate)
+        cut = None
+        if stated is not None and frames < stated - _LENGTH_SLACK - stated // 200:
+            cut = (f"truncated: the {_FORMAT_NAMES.get(container.format.name, 'file')} header "
+                   f"announces {stated} frames but only {frames} decode (the file was cut short)")
+        if cut is None:
+            cut = _size_cut_reason(source, container.format.name)
         # the decoder's sample type tells a lossless codec's depth where it is exact (a 24-bit
         # ALAC or WavPack stream decodes to 32-bit integers: its depth is not known here)
         bits = _SAMPLE_BITS.get(sample_format) if ctx.name in _LOSSLESS else None
         return {"frames": frames, "samplerate": rate, "channels": channels,
                 "codec": ctx.name, "container": container.format.name, "bits": bits,
-                "declared": declared}
+                "cut": cut}
     finally:
         container.close()
 
@@ -277,6 +373,7 @@ class AVFile:
     ``ADTS``, ...), ``subtype`` the codec (``AAC``, ``WMAV2``, ``OPUS``, ``ALAC``, ...).
     """
 
+    decoder = "FFmpeg"
     exact_seek = True  # a seek lands on the very sample (by decoding from the start)
     length_exact = True
     cut_reason = None
@@ -311,10 +408,9 @@ class AVFile:
         self.bit_depth = facts["bits"]
         self.format_info = f"{self.format} (FFmpeg {container})"
         self.subtype_info = f"{self.subtype} (FFmpeg)"
-        declared = facts["declared"]
-        if declared is not None and self.frames < declared - 2 * 2048 and self.format == "MP4":
-            self.cut_reason = (f"truncated: the MP4 header announces {declared} frames but only "
-                               f"{self.frames} decode (the file was cut short)")
+        self.cut_reason = facts.get("cut")
+        if self.cut_reason is not None and self.format == "MP4":  # its boxes say what is cut
+            self.cut_reason = mp4_cut_reason(source) or self.cut_reason
 
     def _first_frame_facts(self, frames: int) -> dict:
         """The stream's facts from its first decoded frame (kept for the first read), the frame
@@ -331,7 +427,7 @@ class AVFile:
             channels, sample_format = len(stream.codec_context.layout.channels), ""
         codec = stream.codec_context.name
         return {"frames": frames, "samplerate": rate, "channels": channels, "codec": codec,
-                "container": self._container.format.name, "declared": None,
+                "container": self._container.format.name, "cut": None,
                 "bits": _SAMPLE_BITS.get(sample_format) if codec in _LOSSLESS else None}
 
     # ---------------------------------------------------------------- soundfile's interface
@@ -458,6 +554,10 @@ def open_instead(source, name, error: BaseException, *, frames: int | None = Non
     counting pass."""
     if not av_available():
         return None
-    if _extension(name) not in AV_EXTENSIONS and av_container_hint(_head(source)) is None:
+    # a container libsndfile knows holding a codec it does not ("Supported file format but
+    # unsupported encoding": ALAC or AC-3 in a CAF or WAV that FFmpeg wrote) is FFmpeg's too
+    unsupported_codec = "unsupported encoding" in str(error).lower()
+    if _extension(name) not in AV_EXTENSIONS and av_container_hint(_head(source)) is None \
+            and not unsupported_codec:
         return None
     return AVFile(source, frames=frames)

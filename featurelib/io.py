@@ -235,6 +235,10 @@ def _not_audio_reason(source, libsndfile_error) -> str:
         cut = mp4_cut_reason(source) if av_container_hint(head) == "MP4" else None
         if cut is not None:
             return cut
+        if getattr(libsndfile_error, "cut", False):  # decoding stopped part-way: its own words
+            if what is not None and libsndfile_text.startswith("decoding failed"):
+                return f"{what} whose {libsndfile_text}"
+            return libsndfile_text
         if what is not None or not_audio_hint(head) is None:
             return (f"not a readable audio file: {what or 'a file'} that FFmpeg cannot decode "
                     f"({libsndfile_text})")
@@ -353,6 +357,8 @@ def _truncation_reason(handle) -> str | None:
     """Why a file's header promises more data than the file holds: from libsndfile's log (WAV,
     AIFF, AU, ...), the Ogg stream's last page, and for the containers whose cuts libsndfile
     reads without a word, their own header (:func:`_header_cut_reason`)."""
+    if getattr(handle, "decoder", None) == "FFmpeg":  # FFmpeg's files: their own checks only
+        return handle.cut_reason
     try:
         log = handle.extra_info
     except Exception:  # noqa: BLE001 - some formats keep no log; the header may still tell

@@ -493,7 +493,15 @@ def splits_exactly(f: PlannedFile, sr: int) -> bool:
     and the centroid of frames at the edge of digital silence turn on such differences. So only
     files already at the store's rate, in those encodings, are split.
     """
-    return f.sample_rate == sr and f.subtype in _EXACT_SEEK_SUBTYPES
+    return f.sample_rate == sr and f.subtype in _EXACT_SEEK_SUBTYPES and not _decoded_by_ffmpeg(f)
+
+
+def _decoded_by_ffmpeg(f: PlannedFile) -> bool:
+    """Opus in WebM is "OPUS" as Opus in Ogg is, but FFmpeg's reader seeks by decoding from the
+    start: parts or ranges of it would each decode the file again."""
+    from featurelib._avfile import FFMPEG_ONLY_FORMATS
+
+    return f.format in FFMPEG_ONLY_FORMATS or f.subtype == "ALAC"
 
 
 # codecs whose decoding costs more than soxr's resampling (FLAC: about ten times), among the
@@ -507,7 +515,7 @@ def decodes_in_ranges(f: PlannedFile) -> bool:
     """Whether a long file whose parts read one resampling pass (not :func:`splits_exactly`)
     is worth decoding in ranges on several workers first: a local file whose codec costs more
     than the resampling and seeks exactly (FLAC, Opus, ALAC)."""
-    return ("://" not in f.path and f.subtype in _EXACT_SEEK_SUBTYPES
+    return ("://" not in f.path and f.subtype in _EXACT_SEEK_SUBTYPES and not _decoded_by_ffmpeg(f)
             and (f.format in _COSTLY_EXACT_CODECS or f.subtype in _COSTLY_EXACT_SUBTYPES))
 
 

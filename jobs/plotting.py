@@ -212,6 +212,66 @@ def default_n_fft(sr: float) -> int:
     return int(min(2048, max(256, 2 ** math.floor(math.log2(2048 * sr / 22050)))))
 
 
+def _seeks(path) -> bool:
+    """Whether the decoder of ``path`` seeks (libsndfile, most formats); a file FFmpeg decodes
+    through PyAV seeks by decoding from its start, so each sampled frame would cost a pass."""
+    from featurelib.io import _open_soundfile
+
+    with _open_soundfile(path) as (handle, _):
+        return bool(handle.seekable())
+
+
+class _PieceReader:
+    """``featurelib.load(path, sr=sr, offset=..., duration=...)`` for offsets that never go
+    back, from one sequential pass: the same native frames, channel mean and resampling, so the
+    same numbers, without decoding the file again from its start for every piece."""
+
+    def __init__(self, path, sr):
+        from featurelib.io import _open_soundfile
+
+        self._context = _open_soundfile(path)
+        self.handle, self.shown = self._context.__enter__()
+        self.native = int(self.handle.samplerate)
+        self.sr = sr
+        self.at = 0  # native frame the handle reads next
+        self.buffer = None  # (frames, channels) starting at self.start
+        self.start = 0
+
+    def load(self, offset: float, duration: float):
+        import numpy as np
+
+        from featurelib import AudioDecodeError
+        from featurelib.io import _resample, channel_mean
+
+        first = int(offset * self.native)
+        last = min(first + int(duration * self.native), int(self.handle.frames))
+        channels = self.handle.channels
+        if self.buffer is None or first < self.start:
+            self.buffer = np.zeros((0, channels), np.float32)
+            self.start = self.at
+        if first > self.at:  # skip ahead: decode and drop
+            while self.at < first:
+                block = self.handle.read(min(first - self.at, 1 << 16), dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                self.at += block.shape[0]
+            self.buffer, self.start = np.zeros((0, channels), np.float32), self.at
+        drop = max(first - self.start, 0)
+        self.buffer, self.start = self.buffer[drop:], self.start + drop
+        if last > self.at:
+            block = self.handle.read(last - self.at, dtype="float32", always_2d=True)
+            self.at += block.shape[0]
+            self.buffer = np.concatenate([self.buffer, block])
+        block = self.buffer[first - self.start:last - self.start]
+        if not np.isfinite(block).all():
+            raise AudioDecodeError(self.shown, "holds non-finite samples (NaN or infinity)")
+        y = block[:, 0] if channels == 1 else channel_mean(block)
+        return y if self.sr == self.native else _resample(y, self.native, self.sr)
+
+    def close(self):
+        self._context.__exit__(None, None, None)
+
+
 class FileAnalysis:
     """Everything the five views of one recording need, computed with featurelib."""
 
@@ -302,16 +362,32 @@ class FileAnalysis:
         count = self.n_sampled
         centres = self.offset + (np.arange(count) + 0.5) * self.window_s / count
         frames = np.zeros((count, n_fft), np.float32)
-        for k, centre in enumerate(centres):
-            begin = max(centre - half / sr - margin, 0.0)
-            begin_frame = int(begin * native)
-            if begin_frame >= self.meta.frames:
-                continue
-            piece, _ = featurelib.load(path, sr=sr, offset=begin, duration=n_fft / sr + 2 * margin)
-            first = int(round((centre - begin_frame / native) * sr)) - half
-            lo, hi = max(first, 0), min(first + n_fft, piece.shape[-1])
-            if hi > lo:
-                frames[k, lo - first:hi - first] = piece[lo:hi]
+        pieces = _PieceReader(path, sr) if not _seeks(path) else None
+        try:
+            for k, centre in enumerate(centres):
+                begin = max(centre - half / sr - margin, 0.0)
+                begin_frame = int(begin * native)
+                if begin_frame >= self.meta.frames:
+                    continue
+                if pieces is not None:  # one pass over a file that cannot seek (FFmpeg's formats)
+                    piece = pieces.load(begin, n_fft / sr + 2 * margin)
+                else:
+                    piece, _ = featurelib.load(path, sr=sr, offset=begin, duration=n_fft / sr + 2 * margin)
+                first = int(round((centre - begin_frame / native) * sr)) - half
+                lo, hi = max(first, 0), min(first + n_fft, piece.shape[-1])
+                if hi > lo:
+                    frames[k, lo - first:hi - first] = piece[lo:hi]
+        except Exception as exc:
+            import soundfile as sf
+
+            from featurelib.io import part_way_reason
+
+            if isinstance(exc, sf.LibsndfileError):  # a stream that stops decoding part-way
+                raise featurelib.AudioDecodeError(self.path, part_way_reason(exc)) from None
+            raise
+        finally:
+            if pieces is not None:
+                pieces.close()
         # one frame per row: an uncentred STFT whose only frame is the row itself
         magnitude = abs(featurelib.stft(frames, n_fft=n_fft, hop_length=n_fft, center=False))[..., 0]
         self.frame_times = centres

@@ -261,3 +261,91 @@ def test_without_pyav_they_are_reported_as_unsupported(tmp_path, monkeypatch):
     walker.walk_folder(str(tmp_path))
     assert list(walker.found) == [str(tmp_path / "ok.flac")]
     assert "pip install av" in walker.failures[str(tmp_path / "memo.m4a")]["message"]
+
+
+def test_cut_containers_that_state_their_length_are_refused(files, tmp_path):
+    """A WebM or WMA cut short decodes as the part that is there: the header's length (WebM) or
+    file size (WMA) tells, and the file is refused like a cut WAV, never stored short."""
+    for ext, words in (("webm", "header announces"), ("wma", "states a file of")):
+        whole = open(files[ext], "rb").read()
+        for keep in (len(whole) // 2, len(whole) * 3 // 4):
+            cut = tmp_path / f"cut{keep}.{ext}"
+            cut.write_bytes(whole[:keep])
+            with pytest.raises(AudioDecodeError, match=f"truncated: .*{words}"):
+                F.load(str(cut))
+
+
+def test_a_stream_damaged_part_way_says_so(files, tmp_path):
+    whole = bytearray(open(files["m4a"], "rb").read())
+    mdat = whole.find(b"mdat")
+    middle = mdat + (len(whole) - mdat) // 2
+    whole[middle:middle + 64] = np.random.default_rng(1).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.m4a"
+    damaged.write_bytes(bytes(whole))
+    try:
+        F.load(str(damaged))
+    except AudioDecodeError as exc:  # FFmpeg may also conceal the damage: then it decodes
+        assert "part-way" in str(exc) or "truncated" in str(exc), str(exc)
+        assert "Error number" not in str(exc).split("(", 1)[0]
+
+
+def test_the_default_audio_stream_is_read(tmp_path):
+    """Of two audio streams, the one marked default (what players and ffmpeg take)."""
+    path = tmp_path / "two.mka"
+    with av.open(str(path), "w", format="matroska") as out:
+        mono = out.add_stream("libopus", rate=48000, layout="mono")
+        stereo = out.add_stream("libopus", rate=48000, layout="stereo")
+        mono.disposition = 0
+        stereo.disposition = av.stream.Disposition.default
+        for stream, channels in ((mono, 1), (stereo, 2)):
+            data = np.zeros((channels, 960), np.float32)
+            frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=stream.layout.name)
+            frame.sample_rate = 48000
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                out.mux(packet)
+    assert F.info(str(path)).channels == 2
+
+
+def test_alac_in_caf_is_read_by_ffmpeg_where_libsndfile_lacks_the_codec(tmp_path):
+    path = write_av(tmp_path / "alac.caf", signal(1.0, 44100), 44100, "alac", "caf")
+    with pytest.raises(sf.LibsndfileError, match="unsupported encoding"):
+        sf.info(path)
+    meta = F.info(path)
+    assert (meta.format, meta.subtype) == ("CAF", "ALAC")
+    np.testing.assert_array_equal(F.load(path)[0], pyav_samples(path)[:, 0])
+
+
+def test_video_containers_are_found_in_folders():
+    from featurelib.io import AUDIO_EXTENSIONS
+
+    assert {"mkv", "mov", "m4v", "mp4", "webm", "adts"} <= AUDIO_EXTENSIONS
+
+
+def test_long_ffmpeg_files_are_never_split_to_seek():
+    from jobs.plan import PlannedFile, decodes_in_ranges, splits_exactly
+
+    webm = PlannedFile(path="/a.webm", file_id="a", size_bytes=1, format="MATROSKA", subtype="OPUS",
+                       sample_rate=48000, channels=1, frames=48000 * 3600, duration_s=3600.0)
+    ogg = PlannedFile(path="/a.opus", file_id="b", size_bytes=1, format="OGG", subtype="OPUS",
+                      sample_rate=48000, channels=1, frames=48000 * 3600, duration_s=3600.0)
+    assert not splits_exactly(webm, 48000) and not decodes_in_ranges(webm)
+    assert splits_exactly(ogg, 48000)
+
+
+def test_plot_samples_a_long_ffmpeg_file_in_one_pass(tmp_path):
+    """The sampled spectra of a long M4A: the same pieces as featurelib.load at each offset,
+    from one sequential pass (each load would decode the file from its start)."""
+    from jobs.plotting import _PieceReader, _seeks
+
+    path = write_av(tmp_path / "long.m4a", signal(20, 22050, seed=5), 22050, "aac", "mp4", 64000)
+    assert not _seeks(path)
+    reader = _PieceReader(path, 16000)
+    try:
+        for offset in (0.0, 0.01, 0.015, 3.3, 3.31, 12.0, 19.9):
+            expected, _ = F.load(path, sr=16000, offset=offset, duration=0.08)
+            np.testing.assert_array_equal(reader.load(offset, 0.08), expected)
+    finally:
+        reader.close()
+    from jobs.cli import main as cli_main
+
+    assert cli_main(["plot", path, "--kind", "all", "-o", str(tmp_path / "long.png")]) == 0
