@@ -1412,35 +1412,6 @@ def _out(cfg):
     return OutDir(cfg.out, getattr(cfg, "out_storage_options", None))
 
 
-def _lock(out):
-    """Hold ``OUT/.lock`` for the run: a second extract into the same folder stops at once.
-
-    The lock is an ``flock``, released by the kernel when the process ends, however it ends.
-    An object store (URL out) has no such lock: there is none, one writer per output URL.
-    """
-    import fcntl
-
-    if getattr(out, "is_url", False):
-        return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
-    out = getattr(out, "location", out)
-
-    try:
-        os.makedirs(out, exist_ok=True)
-        handle = open(os.path.join(out, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
-    except OSError as exc:  # a parent that is a file, a read-only or missing mount, no permission
-        from jobs.errors import OutputError, storage_error
-
-        if storage_error(exc):  # full, over quota or read-only: exit 3, as when it happens later
-            raise OutputError(f"cannot write the output folder {out}: {storage_error(exc)}") from None
-        raise UsageError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise UsageError(f"another audiofeat extract is writing {out} (its .lock is held)") from None
-    return handle
-
-
 # ================================================================ the whole job
 
 
@@ -1476,7 +1447,9 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     # what the cluster would refuse, told before the output is touched (a bad address, too
     # many local workers: a store planned for nothing would then refuse the corrected command)
     check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler)
-    lock = _lock(out)
+    from jobs.outdir import run_lock
+
+    lock = run_lock(out, "extract")
     try:
         return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
                            started=started, t_start=t_start, fc=fc, chash=chash, device=device)

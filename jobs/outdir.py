@@ -26,7 +26,7 @@ import uuid
 from jobs.errors import UsageError
 from jobs.redact import redact
 
-__all__ = ["OutDir", "is_url", "as_outdir"]
+__all__ = ["OutDir", "is_url", "as_outdir", "run_lock"]
 
 
 def temporary_folder(prefix: str = "audiofeat-"):
@@ -55,6 +55,49 @@ def as_outdir(out, storage_options: dict | None = None) -> OutDir:
     if isinstance(out, OutDir):
         return out
     return OutDir(out, storage_options)
+
+
+def run_lock(out, command: str):
+    """Hold ``OUT/.lock`` while ``command`` (extract, train, score) writes the run folder: a
+    second writer of the same folder stops at once with exit status 2, naming the command that
+    holds it. Returns the held file (``.close()`` releases it).
+
+    extract rewrites the store that train and score read, train rewrites the model that score
+    loads, two scores write the same tables: one writer per run folder. The lock is an
+    ``flock``, released by the kernel when the process ends, however it ends. An object store
+    (URL out) has no such lock: one writer per output URL.
+    """
+    import fcntl
+
+    od = as_outdir(out)
+    if od.is_url:
+        return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
+    folder = od.location
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle = open(os.path.join(folder, ".lock"), "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:  # a parent that is a file, a read-only or missing mount, no permission
+        from jobs.errors import OutputError, storage_error
+
+        if storage_error(exc):  # full, over quota or read-only: exit 3, as when it happens later
+            raise OutputError(f"cannot write the output folder {folder}: {storage_error(exc)}") from None
+        raise UsageError(f"cannot write the output folder {folder}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read(200).partition("\n")[0].strip() or "job"  # "train (pid 123)"
+        handle.close()
+        raise UsageError(f"another audiofeat {holder} is writing {folder} (its .lock is held); "
+                         "wait for it to end") from None
+    try:  # who holds it, for the message above (a lock file another version left may be empty)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{command} (pid {os.getpid()})\n")
+        handle.flush()
+    except OSError:
+        pass
+    return handle
 
 
 class OutDir:

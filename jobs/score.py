@@ -390,7 +390,23 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
               security=None, log=None) -> int:
     """Score the store in ``out_dir`` with a model folder (``model_dir``, else ``score.model``,
     else ``OUT/models/<train.name>``) per ``config`` (a ``jobs.config.JobConfig``; its ``score``,
-    ``train`` and ``labels`` sections, defaults where absent). Returns the exit status (0)."""
+    ``train`` and ``labels`` sections, defaults where absent). Returns the exit status (0).
+
+    A local run folder is locked meanwhile (``OUT/.lock``): not scored while extract or train
+    rewrite what it reads, nor by two scores at once."""
+    import contextlib
+
+    from jobs.outdir import OutDir, is_url, run_lock
+
+    kwargs = {"model_dir": model_dir, "scheduler": scheduler, "workers": workers,
+              "security": security, "log": log}
+    if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(out_dir):
+        return _run_score(config, out_dir, **kwargs)  # (no folder: open_run says so)
+    with contextlib.closing(run_lock(out_dir, "score")):
+        return _run_score(config, out_dir, **kwargs)
+
+
+def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log) -> int:
     import json
     import time
     from datetime import datetime, timezone

@@ -12,6 +12,8 @@ baseline, and says which. The pipeline (``audiofeat run``) calls :func:`run_trai
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from jobs.errors import UsageError
@@ -70,15 +72,22 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
 
     if is_url(out_dir):  # an fsspec URL: with the config's storage options
         out_dir = OutDir(out_dir, getattr(config, "out_storage_options", None))
-    trained = train_model(
-        out_dir,
-        labels_cfg=config.labels or LabelsConfig(),
-        segments_cfg=config.segments or SegmentsConfig(),
-        split_cfg=config.split or SplitConfig(),
-        train_cfg=train_cfg,
-        log=log,
-        force=force,
-    )
+    from jobs.outdir import run_lock
+
+    # a local run folder is locked meanwhile (OUT/.lock): not trained on while extract rewrites
+    # the store, nor while score loads the model or another train writes it (no folder: the
+    # store's absence is said by train_model, before the lock would make the folder)
+    lock = contextlib.ExitStack() if not os.path.isdir(str(out_dir)) else run_lock(out_dir, "train")
+    with contextlib.closing(lock):
+        trained = train_model(
+            out_dir,
+            labels_cfg=config.labels or LabelsConfig(),
+            segments_cfg=config.segments or SegmentsConfig(),
+            split_cfg=config.split or SplitConfig(),
+            train_cfg=train_cfg,
+            log=log,
+            force=force,
+        )
     if trained.up_to_date:
         return 0
     report = trained.report

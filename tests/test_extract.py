@@ -248,4 +248,4 @@ def test_a_second_job_on_the_same_folder_stops_at_once(tmp_path):
     with open(out / ".lock", "a+") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = run_cli("extract", cfg)
-    assert result.returncode == 2 and "another audiofeat extract" in result.stderr
+    assert result.returncode == 2 and "another audiofeat job is writing" in result.stderr

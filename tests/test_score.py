@@ -252,3 +252,24 @@ def test_tables_of_a_run_without_segments_have_string_columns():
     table = aggregate_files(segments, ["a", "b"], files)
     for column in ("file_id", "path", "label", "true_label", "split"):
         assert table[column].dtype == "string", column
+
+
+def test_score_and_train_wait_for_no_one_while_another_writes_the_run(scored, tmp_path, capsys):
+    """OUT/.lock: a run folder that extract, train or score is writing is neither trained on nor
+    scored; the refusal names the command holding it, and nothing is written."""
+    from jobs.outdir import run_lock
+
+    run, config = scored
+    private = copy_run(run, tmp_path / "run")
+    shutil.rmtree(private / "scores")
+    held = run_lock(private, "extract")
+    try:
+        assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 2
+        assert cli_main(["train", str(config), "--out", str(private), "--name", "other"]) == 2
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert err.count("another audiofeat extract (pid ") == 2 and "is writing" in err
+    assert not (private / "scores").exists() and not (private / "models" / "other").exists()
+    # released: both run
+    assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
