@@ -6,7 +6,8 @@ so a two-hour recording is never held in memory.
 
 Levels are relative to digital full scale (1.0): ``peak_dbfs = 20 * log10(max |x|)`` and
 ``rms_dbfs = 20 * log10(sqrt(mean(x ** 2)))`` over every sample of every channel, so a full-scale
-sine reads 0.0 dBFS peak and -3.01 dBFS RMS. Digital silence reads ``-inf``.
+sine reads 0.0 dBFS peak and -3.01 dBFS RMS. Digital silence reads ``-inf`` in the table and
+``null`` in ``--json`` (JSON has no infinity; a number field stays a number or null).
 
 Exit status: 0 every file inspected; 1 some files could not be read (one ``path: reason`` line
 each on stderr, the others still reported); 2 a PATH matched nothing.
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audio files, folders (searched recursively for audio files), globs, "
                              "or fsspec URLs of single files (s3://bucket/a.wav)")
     parser.add_argument("--json", action="store_true",
-                        help="print a JSON list of objects instead of a table")
+                        help="print a JSON list of objects instead of a table (dBFS of digital silence: null)")
     parser.add_argument("--recursive", "-r", action="store_true",
                         help="let '**' in a glob match any number of folders")
 
@@ -227,7 +228,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _json_value(value):
     if isinstance(value, float) and value == float("-inf"):
-        return "-inf"
+        return None  # digital silence: -inf dBFS, which JSON cannot write as a number
     return value
 
 

@@ -84,7 +84,7 @@ def test_levels_of_silence_clipping_and_float(tmp_path, capsys):
     status, rows, _ = inspect_json(capsys, silent, clipped, hot)
     assert status == 0
     by_name = {Path(r["path"]).name: r for r in rows}
-    assert by_name["silent.flac"]["peak_dbfs"] == "-inf" and by_name["silent.flac"]["rms_dbfs"] == "-inf"
+    assert by_name["silent.flac"]["peak_dbfs"] is None and by_name["silent.flac"]["rms_dbfs"] is None
     assert by_name["silent.flac"]["min"] == 0.0 == by_name["silent.flac"]["max"]
     assert by_name["clipped.wav"]["peak_dbfs"] == pytest.approx(0.0, abs=1e-3)
     assert by_name["clipped.wav"]["min"] == -1.0
