@@ -403,8 +403,10 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
             _silence_stdout()
         return
     directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise UsageError(f"-o {output}: no such directory {directory}")
+    try:  # a missing folder is made, as plot -o and extract --out make theirs
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:  # a part of the path is a file, no permission, a read-only disk
+        raise UsageError(f"-o {output}: cannot make the folder {directory}: {exc.strerror or exc}") from None
     tmp = os.path.join(directory, f".{os.path.basename(output)}.tmp-{uuid.uuid4().hex}")
     try:
         if fmt == "parquet":

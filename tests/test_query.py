@@ -180,8 +180,10 @@ def test_output_file_and_format_from_its_suffix(run, capsys, tmp_path):
     assert len(json.loads((tmp_path / "loudest.json").read_text())) == 5
     status, _, _ = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "loudest.txt")
     assert (tmp_path / "loudest.txt").read_text().splitlines()[-1] == "(5 rows)"
-    status, _, err = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "no" / "such" / "x.csv")
-    assert status == 2 and "no such directory" in one_error_line(err)
+    status, _, _ = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "new" / "folder" / "x.csv")
+    assert status == 0 and len(pd.read_csv(tmp_path / "new" / "folder" / "x.csv")) == 5
+    status, _, err = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "loudest.csv" / "x.csv")
+    assert status == 2 and "cannot make the folder" in one_error_line(err)
 
 
 # ---------------------------------------------------------------- several runs
