@@ -163,6 +163,24 @@ _LOSSLESS = frozenset({"alac", "wavpack", "ape", "tta", "flac", "mlp", "truehd"}
 _SAMPLE_BITS = {"u8": 8, "s16": 16, "flt": 32, "dbl": 64}
 _SCALE = {"s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9223372036854775808.0}
 
+
+
+def _lossless_bits(ctx, sample_format: str) -> int | None:
+    """A lossless stream's bit depth: ALAC's from its magic cookie (``ALACSpecificConfig``'s
+    ``bitDepth``: 16, 20, 24 or 32), another lossless codec's from the decoder's sample type
+    where that is exact (8 or 16-bit integers, floats); None for a lossy codec, and for a
+    24-bit WavPack or APE stream, which decodes to 32-bit integers."""
+    if ctx.name not in _LOSSLESS:
+        return None
+    if ctx.name == "alac":
+        cookie = bytes(ctx.extradata or b"")
+        if cookie[4:8] == b"alac":  # as MP4 and CAF carry it: size, "alac", version and flags first
+            cookie = cookie[12:]
+        if len(cookie) >= 24 and cookie[5] in (16, 20, 24, 32):
+            return int(cookie[5])
+    return _SAMPLE_BITS.get(sample_format)
+
+
 _COUNTED: dict = {}  # (path, size, mtime_ns) -> (frames, samplerate, channels)
 
 
@@ -345,9 +363,7 @@ def _count(source):
                    f"announces {stated} frames but only {frames} decode (the file was cut short)")
         if cut is None:
             cut = _size_cut_reason(source, container.format.name)
-        # the decoder's sample type tells a lossless codec's depth where it is exact (a 24-bit
-        # ALAC or WavPack stream decodes to 32-bit integers: its depth is not known here)
-        bits = _SAMPLE_BITS.get(sample_format) if ctx.name in _LOSSLESS else None
+        bits = _lossless_bits(ctx, sample_format)
         return {"frames": frames, "samplerate": rate, "channels": channels,
                 "codec": ctx.name, "container": container.format.name, "bits": bits,
                 "cut": cut}
@@ -428,7 +444,7 @@ class AVFile:
         codec = stream.codec_context.name
         return {"frames": frames, "samplerate": rate, "channels": channels, "codec": codec,
                 "container": self._container.format.name, "cut": None,
-                "bits": _SAMPLE_BITS.get(sample_format) if codec in _LOSSLESS else None}
+                "bits": _lossless_bits(stream.codec_context, sample_format)}
 
     # ---------------------------------------------------------------- soundfile's interface
 

@@ -46,8 +46,9 @@ def signal(seconds, sr, channels=1, seed=0):
     return y if channels == 1 else np.stack([y, -0.5 * y], axis=1)
 
 
-def write_av(path, y, sr, codec, container, bit_rate=None):
-    """Encode ``y`` ((n,) or (n, channels) float) with PyAV."""
+def write_av(path, y, sr, codec, container, bit_rate=None, sample_format=None):
+    """Encode ``y`` ((n,) or (n, channels) float) with PyAV (in ``sample_format``, else the
+    first of float, 16-bit and 32-bit integer that the encoder takes)."""
     y2 = y[:, None] if y.ndim == 1 else y
     layout = {1: "mono", 2: "stereo"}[y2.shape[1]]
     with av.open(str(path), "w", format=container) as out:
@@ -55,7 +56,10 @@ def write_av(path, y, sr, codec, container, bit_rate=None):
         if bit_rate:
             stream.bit_rate = bit_rate
         offered = {f.name: f for f in stream.codec_context.codec.audio_formats}
-        fmt = next(offered[name] for name in ("fltp", "flt", "s16p", "s16", "s32p", "s32") if name in offered)
+        fmt = next(offered[name] for name in ((sample_format,) if sample_format else
+                                              ("fltp", "flt", "s16p", "s16", "s32p", "s32")) if name in offered)
+        if sample_format:
+            stream.codec_context.format = sample_format  # else the encoder's default
         step = 1 << 14
         for i in range(0, y2.shape[0], step):
             chunk = y2[i:i + step]
@@ -313,6 +317,15 @@ def test_alac_in_caf_is_read_by_ffmpeg_where_libsndfile_lacks_the_codec(tmp_path
     meta = F.info(path)
     assert (meta.format, meta.subtype) == ("CAF", "ALAC")
     np.testing.assert_array_equal(F.load(path)[0], pyav_samples(path)[:, 0])
+
+
+def test_alac_bit_depth_comes_from_its_magic_cookie(tmp_path):
+    y = signal(0.5, 44100)
+    deep = write_av(tmp_path / "deep.m4a", y, 44100, "alac", "mp4", sample_format="s32p")
+    shallow = write_av(tmp_path / "shallow.m4a", y, 44100, "alac", "mp4", sample_format="s16p")
+    assert F.info(deep).bit_depth == 24  # decoded as 32-bit integers, stored as 24
+    assert F.info(shallow).bit_depth == 16
+    assert F.info(write_av(tmp_path / "lossy.m4a", y, 44100, "aac", "mp4", 96000)).bit_depth is None
 
 
 def test_video_containers_are_found_in_folders():
