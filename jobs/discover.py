@@ -62,6 +62,16 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in AUDIO_EXTENSIONS)
 
 
+def _list_text(raw: bytes) -> str:
+    """A list file's text: UTF-8, with or without the byte-order mark Windows editors write, or
+    UTF-16 where a byte-order mark says so (PowerShell's ``>`` writes that)."""
+    import codecs
+
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
+
+
 @dataclass
 class Discovery:
     """What discovery found: audio inputs, and named paths that could not be read."""
@@ -220,10 +230,17 @@ class _Walker:
             raise UsageError(f"input: list files nest too deeply at {list_path}")
         base = os.path.dirname(list_path)
         try:
-            with open(list_path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            with open(list_path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
             self._fail(list_path, exc)
+            return
+        try:
+            lines = _list_text(raw).splitlines()
+        except UnicodeDecodeError:
+            self._fail(list_path, "a list of inputs that is not UTF-8 (nor UTF-16 with a byte-order "
+                                  "mark) text: none of its entries were read; save it as UTF-8",
+                       "UnreadableList")
             return
         for line in lines:
             entry = line.strip()

@@ -64,6 +64,22 @@ def test_glob_list_file_and_explicit_paths(tree, tmp_path):
     assert discover([str(odd)]).paths == [str(odd)]  # a file named explicitly is always an input
 
 
+def test_list_files_as_windows_editors_write_them(tree, tmp_path):
+    """A UTF-8 byte-order mark (Notepad) or UTF-16 (PowerShell's >) with CRLF lines reads as
+    plain UTF-8; a list in another encoding is one failure saying so."""
+    root, files = tree
+    text = f"{files[0]}\r\n{files[1]}\r\n"
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    (tmp_path / "u16.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-16")
+    for name in ("bom.txt", "u16.txt"):
+        found = discover(str(tmp_path / name))
+        assert found.paths == sorted(files[:2]) and not found.failures, name
+    (tmp_path / "latin1.txt").write_bytes(f"{files[0]}\n".encode() + b"caf\xe9.wav\n")
+    found = discover(str(tmp_path / "latin1.txt"))
+    assert not found.paths and len(found.failures) == 1
+    assert found.failures[0]["error_type"] == "UnreadableList" and "UTF-8" in found.failures[0]["message"]
+
+
 def test_duplicates_collapse_and_lists_combine(tree):
     root, files = tree
     assert discover([str(root), files[0], str(root / "sub")]).paths == files
