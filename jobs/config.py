@@ -118,6 +118,16 @@ class FramesConfig(_Section):
             raise _KeyError("win_length", f"win_length={self.win_length} must not exceed n_fft={self.n_fft}")
         if self.n_fft % 2:
             raise _KeyError("n_fft", f"n_fft={self.n_fft} must be even")
+        if self.window not in ("hann", "hanning"):  # checked before any output is touched (a
+            # window typo with --overwrite cleared a finished run, then stopped)
+            from featurelib import ParameterError
+            from featurelib.framing import get_window
+
+            try:
+                get_window(self.window, self.win_length or self.n_fft, n_fft=self.n_fft)
+            except ParameterError as exc:
+                raise _KeyError("window", f"{exc} (names as scipy.signal.get_window takes them: "
+                                          "hann, hamming, blackman, boxcar, ...)") from None
         return self
 
 

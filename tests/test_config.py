@@ -71,6 +71,9 @@ NAN, INF = float("nan"), float("inf")
     ({"features": {"mean_frequency": {"power": False}}}, "features.mean_frequency.power", "wrong type"),
     ({"features": {"mfcc": {"n_mfcc": True}}}, "features.mfcc.n_mfcc", "integer"),
     # settings: never a bool for a number, never NaN or infinite
+    # a window is checked with the config (a typo with --overwrite once cleared a finished run)
+    ({"frames": {"window": "hannn"}}, "frames.window", "invalid window 'hannn'"),
+    ({"frames": {"window": "kaiser"}}, "frames.window", "must have parameters"),
     ({"audio": {"sr": True}}, "audio.sr", "integer"),
     ({"frames": {"hop_length": True}}, "frames.hop_length", "integer"),
     ({"compute": {"workers": True}}, "compute.workers", "integer"),
