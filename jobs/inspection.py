@@ -264,6 +264,10 @@ def main(args) -> int:
         rows.append(row)
         results.append({key: _json_value(row[key]) for key in JSON_KEYS})
         results[-1]["path"] = printable_path(results[-1]["path"])
+        if printable_path(str(path)) != str(path):  # read here, but extract's UTF-8 tables cannot name it
+            print(f"audiofeat inspect: note: {shown_path(path)}: the file name is not valid UTF-8 "
+                  "(the bytes shown as \\xNN): extract leaves it out until it is renamed",
+                  file=sys.stderr, flush=True)
     try:
         if args.json and (results or not problems):  # no "[]" for a command that named nothing
             print(json.dumps(results, indent=2, ensure_ascii=False))

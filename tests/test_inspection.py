@@ -229,3 +229,13 @@ def test_unseekable_codec_is_inspected(tmp_path, capsys):
         data = handle.read(handle.frames, dtype="float32")
     assert row["subtype"] == "GSM610" and row["frames"] == data.shape[0]
     assert row["max"] == pytest.approx(float(data.max()))
+
+
+def test_a_name_that_is_not_utf8_is_inspected_with_a_note(tmp_path, capsys):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    write_tone(folder / "tone.wav", 8000, 0.5)  # (soundfile cannot write to such a name)
+    os.rename(folder / "tone.wav", os.path.join(os.fsencode(folder), b"bad\xff.wav"))
+    status, rows, err = inspect_json(capsys, folder)
+    assert status == 0 and rows[0]["path"].endswith("bad\\xff.wav") and rows[0]["sample_rate"] > 0
+    assert "not valid UTF-8" in err and "extract leaves it out" in err
