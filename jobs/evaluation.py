@@ -17,7 +17,13 @@ __all__ = ["evaluate", "write_report"]
 def evaluate(true_labels, predicted_labels, classes: list[str], *, segment_accuracy: float | None = None,
              n_segments: int | None = None) -> dict:
     """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix
-    (rows: true class, columns: predicted class, in ``classes`` order)."""
+    (rows: true class, columns: predicted class, in ``classes`` order).
+
+    A class with no held-out file that is never predicted either (a class of one labelled file,
+    all of it in training) has no figures: its precision, recall and F1 are None ("n/a" in the
+    report), and macro F1 averages the other classes, as scikit-learn's does by default over
+    the classes present in the truth or the predictions; counted as 0 it lowered macro F1 of a
+    perfect model."""
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -31,19 +37,27 @@ def evaluate(true_labels, predicted_labels, classes: list[str], *, segment_accur
     precision, recall, f1, support = precision_recall_fscore_support(
         true_labels, predicted_labels, labels=label_set, zero_division=0
     )
+    seen = set(true_labels) | set(predicted_labels)
+    measured = [label for label in label_set if label in seen]
+
+    def figure(values, i):
+        return float(values[i]) if label_set[i] in seen else None
+
     report = {
         "n_files": int(len(true_labels)),
         "accuracy": float(accuracy_score(true_labels, predicted_labels)) if len(true_labels) else float("nan"),
-        "macro_f1": float(f1_score(true_labels, predicted_labels, labels=label_set, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(true_labels, predicted_labels, labels=measured, average="macro",
+                                   zero_division=0)) if measured else float("nan"),
         "per_class": {
             label: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
+                "precision": figure(precision, i),
+                "recall": figure(recall, i),
+                "f1": figure(f1, i),
                 "support": int(support[i]),
             }
             for i, label in enumerate(label_set)
         },
+        "classes_without_test_files": [label for label in label_set if label not in seen],
         "labels": label_set,
         "confusion_matrix": confusion_matrix(true_labels, predicted_labels, labels=label_set).tolist(),
     }
@@ -61,8 +75,16 @@ def _markdown(report: dict, title: str) -> str:
     if "segment_accuracy" in report:
         lines.append(f"- segment accuracy: {report['segment_accuracy']:.4f} ({report['n_segments']} segments)")
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    def cell(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
     for label, row in report["per_class"].items():
-        lines.append(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+        lines.append(f"| {label} | {cell(row['precision'])} | {cell(row['recall'])} | {cell(row['f1'])} "
+                     f"| {row['support']} |")
+    unmeasured = report.get("classes_without_test_files") or []
+    if unmeasured:
+        lines += ["", f"n/a: no held-out file of {', '.join(map(str, unmeasured))} and none predicted "
+                      "as such; macro F1 averages the other classes."]
     labels = report["labels"]
     lines += ["", "Confusion matrix (rows: true, columns: predicted)", ""]
     lines.append("| true \\ predicted | " + " | ".join(labels) + " |")
