@@ -328,7 +328,18 @@ def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) 
         "model_json_sha256": file_sha256(model_folder / META_FILE),
         "threshold": threshold,
         "labels": labels_cfg.model_dump() if labels_cfg is not None else None,
+        # the truth columns come from the CSV's rows too: an edited CSV scores again
+        "labels_csv_sha256": _csv_sha256(labels_cfg),
     }
+
+
+def _csv_sha256(labels_cfg) -> str | None:
+    from pathlib import Path
+
+    from jobs.models.onnx_model import file_sha256
+
+    csv = getattr(labels_cfg, "csv", None) if getattr(labels_cfg, "source", None) == "csv" else None
+    return file_sha256(csv) if csv and Path(csv).is_file() else None
 
 
 def _truth_table(model_folder, store, labels_cfg):

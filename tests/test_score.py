@@ -273,3 +273,21 @@ def test_score_and_train_wait_for_no_one_while_another_writes_the_run(scored, tm
     assert not (private / "scores").exists() and not (private / "models" / "other").exists()
     # released: both run
     assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+
+
+def test_an_edited_labels_csv_makes_the_scores_out_of_date(scored, tmp_path):
+    """true_label comes from the labels CSV's rows: its bytes are part of the score's fingerprint."""
+    from jobs.score import _fingerprint
+    from jobs.segments import open_run
+    from jobs.train_config import LabelsConfig
+
+    run, _ = scored
+    store, model = open_run(run), run / "models" / "default"
+    meta = json.loads((model / "model.json").read_text())
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\nx.wav,dog\n")
+    labels = LabelsConfig(source="csv", csv=str(csv))
+    before = _fingerprint(store, model, meta, 0.5, labels)
+    assert _fingerprint(store, model, meta, 0.5, labels) == before
+    csv.write_text("path,label\nx.wav,rain\n")
+    assert _fingerprint(store, model, meta, 0.5, labels) != before
