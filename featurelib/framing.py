@@ -85,7 +85,14 @@ def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = Non
         raise ParameterError(f"win_length={win_length} must satisfy 0 < win_length <= n_fft={n_fft}")
     try:
         hash(window)
-    except TypeError:  # an explicit array of window samples
+    except TypeError:  # an explicit array of window samples, or a spec holding a list
+        if isinstance(window, tuple):  # ("general_cosine", [0.5, 0.5]): not cached
+            try:
+                import librosa.filters
+
+                return _pad_center(librosa.filters.get_window(window, win_length, fftbins=True), n_fft)
+            except (ValueError, TypeError) as exc:
+                raise ParameterError(f"invalid window {window!r}: {exc}") from exc
         w = np.asarray(window, dtype=np.float64)
         if w.shape != (win_length,):
             raise ParameterError(f"window array has shape {w.shape}, expected ({win_length},)") from None
@@ -567,7 +574,12 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
     if n_fft is None:
         n_fft = 2 * (stft_matrix.shape[-2] - 1)
     n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
+    if length is not None and (isinstance(length, bool) or int(length) != length or length < 0):
+        raise ParameterError(f"length={length!r} must be a non-negative integer or None")
+    length = int(length) if length else None  # 0, as in librosa: the natural length
     T = stft_matrix.shape[-1]
+    if T < 1:
+        raise ParameterError("the STFT has no frames: nothing to invert")
     if length is not None:
         padded_length = length + 2 * (n_fft // 2) if center else length
         T = min(T, math.ceil(padded_length / hop_length))
@@ -578,7 +590,8 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
 
     import librosa.filters
 
-    wss = librosa.filters.window_sumsquare(window=window, n_frames=T, win_length=win_length,
+    named = "hann" if isinstance(window, str) and window == "hanning" else window  # as stft takes it
+    wss = librosa.filters.window_sumsquare(window=named, n_frames=T, win_length=win_length,
                                            n_fft=n_fft, hop_length=hop_length, dtype=np.float64)
     start = n_fft // 2 if center else 0
     y = y[..., start:]

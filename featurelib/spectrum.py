@@ -607,6 +607,8 @@ def dct_matrix(n_mfcc: int, n_mels: int, *, dct_type: int = 2, norm="ortho") -> 
         raise ParameterError(f"norm={norm!r} is not a DCT normalisation")
     if dct_type == 1 and n_mels < 2:
         raise ParameterError("dct_type=1 needs n_mels >= 2")
+    if isinstance(n_mfcc, bool) or int(n_mfcc) != n_mfcc or n_mfcc < 0:  # (-1 sliced n_mels - 1 rows)
+        raise ParameterError(f"n_mfcc={n_mfcc!r} must be a non-negative integer")
     return _cached_dct(int(n_mfcc), int(n_mels), int(dct_type), norm)
 
 
@@ -623,7 +625,7 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         Sampling rate.
     S : array, shape ``(..., n_mels, t)``, optional
         A log-power (dB) mel spectrogram; when given, ``y`` and the mel arguments are ignored.
-    n_mfcc : int > 0
+    n_mfcc : int >= 0
         Number of coefficients.
     dct_type : {1, 2, 3, 4}
         DCT type (``scipy.fft.dct``).
@@ -689,7 +691,7 @@ def _dct_in_float64(S, table: np.ndarray, LI, xp) -> bool:
     "double", never under "single", and under "auto" when its terms are large enough for
     float32's rounding to approach the parity bound (:data:`MFCC_FLOAT32_TERM_SUM`)."""
     precision = get_fft_precision()
-    if precision != "auto" or S.size == 0:
+    if precision != "auto" or S.size == 0 or table.size == 0:  # (n_mfcc=0: librosa's (0, t))
         return precision == "double"
     gain = float(np.max(np.abs(LI))) if LI is not None else 1.0
     row_sum = float(np.max(np.sum(np.abs(table), axis=1)))

@@ -200,8 +200,13 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
             threshold = threshold * float(ref_magnitude)
         except TypeError:
             raise ParameterError("ref_magnitude must be a number or give one number") from None
-    # |y| <= threshold counts as zero, and zero as positive unless zero_pos is False
-    if zero_pos:
+    # |y| <= threshold counts as zero, and zero as positive unless zero_pos is False; a negative
+    # threshold zeroes nothing (librosa's -t <= y <= t holds for no y), so -0.0 stays negative
+    if zero_pos and threshold < 0:
+        sign = xp.signbit(y)
+    elif threshold < 0:  # sign(y): a zero is zero whatever the threshold
+        sign = xp.astype(y > 0, xp.int8) - xp.astype(y < 0, xp.int8)
+    elif zero_pos:
         sign = y < -threshold
     else:
         sign = xp.astype(y > threshold, xp.int8) - xp.astype(y < -threshold, xp.int8)

@@ -290,6 +290,16 @@ def test_float32_in_float32_out():
         assert out.dtype == np.float32
 
 
+def test_half_precision_audio_is_computed_in_float32():
+    """float16 samples are promoted (in float16 the window and FFT put log-mel 2.6 dB off)."""
+    y = librosa.chirp(fmin=100, fmax=6000, sr=16000, duration=0.5).astype(np.float16)
+    assert F.stft(y, n_fft=512).dtype == np.complex64
+    got = F.power_to_db(F.melspectrogram(y=y, sr=16000, n_fft=512))
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512))
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 2e-3
+    assert np.abs(F.mfcc(y=y, sr=16000) - librosa.feature.mfcc(y=y, sr=16000)).max() < 5e-3
+
+
 @pytest.mark.parametrize("call", [
     lambda: F.stft(np.zeros(100, np.float32), n_fft=0),
     lambda: F.stft(np.zeros(100, np.float32), hop_length=0),
@@ -307,6 +317,9 @@ def test_float32_in_float32_out():
     lambda: F.spectral_centroid(S=-np.ones((129, 3), np.float32)),
     lambda: F.band_energy_ratio(np.zeros(100, np.float32), sr=8000, split_frequency=5000),
     lambda: F.stft(np.zeros(100, dtype=np.complex64)),
+    lambda: F.istft(F.stft(np.zeros(1000, np.float32), n_fft=256), length=-5),
+    lambda: F.istft(np.zeros((129, 0), np.complex64)),
+    lambda: F.mfcc(y=np.zeros(1000, np.float32), n_mfcc=-1),
 ])
 def test_bad_arguments_raise_parameter_error(call):
     with pytest.raises(ParameterError):
@@ -330,7 +343,7 @@ def test_snr_with_and_without_a_noise_reference():
 
 
 @pytest.mark.parametrize(("win_length", "n_fft"), [(1, 4), (2, 2), (255, 255), (256, 256), (400, 512), (2048, 2048)])
-@pytest.mark.parametrize("window", ["hann", "hamming", ("kaiser", 8.0)])
+@pytest.mark.parametrize("window", ["hann", "hamming", ("kaiser", 8.0), ("general_cosine", [0.5, 0.5])])
 def test_window_equals_librosa(window, win_length, n_fft):
     ref = librosa.util.pad_center(librosa.filters.get_window(window, win_length, fftbins=True), size=n_fft)
     np.testing.assert_allclose(F.get_window(window, win_length, n_fft=n_fft), ref, atol=1e-15)
@@ -417,6 +430,7 @@ def test_db_conversions_take_lists_and_arrays_of_references():
 
 
 @pytest.mark.parametrize("kwargs", [{"pad": True}, {"ref_magnitude": np.max, "threshold": 0.01},
+                                    {"threshold": -0.1}, {"threshold": -0.1, "zero_pos": False},
                                     {"ref_magnitude": 2.0, "threshold": 0.01},
                                     {"zero_pos": False, "pad": True, "threshold": 0.005}])
 def test_zero_crossing_rate_takes_librosa_s_zero_crossings_options(kwargs):
