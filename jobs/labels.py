@@ -1,7 +1,11 @@
 """A label (and optional group fields such as speaker) for each file of a run.
 
 Sources (``labels.source`` in the config):
-- ``folder``: the name of the file's parent folder;
+- ``folder``: the name of the folder directly below the corpus root (the deepest folder that
+  holds every stored file), as torchvision's ImageFolder and Keras' directory datasets label:
+  ``ROOT/dog/a.wav`` and ``ROOT/dog/night/b.wav`` are both ``dog``, and a file lying directly in
+  ``ROOT`` has no label;
+- ``parent``: the name of the file's own folder (``ROOT/dog/night/b.wav`` is ``night``);
 - ``regex``: named groups of ``labels.pattern`` searched in the file name; ``label`` is the label,
   every other named group becomes a column (FSDD: ``speaker``, ``index``);
 - ``csv``: a CSV with columns ``path,label`` and optionally ``group`` or any other columns; a path
@@ -12,6 +16,7 @@ A file without a label keeps ``label = None``: it is scored, not trained on.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -20,7 +25,8 @@ import pandas as pd
 from jobs.errors import UsageError
 from jobs.train_config import LabelsConfig
 
-__all__ = ["assign_labels", "labels_from_folder", "labels_from_regex", "labels_from_csv"]
+__all__ = ["assign_labels", "corpus_root", "labels_from_folder", "labels_from_parent", "labels_from_regex",
+           "labels_from_csv"]
 
 
 def _missing(value) -> bool:
@@ -39,7 +45,31 @@ def _objects(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def corpus_root(paths) -> str | None:
+    """The deepest folder holding every path (None for none, or paths that share no folder:
+    local paths and URLs mixed)."""
+    folders = {os.path.dirname(str(p)) for p in paths}
+    if not folders:
+        return None
+    try:
+        return os.path.commonpath(sorted(folders))
+    except ValueError:
+        return None
+
+
 def labels_from_folder(paths: pd.Series) -> pd.DataFrame:
+    """The first folder below :func:`corpus_root`: files directly in the root have no label."""
+    root = corpus_root(paths)
+    if root is None:
+        return labels_from_parent(paths)
+    labels = []
+    for p in paths:
+        parts = os.path.relpath(str(p), root).split(os.sep)
+        labels.append(parts[0] if len(parts) > 1 and parts[0] not in ("", ".", "..") else None)
+    return pd.DataFrame({"label": labels}, index=paths.index)
+
+
+def labels_from_parent(paths: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"label": [Path(p).parent.name or None for p in paths]}, index=paths.index)
 
 
@@ -107,6 +137,8 @@ def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
     paths = files["path"].astype(str)
     if config.source == "folder":
         found = labels_from_folder(paths)
+    elif config.source == "parent":
+        found = labels_from_parent(paths)
     elif config.source == "regex":
         found = labels_from_regex(paths, config.pattern)
     else:

@@ -405,9 +405,16 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     known = known.assign(split=split.reindex(known.index).to_numpy())
     classes = sorted(known.loc[known["split"] == TRAIN, "label"].unique())
     if len(classes) < 2:
+        hint = ""
+        if labels_cfg.source == "folder":
+            from jobs.labels import corpus_root
+
+            hint = (f": the name of the folder directly below {corpus_root(store.files['path'])}, "
+                    "where the files have no folder of their own; labels.source: parent, regex or "
+                    "csv label otherwise")
         raise UsageError(
             f"the training files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); a classifier "
-            f"needs at least 2 (labels come from labels.source: {labels_cfg.source})"
+            f"needs at least 2 (labels come from labels.source: {labels_cfg.source}{hint})"
         )
     _refuse_case_clashes(classes)
     from jobs.splits import unmatched_test_values
@@ -417,7 +424,11 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
         log(f"train: note: split.test_values {unmatched} match no labelled file's group "
             f"({split_cfg.group}): the test set is the files of the other values")
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
-    source = {"folder": "each file's parent folder name", "regex": "labels.pattern on file names",
+    from jobs.labels import corpus_root
+
+    root = corpus_root(store.files["path"]) if labels_cfg.source == "folder" else None
+    source = {"folder": f"the folders directly below {root}" if root else "each file's parent folder name",
+              "parent": "each file's parent folder name", "regex": "labels.pattern on file names",
               "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
         f"{(known['split'] == TEST).sum()} test), {len(classes)} classes, labels from {source}"

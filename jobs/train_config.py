@@ -19,7 +19,11 @@ class _Section(BaseModel):
 class LabelsConfig(_Section):
     """Where a file's label (and group, e.g. speaker) comes from."""
 
-    source: Literal["folder", "regex", "csv"] = "folder"
+    source: Literal["folder", "parent", "regex", "csv"] = Field(
+        default="folder",
+        description="folder: the folder directly below the corpus root (files directly in the "
+                    "root are unlabelled); parent: the file's own folder; regex: labels.pattern "
+                    "on the file name; csv: labels.csv")
     pattern: str | None = Field(
         default=None,
         description="regex with a named group 'label' (and optionally others), matched against the file name",

@@ -38,6 +38,20 @@ def test_folder_labels(tmp_path):
     assert table["label"].tolist() == ["dog", "cat"]
 
 
+def test_folder_labels_are_the_folders_below_the_corpus_root(tmp_path):
+    """As ImageFolder: a nested folder's files take their class folder's name; a file lying in
+    the corpus root itself has no label (it was a class named after the root). ``parent`` keeps
+    each file's own folder."""
+    root = tmp_path / "corpus"
+    files = _files([root / "dog" / "a.wav", root / "rain" / "b.wav", root / "rain" / "heavy" / "c.wav",
+                    root / "loose.wav"])
+    assert assign_labels(files, LabelsConfig(source="folder"))["label"].tolist() == ["dog", "rain", "rain", None]
+    assert assign_labels(files, LabelsConfig(source="parent"))["label"].tolist() == ["dog", "rain", "heavy", "corpus"]
+    # class folders named as inputs one by one: their common folder is the root
+    spoken = _files([root / "speakers" / "ann" / "s1" / "a.wav", root / "speakers" / "bob" / "s2" / "b.wav"])
+    assert assign_labels(spoken, LabelsConfig(source="folder"))["label"].tolist() == ["ann", "bob"]
+
+
 def test_csv_labels_relative_absolute_and_by_name(tmp_path):
     audio = tmp_path / "audio"
     files = _files([audio / "a.wav", audio / "b.wav", audio / "c.wav", audio / "d.wav"])
