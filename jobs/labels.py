@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -106,30 +107,46 @@ def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
     extra = [c for c in table.columns if c != "path"]
     by_abs = {}
     for i, p in enumerate(table["path"]):
-        q = Path(p)
-        resolved = str((q if q.is_absolute() else base / q).resolve())
+        q = Path(_csv_path(p))
+        resolved = _nfc(str((q if q.is_absolute() else base / q).resolve()))
         if resolved in by_abs:  # one file under two spellings (relative and absolute, say)
             raise UsageError(f"labels CSV {csv_path} lists {resolved} more than once "
                              f"(as {table['path'].iloc[by_abs[resolved]]!r} and {p!r})")
         by_abs[resolved] = i
-    resolved_paths = [str(Path(p).resolve()) for p in paths]
+    resolved_paths = [_nfc(str(Path(p).resolve())) for p in paths]
     exact = [by_abs.get(r) for r in resolved_paths]
     # A stored file that no row names exactly may match a row by its file name, when the name is
     # the only one of its kind both in the CSV and among the stored files, and that row named no
     # stored file itself (a CSV written elsewhere, its folders moved): never a second copy of a
     # labelled file (A/001.wav labelled, B/001.wav not in the CSV), which would leak into the test.
-    names = table["path"].map(lambda p: Path(p).name)
+    names = table["path"].map(lambda p: _nfc(Path(_csv_path(p)).name))
     used = {i for i in exact if i is not None}
     unique_names = names[~names.duplicated(keep=False)]
     by_name = {name: i for name, i in zip(unique_names, unique_names.index) if i not in used}
-    stored_names = pd.Series([Path(p).name for p in paths])
+    stored_names = pd.Series([_nfc(Path(p).name) for p in paths])
     unique_stored = set(stored_names[~stored_names.duplicated(keep=False)])
     rows = []
-    for p, i in zip(paths, exact):
-        if i is None and Path(p).name in unique_stored:
-            i = by_name.get(Path(p).name)
+    for name, i in zip(stored_names, exact):
+        if i is None and name in unique_stored:
+            i = by_name.get(name)
+            if i is not None:
+                used.add(i)
         rows.append(table.loc[i, extra].to_dict() if i is not None else dict.fromkeys(extra))
-    return _objects(pd.DataFrame(rows, index=paths.index, columns=extra))
+    result = _objects(pd.DataFrame(rows, index=paths.index, columns=extra))
+    # rows that label no stored file: a typo, a file that failed extraction, another corpus
+    result.attrs["unmatched_rows"] = [p for i, p in enumerate(table["path"]) if i not in used]
+    return result
+
+
+def _nfc(text: str) -> str:
+    """One spelling of a Unicode name (macOS writes é as e and a combining accent: NFD)."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _csv_path(text: str) -> str:
+    """A CSV path written with Windows separators (``folder\\a.wav``, no ``/``) as this
+    system's; a path with both keeps its backslashes (a legal character in a POSIX name)."""
+    return text.replace("\\", "/") if "\\" in text and "/" not in text and os.sep == "/" else text
 
 
 def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
@@ -147,6 +164,8 @@ def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
     if clash:  # the training table's own columns (split: train or test, from split:)
         raise UsageError(f"labels may not define the columns {sorted(clash)} (a CSV column or regex "
                          "group of that name: rename it)")
+    unmatched = found.attrs.get("unmatched_rows", [])
     found = _objects(found)
     result = pd.concat([files[["file_id", "path"]].reset_index(drop=True), found.reset_index(drop=True)], axis=1)
+    result.attrs["unmatched_rows"] = unmatched  # CSV rows naming no stored file
     return result

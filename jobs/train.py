@@ -398,6 +398,13 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
 
     # labels -> split
     labelled = assign_labels(store.files, labels_cfg)
+    unmatched = labelled.attrs.get("unmatched_rows") or []
+    if unmatched:
+        shown_rows = ", ".join(repr(p) for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
+        log(f"train: note: {len(unmatched)} row{'s' if len(unmatched) > 1 else ''} of the labels CSV "
+            f"name{'' if len(unmatched) > 1 else 's'} no file of the store ({shown_rows}): a path is "
+            "absolute or relative to the CSV's folder (or a file name unique on both sides); a file "
+            "that failed extraction is in failures.parquet")
     known = labelled[labelled["label"].notna()]
     n_unlabelled = len(labelled) - len(known)
     if split is None:

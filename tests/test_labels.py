@@ -66,6 +66,20 @@ def test_csv_labels_relative_absolute_and_by_name(tmp_path):
     table = assign_labels(files, LabelsConfig(source="csv", csv=str(csv)))
     assert table["label"].tolist() == ["yes", "no", "yes", None]
     assert table["group"].tolist() == ["s1", "s2", "s2", None]
+    assert table.attrs["unmatched_rows"] == ["audio/x.wav"]
+
+
+def test_csv_paths_in_windows_or_macos_spelling_match(tmp_path):
+    """``audio\\a.wav`` (Windows separators) and a decomposed é (macOS, NFD) name the stored file."""
+    import unicodedata
+
+    audio = tmp_path / "audio"
+    files = _files([audio / "sub" / "a.wav", audio / "dog récording.wav"])
+    csv = tmp_path / "labels.csv"
+    nfd = unicodedata.normalize("NFD", "audio/dog récording.wav")
+    csv.write_text(f"path,label\naudio\\sub\\a.wav,x\n{nfd},y\n", encoding="utf-8")
+    table = assign_labels(files, LabelsConfig(source="csv", csv=str(csv)))
+    assert table["label"].tolist() == ["x", "y"] and table.attrs["unmatched_rows"] == []
 
 
 def test_csv_empty_label_is_unlabelled(tmp_path):
