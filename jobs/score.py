@@ -456,6 +456,13 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     # check
     meta = read_model_meta(model_folder)
     check_compatible(meta, store)
+    seg_meta = meta["segments"]
+    asked = getattr(config, "segments", None)
+    if asked is not None and (asked.length_s, asked.hop_s) != (
+            seg_meta.get("requested_length_s", seg_meta["length_s"]), seg_meta.get("requested_hop_s", seg_meta["hop_s"])):
+        log(f"score: note: segments come from the model ({seg_meta['length_s']:g} s, hop "
+            f"{seg_meta['hop_s']:g} s, as it was trained); the config's segments: ({asked.length_s:g} s, "
+            f"hop {asked.hop_s:g} s) apply to training")
     classes = list(meta["classes"])
     names = ["segments.parquet", "files.parquet", "events.parquet"]
     if remote is not None:
@@ -483,7 +490,6 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             return 0
 
     # plan
-    seg_meta = meta["segments"]
     geometry = SegmentGeometry(int(seg_meta["length_frames"]), int(seg_meta["hop_frames"]), store.frame_rate_hz)
     segments = plan_segments(store.files, geometry)
     n_workers = max(1, workers or getattr(getattr(config, "compute", None), "workers", None) or os.cpu_count() or 1)

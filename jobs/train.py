@@ -79,6 +79,7 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     # store's absence is said by train_model, before the lock would make the folder)
     lock = contextlib.ExitStack() if not os.path.isdir(str(out_dir)) else run_lock(out_dir, "train")
     with contextlib.closing(lock):
+        _note_other_features(config, out_dir, log)
         trained = train_model(
             out_dir,
             labels_cfg=config.labels or LabelsConfig(),
@@ -97,6 +98,23 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
         f"on {report['n_files']} files (report: {shown_report})")
     return 0
+
+
+def _note_other_features(config, out_dir, log) -> None:
+    """Say so when the config names features that are not the store's (``train CONFIG --out
+    OTHER_RUN``): training reads the store's features, whatever the config says."""
+    if "features" not in getattr(config, "model_fields_set", ()):
+        return
+    from jobs.config import config_hash, feature_config
+    from jobs.store import store_attrs
+
+    try:
+        attrs = store_attrs(out_dir)
+    except Exception:  # noqa: BLE001 - no readable store: train_model says so
+        return
+    if attrs and attrs.get("config_hash") != config_hash(feature_config(config)):
+        log("train: note: the store was extracted with audio/frames/features settings other than "
+            "this config's; training uses the store's features as stored")
 
 
 def _print(message: str) -> None:
@@ -450,6 +468,11 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
 
     # segments -> inputs (through Dask, from the store)
     geometry = segment_geometry(segments_cfg.length_s, segments_cfg.hop_s, store.frame_rate_hz)
+    for key, asked, frames in (("length_s", segments_cfg.length_s, geometry.length_frames),
+                               ("hop_s", segments_cfg.hop_s, geometry.hop_frames)):
+        if asked * store.frame_rate_hz < 1:
+            log(f"train: note: segments.{key} {asked:g} s is under one frame of the store "
+                f"({1 / store.frame_rate_hz:g} s): {frames} frame is used")
     spec = _input_spec(kind, store, train_cfg, geometry)
     files = store.files[store.files["file_id"].isin(known["file_id"])]
     inputs, segments = read_inputs(store, files, geometry, spec, log=log)

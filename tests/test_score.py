@@ -291,3 +291,16 @@ def test_an_edited_labels_csv_makes_the_scores_out_of_date(scored, tmp_path):
     assert _fingerprint(store, model, meta, 0.5, labels) == before
     csv.write_text("path,label\nx.wav,rain\n")
     assert _fingerprint(store, model, meta, 0.5, labels) != before
+
+
+def test_settings_a_stage_does_not_use_are_named(scored, tmp_path, capsys):
+    """score takes the model's segments and train the store's features, whatever the config
+    says: each says so when the config asks for others."""
+    run, _ = scored
+    private = copy_run(run, tmp_path / "run")
+    other_features = write_config(tmp_path / "features.yaml", features={"melspectrogram": {"n_mels": 64}})
+    assert cli_main(["train", str(other_features), "--out", str(private)]) == 0  # (up to date)
+    assert "extracted with audio/frames/features settings other than this config's" in capsys.readouterr().err
+    config = write_config(tmp_path / "job.yaml", segments={"length_s": 3.0, "hop_s": 3.0})
+    assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+    assert "segments come from the model (1 s, hop 0.5 s" in capsys.readouterr().err
