@@ -58,3 +58,27 @@ def test_single_precision_store(tmp_path):
     # the same store asked for double precision is a changed config: refused without --overwrite
     again = run_cli("extract", _with_precision(cfg, "double"))
     assert again.returncode == 2, again.stderr
+
+
+def test_the_job_s_centroid_of_a_very_low_tone_keeps_parity(tmp_path):
+    """The job's spectral pass is float32 under "auto"; rows with a centroid near 0 Hz (a 10 Hz
+    tone, DC) are taken again in float64, as featurelib does (1.0e-3 relative off otherwise)."""
+    import librosa
+
+    from jobs.compute import compute_segments, segment_buffers
+
+    path = write_config(tmp_path / "job.yaml", input=tmp_path, out=tmp_path / "out", sr=48000,
+                        n_fft=2048, hop=512)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["features"] = {"spectral_centroid": {}}
+    path.write_text(yaml.safe_dump(cfg))
+    fs = FeatureSet.from_config(feature_config(load_config(path)))
+    t = np.arange(48000) / 48000
+    signals = [(0.5 * np.sin(2 * np.pi * 10 * t)).astype(np.float32),
+               (0.1 * np.random.default_rng(0).standard_normal(30000)).astype(np.float32)]
+    zbuf, ebuf, n_valid = segment_buffers(signals, fs)
+    got = compute_segments(zbuf, ebuf, fs, n_valid=n_valid, xp=np)["spectral_centroid"]
+    for row, (y, n) in enumerate(zip(signals, n_valid)):
+        ref = librosa.feature.spectral_centroid(y=y, sr=48000, n_fft=2048, hop_length=512)[0]
+        assert n == ref.size
+        assert np.max(np.abs(got[row, :n, 0] - ref) / ref) < 1e-4
