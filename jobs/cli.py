@@ -36,6 +36,26 @@ EXIT_STATUSES = """exit status:
   3    the output could not be written (disk full, quota, read-only); nothing is lost
   130  stopped by Ctrl-C (143 by SIGTERM); a rerun goes on where it stopped"""
 
+# what each command's exit statuses mean (extract and run: EXIT_STATUSES)
+_USAGE = "  2    bad usage or configuration (one line names the problem)"
+_STOPPED = "  130  stopped by Ctrl-C (143 by SIGTERM)"
+COMMAND_EXIT_STATUSES = {
+    "inspect": "\n".join(["exit status:", "  0    every file inspected",
+                          "  1    some files could not be read (one line each on stderr, the others reported)",
+                          "  2    bad usage, or a PATH that matches nothing", _STOPPED]),
+    "plot": "\n".join(["exit status:", "  0    the picture was written",
+                       "  1    the recording could not be read (one line says why)", _USAGE,
+                       "  3    the picture could not be written (disk full, quota, read-only)", _STOPPED]),
+    "train": "\n".join(["exit status:", "  0    the model was written, or is up to date", _USAGE,
+                        "  3    the model could not be written (disk full, quota, read-only)",
+                        "  130  stopped by Ctrl-C (143 by SIGTERM); no partial model is left"]),
+    "score": "\n".join(["exit status:", "  0    the scores were written, or are up to date", _USAGE,
+                        "  3    the scores could not be written (disk full, quota, read-only)", _STOPPED]),
+    "query": "\n".join(["exit status:", "  0    the result was written",
+                        "  2    bad usage, an SQL error, or a folder that is not a run",
+                        "  3    -o could not be written (disk full, quota, read-only)"]),
+}
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiofeat",
@@ -46,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_STATUSES,
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=COMMAND_EXIT_STATUSES.get(name, EXIT_STATUSES),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(_module=module)
         try:

@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a store made with a different config or inputs")
-    parser.add_argument("--tls-ca", metavar="FILE")
-    parser.add_argument("--tls-cert", metavar="FILE")
-    parser.add_argument("--tls-key", metavar="FILE")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate for a TLS scheduler")
+    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate for a TLS scheduler")
+    parser.add_argument("--tls-key", metavar="FILE", help="client key for a TLS scheduler")
 
 
 def _stage_parser(name: str):

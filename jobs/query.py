@@ -100,8 +100,9 @@ def main(args) -> int:
     if fmt is None:
         suffix = os.path.splitext(args.output or "")[1].lower()
         fmt = _SUFFIX_FORMATS.get(suffix, "table")
-    if fmt == "parquet" and not args.output:
-        raise UsageError("--format parquet needs -o FILE (Parquet is not written to a terminal)")
+    if fmt == "parquet" and not args.output and sys.stdout.isatty():
+        raise UsageError("--format parquet needs -o FILE or a redirected standard output "
+                         "(Parquet is not written to a terminal)")
     if args.max_rows < 0:
         raise UsageError(f"--max-rows must be 0 (all) or more, not {args.max_rows}")
     con = connect(run_specs)
@@ -395,7 +396,11 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
     if output is None:
         stream = sys.stdout
         try:
-            _WRITERS[fmt](reader, stream, max_rows=max_rows)
+            if fmt == "parquet":  # to a pipe or a file (the terminal was refused)
+                stream.flush()
+                _write_parquet(reader, stream.buffer)
+            else:
+                _WRITERS[fmt](reader, stream, max_rows=max_rows)
             stream.flush()
         except duckdb.Error as exc:  # an error met while the result streams
             raise UsageError(f"SQL error: {_first_line(exc)}") from None

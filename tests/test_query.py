@@ -161,9 +161,20 @@ def test_json_format_is_records(run, capsys):
     assert out == "x\n0.826\n"
 
 
-def test_parquet_format_needs_an_output_file(run, capsys, tmp_path):
-    status, _, err = query(capsys, run, SQL_LOUDEST, "--format", "parquet")
+def test_parquet_format_needs_an_output_file_or_a_redirection(run, capsys, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal: refused
+        status, _, err = query(capsys, run, SQL_LOUDEST, "--format", "parquet")
     assert status == 2 and "-o FILE" in one_error_line(err)
+    piped = subprocess.run([sys.executable, "-m", "jobs", "query", str(run), "SELECT * FROM files",
+                            "--format", "parquet"], capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    import io
+
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(piped.stdout)), pd.read_parquet(run / "files.parquet"))
     target = tmp_path / "loudest.parquet"
     status, out, _ = query(capsys, run, "SELECT * FROM files", "--format", "parquet", "-o", target)
     assert status == 0 and out == ""
