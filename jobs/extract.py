@@ -175,13 +175,26 @@ def _live_files(plan, meta) -> list:
     return [f for f in plan.files if f.path not in dropped and f.path not in superseded.get(f.batch_id, ())]
 
 
-def _dashboard_note() -> str:
-    """Where Dask's dashboard page would only say it needs bokeh: how to get it."""
-    import importlib.util
+def dashboard_line(client, command: str) -> tuple[str | None, str]:
+    """``(link, line to print)`` for the cluster's dashboard, asked of the page itself (1 s at
+    most): a scheduler started with ``--no-dashboard`` still has ``client.dashboard_link`` (its
+    HTTP server keeps the health routes) but answers 404 there: None and "none"; one without
+    bokeh answers that it needs bokeh: the link and how to get it."""
+    import urllib.error
+    import urllib.request
 
-    if importlib.util.find_spec("bokeh") is not None:
-        return ""
-    return " (its pages need bokeh: pip install 'bokeh>=3.1')"
+    link = client.dashboard_link
+    try:
+        with urllib.request.urlopen(link, timeout=1.0) as page:  # noqa: S310 - the cluster's own page
+            needs_bokeh = b"needs bokeh" in page.read(400)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None, f"{command}: dashboard: none (the scheduler serves no dashboard)"
+        needs_bokeh = False
+    except Exception:  # noqa: BLE001 - not reachable from here (a remote cluster's address)
+        needs_bokeh = False
+    note = " (its pages need bokeh on the scheduler: pip install 'bokeh>=3.1')" if needs_bokeh else ""
+    return link, f"{command}: dashboard {link}{note}"
 
 
 def changed_inputs(plan, discovery, meta) -> tuple[list[str], list[str]]:
@@ -1535,9 +1548,10 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
             t = mark("tables_s", t)
         if starting is not None:
             client, warming = starting.result()
-            cluster_info = {"scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+            dashboard, shown = dashboard_line(client, "extract")
+            cluster_info = {"scheduler": client.scheduler.address, "dashboard": dashboard,
                             "workers": len(client.scheduler_info().get("workers", {}))}
-            _say(f"extract: dashboard {client.dashboard_link}{_dashboard_note()}")
+            _say(shown)
             t = mark("cluster_wait_s", t)  # what planning did not hide of the cluster's start
         live = _live_files(plan, meta)
         _say(f"extract: {len(live) + len(plan.failures)} inputs, {len(live)} readable, "

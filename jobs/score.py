@@ -510,9 +510,9 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
     files_per_batch, seconds_per_batch = _progress_shares(segments, batches, store.frame_rate_hz)
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
-        from jobs.extract import _dashboard_note
+        from jobs.extract import dashboard_line
 
-        log(f"score: dashboard {client.dashboard_link}{_dashboard_note()}")
+        log(dashboard_line(client, "score")[1])
         worker_out = str(out_dir) if remote is None else remote
         worker_model = worker_model or str(model_folder)
         if len(segments):  # model, store and a first inference once per worker, before the clock

@@ -110,6 +110,21 @@ def test_no_dashboard_keeps_http_server_on_loopback():
         sockets = [s for s in listening(process_tree(me)) if s not in before]
         assert sockets and all(ip == "127.0.0.1" for _, ip, _ in sockets), sockets
         assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
+        from jobs.extract import dashboard_line
+
+        # the link Dask formats anyway is not printed as a dashboard: the page answers 404
+        assert dashboard_line(client, "extract") == (None, "extract: dashboard: none (the scheduler serves no dashboard)")
+
+
+def test_the_dashboard_line_names_the_page_and_what_it_needs():
+    import importlib.util
+
+    from jobs.extract import dashboard_line
+
+    with open_client(ClusterConfig(), n_workers=1) as client:
+        link, line = dashboard_line(client, "score")
+    assert link == client.dashboard_link and line.startswith(f"score: dashboard {link}")
+    assert ("need bokeh" in line) == (importlib.util.find_spec("bokeh") is None)
 
 
 def _heartbeat_failure_record(message="Failed to communicate with scheduler during heartbeat."):
