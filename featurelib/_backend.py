@@ -61,6 +61,32 @@ def as_float_array(y, xp=None, *, name: str = "y"):
     return y
 
 
+def namespace_dtype(dtype, xp):
+    """``dtype`` (a NumPy dtype, a type such as ``np.float64``, a name, or ``xp``'s own) as a
+    dtype of namespace ``xp``."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:  # a dtype object of another namespace (array_api_strict's)
+        return dtype
+    found = getattr(xp, name, None)
+    if found is None:
+        raise ParameterError(f"dtype {name} is not a dtype of {getattr(xp, '__name__', xp)}")
+    return found
+
+
+def place(result, out, xp):
+    """``result`` written into the caller's pre-allocated ``out`` (librosa's ``out=``): an array
+    as long as the result or longer on the last axis, whose prefix is filled and returned."""
+    if out is None:
+        return result
+    if tuple(out.shape[:-1]) != tuple(result.shape[:-1]) or out.shape[-1] < result.shape[-1]:
+        raise ParameterError(f"out has shape {tuple(out.shape)}; the result needs "
+                             f"{tuple(result.shape)} (or longer on the last axis)")
+    view = out[..., :result.shape[-1]]
+    view[...] = xp.astype(result, out.dtype)
+    return view
+
+
 def like(table: np.ndarray, ref, xp=None, dtype=None):
     """Move a NumPy constant ``table`` to the namespace and device of ``ref``."""
     if xp is None:

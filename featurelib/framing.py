@@ -22,6 +22,8 @@ from ._backend import (
     fft_namespace,
     like,
     namespace,
+    namespace_dtype,
+    place,
     signal_ends,
     sliding_frames,
 )
@@ -194,8 +196,9 @@ def _device(x):
     return device(x)
 
 
-def frame(x, *, frame_length: int, hop_length: int, axis: int = -1):
-    """Slice a signal into overlapping frames (``librosa.util.frame`` with ``axis=-1``).
+def frame(x, *, frame_length: int, hop_length: int, axis: int = -1, writeable: bool = False,
+          subok: bool = False):
+    """Slice a signal into overlapping frames, as ``librosa.util.frame``.
 
     Parameters
     ----------
@@ -203,7 +206,10 @@ def frame(x, *, frame_length: int, hop_length: int, axis: int = -1):
     frame_length : int > 0
     hop_length : int > 0
     axis : int
-        Only ``-1`` (the time axis last) is supported.
+        The axis to frame: ``-1`` (time last) in any namespace; another axis, and ``writeable``
+        or ``subok``, on a NumPy array, where ``librosa.util.frame`` does it.
+    writeable, subok : bool
+        As librosa (NumPy: a writeable view, subclasses kept).
 
     Returns
     -------
@@ -217,8 +223,16 @@ def frame(x, *, frame_length: int, hop_length: int, axis: int = -1):
     >>> featurelib.frame(np.arange(10.0), frame_length=4, hop_length=2).shape
     (4, 4)
     """
-    if axis != -1:
-        raise ParameterError("frame supports axis=-1 only")
+    if axis != -1 or writeable or subok:
+        if not isinstance(x, np.ndarray):
+            raise ParameterError("frame takes axis other than -1, writeable and subok on NumPy arrays only")
+        import librosa.util
+
+        try:
+            return librosa.util.frame(x, frame_length=frame_length, hop_length=hop_length, axis=axis,
+                                      writeable=writeable, subok=subok)
+        except librosa.util.exceptions.ParameterError as exc:
+            raise ParameterError(str(exc)) from None
     _check_hop(hop_length)
     if frame_length <= 0:
         raise ParameterError(f"frame_length={frame_length} must be positive")
@@ -480,7 +494,7 @@ def _is_complex_dtype(dtype, xp) -> bool:
 
 
 def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int | None = None,
-         window="hann", center: bool = True, pad_mode: str = "constant", dtype=None):
+         window="hann", center: bool = True, pad_mode: str = "constant", dtype=None, out=None):
     """Short-time Fourier transform, as ``librosa.stft``.
 
     Parameters
@@ -504,6 +518,9 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
     dtype : complex dtype, optional
         Type of the result, as librosa's ``dtype``; default: complex64 for float32 input,
         complex128 for float64.
+    out : array, optional
+        A pre-allocated complex array to hold the result, as librosa's ``out``: the same shape,
+        or longer on the frame axis (its first ``n_frames`` columns are filled and returned).
 
     Returns
     -------
@@ -520,10 +537,12 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
     xp = namespace(y)
     if dtype is not None and not _is_complex_dtype(dtype, xp):
         raise ParameterError(f"dtype={dtype!r} is not a complex type (the STFT is complex)")
-    out = xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
-                                          win_length=win_length, window=window, center=center,
-                                          pad_mode=pad_mode))
-    return out if dtype is None else xp.astype(out, dtype)
+    result = xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
+                                             win_length=win_length, window=window, center=center,
+                                             pad_mode=pad_mode))
+    if dtype is not None:
+        result = xp.astype(result, namespace_dtype(dtype, xp))
+    return place(result, out, xp)
 
 
 def _overlap_add(frames, hop_length: int, xp):
@@ -545,7 +564,8 @@ def _overlap_add(frames, hop_length: int, xp):
 
 
 def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None = None,
-          n_fft: int | None = None, window="hann", center: bool = True, length: int | None = None):
+          n_fft: int | None = None, window="hann", center: bool = True, dtype=None,
+          length: int | None = None, out=None):
     """Inverse STFT by weighted overlap-add, as ``librosa.istft``.
 
     Parameters
@@ -555,8 +575,14 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
         As given to :func:`stft`.
     n_fft : int, optional
         Defaults to ``2 * (stft_matrix.shape[-2] - 1)``.
+    dtype : real dtype, optional
+        Type of the result, as librosa's ``dtype``; default: float32 for complex64 input,
+        float64 for complex128.
     length : int, optional
         Exact output length (zero-padded or trimmed).
+    out : array, optional
+        A pre-allocated real array for the result, as librosa's ``out`` (the same shape, or
+        longer on the last axis: its prefix is filled and returned).
 
     Returns
     -------
@@ -606,4 +632,7 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
         wss = np.pad(wss, (0, max(0, length - wss.shape[0])))[:length]
     tiny = np.finfo(np.float32 if y.dtype == xp.float32 else np.float64).tiny
     norm = np.where(wss > tiny, wss, 1.0)
-    return y / like(norm, y, xp)
+    y = y / like(norm, y, xp)
+    if dtype is not None:
+        y = xp.astype(y, namespace_dtype(dtype, xp))
+    return place(y, out, xp)

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ._backend import as_float_array, like, namespace
+from ._backend import as_float_array, like, namespace, namespace_dtype
 from .exceptions import ParameterError
 from .framing import fft_precision, get_fft_precision, map_stft
 
@@ -539,7 +539,7 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
                    win_length: int | None = None, window="hann", center: bool = True,
                    pad_mode: str = "constant", power: float = 2.0, n_mels: int = 128,
                    fmin: float = 0.0, fmax: float | None = None, htk: bool = False,
-                   norm="slaney"):
+                   norm="slaney", dtype=np.float32):
     """Mel-scaled spectrogram, as ``librosa.feature.melspectrogram``.
 
     Parameters
@@ -556,6 +556,9 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
         Exponent of the magnitude (2 for power, 1 for energy).
     n_mels, fmin, fmax, htk, norm
         Mel filterbank parameters (``librosa.filters.mel``).
+    dtype : float dtype
+        The filterbank's type, as librosa's (``librosa.filters.mel(dtype=...)``): float64 gives a
+        float64 result, as librosa's product of a float32 spectrogram and a float64 basis does.
 
     Returns
     -------
@@ -580,14 +583,24 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
         M = _time_major_power(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                               window=window, center=center, pad_mode=pad_mode, power=power,
                               project=project, mel_basis=basis)
-        return xp.matrix_transpose(M)
+        return _basis_type(xp.matrix_transpose(M), dtype, xp)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     if n_fft // 2 + 1 != S.shape[-2]:  # as librosa: n_fft is kept when it fits S (odd n_fft)
         n_fft = 2 * (S.shape[-2] - 1)
     project = _mel_projector(S, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                              htk=htk, norm=norm)
-    return xp.matrix_transpose(project(xp.matrix_transpose(S)))
+    return _basis_type(xp.matrix_transpose(project(xp.matrix_transpose(S))), dtype, xp)
+
+
+def _basis_type(M, dtype, xp):
+    """``M`` in the type librosa's product with a basis of ``dtype`` has (float64 widens)."""
+    if dtype is None or np.dtype(dtype) == np.float32:
+        return M
+    if np.dtype(dtype).kind != "f":
+        raise ParameterError(f"dtype={dtype!r}: the mel filterbank's type is a float type")
+    wide = xp.result_type(M.dtype, namespace_dtype(dtype, xp))
+    return M if wide == M.dtype else xp.astype(M, wide)
 
 
 @functools.lru_cache(maxsize=64)

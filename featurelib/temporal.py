@@ -7,7 +7,9 @@ features have librosa's shape ``(..., 1, n_frames)``.
 
 from __future__ import annotations
 
-from ._backend import as_float_array, namespace, sliding_frames
+import numpy as np
+
+from ._backend import as_float_array, namespace, namespace_dtype, sliding_frames
 from .exceptions import ParameterError
 from .framing import _check_hop, pad_signal
 
@@ -96,7 +98,7 @@ def short_time_energy(y, *, frame_length: int = 2048, hop_length: int = 512, cen
 
 
 def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
-        pad_mode: str = "constant"):
+        pad_mode: str = "constant", dtype=np.float32):
     """Root-mean-square value of each frame, as ``librosa.feature.rms``.
 
     Parameters
@@ -108,6 +110,8 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
         (the window's energy is included, so it differs from the time-domain value).
     frame_length, hop_length, center, pad_mode
         Framing of ``y``.
+    dtype : float dtype
+        Type of the result, as librosa's (float32 by default, also for float64 input).
 
     Returns
     -------
@@ -121,7 +125,7 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     """
     if y is not None:
         frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
-        return xp.sqrt(xp.mean(frames, axis=-1))[..., None, :]
+        return _typed(xp.sqrt(xp.mean(frames, axis=-1))[..., None, :], dtype, xp)
     if S is None:
         raise ParameterError("rms needs y or S")
     xp = namespace(S)
@@ -136,7 +140,15 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     total = xp.sum(power, axis=-2, keepdims=True) - 0.5 * power[..., :1, :]
     if frame_length % 2 == 0:
         total = total - 0.5 * power[..., -1:, :]
-    return xp.sqrt(2.0 * total / frame_length**2)
+    return _typed(xp.sqrt(2.0 * total / frame_length**2), dtype, xp)
+
+
+def _typed(values, dtype, xp):
+    """``values`` as ``dtype`` (librosa's ``dtype=`` of a feature's result)."""
+    if dtype is None:
+        return values
+    wanted = namespace_dtype(dtype, xp)
+    return values if values.dtype == wanted else xp.astype(values, wanted)
 
 
 def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,

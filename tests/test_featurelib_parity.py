@@ -458,3 +458,49 @@ def test_zero_crossing_rate_takes_librosa_s_zero_crossings_options(kwargs):
     np.testing.assert_array_equal(got, ref)
     with pytest.raises(F.ParameterError, match="ref_magnitude"):
         F.zero_crossing_rate(y, ref_magnitude=lambda m: m.max(axis=-1))
+
+
+LIBROSA_FUNCTIONS = {
+    "frame": "util.frame", "stft": "stft", "istft": "istft", "power_to_db": "power_to_db",
+    "amplitude_to_db": "amplitude_to_db", "melspectrogram": "feature.melspectrogram",
+    "mfcc": "feature.mfcc", "delta": "feature.delta", "rms": "feature.rms",
+    "zero_crossing_rate": "feature.zero_crossing_rate", "spectral_centroid": "feature.spectral_centroid",
+    "spectral_bandwidth": "feature.spectral_bandwidth", "spectral_rolloff": "feature.spectral_rolloff",
+    "spectral_flatness": "feature.spectral_flatness", "load": "load",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIBROSA_FUNCTIONS))
+def test_every_librosa_keyword_is_taken_with_librosa_s_default(name):
+    """Code ported from librosa passes its keywords: each of librosa's named parameters is one
+    of featurelib's, with the same default (``load``'s ``sr`` excepted: None, the file's own
+    rate, by design)."""
+    import functools
+    import inspect
+
+    ref = functools.reduce(getattr, LIBROSA_FUNCTIONS[name].split("."), librosa)
+    ours = inspect.signature(getattr(F, name)).parameters
+    for key, param in inspect.signature(ref).parameters.items():
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        assert key in ours, f"{name} does not take librosa's {key}="
+        if param.default is not param.empty and (name, key) != ("load", "sr"):
+            assert repr(ours[key].default) == repr(param.default), (name, key)
+
+
+def test_librosa_s_dtype_and_out_keywords():
+    y = FSDD[2]
+    M = F.melspectrogram(y=y, sr=8000, n_fft=256, dtype=np.float64)
+    assert M.dtype == np.float64  # a float64 filterbank, as librosa's product gives
+    assert F.rms(y=y.astype(np.float64)).dtype == np.float32  # librosa's rms dtype default
+    out = np.zeros((129, 10_000), np.complex64)
+    X = F.stft(y, n_fft=256, hop_length=80, out=out)
+    assert np.shares_memory(X, out) and X.shape == librosa.stft(y, n_fft=256, hop_length=80).shape
+    back = np.zeros(y.size, np.float64)
+    z = F.istft(X, hop_length=80, length=y.size, dtype=np.float64, out=back)
+    assert z.dtype == np.float64 and np.shares_memory(z, back) and np.abs(z - y).max() < 1e-4
+    with pytest.raises(F.ParameterError, match="out has shape"):
+        F.stft(y, n_fft=256, hop_length=80, out=np.zeros((10, 10), np.complex64))
+    framed = F.frame(np.stack([y, y], axis=1), frame_length=256, hop_length=80, axis=0)
+    np.testing.assert_array_equal(framed, librosa.util.frame(np.stack([y, y], axis=1), frame_length=256,
+                                                             hop_length=80, axis=0))
