@@ -133,7 +133,8 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     _note_batching_kept(cfg, meta)
     changed, retried = changed_inputs(plan, discovery, meta)
     if meta.get("plan_id") != _plan_id(config_hash, discovery) or changed or retried:
-        plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash, changed=changed)
+        plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash, changed=changed,
+                                 retried=retried)
     return plan, meta
 
 
@@ -230,7 +231,7 @@ def _with_file_state(failures: list[dict]) -> list[dict]:
     return failures
 
 
-def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
+def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), retried=()):
     """The inputs changed since the stored plan: new inputs get new batches after the old regions
     (the arrays grow), inputs that went away are left out of the tables, files replaced in place
     (``changed``: :func:`changed_inputs`) are read again into new batches and their old rows are
@@ -250,7 +251,12 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     changed = set(changed)
     replaced = [[f.batch_id, f.path] for f in plan.files
                 if f.path in changed and f.path not in superseded.get(f.batch_id, ())]
-    new_paths = [p for p in discovery.paths if p not in planned or p in changed]
+    # a header that failed is read again when its file changed (retried), or when the failure
+    # holds no file state to tell (a URL): not every time another input changes
+    unchanged_failures = {f["path"] for f in plan.failures if f["stage"] == "probe" and f.get("state")} \
+        - set(retried)
+    new_paths = [p for p in discovery.paths
+                 if (p not in planned and p not in unchanged_failures) or p in changed]
     files, probe_failures = _guarded_probe(out, new_paths, cfg.compute.hang_seconds)
     _with_file_state(probe_failures)
     old_probe_failures = [f for f in plan.failures if f["stage"] == "probe" and f["path"] in current
@@ -265,7 +271,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     failures = {f["path"]: f for f in [*old_probe_failures, *probe_failures, *extra.failures,
                                        *discovery.failures]}
     plan.failures = [failures[p] for p in sorted(failures)]
-    dropped = sorted(planned - current)
+    dropped = sorted(planned - current)  # every planned file no longer named (the tables skip them)
+    gone = len(set(dropped) - set(meta.get("dropped", ())))  # of which since the last run
     store.grow_store(out, plan.total_frames)
     table, batches = plan_to_tables(plan)
     store.write_table(table, out, ".plan.parquet")
@@ -276,7 +283,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=()):
     store.write_json(meta, out, ".plan.json")  # the extension's commit
     again = sum(p in failed_before for p in new_paths)  # header failures are read again
     _say(f"extract: inputs changed since the last run: {len(new_paths) - again - len(changed)} new, "
-         f"{len(dropped)} gone"
+         f"{gone} gone"
          + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
          + (f", {again} that failed before read again" if again else "")
          + f"; {len(extra.batches)} batches added")

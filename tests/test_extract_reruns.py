@@ -125,3 +125,19 @@ def test_a_rerun_with_other_batching_says_the_plan_keeps_its_own(tmp_path):
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
     assert "keep their batch_seconds 600" in said and "(config: 30" in said and "nothing to do" in said
+
+
+def test_a_file_gone_is_counted_once_and_unchanged_failures_are_not_read_again(tmp_path):
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 4)
+    (corpus / "broken.wav").write_bytes(b"not audio")
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=tmp_path / "out", features={"rms": {}})
+    assert run_cli("extract", cfg).returncode == 1
+    os.remove(paths[0])
+    second = run_cli("extract", cfg)
+    assert "0 new, 1 gone;" in second.stderr, second.stderr  # broken.wav unchanged: not re-read
+    shutil.copyfile(paths[1], corpus / "added.wav")
+    third = run_cli("extract", cfg)
+    assert "1 new, 0 gone;" in third.stderr, third.stderr  # the file gone before is not gone again
+    files, failures = read_tables(tmp_path / "out")
+    assert files.num_rows == 4 and failures["path"].to_pylist() == [str(corpus / "broken.wav")]
