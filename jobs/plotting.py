@@ -640,9 +640,18 @@ def draw_mfcc(fig, ax, a: FileAnalysis) -> None:
                  fontsize=10)
 
 
+MIN_PANEL_HEIGHT_PX = 90
+
+
 def _figure(n_panels: int, width_px: int, height_px: int | None):
     import matplotlib.pyplot as plt
 
+    least = MIN_PANEL_HEIGHT_PX * n_panels + 60
+    if height_px is not None and height_px < least:  # matplotlib squeezed the panels to nothing
+        from jobs.errors import UsageError
+
+        raise UsageError(f"--height {height_px}: {n_panels} panel{'s' if n_panels > 1 else ''} need at "
+                         f"least {least} pixels ({MIN_PANEL_HEIGHT_PX} each and the title)")
     height_px = height_px or (PANEL_HEIGHT_PX * n_panels + 60)
     fig, axes = plt.subplots(n_panels, 1, figsize=(width_px / DPI, height_px / DPI), dpi=DPI,
                              squeeze=False, layout="constrained")

@@ -190,6 +190,7 @@ def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
         (["--n-fft", "0"], "--n-fft"),
         (["--offset", "99"], "past the end"),
         (["--file-id", "abc"], "--file-id goes with a run directory"),
+        (["--height", "200"], "5 panels need at least 510 pixels"),
     ],
 )
 def test_usage_errors_exit_2(samples_dir, tmp_path, capsys, argv, message):
