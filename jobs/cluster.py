@@ -406,6 +406,7 @@ def _address_client(address: str, *, security, gpu: bool) -> Iterator:
         raise UsageError(f"scheduler {address}: TLS certificates given, so the address must "
                          "start with tls://")
     check_scheduler_address(address)
+    probe_scheduler(address, security)
     try:
         client = Client(address, security=security, timeout="30s")
     except (OSError, TimeoutError) as exc:
@@ -416,12 +417,72 @@ def _address_client(address: str, *, security, gpu: bool) -> Iterator:
         yield client
 
 
+SCHEDULER_PROBE_SECONDS = 10.0
+
+
+def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROBE_SECONDS) -> None:
+    """A usage error unless a Dask scheduler answers at ``address`` within ``timeout`` seconds:
+    one connection and an ``identity`` call, whole under the time limit. ``Client`` waits its
+    full timeout on a refused port, never gives up on a server that accepts and stays silent
+    (an HTTP server: the dashboard's port), and on one that sends other bytes reads them as a
+    frame length (an allocation of exabytes)."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def identity():
+        args = security.get_connection_args("client") if security is not None else {}
+        comm = await connect(address, timeout=0.8 * timeout, **args)  # its own error first
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    hint = ""
+    try:
+        answer = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        answer, hint = None, f"no Dask answer in {timeout:g} s"
+    except MemoryError:  # other bytes read as a Dask frame's length
+        answer, hint = None, "it answered with bytes that are not Dask's"
+    except Exception as exc:  # noqa: BLE001 - refused, reset, TLS mismatch
+        answer, hint = None, " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(answer, dict) and answer.get("type") == "Scheduler":
+        return
+    if isinstance(answer, dict):
+        hint = f"it is a Dask {answer.get('type', 'server')}, not a scheduler"
+    elif answer is not None:
+        hint = "not a Dask scheduler"
+    tls = address.startswith("tls://")
+    advice = ("is it a Dask scheduler's address (port 8786 by default; 8787 is its dashboard)"
+              + ("; does that scheduler use TLS, with these certificates?" if tls else
+                 "; a scheduler started with TLS needs tls:// and --tls-* options") + "?")
+    raise UsageError(f"scheduler {address}: cannot connect ({hint}): {advice}")
+
+
 def _check_gpu_workers(client, address: str) -> None:
     workers = client.scheduler_info().get("workers", {})
-    if workers and not any(w.get("resources", {}).get("GPU") for w in workers.values()):
+    gpu_workers = [a for a, w in workers.items() if w.get("resources", {}).get("GPU")]
+    if workers and not gpu_workers:
         raise UsageError(f"compute.device: cuda, but no worker of the scheduler at {address} "
                          "offers the GPU resource (start GPU workers with --resources GPU=1 or "
                          "`dask cuda worker`, see cluster/README.md)")
+    if gpu_workers:
+        seen = client.run(_worker_sees_a_gpu, workers=gpu_workers)
+        if not any(seen.values()):  # every task would fail on its first array, file by file
+            raise UsageError(f"compute.device: cuda, but the workers of the scheduler at {address} "
+                             "that offer the GPU resource cannot use one (CuPy is not installed "
+                             "there or sees no CUDA device: pip install 'audiofeat[gpu]' on them)")
+
+
+def _worker_sees_a_gpu() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device
+        return False
 
 
 @contextlib.contextmanager
@@ -637,15 +698,34 @@ def check_local_workers(n_workers: int | None) -> None:
                          f"cores: at most {limit} here; for more, run them on a cluster (compute.cluster)")
 
 
-def check_client_settings(cluster=None, *, n_workers: int | None = None, scheduler: str | None = None) -> None:
-    """What :func:`open_client` would refuse that can be told without starting or reaching
-    anything (an address that does not parse, too many local workers): for a command to check
-    before it writes its output."""
+def check_client_settings(cluster=None, *, n_workers: int | None = None, scheduler: str | None = None,
+                          security=None, reach: bool = False) -> None:
+    """What :func:`open_client` would refuse that can be told before the command writes its
+    output: an address that does not parse, too many local workers, a SLURM cluster without
+    ``sbatch``, and (``reach``) a scheduler address where no Dask scheduler answers."""
     cluster, address = _cluster_and_address(cluster, scheduler)
     if address:
         check_scheduler_address(address)
+        if reach:
+            if security is None and cluster.tls is not None:
+                security = security_from_tls(cluster.tls)
+            if address.startswith("tls://") and security is None:
+                raise UsageError(f"scheduler {address} uses TLS: give --tls-ca, --tls-cert and "
+                                 "--tls-key (or compute.cluster.tls)")
+            probe_scheduler(address, security)
     elif cluster.kind == "local":
         check_local_workers(n_workers)
+    elif cluster.kind == "slurm":
+        import shutil
+
+        # imported here, in the main thread: dask-jobqueue sets a signal handler when imported,
+        # which fails in the thread that starts the cluster while the plan is made
+        _need_extra("dask_jobqueue", "slurm", "slurm")
+        if shutil.which("sbatch") is None:  # dask-jobqueue would wait for workers for ever
+            raise UsageError("compute.cluster.kind: slurm, but sbatch is not on this machine's PATH "
+                             "(run the command on a SLURM login node)")
+    elif cluster.kind == "kubernetes":
+        _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
 
 
 @contextlib.contextmanager

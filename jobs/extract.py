@@ -1466,7 +1466,11 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
 
     # what the cluster would refuse, told before the output is touched (a bad address, too
     # many local workers: a store planned for nothing would then refuse the corrected command)
-    check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler)
+    check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler,
+                          security=security, reach=True)
+    if cfg.compute.workers and (scheduler or cfg.compute.cluster.kind == "address"):
+        _say(f"extract: note: compute.workers / --workers ({cfg.compute.workers}) apply to the local "
+             "cluster; a running scheduler's workers are what they are (start more to add them)")
     from jobs.outdir import run_lock
 
     lock = run_lock(out, "extract")

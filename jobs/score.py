@@ -311,10 +311,12 @@ def find_events(segment_table, classes: list[str], threshold: float):
 
 def _open_client(config, *, scheduler, security, n_workers: int):
     """The Dask client for scoring, from ``compute.cluster`` (or ``--scheduler``), as extract's."""
-    from jobs.cluster import open_client
+    from jobs.cluster import check_client_settings, open_client
 
     compute = getattr(config, "compute", None)  # a bare scoring config may have no compute section
-    return open_client(getattr(compute, "cluster", None), n_workers=n_workers, threads_per_worker=1,
+    cluster = getattr(compute, "cluster", None)
+    check_client_settings(cluster, n_workers=n_workers, scheduler=scheduler)  # (no sbatch: a hang)
+    return open_client(cluster, n_workers=n_workers, threads_per_worker=1,
                        scheduler=scheduler, gpu=False, security=security)
 
 
@@ -449,8 +451,9 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             model_folder = Path(_local_model(worker_model))
         out_dir = remote
     else:
-        out_dir = Path(out_dir)
-        model_folder = Path(model_dir or score_cfg.model or out_dir / "models" / train_cfg.name)
+        # absolute: the workers of a running scheduler (--scheduler) have their own working folder
+        out_dir = Path(os.path.abspath(out_dir))
+        model_folder = Path(os.path.abspath(model_dir or score_cfg.model or out_dir / "models" / train_cfg.name))
         store = open_run(out_dir)
 
     # check

@@ -197,6 +197,23 @@ def test_extract_on_a_running_scheduler(scheduler, tmp_path):
     assert manifest["cluster"]["workers"] == 1
 
 
+def test_score_with_a_relative_out_on_a_scheduler_whose_workers_run_elsewhere(scheduler, tmp_path_factory):
+    """--out is the caller's (relative to its working folder), not the workers'."""
+    from train_helpers import copy_run, extracted_run, write_config
+
+    from jobs.cli import main as cli_main
+
+    root = tmp_path_factory.mktemp("relative")
+    copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml")
+    assert cli_main(["train", str(config), "--out", str(root / "run")]) == 0
+    result = subprocess.run([sys.executable, "-m", "jobs", "score", "job.yaml", "--out", "run",
+                             "--scheduler", scheduler["address"]], cwd=root, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(pd.read_parquet(root / "run" / "scores" / "files.parquet")) == 120
+
+
 def test_worker_of_a_running_scheduler_has_one_blas_thread(scheduler):
     with open_client(scheduler=scheduler["address"]) as client:
         facts = client.run(_worker_facts)
@@ -221,6 +238,69 @@ def test_gpu_job_on_scheduler_without_gpu_workers_is_refused(scheduler):
     with pytest.raises(UsageError, match="GPU resource"), \
             open_client(scheduler=scheduler["address"], gpu=True):
         pass
+
+
+def test_an_address_where_no_scheduler_answers_is_a_usage_error_at_once(tmp_path):
+    """An HTTP server (the dashboard's port: Client waited for ever), a server that sends other
+    bytes (read as a frame length: an allocation of exabytes) and a closed port: exit 2 within
+    the probe's time, before the output folder is touched."""
+    import socket
+    import threading
+    import time
+
+    from jobs.cluster import probe_scheduler
+
+    silent, talker = socket.socket(), socket.socket()
+    for sock in (silent, talker):
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+
+    def talk():
+        conn, _ = talker.accept()
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4)
+        time.sleep(1)
+        conn.close()
+
+    threading.Thread(target=talk, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    for port, says in ((silent.getsockname()[1], "no Dask answer in 2 s"),
+                       (talker.getsockname()[1], "bytes that are not Dask's"), (closed_port, "cannot connect")):
+        started = time.monotonic()
+        with pytest.raises(UsageError, match=says):
+            probe_scheduler(f"tcp://127.0.0.1:{port}", timeout=2)
+        assert time.monotonic() - started < 5
+    silent.close()
+    talker.close()
+    out = tmp_path / "run"
+    result = run_extract(out, "--scheduler", f"tcp://127.0.0.1:{closed_port}")
+    assert result.returncode == 2 and "is it a Dask scheduler's address" in result.stderr
+    assert not out.exists()
+
+
+def test_a_running_scheduler_answers_the_probe(scheduler):
+    from jobs.cluster import probe_scheduler
+
+    probe_scheduler(scheduler["address"], timeout=5)
+
+
+def test_gpu_workers_that_cannot_use_a_gpu_are_refused(tmp_path):
+    """Workers offering the GPU resource without CuPy or a device: every file would fail on its
+    first array; the job refuses at once instead (exit 2)."""
+    pytest.importorskip("distributed")
+    from jobs.cluster import _worker_sees_a_gpu
+
+    if _worker_sees_a_gpu():
+        pytest.skip("this machine has a usable GPU")
+    with Procs() as procs:
+        info = start_scheduler(procs, tmp_path)
+        start_worker(procs, info["address"], tmp_path, extra=("--resources", "GPU=1"))
+        wait_for_workers(info["address"], 1)
+        with pytest.raises(UsageError, match="cannot use one"), \
+                open_client(scheduler=info["address"], gpu=True):
+            pass
 
 
 def test_tls_address_without_certificates_is_a_usage_error():

@@ -221,3 +221,30 @@ def test_real_slurm_job_runs_extract(real_slurm, tmp_path):
     assert job_logs, list(logs.iterdir()) if logs.exists() else "no log directory"
     text = "\n".join(p.read_text() for p in job_logs)
     assert "Registered to" in text, text[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="sbatch is installed here")
+def test_without_sbatch_the_job_stops_at_once_saying_so(tmp_path):
+    """kind slurm where sbatch is missing: exit 2 before any output (score waited for workers
+    for ever), and dask-jobqueue is imported in the main thread (imported first in the thread
+    that starts the cluster, it failed on its signal handler: 'signal only works in main
+    thread')."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "job.yaml"
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["input"], data["out"] = str(SAMPLES), str(tmp_path / "run")
+    data["compute"] = {"cluster": {"kind": "slurm", "slurm": {"cores": 2, "memory": "4GB"}}}
+    config.write_text(yaml.safe_dump(data))
+    result = subprocess.run([sys.executable, "-m", "jobs", "extract", str(config)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "sbatch is not on this machine's PATH" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+    from jobs.config import load_config
+    from jobs.errors import UsageError
+    from jobs.score import _open_client
+
+    with pytest.raises(UsageError, match="sbatch is not on this machine's PATH"):
+        _open_client(load_config(config), scheduler=None, security=None, n_workers=1)
