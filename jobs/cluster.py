@@ -343,6 +343,8 @@ def _cluster_and_address(cluster, scheduler: str | None) -> tuple[ClusterConfig,
         cluster = ClusterConfig()
     elif isinstance(cluster, dict):
         cluster = ClusterConfig.model_validate(cluster)
+    if scheduler is not None and not scheduler.strip():  # not a silent local cluster instead
+        raise UsageError("--scheduler: an empty address (an unset variable?); e.g. tcp://10.0.0.5:8786")
     return cluster, scheduler or (cluster.address if cluster.kind == "address" else None)
 
 

@@ -1336,6 +1336,8 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
     n_files, failures, audio_s = index.finish(plan.failures + extra_failures)
     store.consolidate(out)
     wall_s = time.perf_counter() - t_start
+    run_audio_s = sum(s.get("audio_s", 0.0) for s in summaries)
+    run_files = sum(s.get("ok", 0) for s in summaries)
     totals = {}
     for s in summaries:
         for k, v in s["timings"].items():
@@ -1355,8 +1357,11 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
                    "batches_run": len(summaries), "total_frames": plan.total_frames},
         "audio_hours": audio_s / 3600.0,
         "wall_s": wall_s,
-        "throughput": {"audio_hours_per_s": audio_s / 3600.0 / wall_s if wall_s > 0 else None,
-                       "files_per_s": n_files / wall_s if wall_s > 0 else None},
+        # what this run did per second of its own wall time (a resumed run ran only some batches:
+        # the store's totals over its time overstated it)
+        "throughput": {"audio_hours_per_s": run_audio_s / 3600.0 / wall_s if wall_s > 0 else None,
+                       "files_per_s": run_files / wall_s if wall_s > 0 else None,
+                       "audio_hours_this_run": run_audio_s / 3600.0, "files_this_run": run_files},
         "task_seconds": totals,
         "peak_rss_mb": {"coordinator": _peak_rss_mb(),
                         "largest_worker": max((s.get("rss_mb", 0.0) for s in summaries), default=None)},

@@ -168,6 +168,7 @@ def test_store_attributes_and_manifest(mixed_run):
     assert manifest["counts"]["inputs"] == files.num_rows + failures.num_rows
     assert manifest["complete"] and manifest["audio_hours"] > 0
     assert {"numpy", "zarr", "dask"} <= set(manifest["versions"])
+    assert manifest["throughput"]["files_this_run"] == files.num_rows  # a first run did them all
 
 
 def test_rerun_of_a_finished_job_does_nothing(mixed_run):

@@ -141,3 +141,8 @@ def test_a_file_gone_is_counted_once_and_unchanged_failures_are_not_read_again(t
     assert "1 new, 0 gone;" in third.stderr, third.stderr  # the file gone before is not gone again
     files, failures = read_tables(tmp_path / "out")
     assert files.num_rows == 4 and failures["path"].to_pylist() == [str(corpus / "broken.wav")]
+    import json
+
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["throughput"]["files_this_run"] == 1  # the store's 4 files are not this run's
+    assert 0 < manifest["throughput"]["audio_hours_this_run"] < manifest["audio_hours"]
