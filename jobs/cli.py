@@ -14,7 +14,15 @@ import importlib
 import logging
 import sys
 
-from jobs.errors import EXIT_OUTPUT, EXIT_USAGE, OutputError, UsageError, storage_error
+from jobs.errors import (
+    EXIT_CLUSTER_LOST,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+    ClusterLostError,
+    OutputError,
+    UsageError,
+    storage_error,
+)
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -34,6 +42,7 @@ EXIT_STATUSES = """exit status:
   1    finished, some inputs failed (listed in OUT/failures.parquet)
   2    bad usage or configuration (one line names the problem)
   3    the output could not be written (disk full, quota, read-only); nothing is lost
+  4    the cluster's scheduler was lost mid-run; a rerun goes on where it stopped
   130  stopped by Ctrl-C (143 by SIGTERM); a rerun goes on where it stopped"""
 
 # what each command's exit statuses mean (extract and run: EXIT_STATUSES)
@@ -207,6 +216,9 @@ def main(argv=None) -> int:
     except OutputError as exc:
         print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_OUTPUT
+    except ClusterLostError as exc:
+        print(f"audiofeat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER_LOST
     except OSError as exc:  # a full or read-only output anywhere else: one line, not a traceback
         full = storage_error(exc)
         if full is None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import re
 
-__all__ = ["UsageError", "OutputError", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
-           "EXIT_OUTPUT"]
+__all__ = ["UsageError", "OutputError", "ClusterLostError", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED",
+           "EXIT_USAGE", "EXIT_OUTPUT", "EXIT_CLUSTER_LOST"]
 
 EXIT_OK = 0  # every input done
 EXIT_SOME_FAILED = 1  # finished, but some inputs failed (see failures.parquet)
 EXIT_USAGE = 2  # bad usage or configuration
 EXIT_OUTPUT = 3  # the output could not be written (disk full, quota, read-only): nothing is lost
+EXIT_CLUSTER_LOST = 4  # the cluster's scheduler went away mid-run: committed batches kept
 
 
 class UsageError(Exception):
@@ -22,6 +23,12 @@ class OutputError(Exception):
     """The run's output cannot be written (its disk is full, a quota is reached, it turned
     read-only): no file's fault, so the job stops rather than fail every file; the CLI prints
     the message on one line and exits 3."""
+
+
+class ClusterLostError(Exception):
+    """The connection to the cluster's scheduler was lost mid-run: no file's fault, so the
+    batches still running are neither failures nor lost (the committed ones are kept, a rerun
+    does the rest); the CLI prints the message on one line and exits 4."""
 
 
 # what a full or read-only output looks like, as an OSError or as the text of one that crossed

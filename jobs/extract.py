@@ -1192,6 +1192,17 @@ def start_warm_up(client, n_fft: int) -> list:
             for i, w in enumerate(workers)]
 
 
+def _scheduler_lost(exc: BaseException, client) -> bool:
+    """Whether a task's error is the client's connection to the scheduler going away (Dask
+    cancels every pending future then: ``FutureCancelledError``, reason
+    ``scheduler-connection-lost``), not anything a file did."""
+    import concurrent.futures
+
+    if "scheduler-connection-lost" in str(exc):
+        return True
+    return isinstance(exc, concurrent.futures.CancelledError) and getattr(client, "status", "") != "running"
+
+
 def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=None):
     """Stages 3-4 on the cluster: one task per pending batch, with progress. ``on_submitted()``
     runs once every task is submitted, while they run; ``index`` (a :class:`jobs.store.FilesIndex`)
@@ -1277,6 +1288,17 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
                     f"{full} ({' '.join(str(exc).split())}): the job stopped; {kept} of "
                     f"{len(plan.batches)} batches are committed and kept. Free space (or choose "
                     "another --out) and run the same command again: it goes on from them") from exc
+            if _scheduler_lost(exc, client):  # no file's fault: stop, keep what committed
+                client.cancel([*futures, *part_audio])
+                progress.close()
+                from jobs.errors import ClusterLostError
+
+                kept = sum(1 for s in summaries if s.get("committed")) + len(done)
+                raise ClusterLostError(
+                    f"lost the cluster's scheduler {client.scheduler.address} mid-run "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())}); {kept} of "
+                    f"{len(plan.batches)} batches are committed and kept. Run the same command "
+                    "again once the scheduler is back: it goes on from them") from None
             stage = getattr(exc, "stage", "compute")
             if type(exc).__name__ == "KilledWorker":  # Dask's words name a task and a worker
                 exc = BatchError(stage, "KilledWorker", "every worker process that ran this "

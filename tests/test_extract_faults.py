@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from test_extract_support import (
@@ -288,6 +289,48 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, tmp_path):
         stderr = job.communicate(timeout=240)[1]
         assert job.returncode == 0, stderr
         assert _batches(out) == corpus["n_batches"]
+        assert_same_outputs(corpus["clean"], out)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                kill_group(proc)
+        log.close()
+
+
+def test_the_scheduler_lost_mid_run_stops_the_job_without_failing_its_files(corpus, tmp_path):
+    """The scheduler dies: exit 4, no input is written down as failed (every batch still
+    running was reported as its files' failures, exit 1), and the same command against a live
+    scheduler ends with the clean run's outputs."""
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = []
+    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed in finally
+    try:
+        scheduler = _spawn([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                            "--scheduler-file", str(scheduler_file)], log)
+        procs.append(scheduler)
+        assert wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60)
+        address = json.loads(scheduler_file.read_text())["address"]
+        procs.append(_spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                             "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"], log))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        out = tmp_path / "out"
+        cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
+                           features=FEATURES, compute=COMPUTE)
+        job = start_cli("extract", cfg, "--scheduler", address)
+        procs.append(job)
+        assert wait_for(lambda: _batches(out) >= 2 or job.poll() is not None)
+        assert job.poll() is None, "the job finished before the scheduler could be killed"
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        stderr = job.communicate(timeout=120)[1]
+        assert job.returncode == 4, stderr[-3000:]
+        assert "lost the cluster's scheduler" in stderr and "committed and kept" in stderr
+        assert not (out / "failures.parquet").exists() or not pq.read_table(out / "failures.parquet").num_rows
+        rerun = run_cli("extract", cfg)  # a local cluster this time
+        assert rerun.returncode == 0, rerun.stderr
         assert_same_outputs(corpus["clean"], out)
     finally:
         for proc in reversed(procs):
