@@ -1211,10 +1211,8 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     Returns ``(summaries, batch_failures)``; ``batch_failures`` are failure rows for the files of
     batches that failed as a whole (not committed, so a rerun tries them again).
     """
-    from distributed import as_completed
 
     from jobs.compute import FeatureSet
-    from jobs.errors import OutputError, storage_error
     from jobs.plan import MAX_SCRATCH_BYTES, PackedBatch, native_ranges, splits_exactly
     from jobs.progress import Progress
 
@@ -1267,7 +1265,62 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     if on_submitted is not None:
         on_submitted()
     summaries, batch_failures, credited = [], [], {}
+    watch = PausedWorkersWatch(client)
+    try:
+        return _collect(client, plan, job, futures, part_audio, done, progress, index, summaries,
+                        batch_failures, credited, watch)
+    finally:
+        watch.stop()
+
+
+class PausedWorkersWatch:
+    """Says once when the job has waited ``quiet_s`` seconds without a finished task while
+    workers are paused by Dask for memory (past its pause threshold they run nothing: without a
+    word, the job looked hung). ``seen()`` marks progress."""
+
+    def __init__(self, client, *, quiet_s: float = 60.0, every_s: float = 15.0):
+        import threading
+
+        self.client, self.quiet_s, self.last = client, quiet_s, time.monotonic()
+        self.said = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True,
+                                        name="paused-workers")
+        self._thread.start()
+
+    def seen(self) -> None:
+        self.last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            if self.said or time.monotonic() - self.last < self.quiet_s:
+                continue
+            try:
+                workers = self.client.scheduler_info().get("workers", {})
+            except Exception:  # noqa: BLE001 - the cluster going away is said elsewhere
+                continue
+            paused = [w for w in workers.values() if str(w.get("status", "")).endswith("paused")]
+            if paused:
+                limit = max((w.get("memory_limit") or 0) for w in paused) / 2**20
+                _say(f"extract: note: {len(paused)} of {len(workers)} workers are paused by Dask for "
+                     f"memory (over its pause threshold of a {limit:,.0f} MiB limit): they run nothing "
+                     "until it falls, and the job waits for them; give workers more memory "
+                     "(--memory-limit, compute.cluster.memory_limit) or lower compute.batch_seconds")
+                self.said = True
+
+
+def _collect(client, plan, job, futures, part_audio, done, progress, index, summaries, batch_failures,
+             credited, watch):
+    """The finished tasks of :func:`stage_extract`, as they come."""
+    from distributed import as_completed
+
+    from jobs.errors import OutputError, storage_error
+
     for future in as_completed([*futures, *part_audio]):
+        watch.seen()
         if future in part_audio:  # a part of a split file: its audio shows now, the file at its commit
             batch_id, seconds = part_audio.pop(future)
             if future.status == "finished":

@@ -56,3 +56,25 @@ def test_plain_closing_line_is_not_a_repeat():
     progress.close()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("score: 3/3 files (100%)")
+
+
+def test_paused_workers_are_said_once_when_the_job_waits_on_them(capsys):
+    """Dask pauses a worker past its memory threshold; the job then waited without a word."""
+    import time
+
+    from jobs.extract import PausedWorkersWatch
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"a": {"status": "Status.paused", "memory_limit": 300 * 2**20},
+                                "b": {"status": "Status.running", "memory_limit": 300 * 2**20}}}
+
+    watch = PausedWorkersWatch(Client(), quiet_s=0.0, every_s=0.02)
+    time.sleep(0.3)
+    watch.stop()
+    err = capsys.readouterr().err
+    assert err.count("1 of 2 workers are paused by Dask for memory") == 1 and "300 MiB" in err
+    busy = PausedWorkersWatch(Client(), quiet_s=60.0, every_s=0.02)  # tasks finishing: no note
+    time.sleep(0.1)
+    busy.stop()
+    assert "paused" not in capsys.readouterr().err
