@@ -1116,8 +1116,8 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     got = block.shape[0]
     slack = _length_slack(handle)
     if got < expected - slack:
-        raise AudioDecodeError(shown, f"truncated: the header announces {total} frames but "
-                                      f"decoding stopped after {start + got}")
+        raise AudioDecodeError(shown, f"truncated: the header announces {total} frames but only "
+                                      f"{start + got} decode (the file is cut short, or damaged part-way)")
     if got == 0:
         raise AudioDecodeError(shown, "no audio frames could be decoded")
     if not np.isfinite(block).all():

@@ -123,6 +123,15 @@ def _release_blas_control() -> None:
         pass
 
 
+def length_mismatch(announced: int, decoded: int) -> str:
+    """The reason of a file whose decoding gave another frame count than its header announces."""
+    if decoded < announced:
+        return (f"truncated: the header announces {announced} frames but only {decoded} decode "
+                "(the file is cut short, or damaged part-way)")
+    return (f"the header announces {announced} frames but {decoded} decode (a damaged file, or a "
+            "header that is wrong)")
+
+
 class DecodeError(Exception):
     """A file whose samples cannot be used (unreadable, non-finite, length differs from header)."""
 
@@ -499,8 +508,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                 source.close()
     if expected_frames is not None and block.shape[0] != expected_frames:
         _raise_read_error(source)  # a URL's read that failed part-way, named
-        raise DecodeError("LengthMismatch", f"the header gives {expected_frames} frames but "
-                          f"{block.shape[0]} were decoded (truncated or damaged file)")
+        raise DecodeError("LengthMismatch", length_mismatch(expected_frames, block.shape[0]))
     if block.shape[0] == 0:
         raise DecodeError("EmptyAudio", "no audio samples")
     if not whole_pcm:
@@ -606,8 +614,7 @@ class ResampledStream:
             self._ended = True
             if self._native_read != self.expected_frames:
                 _raise_read_error(self._source)
-                raise DecodeError("LengthMismatch", f"the header gives {self.expected_frames} frames "
-                                  f"but {self._native_read} were decoded (truncated or damaged file)")
+                raise DecodeError("LengthMismatch", length_mismatch(self.expected_frames, self._native_read))
             _check_complete(self.path, self._handle.format, self._native_read)
         if y.shape[0]:
             self._pending.append(np.asarray(y, dtype=np.float32))

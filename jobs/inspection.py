@@ -159,8 +159,8 @@ def inspect_file(path) -> dict:
         except (sf.SoundFileError, RuntimeError, ValueError) as exc:
             raise AudioDecodeError(shown, f"decoding failed part-way ({exc})") from None
     if n_frames < meta.frames - slack:
-        raise AudioDecodeError(shown, f"truncated: the header announces {meta.frames} frames but "
-                                      f"decoding stopped after {n_frames}")
+        raise AudioDecodeError(shown, f"truncated: the header announces {meta.frames} frames but only "
+                                      f"{n_frames} decode (the file is cut short, or damaged part-way)")
     if n_frames == 0:
         raise AudioDecodeError(shown, "no audio frames could be decoded")
     rms = (sum_sq / (n_frames * meta.channels)) ** 0.5
