@@ -24,6 +24,7 @@ from cluster_helpers import (
     run_extract,
     start_scheduler,
     start_worker,
+    wait_for_file,
     wait_for_workers,
 )
 
@@ -110,10 +111,22 @@ def test_no_dashboard_keeps_http_server_on_loopback():
         sockets = [s for s in listening(process_tree(me)) if s not in before]
         assert sockets and all(ip == "127.0.0.1" for _, ip, _ in sockets), sockets
         assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
-        from jobs.extract import dashboard_line
 
-        # the link Dask formats anyway is not printed as a dashboard: the page answers 404
-        assert dashboard_line(client, "extract") == (None, "extract: dashboard: none (the scheduler serves no dashboard)")
+
+def test_a_scheduler_without_dashboard_is_said_to_have_none(tmp_path):
+    """`dask scheduler --no-dashboard`: Dask still formats a dashboard link (its HTTP server keeps
+    the health routes), but the page answers 404: no link is printed nor kept."""
+    from jobs.extract import dashboard_line
+
+    with Procs() as procs:
+        log = tmp_path / "scheduler.log"
+        sched_file = tmp_path / "scheduler.json"
+        proc = procs.start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                            "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)], log=log)
+        address = wait_for_file(sched_file, proc, log)["address"]
+        with open_client(scheduler=address) as client:
+            assert dashboard_line(client, "extract") == (
+                None, "extract: dashboard: none (the scheduler serves no dashboard)")
 
 
 def test_the_dashboard_line_names_the_page_and_what_it_needs():
@@ -484,10 +497,13 @@ def test_local_scripts_add_gpu_workers_when_nvidia_smi_lists_gpus(tmp_path):
         assert started.returncode == 0, started.stdout + started.stderr
         assert "1 GPU worker(s) with resource GPU=1" in started.stderr
         address = started.stdout.strip().splitlines()[-1]
-        with open_client(scheduler=address, gpu=True) as client:  # GPU jobs are accepted
+        with open_client(scheduler=address) as client:
             facts = sorted(client.run(_gpu_env).values(), key=lambda f: f["resources"] != {})
         assert [f["resources"] for f in facts] == [{}, {"GPU": 1.0}]
         assert facts[1]["cuda_visible"] == "0"
+        # a GPU job is refused on it: the stand-in GPU worker has no CuPy nor device to use
+        with pytest.raises(UsageError, match="cannot use one"), open_client(scheduler=address, gpu=True):
+            pass
     finally:
         subprocess.run(["bash", str(stop)], capture_output=True, text=True, env=env, timeout=60)
         if (state / "pids").exists():  # stop.sh failed: end what start.sh started, by pid
