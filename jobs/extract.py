@@ -1333,25 +1333,23 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 - the batch's files become failures
             full = storage_error(exc)
-            if full is not None:  # no file's fault: stop, lose nothing, go on later
-                client.cancel([*futures, *part_audio])
-                progress.close()
-                kept = sum(1 for s in summaries if s.get("committed")) + len(done)
-                raise OutputError(
-                    f"{full} ({' '.join(str(exc).split())}): the job stopped; {kept} of "
-                    f"{len(plan.batches)} batches are committed and kept. Free space (or choose "
-                    "another --out) and run the same command again: it goes on from them") from exc
-            if _scheduler_lost(exc, client):  # no file's fault: stop, keep what committed
-                client.cancel([*futures, *part_audio])
-                progress.close()
+            lost = full is None and _scheduler_lost(exc, client)
+            if full is not None or lost:  # no file's fault: stop, lose nothing, go on later
                 from jobs.errors import ClusterLostError
 
+                client.cancel([*futures, *part_audio])
+                progress.close()
                 kept = sum(1 for s in summaries if s.get("committed")) + len(done)
-                raise ClusterLostError(
-                    f"lost the cluster's scheduler {client.scheduler.address} mid-run "
-                    f"({type(exc).__name__}: {' '.join(str(exc).split())}); {kept} of "
-                    f"{len(plan.batches)} batches are committed and kept. Run the same command "
-                    "again once the scheduler is back: it goes on from them") from None
+                said = " ".join(str(exc).split())
+                kept = f"{kept} of {len(plan.batches)} batches are committed and kept"
+                if lost:
+                    raise ClusterLostError(
+                        f"lost the cluster's scheduler {client.scheduler.address} mid-run "
+                        f"({type(exc).__name__}: {said}); {kept}. Run the same command again once "
+                        "the scheduler is back: it goes on from them") from None
+                raise OutputError(f"{full} ({said}): the job stopped; {kept}. Free space (or choose "
+                                  "another --out) and run the same command again: it goes on from "
+                                  "them") from exc
             stage = getattr(exc, "stage", "compute")
             if type(exc).__name__ == "KilledWorker":  # Dask's words name a task and a worker
                 exc = BatchError(stage, "KilledWorker", "every worker process that ran this "

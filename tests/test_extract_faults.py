@@ -4,6 +4,7 @@ Each time the outputs must be identical to those of a clean run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -257,39 +258,15 @@ def _spawn(args, log):
                             start_new_session=True, env=_env())
 
 
-def test_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, tmp_path):
-    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    scheduler_file = tmp_path / "scheduler.json"
+@contextlib.contextmanager
+def _job_on_a_running_scheduler(corpus, tmp_path, *, workers: int):
+    """A `dask scheduler`, ``workers`` `dask worker` processes, and `audiofeat extract
+    --scheduler` on the corpus, past its second committed batch: yields (scheduler, workers, out,
+    config, job); every process still running is ended on exit."""
     procs = []
     log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed in finally
     try:
-        procs.append(_spawn([*dask, "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                             "127.0.0.1:0", "--scheduler-file", str(scheduler_file)], log))
-        assert wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60)
-        address = json.loads(scheduler_file.read_text())["address"]
-        workers = [
-            _spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                    "--no-nanny", "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], log)
-            for i in range(2)
-        ]
-        procs += workers
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        out = tmp_path / "out"
-        cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
-                           features=FEATURES, compute=COMPUTE)
-        job = start_cli("extract", cfg, "--scheduler", address)
-        procs.append(job)
-        assert wait_for(lambda: _batches(out) >= 2 or job.poll() is not None)
-        assert job.poll() is None, "the job finished before a worker could be killed"
-        os.kill(workers[0].pid, signal.SIGKILL)  # one real worker process, mid-run
-        workers[0].wait(timeout=30)
-        stderr = job.communicate(timeout=240)[1]
-        assert job.returncode == 0, stderr
-        assert _batches(out) == corpus["n_batches"]
-        assert_same_outputs(corpus["clean"], out)
+        yield _start_job_on_a_running_scheduler(corpus, tmp_path, procs, log, workers)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -297,32 +274,46 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, tmp_path):
         log.close()
 
 
+def _start_job_on_a_running_scheduler(corpus, tmp_path, procs: list, log, workers: int):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = _spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                        "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)], log)
+    procs.append(scheduler)
+    assert wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60)
+    address = json.loads(scheduler_file.read_text())["address"]
+    started = [_spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                       "--no-nanny", "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], log)
+               for i in range(workers)]
+    procs += started
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(workers, timeout=60)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
+                       features=FEATURES, compute=COMPUTE)
+    job = start_cli("extract", cfg, "--scheduler", address)
+    procs.append(job)
+    assert wait_for(lambda: _batches(out) >= 2 or job.poll() is not None)
+    return scheduler, started, out, cfg, job
+
+
+def test_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, tmp_path):
+    with _job_on_a_running_scheduler(corpus, tmp_path, workers=2) as (_, workers, out, _, job):
+        assert job.poll() is None, "the job finished before a worker could be killed"
+        os.kill(workers[0].pid, signal.SIGKILL)  # one real worker process, mid-run
+        workers[0].wait(timeout=30)
+        stderr = job.communicate(timeout=240)[1]
+        assert job.returncode == 0, stderr
+        assert _batches(out) == corpus["n_batches"]
+        assert_same_outputs(corpus["clean"], out)
+
+
 def test_the_scheduler_lost_mid_run_stops_the_job_without_failing_its_files(corpus, tmp_path):
     """The scheduler dies: exit 4, no input is written down as failed (every batch still
     running was reported as its files' failures, exit 1), and the same command against a live
     scheduler ends with the clean run's outputs."""
-    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    scheduler_file = tmp_path / "scheduler.json"
-    procs = []
-    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed in finally
-    try:
-        scheduler = _spawn([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                            "--scheduler-file", str(scheduler_file)], log)
-        procs.append(scheduler)
-        assert wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60)
-        address = json.loads(scheduler_file.read_text())["address"]
-        procs.append(_spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
-                             "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"], log))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(1, timeout=60)
-        out = tmp_path / "out"
-        cfg = write_config(tmp_path / "job.yaml", input=str(corpus["root"] / "corpus"), out=out,
-                           features=FEATURES, compute=COMPUTE)
-        job = start_cli("extract", cfg, "--scheduler", address)
-        procs.append(job)
-        assert wait_for(lambda: _batches(out) >= 2 or job.poll() is not None)
+    with _job_on_a_running_scheduler(corpus, tmp_path, workers=1) as (scheduler, _, out, cfg, job):
         assert job.poll() is None, "the job finished before the scheduler could be killed"
         os.killpg(scheduler.pid, signal.SIGKILL)
         stderr = job.communicate(timeout=120)[1]
@@ -332,11 +323,6 @@ def test_the_scheduler_lost_mid_run_stops_the_job_without_failing_its_files(corp
         rerun = run_cli("extract", cfg)  # a local cluster this time
         assert rerun.returncode == 0, rerun.stderr
         assert_same_outputs(corpus["clean"], out)
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                kill_group(proc)
-        log.close()
 
 
 def test_new_inputs_are_appended_and_gone_ones_left_out(corpus, tmp_path):
