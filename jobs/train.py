@@ -117,6 +117,23 @@ def _note_other_features(config, out_dir, log) -> None:
             "this config's; training uses the store's features as stored")
 
 
+# folder names that name a dataset's split, not a class
+SPLIT_FOLDER_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation",
+                                "dev", "eval", "evaluation", "holdout"})
+
+
+def _refuse_split_folders(labelled, store) -> None:
+    """Folder labels that are all split names (ROOT/train/dog/..., ROOT/test/dog/...): a
+    classifier of train against test is never what is meant."""
+    from jobs.labels import corpus_root
+
+    names = {str(v) for v in labelled["label"].dropna().unique()}
+    if names and all(n.lower() in SPLIT_FOLDER_NAMES for n in names):
+        raise UsageError(f"labels.source: folder takes the folders directly below {corpus_root(store.files['path'])} "
+                         f"as classes, and they are named like dataset splits ({', '.join(sorted(names))}); "
+                         "use labels.source: parent (each file's own folder), or extract one split")
+
+
 def _print(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -416,6 +433,8 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
 
     # labels -> split
     labelled = assign_labels(store.files, labels_cfg)
+    if labels_cfg.source == "folder":
+        _refuse_split_folders(labelled, store)
     unmatched = labelled.attrs.get("unmatched_rows") or []
     if unmatched:
         shown_rows = ", ".join(repr(p) for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
@@ -455,8 +474,9 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     source = {"folder": f"the folders directly below {root}" if root else "each file's parent folder name",
               "parent": "each file's parent folder name", "regex": "labels.pattern on file names",
               "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
+    shown_classes = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")
     log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
-        f"{(known['split'] == TEST).sum()} test), {len(classes)} classes, labels from {source}"
+        f"{(known['split'] == TEST).sum()} test), {len(classes)} classes ({shown_classes}), labels from {source}"
         + (f", {n_unlabelled} unlabelled files left out" if n_unlabelled else "")
         + (f"; test classes never seen in training: {unseen}" if unseen else ""))
     sizes = known["label"].value_counts()

@@ -149,3 +149,16 @@ def test_a_second_copy_of_a_listed_file_gets_no_label_by_its_name(tmp_path):
     cfg = _csv(tmp_path, f"path,label\n{listed},x\n/elsewhere/002.wav,y\n")
     labels = assign_labels(_files([str(listed), str(copy), str(moved)]), cfg)["label"].tolist()
     assert labels == ["x", None, "y"]  # 002.wav, listed under a folder that moved, still matches
+
+
+def test_folder_labels_that_name_splits_are_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from jobs.train import _refuse_split_folders
+
+    root = tmp_path / "corpus"
+    files = _files([root / "train" / "dog" / "a.wav", root / "test" / "cat" / "b.wav"])
+    labelled = assign_labels(files, LabelsConfig(source="folder"))
+    with pytest.raises(UsageError, match="named like dataset splits \\(test, train\\).*labels.source: parent"):
+        _refuse_split_folders(labelled, SimpleNamespace(files=files))
+    assert assign_labels(files, LabelsConfig(source="parent"))["label"].tolist() == ["dog", "cat"]
