@@ -422,6 +422,17 @@ def _address_client(address: str, *, security, gpu: bool) -> Iterator:
 SCHEDULER_PROBE_SECONDS = 10.0
 
 
+def _probe_hint(address: str, exc: BaseException) -> str:
+    """What a failed connection says, with the likely TLS mix-up named."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    said = f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+    if address.startswith("tls://") and ("SSL" in said or "FatalCommClosed" in said):
+        return f"{said}; no TLS handshake completed: a plain tcp:// scheduler, or certificates it refuses"
+    if address.startswith("tcp://") and ("reset" in said.lower() or "CommClosed" in said):
+        return f"{said}; the server closed a plain connection: a scheduler started with TLS needs tls://"
+    return said
+
+
 def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROBE_SECONDS) -> None:
     """A usage error unless a Dask scheduler answers at ``address`` within ``timeout`` seconds:
     one connection and an ``identity`` call, whole under the time limit. ``Client`` waits its
@@ -449,7 +460,7 @@ def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROB
     except MemoryError:  # other bytes read as a Dask frame's length
         answer, hint = None, "it answered with bytes that are not Dask's"
     except Exception as exc:  # noqa: BLE001 - refused, reset, TLS mismatch
-        answer, hint = None, " ".join(str(exc).split()) or type(exc).__name__
+        answer, hint = None, _probe_hint(address, exc)
     if isinstance(answer, dict) and answer.get("type") == "Scheduler":
         return
     if isinstance(answer, dict):

@@ -187,6 +187,14 @@ def test_client_without_certificate_flags_gets_exit_2(tls_scheduler, tmp_path):
     assert "uses TLS" in result.stderr and "--tls-ca" in result.stderr
 
 
+def test_a_plain_tcp_address_of_a_tls_scheduler_is_named_as_the_likely_mistake(tls_scheduler, tmp_path):
+    plain = tls_scheduler["address"].replace("tls://", "tcp://")
+    result = run_extract(tmp_path / "run", "--scheduler", plain, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot connect" in result.stderr and "tls://" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_client_certificate_from_another_ca_is_refused(tls_scheduler, pki):
     from distributed import Client
 
