@@ -82,8 +82,15 @@ def place(result, out, xp):
     if tuple(out.shape[:-1]) != tuple(result.shape[:-1]) or out.shape[-1] < result.shape[-1]:
         raise ParameterError(f"out has shape {tuple(out.shape)}; the result needs "
                              f"{tuple(result.shape)} (or longer on the last axis)")
+    if namespace(out) is not xp:
+        raise ParameterError("out must be an array of the input's namespace")
+    if xp.isdtype(result.dtype, "complex floating") and not xp.isdtype(out.dtype, "complex floating"):
+        raise ParameterError(f"output with dtype={out.dtype} is not of complex type")
     view = out[..., :result.shape[-1]]
-    view[...] = xp.astype(result, out.dtype)
+    try:
+        view[...] = xp.astype(result, out.dtype)
+    except (TypeError, ValueError) as exc:  # a read-only view, a narrowing cast a namespace refuses
+        raise ParameterError(f"out cannot hold the result: {exc}") from None
     return view
 
 

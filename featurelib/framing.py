@@ -223,6 +223,8 @@ def frame(x, *, frame_length: int, hop_length: int, axis: int = -1, writeable: b
     >>> featurelib.frame(np.arange(10.0), frame_length=4, hop_length=2).shape
     (4, 4)
     """
+    if hasattr(x, "ndim") and axis == x.ndim - 1:
+        axis = -1  # the last axis, named by its index
     if axis != -1 or writeable or subok:
         if not isinstance(x, np.ndarray):
             raise ParameterError("frame takes axis other than -1, writeable and subok on NumPy arrays only")
@@ -604,8 +606,6 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
         raise ParameterError(f"length={length!r} must be a non-negative integer or None")
     length = int(length) if length else None  # 0, as in librosa: the natural length
     T = stft_matrix.shape[-1]
-    if T < 1:
-        raise ParameterError("the STFT has no frames: nothing to invert")
     if length is not None:
         padded_length = length + 2 * (n_fft // 2) if center else length
         T = min(T, math.ceil(padded_length / hop_length))

@@ -145,20 +145,49 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
                                 pad_mode=pad_mode)
     f = _freq_column(freq, S, sr, n_fft, xp)
     if f.ndim != 2 or f.shape[-1] != 1:  # frequencies that vary per frame: librosa's formula
-        return _cast(xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True), out_dtype, xp)
-    # sum(f * S) / sum(S): both sums in one product per frame ([f, 1] as two columns),
-    # then one division: one pass over S, not five
-    both = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S),
-                                         xp.concat([f, xp.ones_like(f)], axis=-1)))
-    total = both[..., 1:, :]
-    centroid = both[..., :1, :] / _column_totals(S, xp, total=total)  # (..., 1, t)
-    if (not given and freq is None and S.dtype == xp.float32 and get_fft_precision() == "auto"
-            and bool(xp.any(low_centroid_frames(centroid, total, sr)))):
-        # a float32 FFT's rounding floor pulls a very low centroid up: again in float64
-        centroid = xp.astype(spectral_centroid(
-            y=xp.astype(as_float_array(y, xp), xp.float64), sr=sr, n_fft=n_fft, hop_length=hop_length,
-            win_length=win_length, window=window, center=center, pad_mode=pad_mode), xp.float32)
+        total = xp.sum(S, axis=-2, keepdims=True)
+        centroid = xp.sum(f * _normalize_columns(S, xp), axis=-2, keepdims=True)
+    else:
+        # sum(f * S) / sum(S): both sums in one product per frame ([f, 1] as two columns),
+        # then one division: one pass over S, not five
+        both = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(S),
+                                             xp.concat([f, xp.ones_like(f)], axis=-1)))
+        total = both[..., 1:, :]
+        centroid = both[..., :1, :] / _column_totals(S, xp, total=total)  # (..., 1, t)
+    if not given and S.dtype == xp.float32 and get_fft_precision() == "auto":
+        # a float32 FFT's rounding floor pulls a very low centroid up: those rows again in float64
+        centroid = _low_rows_in_float64(centroid, total, y, xp, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                        win_length=win_length, window=window, center=center,
+                                        pad_mode=pad_mode, freq=freq)
     return _cast(centroid, out_dtype, xp)
+
+
+def _low_rows_in_float64(centroid, total, y, xp, **kwargs):
+    """``centroid`` ``(..., 1, t)`` with the signals (rows of ``y``) that hold a frame under
+    :data:`LOW_CENTROID_FRACTION` of Nyquist taken again from a float64 spectrogram: only those
+    rows on NumPy and CuPy (the others keep their float32 values), the whole input elsewhere."""
+    from ._backend import to_numpy
+
+    low = low_centroid_frames(centroid, total, kwargs["sr"])
+    if not bool(xp.any(low)):
+        return centroid
+    y = as_float_array(y, xp)
+    lead, t = centroid.shape[:-2], centroid.shape[-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    flat_y = xp.reshape(y, (rows, y.shape[-1]))
+    flagged = np.nonzero(to_numpy(xp.any(xp.reshape(low, (rows, t)), axis=-1)))[0]
+    from array_api_compat import is_cupy_array, is_numpy_array
+
+    if not (is_numpy_array(flat_y) or is_cupy_array(flat_y)):
+        flagged = np.arange(rows)  # a namespace without integer-array assignment: every row
+    if flagged.size == rows:
+        again = spectral_centroid(y=xp.astype(flat_y, xp.float64), **kwargs)
+        return xp.reshape(xp.astype(again, xp.float32), centroid.shape)
+    index = flagged if is_numpy_array(flat_y) else xp.asarray(flagged)
+    again = spectral_centroid(y=xp.astype(flat_y[index, ...], xp.float64), **kwargs)
+    out = xp.reshape(xp.asarray(centroid, copy=True), (rows, 1, t))
+    out[index, ...] = xp.astype(again, xp.float32)
+    return xp.reshape(out, centroid.shape)
 
 
 def _cast(values, dtype, xp):
@@ -485,7 +514,7 @@ def snr(y, *, noise=None, frame_length: int = 2048, hop_length: int = 512,
         return log_scale * (xp.log(xp.clip(signal_power, min=amin)) - xp.log(xp.clip(noise_power, min=amin)))
     from .temporal import rms
 
-    frame_power = rms(y=y, frame_length=frame_length, hop_length=hop_length)[..., 0, :] ** 2
+    frame_power = rms(y=y, frame_length=frame_length, hop_length=hop_length, dtype=None)[..., 0, :] ** 2
     count = frame_power.shape[-1]
     k = max(1, int(np.ceil(noise_fraction * count)))
     quietest = xp.sort(frame_power, axis=-1)[..., :k]

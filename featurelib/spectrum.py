@@ -595,10 +595,19 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
 
 def _basis_type(M, dtype, xp):
     """``M`` in the type librosa's product with a basis of ``dtype`` has (float64 widens)."""
-    if dtype is None or np.dtype(dtype) == np.float32:
+    if dtype is None:
         return M
-    if np.dtype(dtype).kind != "f":
+    try:
+        kind, size = np.dtype(dtype).kind, np.dtype(dtype).itemsize
+    except TypeError:  # a dtype object of the namespace itself (array_api_strict's)
+        if not xp.isdtype(dtype, "real floating"):
+            raise ParameterError(f"dtype={dtype!r}: the mel filterbank's type is a float type") from None
+        wide = xp.result_type(M.dtype, dtype)
+        return M if wide == M.dtype else xp.astype(M, wide)
+    if kind != "f":
         raise ParameterError(f"dtype={dtype!r}: the mel filterbank's type is a float type")
+    if size <= 4:  # float32 or narrower: the product stays in the spectrogram's type
+        return M
     wide = xp.result_type(M.dtype, namespace_dtype(dtype, xp))
     return M if wide == M.dtype else xp.astype(M, wide)
 

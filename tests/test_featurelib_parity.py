@@ -334,7 +334,6 @@ def test_half_precision_audio_is_computed_in_float32():
     lambda: F.band_energy_ratio(np.zeros(100, np.float32), sr=8000, split_frequency=5000),
     lambda: F.stft(np.zeros(100, dtype=np.complex64)),
     lambda: F.istft(F.stft(np.zeros(1000, np.float32), n_fft=256), length=-5),
-    lambda: F.istft(np.zeros((129, 0), np.complex64)),
     lambda: F.mfcc(y=np.zeros(1000, np.float32), n_mfcc=-1),
 ])
 def test_bad_arguments_raise_parameter_error(call):
@@ -504,3 +503,33 @@ def test_librosa_s_dtype_and_out_keywords():
     framed = F.frame(np.stack([y, y], axis=1), frame_length=256, hop_length=80, axis=0)
     np.testing.assert_array_equal(framed, librosa.util.frame(np.stack([y, y], axis=1), frame_length=256,
                                                              hop_length=80, axis=0))
+
+
+def test_low_centroid_redo_takes_only_its_rows_and_any_freq():
+    """One low row in a batch is taken again alone (the others keep their float32 values), and a
+    caller's ``freq`` (1-D or per frame) gets the same redo."""
+    sr = 22050
+    t = np.arange(sr) / sr
+    rows = (0.1 * np.random.default_rng(0).standard_normal((6, sr))).astype(np.float32)
+    plain = F.spectral_centroid(y=rows, sr=sr)
+    rows[3] = 0.5 * np.sin(2 * np.pi * 8 * t)
+    mixed = F.spectral_centroid(y=rows, sr=sr)
+    np.testing.assert_array_equal(np.delete(mixed, 3, axis=0), np.delete(plain, 3, axis=0))
+    assert_rel(mixed, librosa.feature.spectral_centroid(y=rows, sr=sr), 1e-4)
+    tone = (0.5 * np.sin(2 * np.pi * 3 * np.arange(2 * 44100) / 44100)).astype(np.float32)
+    bins = librosa.fft_frequencies(sr=44100, n_fft=2048)
+    for freq in (bins, np.tile(bins[:, None], (1, 173))):
+        assert_rel(F.spectral_centroid(y=tone, sr=44100, freq=freq),
+                   librosa.feature.spectral_centroid(y=tone, sr=44100, freq=freq), 1e-4)
+
+
+def test_keyword_edges_from_a_review():
+    strict = pytest.importorskip("array_api_strict")
+    y = FSDD[2]
+    assert F.melspectrogram(y=strict.asarray(y), sr=8000, n_fft=256, dtype=strict.float64).dtype == strict.float64
+    assert F.melspectrogram(y=y, sr=8000, n_fft=256, dtype=np.float16).dtype == np.float32  # as librosa
+    assert F.snr(y.astype(np.float64)).dtype == np.float64  # its rms keeps the input's type
+    with pytest.raises(ParameterError, match="not of complex type"):
+        F.stft(y, n_fft=256, out=np.zeros((129, 10_000), np.float32))
+    assert F.istft(np.zeros((129, 0), np.complex64), length=100).shape == (100,)  # librosa: zeros
+    assert F.frame(strict.asarray(np.ones((2, 20))), frame_length=4, hop_length=2, axis=1).shape == (2, 4, 9)
