@@ -468,9 +468,10 @@ def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROB
     elif answer is not None:
         hint = "not a Dask scheduler"
     tls = address.startswith("tls://")
-    advice = ("is it a Dask scheduler's address (port 8786 by default; 8787 is its dashboard)"
-              + ("; does that scheduler use TLS, with these certificates?" if tls else
-                 "; a scheduler started with TLS needs tls:// and --tls-* options") + "?")
+    advice = "is it a Dask scheduler's address (port 8786 by default; 8787 is its dashboard)?"
+    if "TLS" not in hint:
+        advice += (" Does that scheduler use TLS, with these certificates?" if tls else
+                   " A scheduler started with TLS needs tls:// and --tls-* options.")
     raise UsageError(f"scheduler {address}: cannot connect ({hint}): {advice}")
 
 

@@ -67,9 +67,15 @@ def _list_text(raw: bytes) -> str:
     UTF-16 where a byte-order mark says so (PowerShell's ``>`` writes that)."""
     import codecs
 
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16")
-    return raw.decode("utf-8-sig")
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        text = raw.decode("utf-32")
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = raw.decode("utf-16")
+    else:
+        text = raw.decode("utf-8-sig")
+    if "\x00" in text:  # UTF-16 or UTF-32 without a mark decodes as UTF-8 with NULs: no path has one
+        raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL characters")
+    return text
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """A label (and optional group fields such as speaker) for each file of a run.
 
 Sources (``labels.source`` in the config):
-- ``folder``: the name of the folder directly below the corpus root (the deepest folder that
-  holds every stored file), as torchvision's ImageFolder and Keras' directory datasets label:
-  ``ROOT/dog/a.wav`` and ``ROOT/dog/night/b.wav`` are both ``dog``, and a file lying directly in
-  ``ROOT`` has no label;
+- ``folder``: class folders, as torchvision's ImageFolder and Keras' directory datasets take
+  them: the first folder below each input folder of the run (``ROOT/dog/a.wav`` and
+  ``ROOT/dog/night/b.wav`` are both ``dog``, a file lying directly in ``ROOT`` has no label),
+  an input folder that holds its files directly being a class folder itself;
 - ``parent``: the name of the file's own folder (``ROOT/dog/night/b.wav`` is ``night``);
 - ``regex``: named groups of ``labels.pattern`` searched in the file name; ``label`` is the label,
   every other named group becomes a column (FSDD: ``speaker``, ``index``);
@@ -26,7 +26,7 @@ import pandas as pd
 from jobs.errors import UsageError
 from jobs.train_config import LabelsConfig
 
-__all__ = ["assign_labels", "corpus_root", "labels_from_folder", "labels_from_parent", "labels_from_regex",
+__all__ = ["assign_labels", "corpus_root", "stored_inputs", "labels_from_folder", "labels_from_parent", "labels_from_regex",
            "labels_from_csv"]
 
 
@@ -58,15 +58,46 @@ def corpus_root(paths) -> str | None:
         return None
 
 
-def labels_from_folder(paths: pd.Series) -> pd.DataFrame:
-    """The first folder below :func:`corpus_root`: files directly in the root have no label."""
-    root = corpus_root(paths)
-    if root is None:
-        return labels_from_parent(paths)
-    labels = []
-    for p in paths:
-        parts = os.path.relpath(str(p), root).split(os.sep)
-        labels.append(parts[0] if len(parts) > 1 and parts[0] not in ("", ".", "..") else None)
+def stored_inputs(out_dir) -> list[str] | None:
+    """The input folders an extract run read (its manifest's ``config.input``), or None."""
+    import json
+
+    try:
+        with open(os.path.join(str(out_dir), "manifest.json"), encoding="utf-8") as handle:
+            named = json.load(handle)["config"]["input"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    named = [named] if isinstance(named, str) else list(named or [])
+    return [os.path.normpath(p) for p in named if isinstance(p, str) and os.path.isdir(p)]
+
+
+def labels_from_folder(paths: pd.Series, inputs: list[str] | None = None) -> pd.DataFrame:
+    """Class folders, as ImageFolder takes them below its root. Each input folder that the run
+    read (``inputs``) is a root: a file takes the name of the first folder below it, and one
+    lying in it directly has no label; an input folder whose files all lie in it directly is a
+    class folder itself (``input: [data/dog, data/cat]``). Files from other inputs (globs, lists,
+    files) take the first folder below their :func:`corpus_root`."""
+    labels = pd.Series([None] * len(paths), index=paths.index, dtype=object)
+    rest = []
+    roots = sorted({os.path.normpath(r) for r in inputs or []}, key=len, reverse=True)
+    under = {r: [] for r in roots}
+    for i, p in zip(paths.index, paths):
+        root = next((r for r in roots if str(p).startswith(r.rstrip(os.sep) + os.sep)), None)
+        (under[root] if root is not None else rest).append((i, str(p)))
+    for root, members in under.items():
+        nested = [(i, os.path.relpath(p, root).split(os.sep)) for i, p in members]
+        if nested and all(len(parts) == 1 for _, parts in nested):  # a class folder named as input
+            for i, _ in nested:
+                labels[i] = os.path.basename(root) or None
+            continue
+        for i, parts in nested:
+            labels[i] = parts[0] if len(parts) > 1 else None
+    if rest:
+        top = corpus_root([p for _, p in rest])
+        for i, p in rest:
+            parts = os.path.relpath(p, top).split(os.sep) if top else []
+            labels[i] = parts[0] if len(parts) > 1 and parts[0] not in ("", ".", "..") else (
+                None if top else (Path(p).parent.name or None))
     return pd.DataFrame({"label": labels}, index=paths.index)
 
 
@@ -149,11 +180,12 @@ def _csv_path(text: str) -> str:
     return text.replace("\\", "/") if "\\" in text and "/" not in text and os.sep == "/" else text
 
 
-def assign_labels(files: pd.DataFrame, config: LabelsConfig) -> pd.DataFrame:
-    """``file_id``, ``path``, ``label`` (str or None) and any group columns, one row per file."""
+def assign_labels(files: pd.DataFrame, config: LabelsConfig, inputs: list[str] | None = None) -> pd.DataFrame:
+    """``file_id``, ``path``, ``label`` (str or None) and any group columns, one row per file;
+    ``inputs``: the input folders the run read (folder labels, :func:`labels_from_folder`)."""
     paths = files["path"].astype(str)
     if config.source == "folder":
-        found = labels_from_folder(paths)
+        found = labels_from_folder(paths, inputs)
     elif config.source == "parent":
         found = labels_from_parent(paths)
     elif config.source == "regex":

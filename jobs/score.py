@@ -356,9 +356,15 @@ def _truth_table(model_folder, store, labels_cfg):
     if split_path.is_file():
         known = pd.read_parquet(split_path, columns=["file_id", "label", "split"])
         truth = known.rename(columns={"label": "true_label"})
-    if labels_cfg is not None:
-        labelled = assign_labels(store.files, labels_cfg)
-        labelled = labelled[labelled["label"].notna() & ~labelled["file_id"].isin(truth["file_id"])]
+    if labels_cfg is not None:  # the config's labels as they are now win (an edited CSV)
+        from jobs.labels import stored_inputs
+
+        inputs = stored_inputs(store.out_dir) if getattr(store, "out_dir", None) else None
+        labelled = assign_labels(store.files, labels_cfg, inputs)
+        labelled = labelled[labelled["label"].notna()]
+        now = dict(zip(labelled["file_id"], labelled["label"]))
+        truth["true_label"] = [now.get(f, old) for f, old in zip(truth["file_id"], truth["true_label"])]
+        labelled = labelled[~labelled["file_id"].isin(truth["file_id"])]
         extra = pd.DataFrame({"file_id": labelled["file_id"], "true_label": labelled["label"], "split": None})
         truth = pd.concat([truth, extra], ignore_index=True) if len(extra) else truth
     return truth.astype(object)
@@ -413,8 +419,8 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
 
     kwargs = {"model_dir": model_dir, "scheduler": scheduler, "workers": workers,
               "security": security, "log": log}
-    if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(out_dir):
-        return _run_score(config, out_dir, **kwargs)  # (no folder: open_run says so)
+    if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(os.path.join(out_dir, "features.zarr")):
+        return _run_score(config, out_dir, **kwargs)  # (no run folder: open_run says so)
     with contextlib.closing(run_lock(out_dir, "score")):
         return _run_score(config, out_dir, **kwargs)
 
@@ -530,11 +536,23 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             fut = client.submit(score_batch, worker_out, worker_model, model_sha, part,
                                 key=f"score-batch-{i}-{token}", retries=1, pure=False)
             futures[fut] = i
-        for fut in as_completed(futures):
-            i = futures.pop(fut)
-            a, b = batches[i]
-            probabilities[a:b] = fut.result()
-            progress.update(files_per_batch[i], seconds_per_batch[i])
+        try:
+            for fut in as_completed(futures):
+                i = futures.pop(fut)
+                a, b = batches[i]
+                probabilities[a:b] = fut.result()
+                progress.update(files_per_batch[i], seconds_per_batch[i])
+        except Exception as exc:
+            from jobs.extract import _scheduler_lost
+
+            if not (_scheduler_lost(exc, client) or type(exc).__name__ == "CommClosedError"):
+                raise
+            from jobs.errors import ClusterLostError
+
+            progress.close()
+            raise ClusterLostError(f"lost the cluster's scheduler mid-run ({type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())}); no scores were written: run the "
+                                   "same command again once the scheduler is back") from None
         progress.close()
         wall_s = time.perf_counter() - started  # before the cluster shuts down
 

@@ -77,7 +77,8 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     # a local run folder is locked meanwhile (OUT/.lock): not trained on while extract rewrites
     # the store, nor while score loads the model or another train writes it (no folder: the
     # store's absence is said by train_model, before the lock would make the folder)
-    lock = contextlib.ExitStack() if not os.path.isdir(str(out_dir)) else run_lock(out_dir, "train")
+    lock = (run_lock(out_dir, "train") if os.path.isdir(os.path.join(str(out_dir), "features.zarr"))
+            else contextlib.ExitStack())
     with contextlib.closing(lock):
         _note_other_features(config, out_dir, log)
         trained = train_model(
@@ -182,6 +183,9 @@ def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, 
         "files_sha256": store.files_sha256(),
         "kind": kind,
         "labels": labels_cfg.model_dump(),
+        # folder labels changed meaning (class folders below each input, not each file's own
+        # folder): a model trained under the old rule is out of date
+        **({"folder_labels": "class folders below the inputs"} if labels_cfg.source == "folder" else {}),
         "labels_csv_sha256": file_sha256(labels_cfg.csv) if labels_cfg.csv and Path(labels_cfg.csv).is_file() else None,
         "segments": segments_cfg.model_dump(),
         "split": split_cfg.model_dump(),
@@ -432,7 +436,10 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     log(f"train: {why}")
 
     # labels -> split
-    labelled = assign_labels(store.files, labels_cfg)
+    from jobs.labels import stored_inputs
+
+    inputs = stored_inputs(out_dir) if labels_cfg.source == "folder" and remote is None else None
+    labelled = assign_labels(store.files, labels_cfg, inputs)
     if labels_cfg.source == "folder":
         _refuse_split_folders(labelled, store)
     unmatched = labelled.attrs.get("unmatched_rows") or []
@@ -470,8 +477,8 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
     from jobs.labels import corpus_root
 
-    root = corpus_root(store.files["path"]) if labels_cfg.source == "folder" else None
-    source = {"folder": f"the folders directly below {root}" if root else "each file's parent folder name",
+    root = (", ".join(inputs) if inputs else corpus_root(store.files["path"])) if labels_cfg.source == "folder" else None
+    source = {"folder": f"the folders below {root} (class folders)" if root else "each file's parent folder name",
               "parent": "each file's parent folder name", "regex": "labels.pattern on file names",
               "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
     shown_classes = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 from train_helpers import FSDD_PATTERN
@@ -162,3 +164,25 @@ def test_folder_labels_that_name_splits_are_refused(tmp_path):
     with pytest.raises(UsageError, match="named like dataset splits \\(test, train\\).*labels.source: parent"):
         _refuse_split_folders(labelled, SimpleNamespace(files=files))
     assert assign_labels(files, LabelsConfig(source="parent"))["label"].tolist() == ["dog", "cat"]
+
+
+def test_folder_labels_below_each_input_folder(tmp_path):
+    """Each input folder the run read is a root; an input folder holding its files directly is a
+    class folder itself (input: [esc50/dog, urban/siren] labelled esc50 and urban by the
+    corpus root alone)."""
+    import json
+
+    from jobs.labels import labels_from_folder, stored_inputs
+
+    leaves = _files([tmp_path / "esc50" / "dog" / "a.wav", tmp_path / "urban" / "siren" / "b.wav"])
+    inputs = [str(tmp_path / "esc50" / "dog"), str(tmp_path / "urban" / "siren")]
+    assert labels_from_folder(leaves["path"], inputs)["label"].tolist() == ["dog", "siren"]
+    splits = _files([tmp_path / "s1" / "dog" / "a.wav", tmp_path / "s2" / "cat" / "b.wav", tmp_path / "s1" / "x.wav"])
+    assert labels_from_folder(splits["path"], [str(tmp_path / "s1"), str(tmp_path / "s2")])["label"].tolist() == [
+        "dog", "cat", None]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"config": {"input": inputs + [str(tmp_path / "gone")]}}))
+    for folder in inputs:
+        os.makedirs(folder, exist_ok=True)
+    assert stored_inputs(run) == inputs  # folders that exist, as the run named them
