@@ -62,7 +62,7 @@ COMMAND_EXIT_STATUSES = {
                         "  3    the scores could not be written (disk full, quota, read-only)", _STOPPED]),
     "query": "\n".join(["exit status:", "  0    the result was written",
                         "  2    bad usage, an SQL error, or a folder that is not a run",
-                        "  3    -o could not be written (disk full, quota, read-only)"]),
+                        "  3    -o could not be written (disk full, quota, read-only)", _STOPPED]),
 }
 
 def build_parser() -> argparse.ArgumentParser:
