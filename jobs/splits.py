@@ -111,8 +111,10 @@ def split_files(labelled: pd.DataFrame, config: SplitConfig) -> pd.Series:
                          "failures.parquet): nothing to train on")
     labelled = labelled[labelled["label"].notna()]
     if labelled.empty:
-        raise UsageError("no file has a label (check labels: in the config against the file "
-                         "names): nothing to train on")
+        raise UsageError("no file has a label (check labels: in the config: a regex is matched "
+                         "against file names, CSV rows must name stored files, and folder labels "
+                         "are the folders below each input folder, where a file lying directly in "
+                         "an input folder with subfolders has none): nothing to train on")
     labels = labelled["label"]
     if config.method == "stratified":
         split = stratified_split(labels, config.test_fraction, config.seed)
