@@ -164,7 +164,6 @@ _SAMPLE_BITS = {"u8": 8, "s16": 16, "flt": 32, "dbl": 64}
 _SCALE = {"s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9223372036854775808.0}
 
 
-
 def _lossless_bits(ctx, sample_format: str) -> int | None:
     """A lossless stream's bit depth: ALAC's from its magic cookie (``ALACSpecificConfig``'s
     ``bitDepth``: 16, 20, 24 or 32), another lossless codec's from the decoder's sample type

@@ -74,6 +74,15 @@ def namespace_dtype(dtype, xp):
     return found
 
 
+def as_dtype(values, dtype, xp):
+    """``values`` as ``dtype`` (:func:`namespace_dtype`; None keeps them as they are): a
+    function's ``dtype=`` applied to its result."""
+    if dtype is None:
+        return values
+    wanted = namespace_dtype(dtype, xp)
+    return values if values.dtype == wanted else xp.astype(values, wanted)
+
+
 def place(result, out, xp):
     """``result`` written into the caller's pre-allocated ``out`` (librosa's ``out=``): an array
     as long as the result or longer on the last axis, whose prefix is filled and returned."""

@@ -17,12 +17,12 @@ import numpy as np
 
 from ._backend import (
     FrameRedo,
+    as_dtype,
     as_float_array,
     chunk_samples,
     fft_namespace,
     like,
     namespace,
-    namespace_dtype,
     place,
     signal_ends,
     sliding_frames,
@@ -542,9 +542,7 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
     result = xp.matrix_transpose(stft_frames(y, n_fft=n_fft, hop_length=hop_length,
                                              win_length=win_length, window=window, center=center,
                                              pad_mode=pad_mode))
-    if dtype is not None:
-        result = xp.astype(result, namespace_dtype(dtype, xp))
-    return place(result, out, xp)
+    return place(as_dtype(result, dtype, xp), out, xp)
 
 
 def _overlap_add(frames, hop_length: int, xp):
@@ -632,7 +630,4 @@ def istft(stft_matrix, *, hop_length: int | None = None, win_length: int | None 
         wss = np.pad(wss, (0, max(0, length - wss.shape[0])))[:length]
     tiny = np.finfo(np.float32 if y.dtype == xp.float32 else np.float64).tiny
     norm = np.where(wss > tiny, wss, 1.0)
-    y = y / like(norm, y, xp)
-    if dtype is not None:
-        y = xp.astype(y, namespace_dtype(dtype, xp))
-    return place(y, out, xp)
+    return place(as_dtype(y / like(norm, y, xp), dtype, xp), out, xp)

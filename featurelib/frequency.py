@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ._backend import as_float_array, like, namespace
+from ._backend import as_dtype, as_float_array, like, namespace
 from .exceptions import ParameterError
 from .framing import fft_frequencies, get_fft_precision
 from .spectrum import power_spectrogram
@@ -159,7 +159,7 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
         centroid = _low_rows_in_float64(centroid, total, y, xp, sr=sr, n_fft=n_fft, hop_length=hop_length,
                                         win_length=win_length, window=window, center=center,
                                         pad_mode=pad_mode, freq=freq)
-    return _cast(centroid, out_dtype, xp)
+    return as_dtype(centroid, out_dtype, xp)
 
 
 def _low_rows_in_float64(centroid, total, y, xp, **kwargs):
@@ -188,10 +188,6 @@ def _low_rows_in_float64(centroid, total, y, xp, **kwargs):
     out = xp.reshape(xp.asarray(centroid, copy=True), (rows, 1, t))
     out[index, ...] = xp.astype(again, xp.float32)
     return xp.reshape(out, centroid.shape)
-
-
-def _cast(values, dtype, xp):
-    return values if dtype is None else xp.astype(values, dtype)
 
 
 # Under the "auto" FFT precision, a signal with a frame whose float32 centroid lies under this

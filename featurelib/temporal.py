@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import as_float_array, namespace, namespace_dtype, sliding_frames
+from ._backend import as_dtype, as_float_array, namespace, sliding_frames
 from .exceptions import ParameterError
 from .framing import _check_hop, pad_signal
 
@@ -125,7 +125,7 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     """
     if y is not None:
         frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
-        return _typed(xp.sqrt(xp.mean(frames, axis=-1))[..., None, :], dtype, xp)
+        return as_dtype(xp.sqrt(xp.mean(frames, axis=-1))[..., None, :], dtype, xp)
     if S is None:
         raise ParameterError("rms needs y or S")
     xp = namespace(S)
@@ -140,15 +140,7 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     total = xp.sum(power, axis=-2, keepdims=True) - 0.5 * power[..., :1, :]
     if frame_length % 2 == 0:
         total = total - 0.5 * power[..., -1:, :]
-    return _typed(xp.sqrt(2.0 * total / frame_length**2), dtype, xp)
-
-
-def _typed(values, dtype, xp):
-    """``values`` as ``dtype`` (librosa's ``dtype=`` of a feature's result)."""
-    if dtype is None:
-        return values
-    wanted = namespace_dtype(dtype, xp)
-    return values if values.dtype == wanted else xp.astype(values, wanted)
+    return as_dtype(xp.sqrt(2.0 * total / frame_length**2), dtype, xp)
 
 
 def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
