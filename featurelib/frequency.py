@@ -156,16 +156,19 @@ def spectral_centroid(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
         centroid = both[..., :1, :] / _column_totals(S, xp, total=total)  # (..., 1, t)
     if not given and S.dtype == xp.float32 and get_fft_precision() == "auto":
         # a float32 FFT's rounding floor pulls a very low centroid up: those rows again in float64
-        centroid = _low_rows_in_float64(centroid, total, y, xp, sr=sr, n_fft=n_fft, hop_length=hop_length,
+        centroid = low_centroid_rows_in_float64(centroid, total, y, xp, sr=sr, n_fft=n_fft, hop_length=hop_length,
                                         win_length=win_length, window=window, center=center,
                                         pad_mode=pad_mode, freq=freq)
     return as_dtype(centroid, out_dtype, xp)
 
 
-def _low_rows_in_float64(centroid, total, y, xp, **kwargs):
+def low_centroid_rows_in_float64(centroid, total, y, xp, **kwargs):
     """``centroid`` ``(..., 1, t)`` with the signals (rows of ``y``) that hold a frame under
     :data:`LOW_CENTROID_FRACTION` of Nyquist taken again from a float64 spectrogram: only those
-    rows on NumPy and CuPy (the others keep their float32 values), the whole input elsewhere."""
+    rows on NumPy and CuPy (the others keep their float32 values), the whole input elsewhere.
+    ``kwargs`` are :func:`spectral_centroid`'s (``sr`` and the framing ``y`` was framed with);
+    ``total`` is each frame's magnitude sum (the centroid itself serves: a frame with energy
+    has one above 0)."""
     from ._backend import to_numpy
 
     low = low_centroid_frames(centroid, total, kwargs["sr"])

@@ -914,23 +914,16 @@ def _mel_refine(fs: FeatureSet, outputs: list, last: dict, ref, xp):
 
 def _low_centroids_in_float64(C, z, fs: FeatureSet, xp):
     """Centroids ``C`` ``(B, T, 1)`` from the float32 spectral pass, with the rows that hold a
-    very low one (``featurelib.frequency.LOW_CENTROID_FRACTION``: a float32 FFT's rounding floor
-    pulls it up) taken again from a float64 spectrogram, under the "auto" precision, as
-    featurelib's ``spectral_centroid`` does."""
+    very low one taken again from a float64 spectrogram under the "auto" precision: featurelib's
+    own redo (``featurelib.frequency.low_centroid_rows_in_float64``), on the buffer's frames."""
     if fs.fft_precision != "auto":
         return C
-    import featurelib
-    from featurelib.frequency import low_centroid_frames
+    from featurelib.frequency import low_centroid_rows_in_float64
 
-    # a frame with energy has a centroid above 0 (a window spreads even DC over two bins)
-    rows = xp.nonzero(xp.any(low_centroid_frames(C[..., 0], C[..., 0], fs.sr), axis=-1))[0]
-    if rows.shape[0] == 0:
-        return C
-    X64 = _stft_frames(xp.astype(z[rows, ...], xp.float64), fs, xp)
-    again = featurelib.spectral_centroid(S=xp.matrix_transpose(xp.abs(X64)), sr=fs.sr, n_fft=fs.n_fft)
-    C = xp.asarray(C, copy=True)
-    C[rows, ...] = xp.astype(xp.matrix_transpose(again), C.dtype)
-    return C
+    C = xp.matrix_transpose(C)  # (B, 1, T), featurelib's layout
+    again = low_centroid_rows_in_float64(C, C, z, xp, sr=fs.sr, n_fft=fs.n_fft, hop_length=fs.hop_length,
+                                         win_length=fs.n_fft, window=fs.table("window"), center=False)
+    return xp.matrix_transpose(again)
 
 
 def _mel_output(fs: FeatureSet, key: tuple, power: float):
