@@ -123,16 +123,21 @@ SPLIT_FOLDER_NAMES = frozenset({"train", "training", "test", "testing", "val", "
                                 "dev", "eval", "evaluation", "holdout"})
 
 
-def _refuse_split_folders(labelled, store) -> None:
+def _refuse_split_folders(labelled, root: str) -> None:
     """Folder labels that are all split names (ROOT/train/dog/..., ROOT/test/dog/...): a
-    classifier of train against test is never what is meant."""
-    from jobs.labels import corpus_root
-
+    classifier of train against test is never what is meant. ``root``: where they were found."""
     names = {str(v) for v in labelled["label"].dropna().unique()}
     if names and all(n.lower() in SPLIT_FOLDER_NAMES for n in names):
-        raise UsageError(f"labels.source: folder takes the folders directly below {corpus_root(store.files['path'])} "
-                         f"as classes, and they are named like dataset splits ({', '.join(sorted(names))}); "
-                         "use labels.source: parent (each file's own folder), or extract one split")
+        raise UsageError(f"labels.source: folder takes the folders below {root} as classes, and they "
+                         f"are named like dataset splits ({', '.join(sorted(names))}); use "
+                         "labels.source: parent (each file's own folder), or extract one split")
+
+
+def _folder_root(inputs: list[str] | None, store) -> str:
+    """Where folder labels are found, for messages: the run's input folders, else the corpus root."""
+    from jobs.labels import corpus_root
+
+    return ", ".join(inputs) if inputs else (corpus_root(store.files["path"]) or "the corpus root")
 
 
 def _print(message: str) -> None:
@@ -440,8 +445,9 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
 
     inputs = stored_inputs(out_dir) if labels_cfg.source == "folder" and remote is None else None
     labelled = assign_labels(store.files, labels_cfg, inputs)
-    if labels_cfg.source == "folder":
-        _refuse_split_folders(labelled, store)
+    folder_root = _folder_root(inputs, store) if labels_cfg.source == "folder" else None
+    if folder_root is not None:
+        _refuse_split_folders(labelled, folder_root)
     unmatched = labelled.attrs.get("unmatched_rows") or []
     if unmatched:
         shown_rows = ", ".join(repr(p) for p in unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
@@ -457,12 +463,10 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     classes = sorted(known.loc[known["split"] == TRAIN, "label"].unique())
     if len(classes) < 2:
         hint = ""
-        if labels_cfg.source == "folder":
-            from jobs.labels import corpus_root
-
-            hint = (f": the name of the folder directly below {corpus_root(store.files['path'])}, "
-                    "where the files have no folder of their own; labels.source: parent, regex or "
-                    "csv label otherwise")
+        if folder_root is not None:
+            hint = (f": the name of the first folder below {folder_root}, where a file lying "
+                    "directly in an input folder with subfolders has none; labels.source: parent, "
+                    "regex or csv label otherwise")
         raise UsageError(
             f"the training files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); a classifier "
             f"needs at least 2 (labels come from labels.source: {labels_cfg.source}{hint})"
@@ -475,10 +479,7 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
         log(f"train: note: split.test_values {unmatched} match no labelled file's group "
             f"({split_cfg.group}): the test set is the files of the other values")
     unseen = sorted(set(known.loc[known["split"] == TEST, "label"]) - set(classes))
-    from jobs.labels import corpus_root
-
-    root = (", ".join(inputs) if inputs else corpus_root(store.files["path"])) if labels_cfg.source == "folder" else None
-    source = {"folder": f"the folders below {root} (class folders)" if root else "each file's parent folder name",
+    source = {"folder": f"the folders below {folder_root} (class folders)",
               "parent": "each file's parent folder name", "regex": "labels.pattern on file names",
               "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
     shown_classes = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")

@@ -154,15 +154,13 @@ def test_a_second_copy_of_a_listed_file_gets_no_label_by_its_name(tmp_path):
 
 
 def test_folder_labels_that_name_splits_are_refused(tmp_path):
-    from types import SimpleNamespace
-
     from jobs.train import _refuse_split_folders
 
     root = tmp_path / "corpus"
     files = _files([root / "train" / "dog" / "a.wav", root / "test" / "cat" / "b.wav"])
     labelled = assign_labels(files, LabelsConfig(source="folder"))
     with pytest.raises(UsageError, match="named like dataset splits \\(test, train\\).*labels.source: parent"):
-        _refuse_split_folders(labelled, SimpleNamespace(files=files))
+        _refuse_split_folders(labelled, str(root))
     assert assign_labels(files, LabelsConfig(source="parent"))["label"].tolist() == ["dog", "cat"]
 
 
