@@ -100,12 +100,14 @@ def _check_args(args) -> None:
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in (".png", ".pdf", ".svg"):
         raise UsageError(f"-o {args.output}: the image must end in .png, .pdf or .svg")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"-o {args.output}: cannot create {out_dir} ({exc.strerror})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UsageError(f"-o {args.output}: {out_dir} is not writable")
+    # the folder is made when the picture is saved (_save): a refusal on the way leaves nothing
+    existing = out_dir
+    while not os.path.isdir(existing):
+        if os.path.lexists(existing):
+            raise UsageError(f"-o {args.output}: {existing} is not a folder")
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"-o {args.output}: {existing} is not writable")
 
 
 def _kinds_for_file(kind: str) -> list[str]:
@@ -692,6 +694,7 @@ def _save(fig, output) -> None:
     from jobs.errors import UsageError
 
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         fig.savefig(output, dpi=DPI)
     except OSError as exc:
         raise UsageError(f"-o {output}: cannot write the image ({exc.strerror or exc})") from None

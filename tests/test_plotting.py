@@ -194,10 +194,20 @@ def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
     ],
 )
 def test_usage_errors_exit_2(samples_dir, tmp_path, capsys, argv, message):
-    status = plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "x.png", *argv)
+    status = plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "new" / "x.png", *argv)
     assert status == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "new").exists()  # a refused picture leaves no folder behind
+
+
+def test_output_folders_are_made_when_the_picture_is_saved(samples_dir, tmp_path, capsys):
+    out = tmp_path / "a" / "b" / "x.png"
+    assert plot(samples_dir / "0_george_3.wav", "--kind", "waveform", "-o", out) == 0
+    assert out.stat().st_size > 0
+    (tmp_path / "file").write_text("")
+    assert plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "file" / "x.png") == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_missing_path_bad_output_and_plain_folder_exit_2(samples_dir, tmp_path, capsys):
