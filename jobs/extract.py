@@ -1275,15 +1275,20 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
 
 
 class PausedWorkersWatch:
-    """Says once when the job has waited ``quiet_s`` seconds without a finished task while
-    workers are paused by Dask for memory (past its pause threshold they run nothing: without a
-    word, the job looked hung). ``seen()`` marks progress."""
+    """Says once when the job waits on workers that run nothing: none connected to the scheduler
+    (looked at once at the start, then every ``every_s`` seconds: a running scheduler whose
+    workers were not started, or all died), or workers paused by Dask for memory while no task finished for ``quiet_s`` seconds
+    (past its pause threshold they run nothing). Without a word, the job looked hung.
+    ``seen()`` marks progress; ``command`` starts the note ("extract", "score"), ``smaller`` names
+    the setting that makes tasks smaller."""
 
-    def __init__(self, client, *, quiet_s: float = 60.0, every_s: float = 15.0):
+    def __init__(self, client, *, quiet_s: float = 60.0, every_s: float = 15.0, command: str = "extract",
+                 smaller: str = "compute.batch_seconds"):
         import threading
 
         self.client, self.quiet_s, self.last = client, quiet_s, time.monotonic()
-        self.said = False
+        self.command, self.smaller = command, smaller
+        self.said = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True,
                                         name="paused-workers")
@@ -1296,21 +1301,32 @@ class PausedWorkersWatch:
         self._stop.set()
 
     def _run(self, every_s: float) -> None:
-        while not self._stop.wait(every_s):
-            if self.said or time.monotonic() - self.last < self.quiet_s:
-                continue
+        first = True
+        while first or not self._stop.wait(every_s):
+            first = False
             try:
                 workers = self.client.scheduler_info().get("workers", {})
             except Exception:  # noqa: BLE001 - the cluster going away is said elsewhere
                 continue
+            if not workers:
+                if "none" not in self.said:
+                    address = getattr(getattr(self.client, "scheduler", None), "address", None)
+                    _say(f"{self.command}: note: no workers are connected to the scheduler"
+                         + (f" at {address}" if address else "") + ": the job waits until one "
+                         "connects (start them with `dask worker ADDRESS`, or stop with Ctrl-C; "
+                         "what is committed is kept)")
+                    self.said.add("none")
+                continue
+            if "paused" in self.said or time.monotonic() - self.last < self.quiet_s:
+                continue
             paused = [w for w in workers.values() if str(w.get("status", "")).endswith("paused")]
             if paused:
                 limit = max((w.get("memory_limit") or 0) for w in paused) / 2**20
-                _say(f"extract: note: {len(paused)} of {len(workers)} workers are paused by Dask for "
-                     f"memory (over its pause threshold of a {limit:,.0f} MiB limit): they run nothing "
-                     "until it falls, and the job waits for them; give workers more memory "
-                     "(--memory-limit, compute.cluster.memory_limit) or lower compute.batch_seconds")
-                self.said = True
+                _say(f"{self.command}: note: {len(paused)} of {len(workers)} workers are paused by "
+                     f"Dask for memory (over its pause threshold of a {limit:,.0f} MiB limit): they "
+                     "run nothing until it falls, and the job waits for them; give workers more "
+                     f"memory (--memory-limit, compute.cluster.memory_limit) or lower {self.smaller}")
+                self.said.add("paused")
 
 
 def _collect(client, plan, job, futures, part_audio, done, progress, index, summaries, batch_failures,

@@ -536,8 +536,12 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             fut = client.submit(score_batch, worker_out, worker_model, model_sha, part,
                                 key=f"score-batch-{i}-{token}", retries=1, pure=False)
             futures[fut] = i
+        from jobs.extract import PausedWorkersWatch
+
+        watch = PausedWorkersWatch(client, command="score", smaller="score.batch_segments")
         try:
             for fut in as_completed(futures):
+                watch.seen()
                 i = futures.pop(fut)
                 a, b = batches[i]
                 probabilities[a:b] = fut.result()
@@ -553,6 +557,8 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             raise ClusterLostError(f"lost the cluster's scheduler mid-run ({type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())}); no scores were written: run the "
                                    "same command again once the scheduler is back") from None
+        finally:
+            watch.stop()
         progress.close()
         wall_s = time.perf_counter() - started  # before the cluster shuts down
 

@@ -526,3 +526,31 @@ def test_too_many_local_workers_is_a_usage_error_before_any_starts():
         with open_client(n_workers=limit + 1):
             pass
     assert len(psutil.Process().children(recursive=True)) == before
+
+
+def test_a_scheduler_without_workers_is_said_and_the_job_goes_on_once_one_connects(tmp_path):
+    """The job used to wait for workers without a word (it looked hung)."""
+    from cluster_helpers import EXAMPLE_CONFIG, SAMPLES
+
+    with Procs() as procs:
+        info = start_scheduler(procs, tmp_path)
+        out = tmp_path / "run"
+        argv = [sys.executable, "-m", "jobs", "extract", str(EXAMPLE_CONFIG), "--out", str(out),
+                "--input", str(SAMPLES[0]), "--scheduler", info["address"]]
+        log = tmp_path / "extract.log"
+        with open(log, "wb") as handle:
+            job = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=quiet_env(),
+                                   start_new_session=True)
+            try:
+                deadline = time.monotonic() + 60
+                while "no workers are connected" not in log.read_text() and time.monotonic() < deadline:
+                    assert job.poll() is None, log.read_text()
+                    time.sleep(0.2)
+                text = log.read_text()
+                assert f"extract: note: no workers are connected to the scheduler at {info['address']}" in text
+                start_worker(procs, info["address"], tmp_path)
+                assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+            finally:
+                if job.poll() is None:
+                    job.kill()
+    assert len(pd.read_parquet(out / "files.parquet")) == 1

@@ -78,3 +78,22 @@ def test_paused_workers_are_said_once_when_the_job_waits_on_them(capsys):
     time.sleep(0.1)
     busy.stop()
     assert "paused" not in capsys.readouterr().err
+
+
+def test_no_workers_are_said_at_once(capsys):
+    import time
+
+    from jobs.extract import PausedWorkersWatch
+
+    class Client:
+        class scheduler:  # noqa: N801 - as distributed.Client's attribute
+            address = "tcp://127.0.0.1:8786"
+
+        def scheduler_info(self):
+            return {"workers": {}}
+
+    watch = PausedWorkersWatch(Client(), every_s=0.02, command="score")
+    time.sleep(0.2)
+    watch.stop()
+    err = capsys.readouterr().err
+    assert err.count("score: note: no workers are connected to the scheduler at tcp://127.0.0.1:8786") == 1
