@@ -415,8 +415,13 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     rewrite what it reads, nor by two scores at once."""
     import contextlib
 
+    from jobs.cluster import check_client_settings
     from jobs.outdir import OutDir, is_url, run_lock
 
+    # a bad --scheduler (no scheduler answers, TLS mix-up) is told at once, as extract tells it,
+    # also when the scores turn out to be up to date
+    check_client_settings(getattr(getattr(config, "compute", None), "cluster", None), n_workers=workers,
+                          scheduler=scheduler, security=security, reach=True)
     kwargs = {"model_dir": model_dir, "scheduler": scheduler, "workers": workers,
               "security": security, "log": log}
     if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(os.path.join(out_dir, "features.zarr")):

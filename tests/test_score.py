@@ -73,6 +73,18 @@ def test_rerun_on_unchanged_store_and_model_does_nothing(scored, capsys):
     assert {p: p.stat().st_mtime_ns for p in outputs} == before
 
 
+def test_a_scheduler_that_does_not_answer_is_refused_also_when_up_to_date(scored, capsys):
+    import socket
+
+    run, config = scored
+    with socket.socket() as sock:  # a closed port on loopback: nothing answers there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert cli_main(["score", str(config), "--out", str(run), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to do" not in err and f"127.0.0.1:{port}" in err
+
+
 def test_changed_threshold_scores_again(scored, tmp_path, capsys):
     run, _ = scored
     private = copy_run(run, tmp_path / "run")
