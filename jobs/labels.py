@@ -115,6 +115,16 @@ def labels_from_regex(paths: pd.Series, pattern: str) -> pd.DataFrame:
     return _objects(pd.DataFrame(rows, index=paths.index, columns=names))
 
 
+def labels_csv_sha256(config) -> str | None:
+    """sha256 of the labels CSV's bytes when labels come from one (``source: csv``), else None:
+    what a trained model and its scores depend on besides the config (train's and score's
+    fingerprints)."""
+    from jobs.models.onnx_model import file_sha256
+
+    csv = getattr(config, "csv", None) if getattr(config, "source", None) == "csv" else None
+    return file_sha256(csv) if csv and Path(csv).is_file() else None
+
+
 def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
     csv_path = Path(csv_path)
     if not csv_path.is_file():

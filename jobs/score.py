@@ -321,6 +321,7 @@ def _open_client(config, *, scheduler, security, n_workers: int):
 
 
 def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) -> dict:
+    from jobs.labels import labels_csv_sha256
     from jobs.models.onnx_model import META_FILE, MODEL_FILE, file_sha256
 
     return {
@@ -331,17 +332,8 @@ def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) 
         "threshold": threshold,
         "labels": labels_cfg.model_dump() if labels_cfg is not None else None,
         # the truth columns come from the CSV's rows too: an edited CSV scores again
-        "labels_csv_sha256": _csv_sha256(labels_cfg),
+        "labels_csv_sha256": labels_csv_sha256(labels_cfg),
     }
-
-
-def _csv_sha256(labels_cfg) -> str | None:
-    from pathlib import Path
-
-    from jobs.models.onnx_model import file_sha256
-
-    csv = getattr(labels_cfg, "csv", None) if getattr(labels_cfg, "source", None) == "csv" else None
-    return file_sha256(csv) if csv and Path(csv).is_file() else None
 
 
 def _truth_table(model_folder, store, labels_cfg):

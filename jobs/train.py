@@ -177,10 +177,9 @@ def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, 
     index), the labels (and the labels CSV's bytes), segments, split and training settings."""
     import hashlib
     import json
-    from pathlib import Path
 
+    from jobs.labels import labels_csv_sha256
     from jobs.models.inputs import INPUTS_VERSION
-    from jobs.models.onnx_model import file_sha256
 
     inputs = {
         "inputs_version": INPUTS_VERSION,
@@ -191,7 +190,7 @@ def training_fingerprint(store, kind: str, labels_cfg, segments_cfg, split_cfg, 
         # folder labels changed meaning (class folders below each input, not each file's own
         # folder): a model trained under the old rule is out of date
         **({"folder_labels": "class folders below the inputs"} if labels_cfg.source == "folder" else {}),
-        "labels_csv_sha256": file_sha256(labels_cfg.csv) if labels_cfg.csv and Path(labels_cfg.csv).is_file() else None,
+        "labels_csv_sha256": labels_csv_sha256(labels_cfg),
         "segments": segments_cfg.model_dump(),
         "split": split_cfg.model_dump(),
         "train": train_cfg.model_dump(),
