@@ -280,7 +280,10 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     meta = {**meta, **{k: getattr(cfg.compute, k) for k in _BATCHING},
             "plan_id": _plan_id(config_hash, discovery), "n_inputs": len(current),
             "batches": batches, "failures": plan.failures, "total_frames": plan.total_frames,
-            "dropped": dropped, "superseded": [*meta.get("superseded", ()), *replaced]}
+            "dropped": dropped, "superseded": [*meta.get("superseded", ()), *replaced],
+            # the tables must be written again even when no batch was added (a changed file
+            # that now fails its header read): a manifest of an earlier revision is out of date
+            "plan_revision": meta.get("plan_revision", 0) + 1}
     store.write_json(meta, out, ".plan.json")  # the extension's commit
     again = sum(p in failed_before for p in new_paths)  # header failures are read again
     _say(f"extract: inputs changed since the last run: {len(new_paths) - again - len(changed)} new, "
@@ -1438,6 +1441,7 @@ def stage_index(cfg, plan, meta, *, feature_cfg, config_hash, extra_failures, st
         "feature_config": feature_cfg,
         "config_hash": config_hash,
         "plan_id": meta["plan_id"],
+        "plan_revision": meta.get("plan_revision", 0),
         "versions": _versions(),
         "started": started,
         "finished": _now(),
@@ -1600,7 +1604,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         plan, meta = found
         pending = [b for b in plan.batches if b.batch_id not in store.committed_batches(out)]
         manifest = store.read_json(out, "manifest.json")
-        if not pending and manifest and manifest.get("plan_id") == meta["plan_id"] and manifest.get("complete"):
+        if (not pending and manifest and manifest.get("plan_id") == meta["plan_id"]
+                and manifest.get("plan_revision", 0) == meta.get("plan_revision", 0) and manifest.get("complete")):
             counts = manifest["counts"]
             print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
                   f"{counts['failures']} failed)")

@@ -62,6 +62,31 @@ def test_a_file_replaced_in_place_is_read_again(tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr, again.stderr
 
 
+def test_a_stored_file_that_breaks_moves_to_the_failures(tmp_path):
+    """Its header read fails now: no batch is added, but its old rows must go and the run must
+    fail (a rerun used to keep the old rows and say "nothing to do", exit 0, for good)."""
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 4)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    assert run_cli("extract", cfg).returncode == 0
+    target = sorted(paths)[0]
+    before = os.stat(target).st_mtime_ns
+    with open(target, "r+b") as handle:
+        handle.truncate(30)  # not even a whole header
+    os.utime(target, ns=(before + 5_000_000_000, before + 5_000_000_000))
+
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    assert "1 changed on disk" in result.stderr
+    files, failures = read_tables(out)
+    assert sorted(files.column("path").to_pylist()) == sorted(paths)[1:]
+    assert failures.column("path").to_pylist() == [target]
+    again = run_cli("extract", cfg)  # the same verdict, without reading anything again
+    assert again.returncode == 1 and "nothing to do" in again.stdout, again.stderr
+    assert read_tables(out)[0].num_rows == 3
+
+
 def test_a_file_replaced_before_its_batch_ran_is_read_again(tmp_path):
     """Changed between an interrupted run's plan and its resume: read again, not failed as a
     "LengthMismatch" against the stale plan."""
