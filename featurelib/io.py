@@ -915,6 +915,86 @@ def _ogg_cut_reason(handle, log: str | None = None) -> str | None:
             f"cut short{held}")
 
 
+# Ogg's page checksum is the CRC-32 of polynomial 0x04c11db7 taken most significant bit first,
+# from 0 and without a final xor; zlib's crc32 is the same CRC taken least significant bit first,
+# from and xor'ed with 0xffffffff. So: reverse each byte's bits, take zlib's CRC, cancel its start
+# and end values (the CRC of as many zero bytes), reverse the 32 bits: C speed for whole pages.
+_BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+_ZERO_CRC: dict[int, int] = {}
+
+
+def _ogg_page_crc(page: bytes) -> int:
+    import zlib
+
+    n = len(page)
+    zero = _ZERO_CRC.get(n)
+    if zero is None:
+        zero = _ZERO_CRC[n] = zlib.crc32(bytes(n))
+    return int(f"{zlib.crc32(page.translate(_BIT_REVERSED)) ^ zero:032b}"[::-1], 2)
+
+
+def _ogg_damage(data: bytes) -> str | None:
+    """Why the Ogg pages of a whole file ``data`` are damaged, or None: a page whose checksum
+    fails, bytes that are no page where a stream goes on, or a page missing from a stream's
+    sequence. Bytes after every stream has ended (a tag, padding) are not looked at."""
+    at, open_streams, next_seq = 0, set(), {}
+    size = len(data)
+    while at < size:
+        if data[at:at + 4] != b"OggS" or at + 27 > size:
+            if not open_streams and at > 0:
+                return None  # after the last stream's end: not audio, not read by decoders
+            return f"bytes at {at:,} are not an Ogg page where the stream goes on"
+        header_type, serial, seq = data[at + 5], *struct.unpack_from("<II", data, at + 14)
+        segments = data[at + 26]
+        body = at + 27 + segments
+        if body > size:
+            return None  # cut short: the open-end check says so
+        end = body + sum(data[at + 27:body])
+        if end > size:
+            return None
+        page = bytearray(data[at:end])
+        stored = struct.unpack_from("<I", page, 22)[0]
+        page[22:26] = b"\0\0\0\0"
+        if _ogg_page_crc(bytes(page)) != stored:
+            return f"the Ogg page at byte {at:,} fails its checksum"
+        if header_type & 0x02:  # beginning of a stream
+            open_streams.add(serial)
+        elif serial in next_seq and seq != next_seq[serial]:
+            return f"{seq - next_seq[serial]} Ogg page(s) are missing before byte {at:,}"
+        next_seq[serial] = seq + 1
+        if header_type & 0x04:  # end of a stream
+            open_streams.discard(serial)
+        at = end
+    return None
+
+
+def _ogg_damage_reason(handle) -> str | None:
+    """Why a local Ogg file (libsndfile's) is damaged part-way, or None (see :func:`_ogg_damage`).
+
+    libogg skips a page that fails its checksum, and libsndfile decodes around the gap without a
+    word: depending on where the damage lies and how the file is read, a file comes out shorter
+    than its last page says, or at full length with the lost audio missing inside it. Reads the
+    whole file (a local path, or a seekable file object, left where it was)."""
+    if str(handle.format) != "OGG" or getattr(handle, "decoder", None) == "FFmpeg":
+        return None
+    name = getattr(handle, "name", None)
+    try:
+        if isinstance(name, (str, bytes)):
+            if not os.path.isfile(name):
+                return None
+            with open(name, "rb") as source:
+                data = source.read()
+        else:
+            return None
+    except OSError:
+        return None
+    found = _ogg_damage(data)
+    if found is None:
+        return None
+    return (f"damaged: {found} (a corrupted copy or download); decoders skip such pages and "
+            "lose the audio in them")
+
+
 _DATA_ZERO = re.compile(r"^\s*data\s*:\s*0\s*$", re.M)
 _OGG_NO_END = "without an End-Of-Stream flag"
 
@@ -1092,7 +1172,7 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     total = int(handle.frames)
     if total <= 0:
         raise AudioDecodeError(shown, _no_frames_reason(handle))
-    truncated = _truncation_reason(handle)
+    truncated = _truncation_reason(handle) or _ogg_damage_reason(handle)
     if truncated is not None:
         raise AudioDecodeError(shown, truncated)
     start = int(offset * native_sr)  # librosa's rounding of offset and duration

@@ -412,6 +412,17 @@ def _frame_bytes(fmt: bytes, order: str) -> int:
     return align
 
 
+def check_undamaged(handle) -> None:
+    """Raises ``DecodeError("DamagedFile")`` for a file damaged part-way that its decoder would
+    decode around without a word (an Ogg page failing its checksum), as featurelib.load refuses
+    it. Reads the whole file: done once per file, by the task that decodes its start."""
+    from featurelib.io import _ogg_damage_reason
+
+    reason = _ogg_damage_reason(handle)
+    if reason is not None:
+        raise DecodeError("DamagedFile", reason)
+
+
 def _check_complete(path: str, fmt: str, frames: int) -> None:
     if fmt != "WAV":
         return
@@ -499,6 +510,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
                 cut = _truncation_reason(handle)  # as featurelib.load (the plan checked it too)
                 if cut is not None:
                     raise DecodeError("TruncatedFile", cut)
+                check_undamaged(handle)
                 block = handle.read(_frames_to_end(handle), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:  # a damaged stream (lost sync, bad block, cut short)
             _raise_read_error(source)
@@ -554,6 +566,12 @@ class ResampledStream:
         else:
             self._source = _source(path)
             self._handle, self._quiet = open_quietly(self._source, path, frames=expected_frames)
+            if start == 0:
+                try:
+                    check_undamaged(self._handle)
+                except DecodeError:
+                    self.close()
+                    raise
         self.native_sr = int(self._handle.samplerate)
         self.sr = sr
         self.expected_frames = expected_frames

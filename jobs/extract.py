@@ -860,7 +860,7 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
     """
     from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
     from featurelib._sequential import read_float32
-    from jobs.compute import STREAM_CHUNK_FRAMES, _check_finite, _source, _to_mono
+    from jobs.compute import STREAM_CHUNK_FRAMES, _check_finite, _source, _to_mono, check_undamaged
 
     t_start = time.perf_counter()
     batch, f, result, path = _scratch_task(batch, job, lambda b: _native_range_path(job, b, index))
@@ -876,6 +876,8 @@ def decode_native_range(batch, job: dict, index: int, start: int, stop: int) -> 
             guard.reading(0)  # from the opening on: libsndfile parses the header there
             handle, quiet = open_quietly(source, f.path, frames=f.frames)
             with handle, quiet_decoder_notes(quiet), open(f"{path}.partial", "wb") as out:
+                if index == 0:
+                    check_undamaged(handle)
                 handle.seek(start)
                 left = stop - start
                 while left > 0:

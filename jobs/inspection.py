@@ -126,6 +126,7 @@ def inspect_file(path) -> dict:
         _info_from_handle,
         _length_slack,
         _no_frames_reason,
+        _ogg_damage_reason,
         _open_soundfile,
         _read_blocks,
         _truncation_reason,
@@ -137,7 +138,7 @@ def inspect_file(path) -> dict:
         if meta.frames <= 0:
             raise AudioDecodeError(shown, _no_frames_reason(handle))
         slack = _length_slack(handle)  # an MP3 header without a length tag: an estimate
-        truncated = _truncation_reason(handle)
+        truncated = _truncation_reason(handle) or _ogg_damage_reason(handle)
         if truncated is not None:
             raise AudioDecodeError(shown, truncated)
         lo, hi, sum_sq, n_frames = np.inf, -np.inf, 0.0, 0

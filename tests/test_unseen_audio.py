@@ -641,6 +641,93 @@ def test_an_ogg_stream_cut_after_some_pages_is_refused(tmp_path, subtype, sr, ch
     assert probe(str(tagged)).frames == y.shape[0]
 
 
+def _ogg_pages(data: bytes) -> list[int]:
+    """Byte offsets of an Ogg file's pages."""
+    at, pages = 0, []
+    while at < len(data):
+        assert data[at:at + 4] == b"OggS"
+        pages.append(at)
+        segments = data[at + 26]
+        at += 27 + segments + sum(data[at + 27:at + 27 + segments])
+    return pages
+
+
+def _write_ogg_in_blocks(path, y, sr, subtype):
+    with sf.SoundFile(str(path), "w", sr, 1, format="OGG", subtype=subtype) as handle:
+        for i in range(0, y.shape[0], 8192):  # (libsndfile's Vorbis encoder, fed all at once, may crash)
+            handle.write(y[i:i + 8192])
+
+
+@pytest.mark.parametrize(("subtype", "sr"), [("VORBIS", 44100), ("OPUS", 48000)])
+def test_an_ogg_file_damaged_part_way_is_refused_by_every_reader(tmp_path, subtype, sr):
+    """libogg drops a page that fails its checksum and libsndfile decodes around it without a
+    word: a 3 s clip damaged near its start was stored as 1.8 s (the length libsndfile then
+    reports), and one damaged mid-way was refused or stored at full length depending on whether
+    it was read whole or in blocks (inspect and extract disagreed; a long file, streamed in
+    blocks, was stored). Every reader now checks the pages' checksums."""
+    import featurelib
+    from jobs.cli import main as cli_main
+    from jobs.compute import DecodeError, decode
+
+    whole = tmp_path / "whole.ogg"
+    _write_ogg_in_blocks(whole, _noise_tone(3.0, sr), sr, subtype)
+    data = whole.read_bytes()
+    pages = _ogg_pages(data)
+    for n, page in enumerate(pages[2:-1]):  # past the headers, before the last page
+        damaged = bytearray(data)
+        at = page + 40 + n  # inside the page's body
+        damaged[at:at + 4] = bytes(b ^ 0x5A for b in damaged[at:at + 4])
+        path = tmp_path / f"damaged{n}.ogg"
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(featurelib.AudioDecodeError, match=f"damaged: the Ogg page at byte {page:,} "):
+            featurelib.load(str(path))
+        with pytest.raises(DecodeError, match="fails its checksum") as caught:
+            decode(str(path), sr=16000, expected_frames=sf.info(str(path)).frames)
+        assert caught.value.error_type == "DamagedFile"
+        assert cli_main(["inspect", str(path)]) == 1
+        if n == 3:
+            break
+    # whole streams are not: two chained, and one with a tag after its last page
+    chained = tmp_path / "chained.ogg"
+    chained.write_bytes(data + data)
+    tagged = tmp_path / "tagged.ogg"
+    tagged.write_bytes(data + b"TAG" + bytes(125))
+    for path in (whole, chained, tagged):
+        assert featurelib.load(str(path), sr=None)[0].shape[0] == sf.info(str(whole)).frames
+
+
+def test_extract_refuses_damaged_ogg_files_short_and_streamed_in_parts(tmp_path):
+    """A 150 s file is streamed in blocks and split across tasks: it was stored at full length
+    with the damaged page's audio lost; the same damage in a short clip failed."""
+    import pyarrow.parquet as pq
+
+    from jobs.cli import main as cli_main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, seconds, subtype, sr in (("short.ogg", 3.0, "VORBIS", 44100), ("long.opus", 150.0, "OPUS", 48000),
+                                       ("long.ogg", 150.0, "VORBIS", 44100)):
+        whole = corpus / f"whole_{name}"
+        _write_ogg_in_blocks(whole, _noise_tone(seconds, sr, seed=len(name)), sr, subtype)
+        data = bytearray(whole.read_bytes())
+        at = len(data) // 2
+        data[at:at + 8] = bytes(b ^ 0x5A for b in data[at:at + 8])
+        (corpus / f"damaged_{name}").write_bytes(bytes(data))
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {corpus}\nout: {tmp_path / 'out'}\naudio: {{sr: 16000}}\n"
+                      "frames: {n_fft: 512, hop_length: 160}\nfeatures: {rms: {}}\n"
+                      "compute: {workers: 2, batch_seconds: 60, block_seconds: 30}\n")
+    assert cli_main(["extract", str(config)]) == 1
+    files = pq.read_table(tmp_path / "out" / "files.parquet").to_pandas()
+    failures = pq.read_table(tmp_path / "out" / "failures.parquet").to_pandas()
+    assert sorted(os.path.basename(p) for p in files["path"]) == ["whole_long.ogg", "whole_long.opus",
+                                                                  "whole_short.ogg"]
+    assert sorted(os.path.basename(p) for p in failures["path"]) == ["damaged_long.ogg", "damaged_long.opus",
+                                                                     "damaged_short.ogg"]
+    assert set(failures["error_type"]) == {"DamagedFile"}
+    assert failures["message"].str.contains("fails its checksum").all()
+
+
 @pytest.mark.parametrize(("offset", "field", "said"), [
     (24, "<I", "a sample rate of 0 Hz"), (22, "<H", "0 channels")])
 def test_a_wav_header_with_a_zero_rate_or_no_channels_says_so(tmp_path, offset, field, said):
