@@ -415,7 +415,30 @@ class BatchError(Exception):
 def _fail_row(f, stage: str, exc: BaseException) -> dict:
     error_type = getattr(exc, "error_type", None) or type(exc).__name__
     message = " ".join(str(exc).split()) or error_type
+    moved = _moved_since_planned(f)
+    if moved is not None:  # the decoder's words would blame a file that is not the one planned
+        error_type, message = moved
     return {"path": f.path, "stage": stage, "error_type": error_type, "message": message}
+
+
+def _moved_since_planned(f) -> tuple[str, str] | None:
+    """``(error_type, message)`` for a local file deleted or changed on disk after its header was
+    read (while the job ran), else None. A deleted file read as "not a readable audio file
+    (libsndfile: System error)", one replaced by a shorter recording as "truncated"."""
+    if "://" in f.path or not getattr(f, "mtime_ns", 0):
+        return None
+    try:
+        st = os.stat(f.path)
+    except FileNotFoundError:
+        return ("FileGone", "the file was deleted or moved after the job read its header (a rerun "
+                "counts it as gone)")
+    except OSError:
+        return None
+    if (st.st_size, st.st_mtime_ns) == (f.size_bytes, f.mtime_ns):
+        return None
+    size = f" ({f.size_bytes:,} -> {st.st_size:,} bytes)" if st.st_size != f.size_bytes else ""
+    return ("ChangedDuringRun", f"the file changed on disk after the job read its header{size}: a "
+            "rerun reads it again")
 
 
 def _write(out, arrays, start, timings):

@@ -367,3 +367,33 @@ def test_new_inputs_are_appended_and_gone_ones_left_out(corpus, tmp_path):
             got = group[name][row["frame_start"]:row["frame_stop"]]
             assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6), name
     assert run_cli("extract", cfg).stdout.startswith("extract: nothing to do")
+
+
+def test_a_file_deleted_or_replaced_while_the_job_ran_is_said_so(tmp_path):
+    """Its decode failed with the decoder's words about a file that is not the one planned: a
+    deleted file read as "not a readable audio file (libsndfile: System error)", one replaced by
+    a shorter recording as "truncated"."""
+    from jobs.compute import DecodeError, decode
+    from jobs.extract import _fail_row
+    from jobs.plan import probe
+
+    paths = []
+    for name, seconds in (("gone.flac", 2.0), ("replaced.flac", 2.0), ("kept.flac", 1.0)):
+        path = tmp_path / name
+        sf.write(str(path), np.zeros(int(16000 * seconds), np.float32), 16000)
+        paths.append(path)
+    planned = [probe(str(p)) for p in paths]
+    os.unlink(paths[0])
+    before = os.stat(paths[1]).st_mtime_ns
+    sf.write(str(paths[1]), np.zeros(8000, np.float32), 16000)
+    os.utime(paths[1], ns=(before + 10**9, before + 10**9))
+    rows = []
+    for f in planned:
+        with pytest.raises(Exception) as caught:
+            decode(f.path, sr=16000, expected_frames=f.frames + (0 if f is not planned[2] else 1))
+        rows.append(_fail_row(f, "decode", caught.value))
+    assert rows[0]["error_type"] == "FileGone" and "deleted or moved" in rows[0]["message"]
+    assert rows[1]["error_type"] == "ChangedDuringRun"
+    assert "changed on disk after the job read its header" in rows[1]["message"]
+    assert rows[2]["error_type"] == "LengthMismatch"  # unchanged: the decoder's own reason stands
+    assert isinstance(caught.value, DecodeError)
