@@ -1232,7 +1232,7 @@ def _scheduler_lost(exc: BaseException, client) -> bool:
     return isinstance(exc, concurrent.futures.CancelledError) and getattr(client, "status", "") != "running"
 
 
-def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=None):
+def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=None, live=None):
     """Stages 3-4 on the cluster: one task per pending batch, with progress. ``on_submitted()``
     runs once every task is submitted, while they run; ``index`` (a :class:`jobs.store.FilesIndex`)
     receives each finished batch's committed rows, written while the other tasks run (stage 5).
@@ -1250,8 +1250,16 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     workers = len(client.scheduler_info().get("workers", {}))
     _say(f"extract: {len(pending)} batches to run on {workers} workers "
          f"({len(done)} already committed)")
-    progress = Progress(len(plan.files), sum(b.audio_seconds for b in plan.batches),
-                        done_files=sum(len(b.files) for b in done),
+    # files counted: ``live`` (the plan's files still named and not replaced since: see
+    # _live_files), so that a rerun after files went away or changed counts up to the inputs
+    counted = None if live is None else {(f.batch_id, f.path) for f in live}
+
+    def n_files(b) -> int:
+        return len(b.files) if counted is None else sum((b.batch_id, f.path) in counted for f in b.files)
+
+    progress = Progress(len(plan.files) if counted is None else len(counted),
+                        sum(b.audio_seconds for b in plan.batches),
+                        done_files=sum(n_files(b) for b in done),
                         done_audio_s=sum(b.audio_seconds for b in done))
     token = os.urandom(4).hex()
     resources = {"GPU": 1} if job["device"] == "cuda" else None
@@ -1297,7 +1305,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     watch = PausedWorkersWatch(client)
     try:
         return _collect(client, plan, job, futures, part_audio, done, progress, index, summaries,
-                        batch_failures, credited, watch)
+                        batch_failures, credited, watch, n_files)
     finally:
         watch.stop()
 
@@ -1358,7 +1366,7 @@ class PausedWorkersWatch:
 
 
 def _collect(client, plan, job, futures, part_audio, done, progress, index, summaries, batch_failures,
-             credited, watch):
+             credited, watch, n_files=len):
     """The finished tasks of :func:`stage_extract`, as they come."""
     from distributed import as_completed
 
@@ -1401,12 +1409,12 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
                                  "file's batch died (a crash in a decoder's C code, or out of "
                                  "memory), and it was given up; see the workers' logs")
             batch_failures += [_fail_row(f, stage, exc) for f in batch.files]
-            progress.update(len(batch.files), audio_left, failed=len(batch.files))
+            progress.update(n_files(batch), audio_left, failed=n_files(batch))
             if index is not None:
                 index.add(batch.batch_id, None)
             continue
         summaries.append(summary)
-        progress.update(len(batch.files), audio_left, failed=summary["failed"])
+        progress.update(n_files(batch), audio_left, failed=min(summary["failed"], n_files(batch)))
         if index is not None:  # the coordinator waits anyway: index the batch's rows now
             from jobs import store
 
@@ -1705,7 +1713,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
                    "tables": tables, "hang_seconds": cfg.compute.hang_seconds}
             index = files_index(cfg, plan, meta, pending)
             try:
-                summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index)
+                summaries, batch_failures, rate = stage_extract(client, plan, pending, job, index=index,
+                                                                live=live)
             except BaseException:  # stopped (a full disk, Ctrl-C): no half-written index left
                 index.abort()
                 raise

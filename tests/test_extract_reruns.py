@@ -56,6 +56,8 @@ def test_a_file_replaced_in_place_is_read_again(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "1 changed on disk" in result.stderr
     assert "8 inputs, 8 readable" in result.stderr
+    # the progress counts the inputs: the replaced file's old rows are not counted again
+    assert "8/8 files (100%)" in result.stderr and "/9 files" not in result.stderr, result.stderr
     rows = _rows_equal_featurelib(out, cfg)
     assert sorted(r["path"] for r in rows) == sorted(paths)  # once each: the old rows are gone
     again = run_cli("extract", cfg)
