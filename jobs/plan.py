@@ -297,10 +297,19 @@ def probe(path: str) -> PlannedFile:
                        frames=meta.frames, duration_s=meta.frames / meta.sample_rate, mtime_ns=mtime_ns)
 
 
+# the kind of a header read's failure, from the start of featurelib's reason: the names the
+# decode stage gives the same faults (jobs.compute.DecodeError), so that one query groups them
+_REASON_KINDS = (("truncated", "TruncatedFile"), ("damaged", "DamagedFile"),
+                 ("not a readable audio file", "NotAudio"), ("no audio frames", "EmptyAudio"))
+
+
 def _failure(path: str, stage: str, exc: BaseException) -> dict:
     reason = getattr(exc, "reason", None)  # featurelib.AudioDecodeError carries a human reason
     message = reason or str(exc).strip() or type(exc).__name__
-    return {"path": path, "stage": stage, "error_type": type(exc).__name__, "message": message}
+    kind = type(exc).__name__
+    if reason:
+        kind = next((k for start, k in _REASON_KINDS if reason.startswith(start)), kind)
+    return {"path": path, "stage": stage, "error_type": kind, "message": message}
 
 
 _WATCH: list = []  # the jobs.crashes.ProbeGuard of the plan being made, while it probes

@@ -414,3 +414,16 @@ def test_a_rate_too_high_for_sound_is_a_probe_failure():
     assert [f.path for f in plan.files] == ["/c/bat.wav"]
     (bad,) = plan.failures
     assert bad["error_type"] == "ImplausibleSampleRate" and "too high" in bad["message"]
+
+
+def test_header_failures_are_typed_as_the_decode_stage_types_them(tmp_path):
+    """A cut WAV failed its header read as "AudioDecodeError" and its decode as "TruncatedFile":
+    one query could not group the same fault."""
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), np.zeros(16000, np.float32), 16000, subtype="PCM_24")
+    (tmp_path / "cut.wav").write_bytes(whole.read_bytes()[:20000])
+    (tmp_path / "text.wav").write_text("not audio at all, just words")
+    (tmp_path / "empty.flac").write_bytes(b"")
+    _, failures = probe_all([str(tmp_path / n) for n in ("cut.wav", "text.wav", "empty.flac")])
+    kinds = {os.path.basename(f["path"]): f["error_type"] for f in failures}
+    assert kinds["cut.wav"] == "TruncatedFile" and kinds["text.wav"] == "NotAudio", failures
