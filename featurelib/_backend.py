@@ -213,20 +213,30 @@ class FrameRedo:
 
     ``recompute`` maps frames ``(1, m, n)`` to ``(1, m, k)``. :meth:`add` takes a chunk's frames
     ``(rows, t, n)``, its fresh result ``(rows, t, k)``, the boolean ``redo`` ``(rows, t)`` and the
-    chunk's place ``(row, frame)`` in the output. NumPy and CuPy gather just the flagged frames
+    chunk's place ``(row, frame)`` in the output; ``columns`` (indices of the result's last axis)
+    limits what the recomputation replaces. NumPy and CuPy gather just the flagged frames
     and recompute them together once ``budget`` samples are waiting (one transform call for many
     chunks instead of one per chunk); :meth:`flush` writes them into the output. Other
     namespaces (no integer-array assignment in the array API) recompute the whole chunk at once.
     """
 
-    def __init__(self, recompute, budget: int):
+    def __init__(self, recompute, budget: int, columns=None):
         self.recompute, self.budget = recompute, budget
+        # the result's last-axis entries the recomputation replaces (a sorted NumPy index array);
+        # None: all of them
+        self.columns = None if columns is None else np.asarray(columns, dtype=np.intp)
         self.parts, self.waiting = [], 0
 
     def add(self, frames, redo, result, at=(0, 0)):
         """The chunk's result (recomputed here where frames cannot be gathered)."""
         if not (is_numpy_array(frames) or is_cupy_array(frames)):
-            return self.recompute(frames)
+            again = self.recompute(frames)
+            if self.columns is None:
+                return again
+            xp = array_namespace(result)
+            mask = np.zeros(result.shape[-1], dtype=bool)
+            mask[self.columns] = True
+            return xp.where(like(mask, result, xp, dtype=xp.bool), again, result)
         rows, cols = redo.nonzero()
         picked = frames[rows, cols]
         self.parts.append((rows + at[0], cols + at[1], picked))
@@ -246,6 +256,11 @@ class FrameRedo:
             rows, cols, frames = self.parts[0]
         else:
             rows, cols, frames = (xp.concat([p[i] for p in self.parts]) for i in range(3))
-        out[rows, cols] = self.recompute(frames[None])[0]
+        again = self.recompute(frames[None])[0]
+        if self.columns is None:
+            out[rows, cols] = again
+        else:
+            columns = like(self.columns, rows, dtype=rows.dtype)
+            out[rows[:, None], cols[:, None], columns[None, :]] = again[:, columns]
         self.parts, self.waiting = [], 0
         return out

@@ -347,7 +347,7 @@ def set_fft_precision(precision: str) -> str:
 
 
 def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, window="hann",
-             center=True, pad_mode="constant", refine=None):
+             center=True, pad_mode="constant", refine=None, refine_columns=None):
     """Time-major STFT ``(..., n_frames, 1 + n_fft // 2)``, optionally reduced chunk by chunk.
 
     The frames are windowed and transformed in cache-sized chunks, and ``reduce`` (for example
@@ -368,6 +368,9 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         and its reduction ``R`` to a boolean ``(rows, t)`` of the frames whose reduction float32
         rounding could move beyond parity; those frames are transformed again in float64.
         ``"double"`` transforms every frame in float64. Without it, ``"auto"`` stays float32.
+    refine_columns : sequence of int, optional
+        The entries of the reduction's last axis that a frame transformed again replaces (the
+        columns that ``refine`` judged); the others keep their float32 values. Default: all.
 
     Returns
     -------
@@ -401,7 +404,7 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         return X if reduce is None else reduce(X)
 
     budget = chunk_samples(y)
-    redo = FrameRedo(lambda frames: plain(frames, w64), budget) if check is not None else None
+    redo = FrameRedo(lambda frames: plain(frames, w64), budget, refine_columns) if check is not None else None
 
     def transform(chunk, at):
         if redo is None:

@@ -892,9 +892,18 @@ def _spectral_pass(z, fs: FeatureSet, outputs: list, xp) -> dict:
         parts = [fn(spectrum) for _, _, fn in outputs]
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
 
+    # the frames redone in float64 for a mel's sake replace only the mel columns: every other
+    # output keeps the float32 values featurelib gives it alone (a median frequency between two
+    # equal tones turns on rounding: it moved by a third when a mel was configured beside it)
+    mel_columns, at = [], 0
+    for key, width, _ in outputs:
+        if key[0] == "mel":
+            mel_columns += range(at, at + width)
+        at += width
     S = map_stft(z, reduce, n_fft=fs.n_fft, hop_length=fs.hop_length,
                  win_length=fs.n_fft, window=fs.table("window"), center=False,
-                 refine=_mel_refine(fs, outputs, last, z, xp))
+                 refine=_mel_refine(fs, outputs, last, z, xp),
+                 refine_columns=None if len(mel_columns) == at else mel_columns)
     out, at = {}, 0
     for key, width, _ in outputs:
         out[key] = S[..., at:at + width]

@@ -82,3 +82,27 @@ def test_the_job_s_centroid_of_a_very_low_tone_keeps_parity(tmp_path):
         ref = librosa.feature.spectral_centroid(y=y, sr=48000, n_fft=2048, hop_length=512)[0]
         assert n == ref.size
         assert np.max(np.abs(got[row, :n, 0] - ref) / ref) < 1e-4
+
+
+def test_a_feature_does_not_depend_on_a_mel_configured_beside_it(tmp_path):
+    """Frames redone in float64 for a mel's sake fed every output of the spectral pass: the
+    median frequency of a two-tone (DTMF) frame, which sits in the flat gap between the tones,
+    moved by a quarter of its value when a melspectrogram was configured too."""
+    from jobs.compute import compute_segments, segment_buffers
+
+    t = np.arange(4 * 22050) / 22050
+    y = (0.4 * np.sin(2 * np.pi * 697 * t) + 0.4 * np.sin(2 * np.pi * 1209 * t)).astype(np.float32)
+    spectral = {"median_frequency": {}, "spectral_rolloff": {"roll_percent": 0.5}, "spectral_bandwidth": {},
+                "spectral_flatness": {}}
+    results = []
+    for extra in ({}, {"melspectrogram": {"n_mels": 128, "db": True}}):
+        path = write_config(tmp_path / "job.yaml", input=tmp_path, out=tmp_path / "out", sr=22050,
+                            n_fft=2048, hop=512, features={**spectral, **extra})
+        fs = FeatureSet.from_config(feature_config(load_config(path)))
+        zbuf, ebuf, n_valid = segment_buffers([y], fs)
+        results.append(compute_segments(zbuf, ebuf, fs, n_valid=n_valid, xp=np))
+    kw = {"sr": 22050, "n_fft": 2048, "hop_length": 512}
+    alone = featurelib.median_frequency(y=y, **kw)[0]
+    for name in spectral:
+        assert np.array_equal(results[0][name], results[1][name]), name
+    assert np.array_equal(results[1]["median_frequency"][0, :alone.size, 0], alone)

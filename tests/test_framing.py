@@ -137,3 +137,24 @@ def test_a_mel_of_no_sampling_rate_is_refused(sr):
         F.melspectrogram(y=y, sr=sr)
     with pytest.raises(F.ParameterError, match="positive sampling rate"):
         F.mfcc(y=y, sr=sr)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_refined_frame_replaces_only_the_columns_named(strict):
+    """map_stft(refine_columns=...): frames transformed again in float64 replace the judged
+    columns; the others keep their float32 values (the job's non-mel features)."""
+    import array_api_strict as xs
+
+    y = np.random.default_rng(0).standard_normal((2, 4000)).astype(np.float32)
+    arr, xp = (xs.asarray(y), xs) if strict else (y, np)
+
+    def reduce(X):
+        a = xp.abs(X)
+        return xp.concat([a[..., :3], a[..., :3]], axis=-1)
+
+    plain = np.asarray(map_stft(arr, reduce, n_fft=256, hop_length=80))
+    every = lambda X, R: xp.ones(R.shape[:-1], dtype=xp.bool)  # noqa: E731
+    redone = np.asarray(map_stft(arr, reduce, n_fft=256, hop_length=80, refine=every, refine_columns=[0, 1, 2]))
+    assert np.array_equal(redone[..., 3:], plain[..., 3:])
+    assert not np.array_equal(redone[..., :3], plain[..., :3])
+    assert np.allclose(redone[..., :3], plain[..., :3], rtol=1e-5, atol=1e-5)
