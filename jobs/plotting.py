@@ -820,7 +820,10 @@ def plot_run(args) -> None:
         data, low, shown_times, step = _stored_columns(group[name], lo, hi, n_cols, how, times, frame_step)
         if data.shape[0] == 1:
             if low is not None:  # thinned: the range of values each column spans
-                ax.fill_between(shown_times, low[0], data[0], lw=0.6, alpha=0.6, step="mid")
+                ax.fill_between(shown_times, low[0], data[0], lw=0.6, alpha=0.6, step="mid", color="C0")
+                # and its middle as a line: a column of one frame spans no range, and a file of
+                # about one to two frames per column drew as faint scattered ticks
+                ax.plot(shown_times, (low[0] + data[0]) / 2, lw=0.8, color="C0", drawstyle="steps-mid")
             else:
                 ax.plot(shown_times, data[0], lw=0.9)
             unit = UNITS.get(name)

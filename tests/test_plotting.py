@@ -373,3 +373,29 @@ def test_stored_frames_of_a_long_file_are_reduced_while_read(monkeypatch):
         assert step == pytest.approx(0.1003) and centres[0] == pytest.approx((edges[1] - 1) / 2 * 0.01)
     few, low, shown, step = plotting._stored_columns(frames, 10, 60, 100, "max", times[10:60], 0.01)
     assert low is None and few.shape == (3, 50) and step == 0.01  # as stored
+
+
+def test_a_thinned_one_number_feature_is_drawn_as_a_line(tmp_path, monkeypatch):
+    """With one to two frames per column, each column's range is empty: the feature drew as
+    faint scattered ticks. Its middle is drawn as a line too."""
+    import matplotlib.pyplot as plt
+    from train_helpers import write_config
+
+    import jobs.plotting as plotting
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(10 * 16000) / 16000
+    sf.write(str(audio / "long.wav"), (0.3 * np.sin(2 * np.pi * 3 * t) * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+             16000)
+    config = write_config(tmp_path / "job.yaml")
+    out = tmp_path / "run"
+    assert cli_main(["extract", str(config), "--input", str(audio), "--out", str(out), "--workers", "1"]) == 0
+    row = _first_file(out)
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, output: figures.append(fig))
+    assert plot(out, "--file-id", row["file_id"], "--kind", "rms", "--width", "300", "-o", tmp_path / "r.png") == 0
+    (ax,) = figures[0].axes
+    lines = [line for line in ax.get_lines() if len(line.get_ydata()) > 100]
+    assert lines and np.ptp(lines[0].get_ydata()) > 0.1  # the envelope's swing, visible
+    plt.close(figures[0])
