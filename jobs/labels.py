@@ -68,7 +68,19 @@ def stored_inputs(out_dir) -> list[str] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     named = [named] if isinstance(named, str) else list(named or [])
-    return [os.path.normpath(p) for p in named if isinstance(p, str) and os.path.isdir(p)]
+    roots = (_input_root(p) for p in named if isinstance(p, str))
+    return [r for r in roots if r is not None]
+
+
+def _input_root(named: str) -> str | None:
+    """The folder an input names, as its files' stored paths begin: a local folder (also as a
+    ``file://`` URL, which discovery reads as the local path), or a URL prefix; None for a file,
+    a glob or a list."""
+    if named.startswith("file://"):
+        named = named[len("file://"):]
+    if "://" in named:  # an object-store prefix: its files' paths are URLs under it
+        return None if any(c in named for c in "*?[") else named.rstrip("/")
+    return os.path.normpath(named) if os.path.isdir(named) else None
 
 
 def labels_from_folder(paths: pd.Series, inputs: list[str] | None = None) -> pd.DataFrame:
@@ -79,16 +91,18 @@ def labels_from_folder(paths: pd.Series, inputs: list[str] | None = None) -> pd.
     files) take the first folder below their :func:`corpus_root`."""
     labels = pd.Series([None] * len(paths), index=paths.index, dtype=object)
     rest = []
-    roots = sorted({os.path.normpath(r) for r in inputs or []}, key=len, reverse=True)
+    roots = sorted({r.rstrip("/") if "://" in r else os.path.normpath(r) for r in inputs or []},
+                   key=len, reverse=True)
     under = {r: [] for r in roots}
     for i, p in zip(paths.index, paths):
         root = next((r for r in roots if str(p).startswith(r.rstrip(os.sep) + os.sep)), None)
         (under[root] if root is not None else rest).append((i, str(p)))
     for root, members in under.items():
-        nested = [(i, os.path.relpath(p, root).split(os.sep)) for i, p in members]
+        start = len(root.rstrip(os.sep)) + 1  # (paths and URLs alike: the part below the root)
+        nested = [(i, p[start:].split(os.sep)) for i, p in members]
         if nested and all(len(parts) == 1 for _, parts in nested):  # a class folder named as input
             for i, _ in nested:
-                labels[i] = os.path.basename(root) or None
+                labels[i] = os.path.basename(root.rstrip(os.sep)) or None
             continue
         for i, parts in nested:
             labels[i] = parts[0] if len(parts) > 1 else None

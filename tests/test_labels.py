@@ -184,3 +184,24 @@ def test_folder_labels_below_each_input_folder(tmp_path):
     for folder in inputs:
         os.makedirs(folder, exist_ok=True)
     assert stored_inputs(run) == inputs  # folders that exist, as the run named them
+
+
+def test_folder_labels_of_input_folders_named_as_urls(tmp_path):
+    """An input class folder named as a file:// URL (read by discovery as the local path) was not
+    a root: its class was silently missing; an object-store prefix is a root too."""
+    import json
+
+    from jobs.labels import labels_from_folder, stored_inputs
+
+    dog, cat = tmp_path / "dc" / "dog", tmp_path / "dc" / "cat"
+    for folder in (dog, cat):
+        folder.mkdir(parents=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    named = [f"file://{dog}", str(cat), "s3://bucket/corpus/", "s3://bucket/other/*.wav"]
+    (run / "manifest.json").write_text(json.dumps({"config": {"input": named}}))
+    inputs = stored_inputs(run)
+    assert inputs == [str(dog), str(cat), "s3://bucket/corpus"]
+    paths = pd.Series([str(dog / "a.wav"), str(cat / "b.wav"), "s3://bucket/corpus/rain/x.wav",
+                       "s3://bucket/corpus/wind/deep/y.wav"])
+    assert labels_from_folder(paths, inputs)["label"].tolist() == ["dog", "cat", "rain", "wind"]
