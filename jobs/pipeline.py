@@ -83,6 +83,15 @@ def main(args) -> int:
     # each stage once, in the pipeline's order (a model is trained on the store extract made,
     # and scores come from the model train made), however they were listed
     stages = [name for name in STAGES if name in stages]
+    if "extract" in stages and "train" in stages:
+        from jobs.extract import apply_overrides
+        from jobs.train import check_labels_before_extract
+
+        try:
+            apply_overrides(cfg, args)  # --input, as extract will take it
+            check_labels_before_extract(cfg)
+        except UsageError as exc:
+            raise UsageError(f"train: {exc}") from None
     status = EXIT_OK
     for name in stages:
         try:

@@ -133,6 +133,40 @@ def _refuse_split_folders(labelled, root: str) -> None:
                          "labels.source: parent (each file's own folder), or extract one split")
 
 
+def check_labels_before_extract(config) -> None:
+    """What train would refuse about the labels alone, told before ``run`` extracts a corpus
+    (a refusal after hours of extraction wastes them): folder classes named like splits, fewer
+    than 2 classes among the files, a labels CSV that cannot be read. Labels come from the files
+    discovery finds now; local inputs only (listing an object store twice costs requests)."""
+    import pandas as pd
+
+    from jobs.discover import discover
+    from jobs.labels import _input_root, assign_labels
+    from jobs.plan import file_id
+    from jobs.train_config import LabelsConfig
+
+    named = config.input if isinstance(config.input, list) else [config.input]
+    if config.input is None or any("://" in str(n) and not str(n).startswith("file://") for n in named):
+        return
+    labels_cfg = config.labels or LabelsConfig()
+    paths = discover(config.input).paths
+    if not paths:
+        return
+    inputs = [r for r in (_input_root(str(n)) for n in named) if r is not None]
+    files = pd.DataFrame({"file_id": [file_id(p) for p in paths], "path": paths})
+    labelled = assign_labels(files, labels_cfg, inputs if labels_cfg.source == "folder" else None)
+    where = ", ".join(inputs) if inputs else "the corpus root"
+    if labels_cfg.source == "folder":
+        _refuse_split_folders(labelled, where)
+    classes = sorted(labelled["label"].dropna().unique())
+    if len(classes) < 2:
+        hint = (f": the name of the first folder below {where}" if labels_cfg.source == "folder"
+                else "")
+        raise UsageError(f"the inputs' files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); "
+                         f"a classifier needs at least 2 (labels come from labels.source: "
+                         f"{labels_cfg.source}{hint}); nothing was extracted")
+
+
 def _folder_root(inputs: list[str] | None, store) -> str:
     """Where folder labels are found, for messages: the run's input folders, else the corpus root."""
     from jobs.labels import corpus_root

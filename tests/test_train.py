@@ -288,3 +288,30 @@ def test_a_model_name_that_is_no_plain_folder_name_is_refused(tmp_path_factory, 
     assert cli_main(["train", str(config), "--out", str(run), "--name", name, "--force"]) == 2
     assert "is not a plain folder name" in capsys.readouterr().err
     assert not (run / "models").exists() and (root / "sibling" / "data").read_text() == "keep"
+
+
+def test_run_refuses_labels_train_would_refuse_before_extracting(tmp_path, capsys):
+    """Split-named class folders, or a single class, were refused by train after the whole
+    corpus had been extracted."""
+    import shutil
+
+    from train_helpers import SAMPLES
+
+    samples = sorted(SAMPLES.glob("*.wav"))
+    corpus = tmp_path / "corpus"
+    for split, files in (("train", samples[:4]), ("test", samples[4:6])):
+        (corpus / split).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, corpus / split / f.name)
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "job.yaml", input=str(corpus), labels={"source": "folder"},
+                          split={"method": "stratified"})
+    assert cli_main(["run", str(config), "--out", str(out)]) == 2
+    assert "named like dataset splits (test, train)" in capsys.readouterr().err
+    assert not out.exists()
+    one = tmp_path / "one" / "dog"
+    one.mkdir(parents=True)
+    shutil.copy(samples[0], one / samples[0].name)
+    assert cli_main(["run", str(config), "--input", str(tmp_path / "one"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 class(es) (dog)" in err and "nothing was extracted" in err and not out.exists()
