@@ -34,8 +34,9 @@ FAST_EXIT = True  # the command line ends the process without interpreter teardo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="job config (YAML)")
-    parser.add_argument("--input", action="append", metavar="PATH",
-                        help="input folder, glob, list file or URL (repeatable; replaces the config's)")
+    parser.add_argument("--input", action="extend", nargs="+", metavar="PATH",
+                        help="input folder, glob, list file or URL (several after one --input, or "
+                             "--input repeated; replaces the config's)")
     parser.add_argument("--out", metavar="DIR", help="run directory (replaces the config's)")
     parser.add_argument("--scheduler", metavar="ADDR",
                         help="address of a running Dask scheduler (default: a local cluster)")

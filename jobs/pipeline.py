@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="job config (YAML)")
     parser.add_argument("--stages", metavar="LIST",
                         help="comma-separated stages to run instead of the config's (extract,train,score)")
-    parser.add_argument("--input", action="append", metavar="PATH", help="input (repeatable)")
+    parser.add_argument("--input", action="extend", nargs="+", metavar="PATH",
+                        help="inputs (several after one --input, or --input repeated)")
     parser.add_argument("--out", metavar="DIR", help="run directory (replaces the config's)")
     parser.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes")

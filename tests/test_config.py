@@ -295,3 +295,14 @@ def test_every_command_s_help_lists_the_exit_statuses(capsys):
             assert "3    the output could not be written" in text and "rerun goes on" in text
         else:  # each says what its own statuses mean (inspect/plot/query have no OUT to resume)
             assert "rerun goes on" not in text and "failures.parquet" not in text, command
+
+
+@pytest.mark.parametrize("module", ["extract", "pipeline"])
+def test_input_takes_several_paths_after_one_flag_or_repeated(module):
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"jobs.{module}").add_arguments(parser)
+    assert parser.parse_args(["c.yaml", "--input", "a", "b", "--input", "c"]).input == ["a", "b", "c"]
+    assert parser.parse_args(["c.yaml"]).input is None
