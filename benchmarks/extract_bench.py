@@ -309,7 +309,7 @@ def byte_compile_project() -> str:
     Python writes ``__pycache__`` as it imports, except where ``PYTHONDONTWRITEBYTECODE`` is set
     (this machine sets it, as many container images do): an editable install then compiles the
     job's own modules from source in every process of every run (coordinator, fork server),
-    about 8 % of a 3,000-clip run (farm-bench, 8 paired runs: 1.86 against 1.97 s), while the
+    about 8 % of a 3,000-clip run (8 paired runs of whole commands: 1.86 against 1.97 s), while the
     naive script's librosa was compiled when pip installed it. Returns what was done, or ''.
     """
     import compileall

@@ -13,7 +13,7 @@
 #
 # Environment (all optional):
 #   AUDIOFEAT_CLUSTER_DIR  state folder: scheduler.json, address, pids, logs
-#                          (default ${XDG_RUNTIME_DIR:-/tmp}/audiofeat-cluster-$USER)
+#                          (default ${XDG_RUNTIME_DIR:-/tmp}/audiofeat-cluster-${USER:-$(id -un)})
 #   AUDIOFEAT_HOST         bind address (default 127.0.0.1)
 #   AUDIOFEAT_PORT         scheduler port (default 0: a free port)
 #   AUDIOFEAT_DASHBOARD    dashboard host:port (default 127.0.0.1:0; "none" to disable)
