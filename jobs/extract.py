@@ -82,6 +82,11 @@ def security_from_args(args):
                          getattr(args, "tls_key", None))
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 batch"``, ``"3 batches"``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -291,7 +296,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
          f"{gone} gone"
          + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
          + (f", {again} that failed before read again" if again else "")
-         + f"; {len(extra.batches)} batches added")
+         + f"; {_count(len(extra.batches), 'batch', 'batches')} added")
     return plan, meta
 
 
@@ -1249,7 +1254,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     pending_ids = {b.batch_id for b in pending}
     done = [b for b in plan.batches if b.batch_id not in pending_ids]
     workers = len(client.scheduler_info().get("workers", {}))
-    _say(f"extract: {len(pending)} batches to run on {workers} workers "
+    _say(f"extract: {_count(len(pending), 'batch', 'batches')} to run on {_count(workers, 'worker')} "
          f"({len(done)} already committed)")
     # files counted: ``live`` (the plan's files still named and not replaced since: see
     # _live_files), so that a rerun after files went away or changed counts up to the inputs
@@ -1701,7 +1706,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         live = _live_files(plan, meta)
         _say(f"extract: {len(live) + len(plan.failures)} inputs, {len(live)} readable, "
              f"{sum(f.duration_s for f in live) / 3600:.2f} h of audio in "
-             f"{len(plan.batches)} batches" + (" (plan reused from an earlier run)" if found else ""))
+             f"{_count(len(plan.batches), 'batch', 'batches')}" + (" (plan reused from an earlier run)" if found else ""))
         if not plan.files and not plan.failures:
             from jobs.redact import redact
 

@@ -112,7 +112,7 @@ def test_lost_commit_object_redoes_only_that_batch(runs, tmp_path):
                        features=SMALL, compute=COMPUTE)
     result = run_cli("extract", cfg)
     assert result.returncode == 1, result.stderr
-    assert f"1 batches to run on 1 workers ({len(objects) - 1} already committed)" in result.stderr
+    assert f"1 batch to run on 1 worker ({len(objects) - 1} already committed)" in result.stderr
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["counts"]["batches_run"] == 1 and manifest["complete"]
     assert _batch_objects(copy) == objects
