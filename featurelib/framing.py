@@ -466,6 +466,30 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     return xp.reshape(out, (*lead, T, out.shape[-1]))
 
 
+def magnitude_frames_in_float64(y, rows, cols, *, n_fft, hop_length=None, win_length=None,
+                                window="hann", center=True, pad_mode="constant", power=1.0):
+    """``|STFT| ** power`` of the frames ``(rows[i], cols[i])`` of ``y`` ``(B, n)``, as librosa
+    computes them: float64 window and FFT, rounded to complex64 (float32 ``y``), then the
+    magnitude in float32. Returns ``(len(rows), 1 + n_fft // 2)``. For features that a float32
+    FFT's rounding could move by a whole bin (featurelib.spectral_rolloff); NumPy and CuPy."""
+    n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
+    xp = namespace(y)
+    rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    w = like(get_window(window, win_length, n_fft=n_fft), y, xp, dtype=xp.float64)
+    out_complex = xp.complex64 if y.dtype == xp.float32 else xp.complex128
+    parts = []
+    for row in np.unique(rows):
+        frames = _frames_for_stft(y[int(row):int(row) + 1, ...], n_fft=n_fft, hop_length=hop_length,
+                                  center=center, pad_mode=pad_mode)[0]
+        picked = frames[like(cols[rows == row], y, xp, dtype=xp.int64), :]
+        X = xp.astype(fft_namespace(xp).rfft(picked * w, axis=-1), out_complex, copy=False)
+        A = xp.abs(X)
+        parts.append(A if power == 1.0 else A ** power)
+    order = np.argsort(np.argsort(rows, kind="stable"), kind="stable")  # back to the rows' order
+    both = xp.concat(parts, axis=0)
+    return both[like(order, y, xp, dtype=xp.int64), :]
+
+
 def _sounding_frames(y, T: int, *, n_fft: int, hop_length: int, center: bool, pad_mode: str):
     """Per row of ``y`` ``(B, n)``, how many of its ``T`` frames reach a non-zero sample.
 

@@ -953,6 +953,22 @@ def _low_centroids_in_float64(C, z, fs: FeatureSet, xp):
     return xp.matrix_transpose(again)
 
 
+def _rolloff_in_float64(both, z, fs: FeatureSet, kw: dict, xp):
+    """The roll-off ``(B, T, 1)`` from the spectral pass's ``(roll-off, near)`` columns, its
+    frames near a bin's edge taken again from a float64 FFT of the buffer's frames: featurelib's
+    own redo (``featurelib.frequency.rolloff_frames_in_float64``)."""
+    from featurelib._backend import like
+    from featurelib.framing import fft_frequencies
+    from featurelib.frequency import rolloff_frames_in_float64
+
+    value, near = xp.matrix_transpose(both[..., :1]), xp.matrix_transpose(both[..., 1:]) > 0
+    f = like(fft_frequencies(sr=fs.sr, n_fft=fs.n_fft)[:, None], value, xp)
+    again = rolloff_frames_in_float64(value, near, z, f, xp, roll_percent=kw["roll_percent"],
+                                      n_fft=fs.n_fft, hop_length=fs.hop_length, win_length=fs.n_fft,
+                                      window=fs.table("window"), center=False)
+    return xp.matrix_transpose(again)
+
+
 def _mel_output(fs: FeatureSet, key: tuple, power: float):
     from featurelib.spectrum import mel_projector
 
@@ -1046,6 +1062,18 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
         elif name == "spectral_centroid":
             want((name, 1, lambda spectrum: tm(featurelib.spectral_centroid(
                 S=tm(spectrum(1.0)), sr=sr, n_fft=n_fft))))
+        elif name == "spectral_rolloff" and fs.fft_precision == "auto":
+            # the roll-off, and whether float32 rounding could move it by a bin (taken again in
+            # float64 below, as featurelib does)
+            def rolloff_and_near(spectrum, kw=kw):
+                from featurelib.frequency import near_rolloff_crossing
+
+                S = tm(spectrum(1.0))
+                value = featurelib.spectral_rolloff(S=S, sr=sr, n_fft=n_fft, roll_percent=kw["roll_percent"])
+                near = xp.astype(near_rolloff_crossing(S, kw["roll_percent"], xp), value.dtype)
+                return tm(xp.concat([value, near], axis=-2))
+
+            want((name, 2, rolloff_and_near))
         elif name == "spectral_rolloff":
             want((name, 1, lambda spectrum, kw=kw: tm(featurelib.spectral_rolloff(
                 S=tm(spectrum(1.0)), sr=sr, n_fft=n_fft, roll_percent=kw["roll_percent"]))))
@@ -1101,6 +1129,8 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                                                      threshold=kw["threshold"]))
         elif name == "spectral_centroid" and name in spectral:
             value = _low_centroids_in_float64(spectral[name], z, fs, xp)
+        elif name == "spectral_rolloff" and spectral.get(name) is not None and spectral[name].shape[-1] == 2:
+            value = _rolloff_in_float64(spectral[name], z, fs, kw, xp)
         elif name in spectral:
             value = spectral[name]
         elif name == "spectral_centroid":

@@ -106,3 +106,23 @@ def test_a_feature_does_not_depend_on_a_mel_configured_beside_it(tmp_path):
     for name in spectral:
         assert np.array_equal(results[0][name], results[1][name]), name
     assert np.array_equal(results[1]["median_frequency"][0, :alone.size, 0], alone)
+
+
+def test_the_job_s_rolloff_near_a_bin_edge_equals_librosa(tmp_path):
+    """The job's spectral pass takes the frames whose roll-off float32 rounding could move by a
+    bin again in float64, as featurelib does (one frame was 2.1e-3 relative off librosa)."""
+    import librosa
+    from test_fft_precision import _bandpassed_speech_like
+
+    from jobs.compute import compute_segments, segment_buffers
+
+    y = _bandpassed_speech_like()
+    path = write_config(tmp_path / "job.yaml", input=tmp_path, out=tmp_path / "out", sr=22050, n_fft=2048,
+                        hop=512, features={"spectral_rolloff": {"roll_percent": 0.95},
+                                           "melspectrogram": {"n_mels": 64, "db": True}})
+    fs = FeatureSet.from_config(feature_config(load_config(path)))
+    zbuf, ebuf, n_valid = segment_buffers([y, y[:100000]], fs)
+    got = compute_segments(zbuf, ebuf, fs, n_valid=n_valid, xp=np)["spectral_rolloff"]
+    for row, signal in enumerate((y, y[:100000])):
+        ref = librosa.feature.spectral_rolloff(y=signal, sr=22050, n_fft=2048, hop_length=512, roll_percent=0.95)[0]
+        assert np.array_equal(got[row, :ref.size, 0], ref)
