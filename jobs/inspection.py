@@ -214,14 +214,23 @@ _COLUMNS = (  # header, row -> text, right-aligned?
 )
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: combining marks (a name in decomposed Unicode, as
+    macOS writes them) take none, wide East Asian characters two."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
 def format_table(rows: list[dict]) -> str:
     """An aligned text table, one line per file."""
     cells = [[header for header, _, _ in _COLUMNS]]
     cells += [[text(row) for _, text, _ in _COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    widths = [max(_width(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
     for line in cells:
-        parts = [cell.rjust(w) if right else cell.ljust(w)
+        parts = [" " * (w - _width(cell)) + cell if right else cell + " " * (w - _width(cell))
                  for cell, w, (_, _, right) in zip(line, widths, _COLUMNS)]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)

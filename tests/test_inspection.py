@@ -239,3 +239,15 @@ def test_a_name_that_is_not_utf8_is_inspected_with_a_note(tmp_path, capsys):
     status, rows, err = inspect_json(capsys, folder)
     assert status == 0 and rows[0]["path"].endswith("bad\\xff.wav") and rows[0]["sample_rate"] > 0
     assert "not valid UTF-8" in err and "extract leaves it out" in err
+
+
+def test_the_table_stays_aligned_after_decomposed_and_wide_names():
+    from jobs.inspection import _COLUMNS, _width, format_table
+
+    row = {"path": "x", "format": "WAV", "subtype": "PCM_16", "sample_rate": 8000, "channels": 1,
+           "frames": 8000, "duration_s": 1.0, "bit_depth": 16, "min": -0.5, "max": 0.5,
+           "peak_dbfs": -6.0, "rms_dbfs": -9.0}
+    names = ["Bjo\u0308rk e\u0301.flac", "Björk é.flac", "録音.wav"]
+    lines = format_table([{**row, "path": n} for n in names]).splitlines()
+    assert len({_width(line) for line in lines}) == 1, lines
+    assert len(_COLUMNS) > 1
