@@ -255,9 +255,11 @@ def spectral_bandwidth(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
     return bandwidth if out_dtype is None else xp.astype(bandwidth, out_dtype)
 
 
-def _first_bin_reaching(S, fraction, f, xp):
-    """Frequency of the first bin where the cumulative sum reaches ``fraction`` of the total."""
-    cumulative = xp.cumulative_sum(S, axis=-2)
+def _first_bin_reaching(S, fraction, f, xp, cumulative=None):
+    """Frequency of the first bin where the cumulative sum (``cumulative``, computed here when
+    not given) reaches ``fraction`` of the total."""
+    if cumulative is None:
+        cumulative = xp.cumulative_sum(S, axis=-2)
     threshold = fraction * cumulative[..., -1:, :]
     inf = xp.asarray(float("inf"), dtype=S.dtype)
     candidates = xp.where(cumulative < threshold, inf, f * xp.ones_like(cumulative))
@@ -297,13 +299,12 @@ def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
     f = _freq_column(freq, S, sr, n_fft, xp)
-    rolloff = _first_bin_reaching(S, roll_percent, f, xp)
-    if not given and S.dtype == xp.float32 and get_fft_precision() == "auto":
-        rolloff = rolloff_frames_in_float64(rolloff, near_rolloff_crossing(S, roll_percent, xp), y, f, xp,
-                                            roll_percent=roll_percent, n_fft=n_fft, hop_length=hop_length,
-                                            win_length=win_length, window=window, center=center,
-                                            pad_mode=pad_mode)
-    return rolloff
+    if given or S.dtype != xp.float32 or get_fft_precision() != "auto":
+        return _first_bin_reaching(S, roll_percent, f, xp)
+    rolloff, near = rolloff_and_near_edge(S, roll_percent, f, xp)
+    return rolloff_frames_in_float64(rolloff, near, y, f, xp, roll_percent=roll_percent, n_fft=n_fft,
+                                     hop_length=hop_length, win_length=win_length, window=window,
+                                     center=center, pad_mode=pad_mode)
 
 
 # Under the "auto" FFT precision, a frame whose cumulative magnitude passes within this fraction
@@ -313,13 +314,15 @@ def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
 ROLLOFF_MARGIN = 1e-5
 
 
-def near_rolloff_crossing(S, fraction: float, xp):
-    """``(..., 1, t)`` bool: the frames of a magnitude spectrogram ``S`` ``(..., bins, t)`` whose
-    roll-off bin float32 rounding could move (see :data:`ROLLOFF_MARGIN`)."""
+def rolloff_and_near_edge(S, fraction: float, f, xp):
+    """``(rolloff, near)``, both ``(..., 1, t)``, of a magnitude spectrogram ``S``
+    ``(..., bins, t)`` with bin frequencies ``f``: the roll-off, and the frames whose roll-off bin
+    float32 rounding could move (see :data:`ROLLOFF_MARGIN`), from one cumulative sum."""
     cumulative = xp.cumulative_sum(S, axis=-2)
     total = cumulative[..., -1:, :]
     gap = xp.min(xp.abs(cumulative - fraction * total), axis=-2, keepdims=True)
-    return (gap < ROLLOFF_MARGIN * total) & (total > 0)
+    near = (gap < ROLLOFF_MARGIN * total) & (total > 0)
+    return _first_bin_reaching(S, fraction, f, xp, cumulative), near
 
 
 def rolloff_frames_in_float64(rolloff, near, y, f, xp, *, roll_percent, **framing):

@@ -1066,12 +1066,14 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
             # the roll-off, and whether float32 rounding could move it by a bin (taken again in
             # float64 below, as featurelib does)
             def rolloff_and_near(spectrum, kw=kw):
-                from featurelib.frequency import near_rolloff_crossing
+                from featurelib._backend import like
+                from featurelib.framing import fft_frequencies
+                from featurelib.frequency import rolloff_and_near_edge
 
                 S = tm(spectrum(1.0))
-                value = featurelib.spectral_rolloff(S=S, sr=sr, n_fft=n_fft, roll_percent=kw["roll_percent"])
-                near = xp.astype(near_rolloff_crossing(S, kw["roll_percent"], xp), value.dtype)
-                return tm(xp.concat([value, near], axis=-2))
+                f = like(fft_frequencies(sr=sr, n_fft=n_fft)[:, None], S, xp)
+                value, near = rolloff_and_near_edge(S, kw["roll_percent"], f, xp)
+                return tm(xp.concat([value, xp.astype(near, value.dtype)], axis=-2))
 
             want((name, 2, rolloff_and_near))
         elif name == "spectral_rolloff":
