@@ -952,10 +952,8 @@ def _ogg_damage(data: bytes) -> str | None:
         end = body + sum(data[at + 27:body])
         if end > size:
             return None
-        page = bytearray(data[at:end])
-        stored = struct.unpack_from("<I", page, 22)[0]
-        page[22:26] = b"\0\0\0\0"
-        if _ogg_page_crc(bytes(page)) != stored:
+        stored = struct.unpack_from("<I", data, at + 22)[0]  # taken over the page with it zeroed
+        if _ogg_page_crc(data[at:at + 22] + b"\0\0\0\0" + data[at + 26:end]) != stored:
             return f"the Ogg page at byte {at:,} fails its checksum"
         if header_type & 0x02:  # beginning of a stream
             open_streams.add(serial)
@@ -974,18 +972,16 @@ def _ogg_damage_reason(handle) -> str | None:
     libogg skips a page that fails its checksum, and libsndfile decodes around the gap without a
     word: depending on where the damage lies and how the file is read, a file comes out shorter
     than its last page says, or at full length with the lost audio missing inside it. Reads the
-    whole file (a local path, or a seekable file object, left where it was)."""
+    whole file: a local file only (a URL or file object would be read a second time: not
+    checked)."""
     if str(handle.format) != "OGG" or getattr(handle, "decoder", None) == "FFmpeg":
         return None
     name = getattr(handle, "name", None)
+    if not isinstance(name, (str, bytes)) or not os.path.isfile(name):
+        return None
     try:
-        if isinstance(name, (str, bytes)):
-            if not os.path.isfile(name):
-                return None
-            with open(name, "rb") as source:
-                data = source.read()
-        else:
-            return None
+        with open(name, "rb") as source:
+            data = source.read()
     except OSError:
         return None
     found = _ogg_damage(data)
