@@ -488,6 +488,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
         _truncation_reason,
         part_way_reason,
     )
+    from jobs.errors import reason_kind
 
     block, whole_pcm, source = None, False, path
     if subtype == "PCM_16" and "://" not in path:
@@ -503,8 +504,7 @@ def decode(path: str, *, sr: int, expected_frames: int | None = None,
             except sf.LibsndfileError as exc:  # changed since the plan read its header
                 _raise_read_error(source)
                 reason = _not_audio_reason(source, exc)
-                kind = "TruncatedFile" if reason.startswith("truncated") else "NotAudio"
-                raise DecodeError(kind, reason) from None
+                raise DecodeError(reason_kind(reason, "NotAudio"), reason) from None
             with handle, quiet_decoder_notes(quiet):
                 native_sr, fmt = int(handle.samplerate), handle.format
                 cut = _truncation_reason(handle)  # as featurelib.load (the plan checked it too)

@@ -43,6 +43,17 @@ _TEXT_ERRNO = {"28": errno.ENOSPC, "122": errno.EDQUOT, "30": errno.EROFS,
                "read-only file system": errno.EROFS}
 
 
+# the type of a file's failure, from the start of featurelib's reason: one name per fault,
+# whether the header read (jobs.plan) or the decoding (jobs.compute) met it
+_REASON_KINDS = (("truncated", "TruncatedFile"), ("damaged", "DamagedFile"),
+                 ("not a readable audio file", "NotAudio"), ("no audio frames", "EmptyAudio"))
+
+
+def reason_kind(reason: str, default: str) -> str:
+    """The failure type of a featurelib reason (``default`` when its start names none)."""
+    return next((kind for start, kind in _REASON_KINDS if reason.startswith(start)), default)
+
+
 def storage_error(exc: BaseException | str | None) -> str | None:
     """Why ``exc`` (an exception, its chain, or an error's text) says that the output cannot be
     written, in words; None when it says something else."""

@@ -297,18 +297,13 @@ def probe(path: str) -> PlannedFile:
                        frames=meta.frames, duration_s=meta.frames / meta.sample_rate, mtime_ns=mtime_ns)
 
 
-# the kind of a header read's failure, from the start of featurelib's reason: the names the
-# decode stage gives the same faults (jobs.compute.DecodeError), so that one query groups them
-_REASON_KINDS = (("truncated", "TruncatedFile"), ("damaged", "DamagedFile"),
-                 ("not a readable audio file", "NotAudio"), ("no audio frames", "EmptyAudio"))
-
-
 def _failure(path: str, stage: str, exc: BaseException) -> dict:
+    from jobs.errors import reason_kind
+
     reason = getattr(exc, "reason", None)  # featurelib.AudioDecodeError carries a human reason
     message = reason or str(exc).strip() or type(exc).__name__
-    kind = type(exc).__name__
-    if reason:
-        kind = next((k for start, k in _REASON_KINDS if reason.startswith(start)), kind)
+    # typed as the decode stage types the same fault, so that one query groups them
+    kind = reason_kind(reason, type(exc).__name__) if reason else type(exc).__name__
     return {"path": path, "stage": stage, "error_type": kind, "message": message}
 
 
