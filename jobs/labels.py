@@ -26,7 +26,7 @@ import pandas as pd
 from jobs.errors import UsageError
 from jobs.train_config import LabelsConfig
 
-__all__ = ["assign_labels", "corpus_root", "stored_inputs", "labels_from_folder", "labels_from_parent", "labels_from_regex",
+__all__ = ["assign_labels", "corpus_root", "stored_inputs", "input_roots", "labels_from_folder", "labels_from_parent", "labels_from_regex",
            "labels_from_csv"]
 
 
@@ -67,6 +67,11 @@ def stored_inputs(out_dir) -> list[str] | None:
             named = json.load(handle)["config"]["input"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return input_roots(named)
+
+
+def input_roots(named) -> list[str]:
+    """The folders among a config's ``input`` (a string or a list): :func:`_input_root` of each."""
     named = [named] if isinstance(named, str) else list(named or [])
     roots = (_input_root(p) for p in named if isinstance(p, str))
     return [r for r in roots if r is not None]

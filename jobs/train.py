@@ -141,7 +141,7 @@ def check_labels_before_extract(config) -> None:
     import pandas as pd
 
     from jobs.discover import discover
-    from jobs.labels import _input_root, assign_labels
+    from jobs.labels import assign_labels, input_roots
     from jobs.plan import file_id
     from jobs.train_config import LabelsConfig
 
@@ -152,7 +152,7 @@ def check_labels_before_extract(config) -> None:
     paths = discover(config.input).paths
     if not paths:
         return
-    inputs = [r for r in (_input_root(str(n)) for n in named) if r is not None]
+    inputs = input_roots(config.input)
     files = pd.DataFrame({"file_id": [file_id(p) for p in paths], "path": paths})
     labelled = assign_labels(files, labels_cfg, inputs if labels_cfg.source == "folder" else None)
     where = ", ".join(inputs) if inputs else "the corpus root"
