@@ -619,6 +619,11 @@ def draw_mel(fig, ax, a: FileAnalysis) -> None:
     _colorbar(fig, image, ax, "dB (re max)")
 
 
+# the smallest half-range of the MFCC colour scale (coefficients are DCTs of decibels: a unit is
+# far below what a listener tells apart)
+MFCC_MIN_COLOUR_RANGE = 1.0
+
+
 def _mfcc_image(fig, ax, data, times, step) -> None:
     """MFCC image: colour range centred on 0 and set by coefficients 1 and up, so that c0
     (overall loudness) does not wash out the rest; c0 saturates."""
@@ -627,7 +632,9 @@ def _mfcc_image(fig, ax, data, times, step) -> None:
 
     image = _image(ax, data, times, step, "coolwarm")
     rest = data[1:] if data.shape[0] > 1 else data
-    limit = float(np.max(np.abs(rest))) or 1.0
+    # at least one unit: coefficients of digital silence are rounding noise (~1e-4), which a
+    # range set by them alone would draw as full-colour stripes
+    limit = max(float(np.max(np.abs(rest), initial=0.0)), MFCC_MIN_COLOUR_RANGE)
     image.set_clim(-limit, limit)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("MFCC")

@@ -158,6 +158,23 @@ def test_silence_draws_the_floor(audio):
     assert float(a.spectrogram_db.max()) == pytest.approx(-100.0)  # amplitude_to_db's floor
 
 
+def test_mfcc_of_silence_is_drawn_plain_not_as_rounding_stripes(audio):
+    """Digital silence has MFCCs 1 and up of about 1e-4 (rounding): the colour range must not
+    stretch that noise over the whole scale."""
+    import matplotlib.pyplot as plt
+
+    a = plotting.FileAnalysis(audio["silent"], kinds=["mfcc"], sr=None, offset=0.0, duration=None,
+                              n_fft=512, hop_length=128, n_mels=40, n_mfcc=13, n_cols=600)
+    fig, ax = plt.subplots()
+    try:
+        plotting.draw_mfcc(fig, ax, a)
+        low, high = ax.images[0].get_clim()
+    finally:
+        plt.close(fig)
+    assert float(np.abs(a.mfcc[1:]).max()) < 1e-2
+    assert (low, high) == (-plotting.MFCC_MIN_COLOUR_RANGE, plotting.MFCC_MIN_COLOUR_RANGE)
+
+
 # ---------------------------------------------------------------- bad input
 
 
