@@ -314,6 +314,13 @@ def _size_cut_reason(source, container_name: str) -> str | None:
     return None
 
 
+def _whole_mp4(source, container_name: str) -> bool:
+    """Whether ``source`` is a local MP4/M4A file whose top-level boxes all lie within it (so a
+    stream that stops decoding early is damaged, not cut short: :func:`mp4_cut_reason`)."""
+    return (_FORMAT_NAMES.get(container_name) == "MP4" and isinstance(source, (str, os.PathLike))
+            and mp4_cut_reason(source) is None)
+
+
 def _readable(text: str) -> str:
     """FFmpeg's text for a packet it rejected, where it gives only an error number."""
     if text.startswith("Error number") or text in ("Operation not permitted", "Invalid argument"):
@@ -344,6 +351,10 @@ def _count(source):
                 raise
             stated = _stated_frames(container, stream, rate)
             if stated is not None and frames < stated:
+                if _whole_mp4(source, container.format.name):  # all its bytes are there
+                    raise FFmpegError(f"damaged: decoding stopped after {frames} of the {stated} "
+                                      "frames the header announces, in a file whose boxes are all "
+                                      f"there (FFmpeg: {_readable(str(exc))})", cut=True) from None
                 raise FFmpegError(f"truncated: the header announces {stated} frames but decoding "
                                   f"stopped after {frames} ({_readable(str(exc))})", cut=True) from None
             sized = _size_cut_reason(source, container.format.name)

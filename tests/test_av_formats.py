@@ -289,8 +289,32 @@ def test_a_stream_damaged_part_way_says_so(files, tmp_path):
     try:
         F.load(str(damaged))
     except AudioDecodeError as exc:  # FFmpeg may also conceal the damage: then it decodes
-        assert "part-way" in str(exc) or "truncated" in str(exc), str(exc)
+        assert "part-way" in str(exc) or str(exc.reason).startswith("damaged: "), str(exc)
         assert "Error number" not in str(exc).split("(", 1)[0]
+
+
+@pytest.mark.skipif(not _encodable("alac"), reason="no ALAC encoder in this PyAV")
+def test_a_whole_m4a_damaged_part_way_is_damaged_not_truncated(tmp_path):
+    """Bytes scrambled inside an ALAC stream stop FFmpeg part-way; every box of the file is
+    there, so the file is damaged (DamagedFile), not "truncated" as if a copy had been cut."""
+    from jobs.errors import reason_kind
+
+    path = write_av(tmp_path / "whole.m4a", signal(5.0, 44100), 44100, "alac", "mp4")
+    data = bytearray(open(path, "rb").read())
+    at = len(data) // 3
+    data[at:at + 4000] = bytes((b * 7 + 13) & 255 for b in data[at:at + 4000])
+    damaged = tmp_path / "damaged.m4a"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(AudioDecodeError) as caught:
+        F.load(str(damaged))
+    reason = caught.value.reason
+    assert reason.startswith("damaged: decoding stopped after "), reason
+    assert "frames the header announces" in reason and "FFmpeg: " in reason
+    assert reason_kind(reason, "AudioDecodeError") == "DamagedFile"
+    cut = tmp_path / "cut.m4a"  # the same file cut short is still truncated
+    cut.write_bytes(bytes(data[:at]))
+    with pytest.raises(AudioDecodeError, match="truncated: the MP4's 'mdat' box announces"):
+        F.load(str(cut))
 
 
 def test_the_default_audio_stream_is_read(tmp_path):
