@@ -258,7 +258,38 @@ def _not_audio_reason(source, libsndfile_error) -> str:
         if found is None:
             return ("not a readable audio file: an ID3 tag with no MPEG audio frames after it "
                     "(an empty or damaged MP3)")
+    joined = _joined_riff_at(source, head)
+    if joined is not None:
+        return (f"not a readable audio file: WAV files joined end to end (another 'RIFF' header "
+                f"starts at byte {joined}, where the first file ends), which libsndfile refuses; "
+                "split it where each 'RIFF' header starts")
     return f"not a readable audio file (libsndfile: {libsndfile_text})"
+
+
+def _joined_riff_at(source, head: bytes) -> int | None:
+    """Where a second RIFF/WAVE file starts right after the first one in ``source`` (files
+    joined with ``cat``), or None."""
+    if len(head) < 12 or not head.startswith(b"RIFF") or head[8:12] != b"WAVE":
+        return None
+    end = 8 + int.from_bytes(head[4:8], "little")
+    try:
+        if isinstance(source, (str, bytes, os.PathLike)):
+            with open(source, "rb") as handle:
+                handle.seek(end)
+                after = handle.read(5)
+        else:
+            where = source.tell()
+            try:
+                source.seek(end)
+                after = bytes(source.read(5))
+            finally:
+                source.seek(where)
+    except Exception:  # noqa: BLE001 - only a better reason; none is fine
+        return None
+    for skip in (0, 1):  # a chunk of odd size is followed by a pad byte
+        if after[skip:skip + 4] == b"RIFF":
+            return end + skip
+    return None
 
 
 def unreadable_path(path) -> tuple[str, str] | None:

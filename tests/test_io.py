@@ -381,6 +381,20 @@ def test_not_audio(tmp_path):
     assert "not a readable audio file" in _decode_error(io.BytesIO(b"\x00\x01" * 500)).reason
 
 
+@pytest.mark.parametrize("samples", [8000, 8001])  # an even and an odd data chunk (pad byte)
+def test_wavs_joined_end_to_end_are_named_so(tmp_path, samples):
+    """``cat a.wav b.wav``: libsndfile says "No 'RIFF' chunk marker" of a file that starts with
+    one; the reason says what the file is instead."""
+    one = write_audio(tmp_path / "one.wav", np.full(samples, 0.1, np.float32), 8000, subtype="PCM_U8")
+    whole = open(one, "rb").read()
+    joined = tmp_path / "joined.wav"
+    joined.write_bytes(whole + whole)
+    reason = _decode_error(joined).reason
+    assert reason.startswith("not a readable audio file: WAV files joined end to end"), reason
+    assert f"at byte {len(whole)}" in reason
+    assert _decode_error(io.BytesIO(whole + whole)).reason == reason.replace(str(joined), "")
+
+
 def test_truncated_in_the_data(tmp_path):
     path = write_truncated(tmp_path / "cut.wav", where="data")
     assert _decode_error(path).reason.startswith("truncated: the header announces 32000 bytes")
