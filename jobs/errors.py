@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import re
 
-__all__ = ["UsageError", "OutputError", "ClusterLostError", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED",
+__all__ = ["UsageError", "OutputError", "ClusterLostError", "quiet_lost_client", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED",
            "EXIT_USAGE", "EXIT_OUTPUT", "EXIT_CLUSTER_LOST"]
 
 EXIT_OK = 0  # every input done
@@ -23,6 +23,15 @@ class OutputError(Exception):
     """The run's output cannot be written (its disk is full, a quota is reached, it turned
     read-only): no file's fault, so the job stops rather than fail every file; the CLI prints
     the message on one line and exits 3."""
+
+
+def quiet_lost_client() -> None:
+    """Silence ``distributed.client`` before a job stops on a lost scheduler: closing a client
+    while it tries to reconnect logs a raw traceback (or "Failed to reconnect") under the job's
+    own message, which says it better."""
+    import logging
+
+    logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
 
 
 class ClusterLostError(Exception):

@@ -1394,7 +1394,7 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
             full = storage_error(exc)
             lost = full is None and _scheduler_lost(exc, client)
             if full is not None or lost:  # no file's fault: stop, lose nothing, go on later
-                from jobs.errors import ClusterLostError
+                from jobs.errors import ClusterLostError, quiet_lost_client
 
                 client.cancel([*futures, *part_audio])
                 progress.close()
@@ -1402,6 +1402,7 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
                 said = " ".join(str(exc).split())
                 kept = f"{kept} of {len(plan.batches)} batches are committed and kept"
                 if lost:
+                    quiet_lost_client()
                     raise ClusterLostError(
                         f"lost the cluster's scheduler {client.scheduler.address} mid-run "
                         f"({type(exc).__name__}: {said}); {kept}. Run the same command again once "

@@ -548,8 +548,9 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
 
             if not (_scheduler_lost(exc, client) or type(exc).__name__ == "CommClosedError"):
                 raise
-            from jobs.errors import ClusterLostError
+            from jobs.errors import ClusterLostError, quiet_lost_client
 
+            quiet_lost_client()
             progress.close()
             raise ClusterLostError(f"lost the cluster's scheduler mid-run ({type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())}); no scores were written: run the "
