@@ -1203,12 +1203,11 @@ def _read(handle, shown: str, offset: float, duration, dtype) -> np.ndarray:
     if truncated is not None:
         raise AudioDecodeError(shown, truncated)
     start = int(offset * native_sr)  # librosa's rounding of offset and duration
-    if start >= total and offset > 0:
-        raise ParameterError(f"offset {offset} s is at or past the end of {shown} "
-                             f"({total / native_sr:.6g} s)")
     wanted = -1 if duration is None else int(duration * native_sr)
-    if wanted == 0:
-        raise ParameterError(f"duration {duration} s is shorter than one sample at {native_sr} Hz")
+    if (start >= total and offset > 0) or wanted == 0:
+        # a window at or past the end, or shorter than one sample, holds no samples: librosa
+        # returns them (none), and so does load
+        return np.zeros((0, int(handle.channels)), dtype=dtype)
     try:
         if start:
             _seek(handle, start)
@@ -1280,8 +1279,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
         The file is missing, a directory, empty, not audio, cut short, fails to decode part-way,
         or holds NaN or infinite samples.
     ParameterError
-        ``sr <= 0``, ``offset < 0`` or past the end of the file, ``duration <= 0``, or a dtype
-        other than float32/float64.
+        ``sr <= 0``, ``offset < 0``, ``duration <= 0``, or a dtype other than float32/float64.
+        (A window at or past the end of the file, or shorter than one sample, is no error: as
+        librosa, ``load`` returns no samples, shape ``(0,)`` or ``(channels, 0)``.)
 
     Examples
     --------
@@ -1312,6 +1312,8 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
         y = channel_mean(block)  # librosa.to_mono
     if sr is None or sr == native_sr:
         return np.ascontiguousarray(y), (native_sr if sr is None else sr)
+    if y.shape[-1] == 0:  # an empty window (at or past the end): nothing to resample
+        return y, sr
     return _resample(y, native_sr, sr, res_type), sr
 
 
