@@ -1263,10 +1263,14 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     def n_files(b) -> int:
         return len(b.files) if counted is None else sum((b.batch_id, f.path) in counted for f in b.files)
 
+    def audio_s(b) -> float:  # the audio of its counted files (a committed batch keeps gone ones)
+        return b.audio_seconds if counted is None else sum(
+            f.duration_s for f in b.files if (b.batch_id, f.path) in counted)
+
     progress = Progress(len(plan.files) if counted is None else len(counted),
-                        sum(b.audio_seconds for b in plan.batches),
+                        sum(audio_s(b) for b in plan.batches),
                         done_files=sum(n_files(b) for b in done),
-                        done_audio_s=sum(b.audio_seconds for b in done))
+                        done_audio_s=sum(audio_s(b) for b in done))
     token = os.urandom(4).hex()
     resources = {"GPU": 1} if job["device"] == "cuda" else None
     feature_set = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
@@ -1311,7 +1315,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     watch = PausedWorkersWatch(client)
     try:
         return _collect(client, plan, job, futures, part_audio, done, progress, index, summaries,
-                        batch_failures, credited, watch, n_files)
+                        batch_failures, credited, watch, n_files, audio_s)
     finally:
         watch.stop()
 
@@ -1372,7 +1376,7 @@ class PausedWorkersWatch:
 
 
 def _collect(client, plan, job, futures, part_audio, done, progress, index, summaries, batch_failures,
-             credited, watch, n_files=len):
+             credited, watch, n_files=len, audio_s=lambda b: b.audio_seconds):
     """The finished tasks of :func:`stage_extract`, as they come."""
     from distributed import as_completed
 
@@ -1387,7 +1391,7 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
                 progress.update(0, seconds)
             continue
         batch = futures.pop(future)
-        audio_left = batch.audio_seconds - credited.pop(batch.batch_id, 0.0)
+        audio_left = max(0.0, audio_s(batch) - credited.pop(batch.batch_id, 0.0))
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 - the batch's files become failures

@@ -173,3 +173,22 @@ def test_a_file_gone_is_counted_once_and_unchanged_failures_are_not_read_again(t
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["throughput"]["files_this_run"] == 1  # the store's 4 files are not this run's
     assert 0 < manifest["throughput"]["audio_hours_this_run"] < manifest["audio_hours"]
+
+
+def test_progress_audio_after_inputs_changed_is_that_of_the_inputs(tmp_path):
+    """The store keeps the batches of files no longer named; the progress shows the audio of the
+    inputs (two 1 s files: 0.00 h), not that of every committed batch (two minutes more)."""
+    rng = np.random.default_rng(3)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, count, seconds in ((old, 4, 30.0), (new, 2, 1.0)):
+        folder.mkdir()
+        for i in range(count):
+            sf.write(str(folder / f"{i}.wav"), 0.1 * rng.standard_normal(int(8000 * seconds)), 8000)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=old, out=out, features={"rms": {}}, sr=8000,
+                       n_fft=256, hop=80)
+    assert run_cli("extract", cfg).returncode == 0
+    result = run_cli("extract", cfg, "--input", str(new))
+    assert result.returncode == 0, result.stderr
+    assert "4 gone" in result.stderr, result.stderr
+    assert "2/2 files (100%), 0.00 h audio" in result.stderr, result.stderr
