@@ -60,7 +60,7 @@ def as_outdir(out, storage_options: dict | None = None) -> OutDir:
 def run_lock(out, command: str):
     """Hold ``OUT/.lock`` while ``command`` (extract, train, score) writes the run folder: a
     second writer of the same folder stops at once with exit status 2, naming the command that
-    holds it. Returns the held file (``.close()`` releases it).
+    holds it. Returns the held lock (``.close()`` empties and releases it).
 
     extract rewrites the store that train and score read, train rewrites the model that score
     loads, two scores write the same tables: one writer per run folder. The lock is an
@@ -97,7 +97,26 @@ def run_lock(out, command: str):
         handle.flush()
     except OSError:
         pass
-    return handle
+    return _HeldLock(handle)
+
+
+class _HeldLock:
+    """A held ``OUT/.lock``: ``close()`` empties it (no name of a job that has ended is left
+    in the folder), then releases it. The file itself stays: removing it could let a second
+    writer lock a new file while a third still waits on the old one."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def close(self) -> None:
+        if self.handle.closed:
+            return
+        try:
+            self.handle.seek(0)
+            self.handle.truncate()
+        except OSError:
+            pass
+        self.handle.close()
 
 
 class OutDir:

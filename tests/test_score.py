@@ -283,8 +283,10 @@ def test_score_and_train_wait_for_no_one_while_another_writes_the_run(scored, tm
     err = capsys.readouterr().err
     assert err.count("another audiofeat extract (pid ") == 2 and "is writing" in err
     assert not (private / "scores").exists() and not (private / "models" / "other").exists()
-    # released: both run
+    # released: both run, and the lock file names no one after them
+    assert (private / ".lock").read_text() == ""
     assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
+    assert (private / ".lock").read_text() == ""
 
 
 def test_an_edited_labels_csv_makes_the_scores_out_of_date(scored, tmp_path):
