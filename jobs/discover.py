@@ -120,6 +120,22 @@ def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+def unsupported_reason(path: str, extensions=None) -> str | None:
+    """Why a file named as audio that nothing here decodes (``.spx``, or ``.m4a`` without PyAV)
+    is left out, with what to do; None for any other name. ``extensions``: those read here
+    (default :func:`audio_extensions`)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in UNSUPPORTED_AUDIO_EXTENSIONS or ext in (extensions or audio_extensions()):
+        return None
+    from featurelib._avfile import AV_EXTENSIONS
+
+    if ext.lstrip(".") in AV_EXTENSIONS:  # FFmpeg would read it, but PyAV is missing
+        return (f"{ext} audio is decoded with FFmpeg through PyAV, which is not installed "
+                f"(pip install av), or convert it to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
+    return (f"{ext} audio is not a format libsndfile or FFmpeg decodes here; convert it "
+            f"to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
+
+
 class _Walker:
     def __init__(self, extensions):
         self.extensions = extensions
@@ -141,17 +157,9 @@ class _Walker:
 
     def unsupported(self, path: str) -> bool:
         """Record ``path`` as a failure if its extension is audio that libsndfile cannot read."""
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in UNSUPPORTED_AUDIO_EXTENSIONS or ext in self.extensions:
+        reason = unsupported_reason(path, self.extensions)
+        if reason is None:
             return False
-        from featurelib._avfile import AV_EXTENSIONS
-
-        if ext.lstrip(".") in AV_EXTENSIONS:  # FFmpeg would read it, but PyAV is missing
-            reason = (f"{ext} audio is decoded with FFmpeg through PyAV, which is not installed "
-                      f"(pip install av), or convert it to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
-        else:
-            reason = (f"{ext} audio is not a format libsndfile or FFmpeg decodes here; convert it "
-                      f"to FLAC or WAV first (e.g. ffmpeg -i IN OUT.flac)")
         self._fail(path, reason, "UnsupportedFormat")
         return True
 

@@ -262,8 +262,13 @@ def main(args) -> int:
             row = inspect_file(path)
         except AudioDecodeError as exc:
             failed += 1
-            print(f"{shown_path(exc.path)}: {exc.reason}", file=sys.stderr, flush=True)
-            results.append({"path": printable_path(exc.path), "error": exc.reason})
+            reason = exc.reason
+            if reason.startswith("not a readable audio file"):  # extract's words for a .spx, say
+                from jobs.discover import unsupported_reason
+
+                reason = unsupported_reason(str(path)) or reason
+            print(f"{shown_path(exc.path)}: {reason}", file=sys.stderr, flush=True)
+            results.append({"path": printable_path(exc.path), "error": reason})
             continue
         except Exception as exc:  # noqa: BLE001 - one line per file, never a traceback
             failed += 1

@@ -251,3 +251,16 @@ def test_the_table_stays_aligned_after_decomposed_and_wide_names():
     lines = format_table([{**row, "path": n} for n in names]).splitlines()
     assert len({_width(line) for line in lines}) == 1, lines
     assert len(_COLUMNS) > 1
+
+
+def test_audio_nothing_here_decodes_gets_extracts_reason(tmp_path, capsys):
+    """A .spx (Speex) in a folder: inspect gives the reason and advice extract records
+    (UnsupportedFormat), not libsndfile's "Format not recognised"."""
+    from jobs.discover import discover
+
+    (tmp_path / "memo.spx").write_bytes(b"Speex   " + bytes(200))
+    assert cli_main(["inspect", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    found = discover(str(tmp_path))
+    assert [f["error_type"] for f in found.failures] == ["UnsupportedFormat"]
+    assert err == f"{tmp_path / 'memo.spx'}: {found.failures[0]['message']}"
