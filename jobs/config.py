@@ -570,11 +570,26 @@ def load_config(path: str | os.PathLike) -> JobConfig:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
                          "save the config as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise UsageError(f"{path}: not valid YAML: {_yaml_error_words(exc)}") from None
     try:
         return parse_config(data, base_dir=path.resolve().parent)
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
+
+
+def _yaml_error_words(exc) -> str:
+    """A YAML parse error on one line: where (line and column, 1-based), what, and the line
+    itself (PyYAML's own text quotes the line with a caret under it, which one line loses)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        where += f" ({context.removeprefix('while ')} from line {start.line + 1}, column {start.column + 1})"
+    lines = (mark.buffer or "").replace("\0", "").split("\n")  # PyYAML ends its buffer with NUL
+    line = lines[mark.line].rstrip() if mark.line < len(lines) else ""
+    return f"{where}; the line reads {line!r}" if line else where
 
 
 # ---------------------------------------------------------------- identity

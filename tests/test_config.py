@@ -200,6 +200,13 @@ def test_yaml_errors_and_missing_file(tmp_path):
     bad.write_text("input: [unclosed\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         load_config(bad)
+    # one line that still says where: line and column of the problem, and that line's text
+    bad.write_text("input: [../corpus\nout: runs/x\n")
+    with pytest.raises(UsageError) as caught:
+        load_config(bad)
+    assert str(caught.value) == (f"{bad}: not valid YAML: line 2, column 4: expected ',' or ']', "
+                                 "but got ':' (parsing a flow sequence from line 1, column 8); "
+                                 "the line reads 'out: runs/x'")
     bad.write_text("- just\n- a list\n")
     with pytest.raises(UsageError, match="mapping"):
         load_config(bad)
