@@ -84,7 +84,9 @@ def security_from_args(args):
 
 def _count(n: int, one: str, many: str | None = None) -> str:
     """``"1 batch"``, ``"3 batches"``."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"
+    from jobs.progress import plural
+
+    return plural(n, one, many)
 
 
 def _say(message: str) -> None:

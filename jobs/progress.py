@@ -79,3 +79,8 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``"1 batch"``, ``"3 batches"``: a count and its noun for log lines."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -19,6 +19,7 @@ import os
 import sys
 
 from jobs.errors import UsageError
+from jobs.progress import plural
 
 __all__ = ["add_arguments", "main", "run_score", "check_compatible", "score_batch", "find_events",
            "aggregate_files"]
@@ -252,7 +253,7 @@ def accuracy_summary(files_table, classes: list[str]) -> str:
     if other:
         n_other = int((labelled & ~known).sum())
         shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
-        summary += (f"; {n_other} file(s) labelled with classes the model does not know ({shown}) "
+        summary += (f"; {plural(n_other, 'file')} labelled with classes the model does not know ({shown}) "
                     "are not counted")
     return summary
 

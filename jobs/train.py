@@ -17,6 +17,7 @@ import os
 import sys
 
 from jobs.errors import UsageError
+from jobs.progress import plural
 
 __all__ = ["add_arguments", "main", "run_train", "train_model", "choose_model_kind", "TrainedModel"]
 
@@ -162,7 +163,8 @@ def check_labels_before_extract(config) -> None:
     if len(classes) < 2:
         hint = (f": the name of the first folder below {where}" if labels_cfg.source == "folder"
                 else "")
-        raise UsageError(f"the inputs' files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); "
+        raise UsageError(f"the inputs' files have {plural(len(classes), 'class', 'classes')} "
+                         f"({', '.join(classes) or 'none'}); "
                          f"a classifier needs at least 2 (labels come from labels.source: "
                          f"{labels_cfg.source}{hint}); nothing was extracted")
 
@@ -501,7 +503,8 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
                     "directly in an input folder with subfolders has none; labels.source: parent, "
                     "regex or csv label otherwise")
         raise UsageError(
-            f"the training files have {len(classes)} class(es) ({', '.join(classes) or 'none'}); a classifier "
+            f"the training files have {plural(len(classes), 'class', 'classes')} "
+            f"({', '.join(classes) or 'none'}); a classifier "
             f"needs at least 2 (labels come from labels.source: {labels_cfg.source}{hint})"
         )
     _refuse_case_clashes(classes)
@@ -516,14 +519,15 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
               "parent": "each file's parent folder name", "regex": "labels.pattern on file names",
               "csv": f"the CSV {labels_cfg.csv}"}[labels_cfg.source]
     shown_classes = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")
-    log(f"train: {len(known)} labelled files ({(known['split'] == TRAIN).sum()} train, "
+    log(f"train: {plural(len(known), 'labelled file')} ({(known['split'] == TRAIN).sum()} train, "
         f"{(known['split'] == TEST).sum()} test), {len(classes)} classes ({shown_classes}), labels from {source}"
-        + (f", {n_unlabelled} unlabelled files left out" if n_unlabelled else "")
+        + (f", {plural(n_unlabelled, 'unlabelled file')} left out" if n_unlabelled else "")
         + (f"; test classes never seen in training: {unseen}" if unseen else ""))
     sizes = known["label"].value_counts()
     lonely = sorted(str(label) for label in sizes[sizes < 2].index)
     if lonely:
-        log(f"train: note: {len(lonely)} class(es) have one labelled file ({', '.join(lonely[:5])}"
+        log(f"train: note: {plural(len(lonely), 'class has', 'classes have')} one labelled file "
+            f"({', '.join(lonely[:5])}"
             f"{', ...' if len(lonely) > 5 else ''}): it cannot be both trained on and tested, so the "
             "report has no test figures for it; give each class several files")
 

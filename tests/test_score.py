@@ -250,7 +250,7 @@ def test_accuracy_counts_only_files_of_the_model_s_classes():
     })
     summary = accuracy_summary(table, ["a", "b"])
     assert summary.startswith("; accuracy on 2 labelled files 1.0000")
-    assert "1 file(s) labelled with classes the model does not know (other)" in summary
+    assert "1 file labelled with classes the model does not know (other)" in summary
     assert accuracy_summary(table.assign(true_label=pd.array([None] * 4, dtype="string")), ["a", "b"]) == ""
 
 

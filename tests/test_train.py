@@ -151,7 +151,7 @@ def test_the_log_says_where_labels_come_from_and_names_one_file_classes(tmp_path
     out = capsys.readouterr()
     said = out.out + out.err
     assert "labels from the CSV" in said
-    assert "1 class(es) have one labelled file (solo)" in said
+    assert "1 class has one labelled file (solo)" in said
 
 
 def test_unlabelled_files_are_not_trained_on(tmp_path_factory):
@@ -314,4 +314,4 @@ def test_run_refuses_labels_train_would_refuse_before_extracting(tmp_path, capsy
     shutil.copy(samples[0], one / samples[0].name)
     assert cli_main(["run", str(config), "--input", str(tmp_path / "one"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "1 class(es) (dog)" in err and "nothing was extracted" in err and not out.exists()
+    assert "1 class (dog)" in err and "nothing was extracted" in err and not out.exists()
