@@ -535,9 +535,13 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     geometry = segment_geometry(segments_cfg.length_s, segments_cfg.hop_s, store.frame_rate_hz)
     for key, asked, frames in (("length_s", segments_cfg.length_s, geometry.length_frames),
                                ("hop_s", segments_cfg.hop_s, geometry.hop_frames)):
-        if asked * store.frame_rate_hz < 1:
+        rate = store.frame_rate_hz
+        if asked * rate < 1:
             log(f"train: note: segments.{key} {asked:g} s is under one frame of the store "
-                f"({1 / store.frame_rate_hz:g} s): {frames} frame is used")
+                f"({1 / rate:g} s): {frames} frame is used")
+        elif abs(frames - asked * rate) > 1e-6 * asked * rate:  # not a whole number of frames
+            log(f"train: note: segments.{key} {asked:g} s is {asked * rate:.4g} frames of the store "
+                f"({rate:g} frames/s): {plural(frames, 'frame')} ({frames / rate:.6g} s) are used")
     spec = _input_spec(kind, store, train_cfg, geometry)
     files = store.files[store.files["file_id"].isin(known["file_id"])]
     inputs, segments = read_inputs(store, files, geometry, spec, log=log)

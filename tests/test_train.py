@@ -154,6 +154,18 @@ def test_the_log_says_where_labels_come_from_and_names_one_file_classes(tmp_path
     assert "1 class has one labelled file (solo)" in said
 
 
+def test_segments_that_are_no_whole_number_of_frames_are_noted(tmp_path_factory, capsys):
+    """100 frames/s: 0.3333 s becomes 33 frames (0.33 s); 0.25 s is 25 frames exactly."""
+    root = tmp_path_factory.mktemp("segment-grid")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    config = write_config(root / "job.yaml", segments={"length_s": 0.3333, "hop_s": 0.25})
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    said = capsys.readouterr().err
+    assert ("train: note: segments.length_s 0.3333 s is 33.33 frames of the store (100 frames/s): "
+            "33 frames (0.33 s) are used") in said, said
+    assert "segments.hop_s" not in said
+
+
 def test_unlabelled_files_are_not_trained_on(tmp_path_factory):
     root = tmp_path_factory.mktemp("partial-labels")
     run = copy_run(extracted_run(tmp_path_factory), root / "run")
