@@ -97,9 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     run_specs, sql = args.runs, args.sql
     fmt = args.format
+    suffix = os.path.splitext(args.output or "")[1].lower()
     if fmt is None:
-        suffix = os.path.splitext(args.output or "")[1].lower()
         fmt = _SUFFIX_FORMATS.get(suffix, "table")
+    elif _SUFFIX_FORMATS.get(suffix, fmt) != fmt:  # a .parquet file that would hold CSV, say
+        raise UsageError(f"-o {args.output} names a {_SUFFIX_FORMATS[suffix]} file but --format is "
+                         f"{fmt}: drop --format (the suffix decides) or name the file .{fmt}")
     if fmt == "parquet" and not args.output and sys.stdout.isatty():
         raise UsageError("--format parquet needs -o FILE or a redirected standard output "
                          "(Parquet is not written to a terminal)")

@@ -195,6 +195,12 @@ def test_output_file_and_format_from_its_suffix(run, capsys, tmp_path):
     assert status == 0 and len(pd.read_csv(tmp_path / "new" / "folder" / "x.csv")) == 5
     status, _, err = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "loudest.csv" / "x.csv")
     assert status == 2 and "cannot make the folder" in one_error_line(err)
+    # a --format that contradicts the file's suffix is refused, and nothing is written
+    status, _, err = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "out.parquet", "--format", "csv")
+    assert status == 2 and "names a parquet file but --format is csv" in one_error_line(err)
+    assert not (tmp_path / "out.parquet").exists()
+    status, _, _ = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "out.txt", "--format", "csv")
+    assert status == 0 and len(pd.read_csv(tmp_path / "out.txt")) == 5  # no format of its own
 
 
 # ---------------------------------------------------------------- several runs
