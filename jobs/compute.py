@@ -1018,6 +1018,35 @@ def _mfcc_of(S_db, kw: dict, fs: FeatureSet, xp):
         norm=kw["norm"], lifter=kw["lifter"]))
 
 
+# bytes of float64 STFT (complex) that one span of the float64-magnitude features transforms at
+# a time: a 2-minute block at 44.1 kHz and n_fft 2048 is 170 MB of it whole, and each feature's
+# temporaries are as large again
+FLOAT64_SPAN_BYTES = 16 * 2**20
+
+
+def _float64_magnitude_features(z, fs: FeatureSet, features: dict, xp) -> dict:
+    """``features`` (name -> fn(S) with ``S`` the float64 magnitude ``(B, bins, t)``, returning
+    ``(B, d, t)``) over every frame of ``z`` (``(B, n)``, frames without centring), a span of
+    frames at a time: every feature here is a function of each frame alone, so the result is
+    the same as over the whole spectrogram, whose size no longer sets the memory."""
+    if not features:
+        return {}
+    n_fft, hop = fs.n_fft, fs.hop_length
+    B, n = z.shape[0], z.shape[-1]
+    T = 1 + (n - n_fft) // hop if n >= n_fft else 0
+    step = max(1, FLOAT64_SPAN_BYTES // (16 * max(B, 1) * (1 + n_fft // 2)))
+    spans = [(t0, min(T, t0 + step)) for t0 in range(0, T, step)]
+    pieces: dict = {name: [] for name in features}
+    for t0, t1 in spans or [(0, 0)]:  # no whole frame: the features of none, shaped
+        span = xp.astype(z[..., t0 * hop:(t1 - 1) * hop + n_fft] if spans else z, xp.float64)
+        S = xp.matrix_transpose(xp.abs(_stft_frames(span, fs, xp)))
+        for name, fn in features.items():
+            pieces[name].append(fn(S))
+        del S
+    return {name: parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
+            for name, parts in pieces.items()}
+
+
 def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                      deferred: dict | None = None) -> dict[str, np.ndarray]:
     """Every feature for every row: name -> NumPy ``(B, T, dim)`` float32 (time-major).
@@ -1084,12 +1113,31 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                 S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft))))
     spectral = _spectral_pass(z, fs, outputs, xp)
     cache: dict = {}
+    sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
 
-    def mag64():  # bandwidth, flatness, band energy ratio weigh near-zero bins: float64 here
-        if "mag64" not in cache:
-            X64 = _stft_frames(xp.astype(z, xp.float64), fs, xp)
-            cache["mag64"] = xp.matrix_transpose(xp.abs(X64))
-        return cache["mag64"]
+    # features taken from the float64 magnitude (bandwidth, flatness, band energy ratio weigh
+    # near-zero bins; the centroid and mean frequency of low tones with long frames): name ->
+    # fn(S (B, bins, t) float64) -> (B, d, t), computed together a span of frames at a time
+    from_mag64 = {}
+    for name, kw in feats.items():
+        if name in spectral or name in ("spectral_rolloff", "median_frequency"):
+            continue
+        if name == "spectral_centroid":
+            from_mag64[name] = lambda S: featurelib.spectral_centroid(S=S, sr=sr, n_fft=n_fft)
+        elif name == "mean_frequency":
+            from_mag64[name] = lambda S, kw=kw: featurelib.mean_frequency(
+                S=S if kw["power"] == 1.0 else S ** kw["power"], sr=sr, n_fft=n_fft)
+        elif name == "spectral_bandwidth":
+            from_mag64[name] = lambda S, kw=kw: featurelib.spectral_bandwidth(
+                S=S, sr=sr, n_fft=n_fft, p=kw["p"], norm=kw["norm"])
+        elif name == "spectral_flatness":
+            from_mag64[name] = lambda S, kw=kw: featurelib.spectral_flatness(
+                S=S, n_fft=n_fft, amin=kw["amin"], power=kw["power"])
+        elif name == "band_energy_ratio":
+            from_mag64[name] = lambda S, kw=kw: featurelib.band_energy_ratio(
+                S=S if kw["power"] == 1.0 else S ** kw["power"], sr=sr, n_fft=n_fft,
+                split_frequency=kw["split_frequency"])
+    mag64_features = _float64_magnitude_features(z, fs, from_mag64, xp)
 
     def mel(key):
         return spectral[("mel", key, 2.0)]
@@ -1106,7 +1154,6 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                                          else _db_clamped(M, row_max(key), top_db, xp))
         return cache[("db", key, top_db)]
 
-    sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
     out = {}
     later = fs.db_mels() if deferred is not None else {}
     for key in set(later.values()):
@@ -1135,21 +1182,8 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
             value = _rolloff_in_float64(spectral[name], z, fs, kw, xp)
         elif name in spectral:
             value = spectral[name]
-        elif name == "spectral_centroid":
-            value = tm(featurelib.spectral_centroid(S=mag64(), sr=sr, n_fft=n_fft))
-        elif name == "mean_frequency":
-            S = mag64() if kw["power"] == 1.0 else mag64() ** kw["power"]
-            value = tm(featurelib.mean_frequency(S=S, sr=sr, n_fft=n_fft))
-        elif name == "spectral_bandwidth":
-            value = tm(featurelib.spectral_bandwidth(S=mag64(), sr=sr, n_fft=n_fft, p=kw["p"],
-                                                     norm=kw["norm"]))
-        elif name == "spectral_flatness":
-            value = tm(featurelib.spectral_flatness(S=mag64(), n_fft=n_fft, amin=kw["amin"],
-                                                    power=kw["power"]))
-        elif name == "band_energy_ratio":
-            S = mag64() if kw["power"] == 1.0 else mag64() ** kw["power"]
-            value = tm(featurelib.band_energy_ratio(S=S, sr=sr, n_fft=n_fft,
-                                                    split_frequency=kw["split_frequency"]))
+        elif name in mag64_features:
+            value = tm(mag64_features[name])
         else:  # pragma: no cover - the config validates names
             raise ValueError(f"unknown feature {name}")
         out[name] = np.ascontiguousarray(to_numpy(value), dtype=np.float32)

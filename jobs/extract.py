@@ -1749,7 +1749,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
         t_start=t_start, index=index)
-    print(f"extract: {n_files} files, {failures.num_rows} failed, "
+    print(f"extract: {_count(n_files, 'file')}, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
         print(f"extract: failures listed in {out.display_join('failures.parquet')}")

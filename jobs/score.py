@@ -607,6 +607,6 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, state_path)
     summary = accuracy_summary(files_table, classes)
-    log(f"score: {len(segments)} segments in {wall_s:.1f} s ({rate:,.0f} segments/s), "
-        f"{len(files_table)} files, {len(events)} events{summary} -> {scores_dir}")
+    log(f"score: {plural(len(segments), 'segment')} in {wall_s:.1f} s ({rate:,.0f} segments/s), "
+        f"{plural(len(files_table), 'file')}, {plural(len(events), 'event')}{summary} -> {scores_dir}")
     return 0

@@ -105,6 +105,35 @@ def test_hop_longer_than_half_a_frame_keeps_every_length(n_fft, hop):
             assert float(np.abs(out[name][i, :n_valid[i]] - expected).max()) / scale < 1e-4, name
 
 
+@pytest.mark.parametrize("precision", ["auto", "double"])
+def test_float64_magnitude_features_by_spans_equal_the_whole_spectrogram(monkeypatch, precision):
+    """Bandwidth, flatness, band energy ratio (and under some settings centroid and mean
+    frequency) come from a float64 magnitude taken a span of frames at a time, so that a long
+    block's whole float64 spectrogram (170 MB for 2 minutes at 44.1 kHz, n_fft 2048) and its
+    temporaries never exist at once: spans of one frame give the very numbers of one span."""
+    import jobs.compute as compute
+
+    sr = 16000
+    features = {**FEATURES, "band_energy_ratio": {}}
+    fs = FeatureSet.from_config(feature_config(parse_config(
+        {"audio": {"sr": sr}, "frames": {"n_fft": 512, "hop_length": 160, "fft_precision": precision},
+         "features": features})))
+    from jobs.compute import segment_buffers
+
+    rows = [_signal(n, sr, seed=n) for n in (20000, 9000, 300)]
+    z, e, n_valid = segment_buffers(rows, fs)
+    whole = compute_segments(z, e, fs, n_valid=n_valid)
+    seen = []
+    real = compute._stft_frames
+    monkeypatch.setattr(compute, "_stft_frames", lambda buf, fs, xp: seen.append(buf.shape) or real(buf, fs, xp))
+    monkeypatch.setattr(compute, "FLOAT64_SPAN_BYTES", 1)  # one frame a span
+    spans = compute_segments(z, e, fs, n_valid=n_valid)
+    frames = 1 + (z.shape[-1] - 512) // 160
+    assert sum(shape[-1] == 512 for shape in seen) >= frames  # a span of one frame each
+    for name in features:
+        np.testing.assert_array_equal(spans[name], whole[name], err_msg=name)
+
+
 def test_stream_equals_one_shot_decode(tmp_path):
     path = str(tmp_path / "x.flac")
     y = _signal(3 * 44100 + 5, 44100)
