@@ -256,6 +256,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     superseded = _superseded(meta)
     planned = {f.path for f in plan.files if f.path not in superseded.get(f.batch_id, ())}
     failed_before = {f["path"] for f in plan.failures if f["stage"] == "probe"}
+    old_failures = list(plan.failures)
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     changed = set(changed)
     replaced = [[f.batch_id, f.path] for f in plan.files
@@ -281,7 +282,12 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
                                        *discovery.failures]}
     plan.failures = [failures[p] for p in sorted(failures)]
     dropped = sorted(planned - current)  # every planned file no longer named (the tables skip them)
-    gone = len(set(dropped) - set(meta.get("dropped", ())))  # of which since the last run
+    # inputs gone since the last run: files it planned, and inputs it listed as failed (those
+    # leave the failures table; a planned file leaves the tables through ``dropped``)
+    listed_failed = {f["path"] for f in old_failures}
+    gone = len(set(dropped) - set(meta.get("dropped", ()))) + len(listed_failed - current - planned)
+    # inputs that fail before planning (a broken link) and were not listed: new as well
+    new_failed = {f["path"] for f in discovery.failures} - listed_failed - planned
     store.grow_store(out, plan.total_frames)
     table, batches = plan_to_tables(plan)
     store.write_table(table, out, ".plan.parquet")
@@ -294,7 +300,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
             "plan_revision": meta.get("plan_revision", 0) + 1}
     store.write_json(meta, out, ".plan.json")  # the extension's commit
     again = sum(p in failed_before for p in new_paths)  # header failures are read again
-    _say(f"extract: inputs changed since the last run: {len(new_paths) - again - len(changed)} new, "
+    _say(f"extract: inputs changed since the last run: "
+         f"{len(new_paths) - again - len(changed) + len(new_failed)} new, "
          f"{gone} gone"
          + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
          + (f", {again} that failed before read again" if again else "")

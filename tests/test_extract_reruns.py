@@ -192,3 +192,27 @@ def test_progress_audio_after_inputs_changed_is_that_of_the_inputs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "4 gone" in result.stderr, result.stderr
     assert "2/2 files (100%), 0.00 h audio" in result.stderr, result.stderr
+
+
+def test_failed_inputs_that_leave_are_gone_and_new_when_they_return(tmp_path):
+    """Inputs listed as failed count in 'gone' when they are no longer named, as planned files
+    do, and in 'new' when they come back (they were counted new but never gone)."""
+    rng = np.random.default_rng(5)
+    corpus = tmp_path / "corpus"
+    (corpus / "good").mkdir(parents=True)
+    for i in range(3):
+        sf.write(str(corpus / "good" / f"{i}.wav"), 0.1 * rng.standard_normal(8000), 8000)
+    (corpus / "bad.wav").write_text("not audio at all " * 10)  # fails its header read
+    os.symlink(tmp_path / "nowhere.wav", corpus / "broken.wav")  # fails discovery
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features={"rms": {}}, sr=8000,
+                       n_fft=256, hop=80)
+    assert run_cli("extract", cfg).returncode == 1
+    only_good = run_cli("extract", cfg, "--input", str(corpus / "good"))
+    assert "inputs changed since the last run: 0 new, 2 gone" in only_good.stderr, only_good.stderr
+    assert only_good.returncode == 0
+    back = run_cli("extract", cfg)
+    assert "inputs changed since the last run: 2 new, 0 gone" in back.stderr, back.stderr
+    assert back.returncode == 1
+    _, failures = read_tables(out)
+    assert sorted(failures["path"].to_pylist()) == [str(corpus / "bad.wav"), str(corpus / "broken.wav")]
