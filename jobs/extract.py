@@ -115,6 +115,31 @@ def _plan_id(config_hash: str, discovery) -> str:
     return h.hexdigest()
 
 
+def config_differences(stored, now, shown: int = 4) -> str:
+    """What differs between two feature configs, in words: ``"sr 8000 -> 16000,
+    features.mfcc added"`` (the first ``shown``, then how many more); "" when unknown."""
+    import json
+
+    said: list[str] = []
+
+    def compare(before, after, prefix):
+        for key in [*before, *(k for k in after if k not in before)]:
+            name = f"{prefix}{key}"
+            if key not in after:
+                said.append(f"{name} removed")
+            elif key not in before:
+                said.append(f"{name} added")
+            elif isinstance(before[key], dict) and isinstance(after[key], dict):
+                compare(before[key], after[key], f"{name}.")
+            elif before[key] != after[key]:
+                said.append(f"{name} {json.dumps(before[key])} -> {json.dumps(after[key])}")
+
+    if isinstance(stored, dict):
+        compare(json.loads(json.dumps(stored)), json.loads(json.dumps(now)), "")
+    more = f" and {len(said) - shown} more" if len(said) > shown else ""
+    return ", ".join(said[:shown]) + more
+
+
 def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     """The plan an earlier run stored in OUT for this config, or None (then make a new one).
 
@@ -130,7 +155,11 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     if overwrite:
         return None
     if attrs is not None and attrs.get("config_hash") != config_hash:
-        raise UsageError(f"{out} holds a store made with a different feature config "
+        from jobs.config import feature_config
+
+        differences = config_differences(attrs.get("feature_config"), feature_config(cfg))
+        said = f": {differences}" if differences else ""
+        raise UsageError(f"{out} holds a store made with a different feature config{said} "
                          f"(hash {str(attrs.get('config_hash'))[:12]}, now {config_hash[:12]}); "
                          "pass --overwrite to replace it, or choose another --out")
     if meta is None or meta.get("config_hash") != config_hash or attrs is None:

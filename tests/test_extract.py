@@ -192,6 +192,10 @@ def test_changed_feature_config_is_refused_unless_overwrite(mixed_run, tmp_path)
     assert result.returncode == 2
     assert "different feature config" in result.stderr and "--overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    # what changed, in the config's own names: the features left out, the first four said
+    assert ("different feature config: features.band_energy_ratio removed, "
+            "features.median_frequency removed, features.melspectrogram removed, "
+            "features.spectral_bandwidth removed and 4 more (hash") in result.stderr, result.stderr
     (out / "scores").mkdir()  # scores of the old store: stale once it is replaced
     (out / "scores" / "files.parquet").write_bytes(b"old")
     result = run_cli("extract", changed, "--overwrite", "--input", str(root / "corpus" / "tone_8k_mono.wav"))
