@@ -1350,7 +1350,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     if on_submitted is not None:
         on_submitted()
     summaries, batch_failures, credited = [], [], {}
-    watch = PausedWorkersWatch(client)
+    watch = PausedWorkersWatch(client, on_workers=progress.restart_clock)
     try:
         return _collect(client, plan, job, futures, part_audio, done, progress, index, summaries,
                         batch_failures, credited, watch, n_files, audio_s)
@@ -1367,10 +1367,13 @@ class PausedWorkersWatch:
     the setting that makes tasks smaller."""
 
     def __init__(self, client, *, quiet_s: float = 60.0, every_s: float = 15.0, command: str = "extract",
-                 smaller: str = "compute.batch_seconds"):
+                 smaller: str = "compute.batch_seconds", on_workers=None):
         import threading
 
         self.client, self.quiet_s, self.last = client, quiet_s, time.monotonic()
+        # called once when workers connect after the job waited for them (the progress then
+        # times its rate from there: the wait made the first ETAs hours long)
+        self.on_workers = on_workers
         self.command, self.smaller = command, smaller
         self.said = set()
         self._stop = threading.Event()
@@ -1386,12 +1389,17 @@ class PausedWorkersWatch:
 
     def _run(self, every_s: float) -> None:
         first = True
-        while first or not self._stop.wait(every_s):
+        while first or not self._stop.wait(1.0 if "none" in self.said and "back" not in self.said
+                                           else every_s):
             first = False
             try:
                 workers = self.client.scheduler_info().get("workers", {})
             except Exception:  # noqa: BLE001 - the cluster going away is said elsewhere
                 continue
+            if workers and "none" in self.said and "back" not in self.said:
+                self.said.add("back")
+                if self.on_workers is not None:
+                    self.on_workers()
             if not workers:
                 if "none" not in self.said:
                     address = getattr(getattr(self.client, "scheduler", None), "address", None)

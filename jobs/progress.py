@@ -47,6 +47,12 @@ class Progress:
             self._last_print = now
             self._show()
 
+    def restart_clock(self) -> None:
+        """Time the rate (and so the ETA) from now, as if the job started here with what is
+        done: after a wait in which nothing could run (no workers)."""
+        self._base_audio = self.audio_s
+        self.start = time.monotonic()
+
     def rate_hours_per_s(self) -> float:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         return (self.audio_s - self._base_audio) / 3600.0 / elapsed

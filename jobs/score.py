@@ -536,7 +536,8 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             futures[fut] = i
         from jobs.extract import PausedWorkersWatch
 
-        watch = PausedWorkersWatch(client, command="score", smaller="score.batch_segments")
+        watch = PausedWorkersWatch(client, command="score", smaller="score.batch_segments",
+                                   on_workers=progress.restart_clock)
         try:
             for fut in as_completed(futures):
                 watch.seen()

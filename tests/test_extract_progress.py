@@ -97,3 +97,42 @@ def test_no_workers_are_said_at_once(capsys):
     watch.stop()
     err = capsys.readouterr().err
     assert err.count("score: note: no workers are connected to the scheduler at tcp://127.0.0.1:8786") == 1
+
+
+def test_the_rate_is_timed_from_when_workers_connect_after_a_wait(capsys):
+    """A run that waited for workers: its ETA counted the wait as work time (ETA 40:46 for a run
+    that ended 6 s later). The watch restarts the progress clock once workers connect."""
+    import time
+
+    from jobs.extract import PausedWorkersWatch
+    from jobs.progress import Progress
+
+    workers: dict = {}
+
+    class Client:
+        class scheduler:  # noqa: N801 - as distributed.Client's attribute
+            address = "tcp://127.0.0.1:8786"
+
+        def scheduler_info(self):
+            return {"workers": dict(workers)}
+
+    progress = Progress(10, 100.0, every_s=1e9)
+    calls = []
+
+    def back():
+        calls.append(time.monotonic())
+        progress.restart_clock()
+
+    watch = PausedWorkersWatch(Client(), every_s=0.02, on_workers=back)
+    time.sleep(1.2)  # waiting: the clock runs with nothing done
+    waited_from = progress.start
+    workers["w"] = {"status": "Status.running"}
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    watch.stop()
+    assert len(calls) == 1 and progress.start > waited_from + 1.0
+    progress.update(1, 36.0)  # 0.01 h at once: the rate is that of the time since workers came
+    assert progress.rate_hours_per_s() > 0.01 / (time.monotonic() - calls[0] + 0.01)
+    assert "no workers are connected" in capsys.readouterr().err
