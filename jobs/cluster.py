@@ -392,7 +392,10 @@ def check_scheduler_address(address: str) -> None:
 
             parse_host_port(location)
     except ValueError as exc:
-        raise UsageError(f"scheduler address {address!r}: not one ({exc}); e.g. "
+        said = str(exc)
+        if said.startswith("invalid literal for int()"):  # the port
+            said = f"its port {said.rsplit(':', 1)[-1].strip()} is not a number"
+        raise UsageError(f"scheduler address {address!r}: not a valid address ({said}); e.g. "
                          "tcp://10.0.0.5:8786") from None
 
 
@@ -433,6 +436,27 @@ def _probe_hint(address: str, exc: BaseException) -> str:
     return said
 
 
+def _refused(address: str) -> str | None:
+    """``host:port`` of a tcp:// or tls:// address whose port refuses a plain connection now,
+    else None (it accepts, is unreachable, or is no such address)."""
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return None
+        host, port = parse_host_port(location)
+        socket.create_connection((host, port), timeout=1.0).close()
+    except ConnectionRefusedError:
+        return f"{host}:{port}"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROBE_SECONDS) -> None:
     """A usage error unless a Dask scheduler answers at ``address`` within ``timeout`` seconds:
     one connection and an ``identity`` call, whole under the time limit. ``Client`` waits its
@@ -463,6 +487,10 @@ def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROB
         answer, hint = None, _probe_hint(address, exc)
     if isinstance(answer, dict) and answer.get("type") == "Scheduler":
         return
+    if answer is None and "Timed out" in hint:  # Dask retries a refused port until its time is up
+        refused = _refused(address)
+        if refused:
+            hint = f"connection refused: nothing listened on {refused} for {0.8 * timeout:g} s"
     if isinstance(answer, dict):
         hint = f"it is a Dask {answer.get('type', 'server')}, not a scheduler"
     elif answer is not None:

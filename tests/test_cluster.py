@@ -280,7 +280,8 @@ def test_an_address_where_no_scheduler_answers_is_a_usage_error_at_once(tmp_path
     closed_port = closed.getsockname()[1]
     closed.close()
     for port, says in ((silent.getsockname()[1], "no Dask answer in 2 s"),
-                       (talker.getsockname()[1], "bytes that are not Dask's"), (closed_port, "cannot connect")):
+                       (talker.getsockname()[1], "bytes that are not Dask's"),
+                       (closed_port, f"connection refused: nothing listened on 127.0.0.1:{closed_port}")):
         started = time.monotonic()
         with pytest.raises(UsageError, match=says):
             probe_scheduler(f"tcp://127.0.0.1:{port}", timeout=2)

@@ -240,7 +240,10 @@ def test_shipped_configs_are_valid():
     # what the cluster would refuse, before the output folder is made
     (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
      and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--scheduler", "nonsense"],
-     "scheduler address 'nonsense': not one"),
+     "scheduler address 'nonsense': not a valid address"),
+    (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
+     and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--scheduler", "foo:bar"],
+     "scheduler address 'foo:bar': not a valid address (its port 'bar' is not a number)"),
     (lambda tmp: (tmp / "j.yaml").write_text(f"input: {tmp}\n")
      and ["extract", str(tmp / "j.yaml"), "--out", str(tmp / "out"), "--workers", "100000"],
      "compute.workers: 100000 local worker processes"),
