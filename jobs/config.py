@@ -507,6 +507,10 @@ def parse_config(data: dict, *, base_dir: str | os.PathLike | None = None) -> Jo
             cfg.out = _resolve_path(cfg.out, base)
         if cfg.labels is not None and cfg.labels.csv:
             cfg.labels.csv = _resolve_path(cfg.labels.csv, base)
+        tls = cfg.compute.cluster.tls
+        if tls is not None:  # certificates, like every path in the file: against its folder
+            for key in ("ca_file", "cert", "key"):
+                setattr(tls, key, _resolve_path(getattr(tls, key), base))
     return cfg
 
 

@@ -312,3 +312,19 @@ def test_cli_certificates_secure_the_local_cluster(pki):
         assert client.scheduler.address.startswith("tls://127.0.0.1:")
         assert client.submit(sum, [1, 1]).result(timeout=30) == 2
         assert _tls_handshake(client.scheduler.address, pki["ca"], None) is False
+
+
+def test_tls_paths_in_a_config_resolve_against_its_folder(tmp_path, monkeypatch):
+    """As input, out and labels.csv: a config read from another working directory finds its
+    certificates (it looked for ca.pem in the working directory)."""
+    from jobs.config import load_config
+
+    folder = tmp_path / "conf"
+    (folder / "certs").mkdir(parents=True)
+    (folder / "job.yaml").write_text("input: data\nout: runs/x\ncompute:\n  cluster:\n    tls:\n"
+                                     "      ca_file: certs/ca.pem\n      cert: certs/node.pem\n"
+                                     "      key: /abs/node.key\n")
+    monkeypatch.chdir(tmp_path)
+    tls = load_config(folder / "job.yaml").compute.cluster.tls
+    assert (tls.ca_file, tls.cert, tls.key) == (str(folder / "certs" / "ca.pem"),
+                                                str(folder / "certs" / "node.pem"), "/abs/node.key")
