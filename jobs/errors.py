@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import re
 
-__all__ = ["UsageError", "OutputError", "ClusterLostError", "quiet_lost_client", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED",
+__all__ = ["UsageError", "OutputError", "ClusterLostError", "WorkerSetupError", "quiet_lost_client", "storage_error", "EXIT_OK", "EXIT_SOME_FAILED",
            "EXIT_USAGE", "EXIT_OUTPUT", "EXIT_CLUSTER_LOST"]
 
 EXIT_OK = 0  # every input done
@@ -23,6 +23,12 @@ class OutputError(Exception):
     """The run's output cannot be written (its disk is full, a quota is reached, it turned
     read-only): no file's fault, so the job stops rather than fail every file; the CLI prints
     the message on one line and exits 3."""
+
+
+class WorkerSetupError(Exception):
+    """A worker cannot run the job's tasks at all, whatever the file: it does not see the
+    output folder, or cannot use the GPU the job asks for. The job stops (exit 2) instead of
+    writing every input down as failed."""
 
 
 def quiet_lost_client() -> None:

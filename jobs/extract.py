@@ -833,13 +833,46 @@ class _PartSpillReader:
 def _worker_dsp(job: dict):
     """``(FeatureSet, array namespace)`` of a job's task, inside one BLAS thread and the feature
     config's FFT precision (what every task that computes features runs under)."""
-    from jobs.compute import FeatureSet, array_namespace_for, keep_freed_memory, one_blas_thread
+    from jobs.compute import FeatureSet, keep_freed_memory, one_blas_thread
 
     keep_freed_memory()
+    xp = _worker_namespace(job)
     with one_blas_thread():
         fs = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
         with fs.precision():
-            yield fs, array_namespace_for(job["device"])
+            yield fs, xp
+
+
+def _worker_namespace(job: dict):
+    """The array namespace of the job's device on this worker, after checking that the worker
+    can run the job at all (:class:`jobs.errors.WorkerSetupError` otherwise): it sees the output
+    folder (a local one: the coordinator made it), and it has the GPU a cuda job asks for."""
+    import socket
+
+    from jobs.compute import array_namespace_for
+    from jobs.errors import WorkerSetupError
+    from jobs.outdir import as_outdir
+
+    where = f"the worker on {socket.gethostname()}"
+    od = as_outdir(job["out"])
+    if not od.is_url and not os.path.isdir(os.path.join(od.location, "features.zarr")):
+        raise WorkerSetupError(
+            f"{where} cannot see the output folder {od.location} (no features.zarr there): the "
+            "machine running audiofeat and every worker must see the same input and out paths (a "
+            "shared file system), or use object-store URLs")
+    try:
+        xp = array_namespace_for(job["device"])
+        if job["device"] == "cuda":
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device")
+    except Exception as exc:  # noqa: BLE001 - no CuPy, no driver, no device
+        raise WorkerSetupError(
+            f"{where} cannot use a GPU ({type(exc).__name__}: {' '.join(str(exc).split())}): "
+            "install audiofeat[gpu] (CuPy) where the workers run and give them a GPU, or set "
+            "compute.device: cpu") from None
+    return xp
 
 
 def _timings() -> dict:
@@ -1441,6 +1474,13 @@ def _collect(client, plan, job, futures, part_audio, done, progress, index, summ
         try:
             summary = future.result()
         except Exception as exc:  # noqa: BLE001 - the batch's files become failures
+            if type(exc).__name__ == "WorkerSetupError":  # no file's fault: stop, lose nothing
+                from jobs.errors import UsageError
+
+                client.cancel([*futures, *part_audio])
+                progress.close()
+                raise UsageError(f"{exc}; nothing was written down as failed (run the same "
+                                 "command again once the workers can run it)") from None
             full = storage_error(exc)
             lost = full is None and _scheduler_lost(exc, client)
             if full is not None or lost:  # no file's fault: stop, lose nothing, go on later

@@ -555,3 +555,43 @@ def test_a_scheduler_without_workers_is_said_and_the_job_goes_on_once_one_connec
                 if job.poll() is None:
                     job.kill()
     assert len(pd.read_parquet(out / "files.parquet")) == 1
+
+
+def test_a_worker_that_cannot_run_the_job_stops_it_instead_of_failing_every_file(tmp_path, monkeypatch):
+    """A worker that cannot see OUT (no shared file system) or cannot use the GPU a cuda job
+    asks for (SLURM and Kubernetes workers start after the job, so only their tasks can tell):
+    every batch would fail, each file written down as failed. The job stops with exit 2 and
+    the worker's words, and nothing is written down as failed."""
+    from cluster_helpers import EXAMPLE_CONFIG, SAMPLES
+    from distributed import LocalCluster
+
+    import jobs.extract as extract
+    from jobs.config import load_config
+    from jobs.errors import WorkerSetupError
+
+    def cannot(job):
+        raise WorkerSetupError("the worker on node7 cannot use a GPU (ModuleNotFoundError: No "
+                               "module named 'cupy'): install audiofeat[gpu]")
+
+    monkeypatch.setattr(extract, "_worker_namespace", cannot)
+    cfg = load_config(EXAMPLE_CONFIG)
+    cfg.input = [str(p) for p in SAMPLES[:3]]
+    cfg.out = str(tmp_path / "run")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(UsageError, match="the worker on node7 cannot use a GPU .*nothing was "
+                                             "written down as failed"):
+            extract.run_extract(cfg, scheduler=cluster.scheduler_address)
+    assert not (tmp_path / "run" / "failures.parquet").exists()
+
+
+def test_a_worker_that_cannot_see_the_output_folder_says_so(tmp_path):
+    """The coordinator made OUT/features.zarr; a worker on another machine without that file
+    system sees nothing there (every batch failed at its write, each file written down)."""
+    from jobs.errors import WorkerSetupError
+    from jobs.extract import _worker_namespace
+
+    with pytest.raises(WorkerSetupError, match="cannot see the output folder .* must see the same "
+                                               "input and out paths"):
+        _worker_namespace({"out": str(tmp_path / "elsewhere"), "device": "cpu"})
+    (tmp_path / "here" / "features.zarr").mkdir(parents=True)
+    assert _worker_namespace({"out": str(tmp_path / "here"), "device": "cpu"}).__name__ == "numpy"
