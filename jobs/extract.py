@@ -1260,12 +1260,20 @@ WORKER_MODULES = ("jobs.extract", "jobs.compute", "jobs.store", "threadpoolctl",
                   "featurelib.temporal", "featurelib.frequency")
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        from jobs.cluster import gpu_available
+def _resolve_device(device: str, cluster=None, scheduler: str | None = None) -> str:
+    """``auto``: cuda where the job's workers have GPUs. A SLURM or Kubernetes cluster that the
+    job starts asks for them in its config (the machine running audiofeat, a login node, has
+    none to look at); otherwise they are this machine's (a local cluster, or a running
+    scheduler's workers, which the job then checks)."""
+    if device != "auto":
+        return device
+    section = getattr(cluster, str(getattr(cluster, "kind", "")), None) if scheduler is None else None
+    if cluster is not None and cluster.kind in ("slurm", "kubernetes") and section is not None:
+        asked = section.gpus_per_job if cluster.kind == "slurm" else section.gpu_workers
+        return "cuda" if asked else "cpu"
+    from jobs.cluster import gpu_available
 
-        return "cuda" if gpu_available() else "cpu"
-    return device
+    return "cuda" if gpu_available() else "cpu"
 
 
 def warm_worker(n_fft: int) -> float:
@@ -1679,7 +1687,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     started, t_start = _now(), time.perf_counter()
     fc = feature_config(cfg)
     chash = config_hash(fc)
-    device = _resolve_device(cfg.compute.device)
+    device = _resolve_device(cfg.compute.device, cfg.compute.cluster, scheduler)
     if device == "cuda" and scheduler is None and cfg.compute.cluster.kind == "local":
         from jobs.cluster import gpu_available
 

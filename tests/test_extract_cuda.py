@@ -102,3 +102,20 @@ def test_cuda_namespace_is_array_api_compat_s():
     from jobs.compute import array_namespace_for
 
     assert array_namespace_for("cuda") is array_api_compat.cupy
+
+
+@pytest.mark.parametrize("cluster, expected", [
+    ({"kind": "slurm", "slurm": {"cores": 2, "memory": "4GB", "gpus_per_job": 1, "processes": 1}}, "cuda"),
+    ({"kind": "slurm", "slurm": {"cores": 2, "memory": "4GB"}}, "cpu"),
+    ({"kind": "kubernetes", "kubernetes": {"gpu_workers": 2}}, "cuda"),
+    ({"kind": "kubernetes", "kubernetes": {}}, "cpu"),
+])
+def test_auto_on_a_batch_cluster_follows_the_gpus_its_config_asks_for(cluster, expected):
+    """A SLURM or Kubernetes job is started from a login node or a runner pod without a GPU:
+    ``auto`` used to look there and run GPU jobs' work on their CPUs without a word."""
+    from jobs.config import parse_config
+    from jobs.extract import _resolve_device
+
+    cfg = parse_config({"input": "x", "compute": {"device": "auto", "cluster": cluster}})
+    assert _resolve_device("auto", cfg.compute.cluster, None) == expected
+    assert _resolve_device("cpu", cfg.compute.cluster, None) == "cpu"
