@@ -1391,7 +1391,8 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     if on_submitted is not None:
         on_submitted()
     summaries, batch_failures, credited = [], [], {}
-    watch = PausedWorkersWatch(client, on_workers=progress.restart_clock)
+    watch = PausedWorkersWatch(client, on_workers=progress.restart_clock,
+                               cluster_kind=job.get("cluster_kind"))
     try:
         return _collect(client, plan, job, futures, part_audio, done, progress, index, summaries,
                         batch_failures, credited, watch, n_files, audio_s)
@@ -1407,15 +1408,23 @@ class PausedWorkersWatch:
     ``seen()`` marks progress; ``command`` starts the note ("extract", "score"), ``smaller`` names
     the setting that makes tasks smaller."""
 
+    # how a cluster's workers come, for the note that the job waits for them
+    WORKERS_COME = {
+        None: "start them with `dask worker ADDRESS`",
+        "slurm": "they are SLURM jobs: queued or starting (see squeue), or ended at their walltime",
+        "kubernetes": "they are pods: starting (see kubectl get pods), or gone",
+    }
+
     def __init__(self, client, *, quiet_s: float = 60.0, every_s: float = 15.0, command: str = "extract",
-                 smaller: str = "compute.batch_seconds", on_workers=None):
+                 smaller: str = "compute.batch_seconds", on_workers=None, cluster_kind=None):
         import threading
 
         self.client, self.quiet_s, self.last = client, quiet_s, time.monotonic()
-        # called once when workers connect after the job waited for them (the progress then
-        # times its rate from there: the wait made the first ETAs hours long)
+        # called when workers connect after the job waited for them (the progress then times
+        # its rate from there: the wait made the first ETAs hours long)
         self.on_workers = on_workers
         self.command, self.smaller = command, smaller
+        self.workers_come = self.WORKERS_COME.get(cluster_kind, self.WORKERS_COME[None])
         self.said = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True,
@@ -1430,15 +1439,14 @@ class PausedWorkersWatch:
 
     def _run(self, every_s: float) -> None:
         first = True
-        while first or not self._stop.wait(1.0 if "none" in self.said and "back" not in self.said
-                                           else every_s):
+        while first or not self._stop.wait(1.0 if "none" in self.said else every_s):
             first = False
             try:
                 workers = self.client.scheduler_info().get("workers", {})
             except Exception:  # noqa: BLE001 - the cluster going away is said elsewhere
                 continue
-            if workers and "none" in self.said and "back" not in self.said:
-                self.said.add("back")
+            if workers and "none" in self.said:  # back: said again if they all go again
+                self.said.discard("none")
                 if self.on_workers is not None:
                     self.on_workers()
             if not workers:
@@ -1446,8 +1454,8 @@ class PausedWorkersWatch:
                     address = getattr(getattr(self.client, "scheduler", None), "address", None)
                     _say(f"{self.command}: note: no workers are connected to the scheduler"
                          + (f" at {address}" if address else "") + ": the job waits until one "
-                         "connects (start them with `dask worker ADDRESS`, or stop with Ctrl-C; "
-                         "what is committed is kept)")
+                         f"connects ({self.workers_come}; or stop with Ctrl-C: what is committed "
+                         "is kept)")
                     self.said.add("none")
                 continue
             if "paused" in self.said or time.monotonic() - self.last < self.quiet_s:
@@ -1815,6 +1823,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
                  ".opus, .mp3, .aiff, ...)")
         if pending:
             job = {"out": out, "feature_config": fc, "dims": meta["dims"], "device": device,
+                   "cluster_kind": None if scheduler else cfg.compute.cluster.kind,
                    "tables": tables, "hang_seconds": cfg.compute.hang_seconds}
             index = files_index(cfg, plan, meta, pending)
             try:

@@ -136,3 +136,34 @@ def test_the_rate_is_timed_from_when_workers_connect_after_a_wait(capsys):
     progress.update(1, 36.0)  # 0.01 h at once: the rate is that of the time since workers came
     assert progress.rate_hours_per_s() > 0.01 / (time.monotonic() - calls[0] + 0.01)
     assert "no workers are connected" in capsys.readouterr().err
+
+
+def test_workers_lost_again_are_said_again_with_how_a_slurm_clusters_come(capsys):
+    """SLURM workers are jobs that queue and end at their walltime: the note says so (not
+    "start them with dask worker"), and says it again when every worker is gone again."""
+    import time
+
+    from jobs.extract import PausedWorkersWatch
+
+    workers: dict = {}
+
+    class Client:
+        class scheduler:  # noqa: N801 - as distributed.Client's attribute
+            address = "tcp://10.0.0.5:8786"
+
+        def scheduler_info(self):
+            return {"workers": dict(workers)}
+
+    back = []
+    watch = PausedWorkersWatch(Client(), every_s=0.02, cluster_kind="slurm", on_workers=lambda: back.append(1))
+    for present in (False, True, False, True):
+        if present:
+            workers["w"] = {"status": "Status.running"}
+        else:
+            workers.clear()
+        time.sleep(1.3)
+    watch.stop()
+    err = capsys.readouterr().err
+    assert err.count("no workers are connected to the scheduler at tcp://10.0.0.5:8786") == 2, err
+    assert "they are SLURM jobs: queued or starting (see squeue)" in err and "dask worker" not in err
+    assert len(back) == 2
