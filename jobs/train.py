@@ -290,23 +290,11 @@ def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
                                  feature_config=feature_config)
 
 
-def _file_batches(files, n_segments_per_file, max_segments: int):
-    """Consecutive runs of files (store order) holding about ``max_segments`` segments each."""
-    batches, current, count = [], [], 0
-    for i, n in zip(range(len(files)), n_segments_per_file):
-        if current and count + n > max_segments:
-            batches.append(current)
-            current, count = [], 0
-        current.append(i)
-        count += n
-    if current:
-        batches.append(current)
-    return batches
-
-
 def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 2048, log=None):
     """Model inputs for every segment of ``files``, read from the Zarr store by Dask tasks
-    (one per batch of neighbouring files). Returns ``(inputs, segments)``."""
+    (one per run of about ``max_segments`` consecutive segments: several short files, or a
+    piece of a long one, whose frames are then read a piece at a time; a 3-hour file read
+    whole held 260 MB of frames at once). Returns ``(inputs, segments)``."""
     import dask
     import numpy as np
     import pandas as pd
@@ -315,20 +303,13 @@ def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 2048,
     from jobs.segments import plan_segments, read_block
 
     segments = plan_segments(files, geometry)
-    counts = segments.groupby("file_id", sort=False).size().reindex(files["file_id"]).to_numpy()
     features = input_features(spec)
 
     def one_batch(batch_segments):
         return build_inputs(read_block(store, batch_segments, features), batch_segments, spec)
 
-    parts, tasks = [], []
-    first = 0
-    for batch in _file_batches(files, counts, max_segments):
-        n = int(counts[batch].sum())
-        part = segments.iloc[first:first + n]
-        first += n
-        parts.append(part)
-        tasks.append(dask.delayed(one_batch)(part))
+    parts = [segments.iloc[a:a + max_segments] for a in range(0, len(segments), max_segments)]
+    tasks = [dask.delayed(one_batch)(part) for part in parts]
     if log:
         log(f"train: reading {len(segments)} segments of {len(files)} files from the store "
             f"({len(tasks)} Dask task{'s' if len(tasks) != 1 else ''})")
