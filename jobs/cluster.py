@@ -9,6 +9,7 @@ compute:
     worker_lifetime: 1h    # restart worker processes now and then (memory creep in long runs)
     tls: {ca_file: ca.pem, cert: node.pem, key: node.key}
     slurm: {queue: cpu, account: lab, cores: 8, memory: 32GB, walltime: "04:00:00", n_workers: 4}
+    kubernetes: {image: "audiofeat:0.1.0-cpu", n_workers: 4}
 ```
 
 - ``local`` (default): a :class:`distributed.LocalCluster` of worker processes on this machine,
@@ -16,8 +17,11 @@ compute:
 - ``address``: a running scheduler at ``address`` (``--scheduler`` on the command line wins over
   any kind).
 - ``slurm``: a dask-jobqueue ``SLURMCluster`` (the ``slurm`` extra); the job script comes from
-  :func:`slurm_cluster_kwargs`.
-- ``kubernetes``: a dask-kubernetes operator ``KubeCluster`` (the ``kubernetes`` extra).
+  :func:`slurm_cluster_kwargs`. Its jobs are kept at their number by ``adapt``, which submits a
+  new job for each that ends; workers retire before the walltime (:func:`slurm_lifetime_args`).
+- ``kubernetes``: a dask-kubernetes operator ``KubeCluster`` (the ``kubernetes`` extra) that this
+  run creates (a new name each run by default) and deletes at its end; the ``DaskCluster`` comes
+  from :func:`kubernetes_cluster_spec`.
 
 TLS comes from ``--tls-ca/--tls-cert/--tls-key`` (:func:`security_from`) or ``compute.cluster.tls``
 (:func:`security_from_tls`); with TLS every connection needs a certificate signed by the CA.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from typing import Literal
 
@@ -38,7 +43,8 @@ from jobs.errors import UsageError
 __all__ = [
     "ClusterConfig", "TLSConfig", "SlurmConfig", "AdaptiveConfig", "KubernetesConfig",
     "KubernetesResources", "open_client", "gpu_available", "security_from", "security_from_tls",
-    "slurm_cluster_kwargs", "kubernetes_cluster_kwargs", "kubernetes_gpu_group_kwargs",
+    "slurm_cluster_kwargs", "slurm_lifetime_args", "slurm_walltime_seconds",
+    "kubernetes_cluster_kwargs", "kubernetes_cluster_spec", "kubernetes_gpu_group_kwargs",
     "prestart_local_workers", "BLAS_ENV", "LOOPBACK",
 ]
 
@@ -79,6 +85,47 @@ def _check_bytes(value):
     return value
 
 
+def _default_stagger(lifetime: str, stagger: str | None) -> str:
+    """``stagger``, or a tenth of ``lifetime`` (at least a second)."""
+    if stagger is not None:
+        return stagger
+    from dask.utils import parse_timedelta
+
+    return f"{max(1, int(parse_timedelta(lifetime) / 10))}s"
+
+
+_SLURM_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+
+
+def slurm_walltime_seconds(value: str) -> float | None:
+    """Seconds of a SLURM time limit (``#SBATCH -t``): ``minutes``, ``minutes:seconds``,
+    ``hours:minutes:seconds``, ``days-hours``, ``days-hours:minutes`` or
+    ``days-hours:minutes:seconds``; None for no limit (``UNLIMITED``, ``INFINITE``, ``-1``, ``0``).
+
+    >>> slurm_walltime_seconds("02:00:00"), slurm_walltime_seconds("1-12"), slurm_walltime_seconds("90")
+    (7200, 129600, 5400)
+    """
+    text = str(value).strip()
+    if text.lower() in ("unlimited", "infinite", "-1"):
+        return None
+    match = _SLURM_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a SLURM time limit: {value!r} (e.g. '04:00:00', '1-00:00:00', "
+                         "'90' for minutes)")
+    days, *parts = match.groups()
+    numbers = [int(p) for p in parts if p is not None]
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif len(numbers) == 3:
+        total = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
+    elif len(numbers) == 2:
+        total = numbers[0] * 60 + numbers[1]
+    else:
+        total = numbers[0] * 60
+    return total or None  # SLURM: a limit of 0 is none
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -116,7 +163,9 @@ class SlurmConfig(_Section):
         default=None, ge=1,
         description="worker processes per job (default: cores, i.e. one thread per worker)")
     memory: str = Field(default="4GB", description="memory per job (#SBATCH --mem)")
-    walltime: str = Field(default="01:00:00", description="#SBATCH -t")
+    walltime: str = Field(
+        default="01:00:00",
+        description="#SBATCH -t; workers retire before it and a new job replaces theirs")
     job_extra_directives: list[str] = Field(default_factory=list, description="more #SBATCH lines")
     worker_extra_args: list[str] = Field(default_factory=list, description="more `dask worker` args")
     job_script_prologue: list[str] = Field(default_factory=list,
@@ -127,7 +176,8 @@ class SlurmConfig(_Section):
     interface: str | None = Field(default=None, description="network interface (e.g. ib0)")
     n_workers: int | None = Field(default=None, ge=0, description="number of SLURM jobs")
     adaptive: AdaptiveConfig | None = Field(default=None, description="or: adapt jobs to the load")
-    gpus_per_job: int = Field(default=0, ge=0, description="GPUs per job: --gres=gpu:N, resources GPU")
+    gpus_per_job: int = Field(default=0, ge=0,
+                              description="0, or 1: --gres=gpu:1 and the worker resource GPU=1")
 
     @field_validator("memory")
     @classmethod
@@ -135,6 +185,12 @@ class SlurmConfig(_Section):
         if value == "auto":
             raise ValueError("give a size for a SLURM job, e.g. '16GB'")
         return _check_bytes(value)
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, value):
+        slurm_walltime_seconds(value)
+        return value
 
     @field_validator("processes")
     @classmethod
@@ -153,13 +209,18 @@ class SlurmConfig(_Section):
 
     @field_validator("gpus_per_job")
     @classmethod
-    def _gpus_split(cls, value, info: ValidationInfo):
+    def _one_gpu(cls, value, info: ValidationInfo):
+        if value > 1:  # no per-process CUDA_VISIBLE_DEVICES: every worker would use device 0
+            raise ValueError(
+                f"{value} GPUs per job are not supported (every worker process would use the "
+                "job's first GPU); use gpus_per_job: 1 with processes: 1, and more jobs "
+                "(n_workers or adaptive.maximum)")
         if value:
             processes = info.data.get("processes") or info.data.get("cores") or 1
-            if value % processes:
+            if processes != 1:
                 raise ValueError(
-                    f"{value} GPU(s) per job cannot be shared evenly by {processes} worker "
-                    f"processes; set slurm.processes to a divisor of gpus_per_job (e.g. 1)")
+                    f"gpus_per_job: 1 needs one worker process per job, not {processes}; set "
+                    "slurm.processes: 1 (processes defaults to cores)")
         return value
 
 
@@ -178,16 +239,31 @@ class KubernetesResources(_Section):
         return value
 
 
+# a DaskCluster's name: a lowercase RFC 1123 label that leaves room for "-scheduler" (63 in all)
+_KUBE_NAME = re.compile(r"(?=.{1,53}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 class KubernetesConfig(_Section):
     """A dask-kubernetes operator KubeCluster: CPU workers, optionally a GPU worker group."""
 
-    name: str = "audiofeat"
+    name: str | None = Field(
+        default=None,
+        description="DaskCluster name; default audiofeat-job-<8 hex>, new each run. The run "
+                    "creates it and deletes it at its end: a name already in use is refused")
     namespace: str | None = None
     image: str = Field(default="audiofeat:0.1.0-cpu", description="built from cluster/docker/Dockerfile")
     n_workers: int = Field(default=2, ge=0)
     resources: KubernetesResources = Field(default_factory=KubernetesResources)
     gpu_workers: int = Field(default=0, ge=0, description="workers in the `gpu` group, 1 GPU each")
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value):
+        if value is not None and not _KUBE_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: lowercase letters, digits and '-', at most 53 "
+                             "characters, starting and ending with a letter or digit")
+        return value
 
 
 class ClusterConfig(_Section):
@@ -200,7 +276,10 @@ class ClusterConfig(_Section):
     host: str = Field(default=LOOPBACK, description="interface the scheduler/local workers bind")
     dashboard_address: str | None = Field(default=f"{LOOPBACK}:0",
                                           description="host:port of the dashboard; null: none")
-    worker_lifetime: str | None = Field(default=None, description="restart workers after this")
+    worker_lifetime: str | None = Field(
+        default=None,
+        description="restart workers after this (SLURM: end the job's workers after this, "
+                    "default shortly before the walltime; a new job replaces them)")
     worker_lifetime_stagger: str | None = Field(
         default=None, description="spread of the restarts (default: a tenth of the lifetime)")
     memory_limit: str = Field(default="auto", description="per local worker ('auto': RAM / workers)")
@@ -238,6 +317,9 @@ class ClusterConfig(_Section):
         if info.data.get("kind") == "slurm" and value is None:
             raise ValueError("kind 'slurm' needs this section (queue, account, cores, memory, "
                              "walltime, n_workers or adaptive); see cluster/slurm/cpu.yaml")
+        lifetime = info.data.get("worker_lifetime")
+        if info.data.get("kind") == "slurm" and lifetime:
+            _check_slurm_lifetime(lifetime, info.data.get("worker_lifetime_stagger"), value.walltime)
         return value
 
     @field_validator("kubernetes")
@@ -252,13 +334,22 @@ class ClusterConfig(_Section):
         """``{lifetime, lifetime_stagger, lifetime_restart}`` for workers, or ``{}``."""
         if not self.worker_lifetime:
             return {}
-        from dask.utils import parse_timedelta
-
-        stagger = self.worker_lifetime_stagger
-        if stagger is None:
-            stagger = f"{max(1, int(parse_timedelta(self.worker_lifetime) / 10))}s"
+        stagger = _default_stagger(self.worker_lifetime, self.worker_lifetime_stagger)
         return {"lifetime": self.worker_lifetime, "lifetime_stagger": stagger,
                 "lifetime_restart": True}
+
+
+def _check_slurm_lifetime(lifetime: str, stagger: str | None, walltime: str) -> None:
+    """A ValueError when workers could outlive their SLURM job: it would kill them mid-task."""
+    from dask.utils import parse_timedelta
+
+    wall = slurm_walltime_seconds(walltime)
+    stagger = _default_stagger(lifetime, stagger)
+    if wall is not None and parse_timedelta(lifetime) + parse_timedelta(stagger) >= wall:
+        raise ValueError(
+            f"worker_lifetime {lifetime} (stagger {stagger}) does not end before walltime "
+            f"{walltime}: SLURM would kill the workers mid-task; shorten worker_lifetime, or "
+            "leave it unset (workers then retire shortly before the walltime)")
 
 
 # ---------------------------------------------------------------- TLS
@@ -744,7 +835,8 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
                           security=None, reach: bool = False) -> None:
     """What :func:`open_client` would refuse that can be told before the command writes its
     output: an address that does not parse, too many local workers, a SLURM cluster without
-    ``sbatch``, and (``reach``) a scheduler address where no Dask scheduler answers."""
+    ``sbatch``, a Kubernetes cluster with TLS or without credentials, and (``reach``) a
+    scheduler address where no Dask scheduler answers."""
     cluster, address = _cluster_and_address(cluster, scheduler)
     if address:
         check_scheduler_address(address)
@@ -767,7 +859,7 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
             raise UsageError("compute.cluster.kind: slurm, but sbatch is not on this machine's PATH "
                              "(run the command on a SLURM login node)")
     elif cluster.kind == "kubernetes":
-        _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
+        _check_kubernetes(cluster, security)
 
 
 @contextlib.contextmanager
@@ -807,11 +899,37 @@ def _need_extra(module: str, kind: str, extra: str):
         raise UsageError(_EXTRA_HINT.format(kind=kind, extra=extra)) from None
 
 
+# a SLURM job's workers retire this long (at most) before its walltime, give or take as much
+SLURM_LIFETIME_MARGIN_S = 300
+
+
+def slurm_lifetime_args(cluster: ClusterConfig) -> list[str]:
+    """The ``dask worker`` options that end a SLURM job's workers before its walltime.
+
+    dask-jobqueue's advice for walltimes: ``--lifetime`` shorter than the walltime, with
+    ``--lifetime-stagger`` so that the jobs do not all end at once, and no
+    ``--lifetime-restart``: the workers retire (their tasks go elsewhere), the job ends, and the
+    cluster's ``adapt`` submits a new one in its place (a worker restarted inside the job would
+    be killed at the walltime mid-task). The lifetime is ``worker_lifetime`` when set, else the
+    walltime less twice a margin (a tenth of the walltime, at most
+    :data:`SLURM_LIFETIME_MARGIN_S`), staggered by that margin; none without a time limit.
+    """
+    if cluster.worker_lifetime:
+        life = cluster.lifetime_args()
+        return ["--lifetime", life["lifetime"], "--lifetime-stagger", life["lifetime_stagger"]]
+    wall = slurm_walltime_seconds(cluster.slurm.walltime)
+    if wall is None:
+        return []
+    margin = min(wall / 10, SLURM_LIFETIME_MARGIN_S)
+    return ["--lifetime", f"{int(wall - 2 * margin)}s", "--lifetime-stagger", f"{int(margin)}s"]
+
+
 def slurm_cluster_kwargs(cluster: ClusterConfig, *, security=None) -> dict:
     """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for this config (no SLURM needed).
 
     Every worker process runs one thread (``processes`` defaults to ``cores``) with one
-    BLAS/OpenMP thread; ``gpus_per_job`` adds ``--gres=gpu:N`` and the worker resource ``GPU``.
+    BLAS/OpenMP thread; ``gpus_per_job: 1`` adds ``--gres=gpu:1`` and the worker resource
+    ``GPU=1``; the workers end before the walltime (:func:`slurm_lifetime_args`).
     """
     s = cluster.slurm
     if s is None:
@@ -819,13 +937,10 @@ def slurm_cluster_kwargs(cluster: ClusterConfig, *, security=None) -> dict:
     processes = s.processes or s.cores
     directives = list(s.job_extra_directives)
     worker_args = list(s.worker_extra_args)  # jobqueue adds --nthreads cores // processes
-    if s.gpus_per_job:
+    if s.gpus_per_job:  # 1 (SlurmConfig), owned by the job's one worker process
         directives.append(f"--gres=gpu:{s.gpus_per_job}")
-        worker_args += ["--resources", f"GPU={s.gpus_per_job // processes}"]
-    life = cluster.lifetime_args()
-    if life:
-        worker_args += ["--lifetime", life["lifetime"], "--lifetime-stagger",
-                        life["lifetime_stagger"], "--lifetime-restart"]
+        worker_args += ["--resources", "GPU=1"]
+    worker_args += slurm_lifetime_args(cluster)
     prologue = [f"export {k}={v}" for k, v in BLAS_ENV.items()] + list(s.job_script_prologue)
     kwargs = dict(
         queue=s.queue, account=s.account, cores=s.cores, processes=processes, memory=s.memory,
@@ -852,20 +967,55 @@ def _slurm_client(cluster: ClusterConfig, *, security, gpu: bool) -> Iterator:
 
     s = cluster.slurm
     if gpu and not s.gpus_per_job:
-        raise UsageError("compute.device: cuda needs compute.cluster.slurm.gpus_per_job >= 1 "
+        raise UsageError("compute.device: cuda needs compute.cluster.slurm.gpus_per_job: 1 "
                          "(see cluster/slurm/gpu.yaml)")
+    _note_slurm_loopback(cluster)
     with _blas_env_for_nannies(), _allowed_deaths():  # its scheduler runs in this process
         slurm = jobqueue.SLURMCluster(**slurm_cluster_kwargs(cluster, security=security))
     with slurm:
         if s.adaptive is not None:
             slurm.adapt(minimum_jobs=s.adaptive.minimum, maximum_jobs=s.adaptive.maximum)
         else:
-            slurm.scale(jobs=1 if s.n_workers is None else s.n_workers)
+            # a fixed number of jobs, kept: adapt submits a new job for each that ends (at its
+            # walltime); scale(jobs=n) submits n once (dask/dask-jobqueue#122)
+            n = 1 if s.n_workers is None else s.n_workers
+            slurm.adapt(minimum_jobs=n, maximum_jobs=n)
         with Client(slurm, security=slurm.security) as client:
             yield client
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _note_slurm_loopback(cluster: ClusterConfig) -> None:
+    """A note on standard error when the SLURM jobs' workers could not reach the scheduler:
+    it listens on a loopback address, which only a one-node SLURM's workers share."""
+    import sys
+
+    if cluster.slurm.interface or not _is_loopback(cluster.host):
+        return
+    print(f"audiofeat: note: the scheduler listens on {cluster.host} (compute.cluster.host): "
+          "workers in SLURM jobs on other nodes cannot reach it, only a one-node SLURM's can; set "
+          "compute.cluster.host to this node's address on the cluster network, or "
+          "compute.cluster.slurm.interface (e.g. ib0)", file=sys.stderr)
+
+
 # ---------------------------------------------------------------- Kubernetes
+
+# where kr8s (dask-kubernetes' Kubernetes client) finds credentials inside a pod
+_KUBE_SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+_NO_KUBE_CREDENTIALS = (
+    "compute.cluster.kind: kubernetes, but no Kubernetes credentials were found here (no "
+    "kubeconfig at $KUBECONFIG or ~/.kube/config, no in-cluster service account): run the "
+    "command where kubectl works, or use --scheduler with a running cluster")
 
 
 def _worker_command(cluster: ClusterConfig, gpus: int = 0) -> str:
@@ -879,16 +1029,68 @@ def _worker_command(cluster: ClusterConfig, gpus: int = 0) -> str:
     return " ".join(parts)
 
 
-def kubernetes_cluster_kwargs(cluster: ClusterConfig) -> dict:
-    """Keyword arguments of ``dask_kubernetes.operator.KubeCluster`` (the CPU worker group)."""
+def _kubernetes_name(k: KubernetesConfig) -> str:
+    """The DaskCluster's name: ``name``, else ``audiofeat-job-<8 hex>``, new each run (never
+    ``audiofeat``, the long-lived cluster of cluster/kubernetes/daskcluster.yaml)."""
+    import secrets
+
+    return k.name or f"audiofeat-job-{secrets.token_hex(4)}"
+
+
+def _dask_cli(args: list[str]) -> list[str]:
+    """``dask-scheduler ...`` / ``dask-worker ...`` as ``dask scheduler ...`` / ``dask worker ...``:
+    distributed >= 2026.6 has only the ``dask`` command (dask/distributed#9335), and
+    dask-kubernetes' templates still start the scheduler with ``dask-scheduler``."""
+    if args and args[0] in ("dask-scheduler", "dask-worker"):
+        return ["dask", args[0].split("-", 1)[1], *args[1:]]
+    return list(args)
+
+
+def kubernetes_cluster_spec(cluster: ClusterConfig, name: str) -> dict:
+    """The ``DaskCluster`` resource ``name`` that :func:`kubernetes_cluster_kwargs` hands to
+    ``KubeCluster`` (``custom_cluster_spec``): dask-kubernetes' own template
+    (``make_cluster_spec``) with this config's image, CPU workers, resources and environment,
+    every container started with the ``dask`` command."""
     k = cluster.kubernetes
     if k is None:
         raise UsageError("compute.cluster.kubernetes: kind 'kubernetes' needs this section")
-    resources = k.resources.model_dump(exclude_defaults=True)
-    kwargs = dict(name=k.name, namespace=k.namespace, image=k.image, n_workers=k.n_workers,
-                  resources=resources or None, env={**BLAS_ENV, **k.env},
+    operator = _need_extra("dask_kubernetes.operator", "kubernetes", "kubernetes")
+    spec = operator.make_cluster_spec(
+        name, image=k.image, n_workers=k.n_workers,
+        resources=k.resources.model_dump(exclude_defaults=True), env={**BLAS_ENV, **k.env},
+        worker_command=_worker_command(cluster))
+    for role in ("scheduler", "worker"):
+        for container in spec["spec"][role]["spec"]["containers"]:
+            container["args"] = _dask_cli(container.get("args") or [])
+    return spec
+
+
+def kubernetes_cluster_kwargs(cluster: ClusterConfig) -> dict:
+    """Keyword arguments of ``dask_kubernetes.operator.KubeCluster``: a cluster this run creates
+    (:func:`kubernetes_cluster_spec`, named by ``name`` or new each run) and deletes at its end.
+
+    ``create_mode`` CREATE_ONLY: a cluster of that name that exists already is refused, never
+    connected to (its image, workers and resources are not this config's). ``shutdown_on_close``
+    None: KubeCluster sets it to True once it has created the cluster, and leaves it (no
+    deletion, by ``close`` or its exit hook) when it stops before; :func:`_kubernetes_client`
+    keeps the library's config default (true, which would delete a cluster of that name) out.
+    """
+    k = cluster.kubernetes
+    if k is None:
+        raise UsageError("compute.cluster.kubernetes: kind 'kubernetes' needs this section")
+    _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
+    from dask_kubernetes.operator.kubecluster.kubecluster import CreateMode
+
+    name = _kubernetes_name(k)
+    spec = kubernetes_cluster_spec(cluster, name)
+    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    kwargs = dict(name=name, custom_cluster_spec=spec, create_mode=CreateMode.CREATE_ONLY,
+                  shutdown_on_close=None, image=k.image, n_workers=k.n_workers,
+                  resources=worker["resources"], env={**BLAS_ENV, **k.env},
                   worker_command=_worker_command(cluster))
-    return {key: v for key, v in kwargs.items() if v is not None}
+    if k.namespace is not None:
+        kwargs["namespace"] = k.namespace
+    return kwargs
 
 
 def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
@@ -902,20 +1104,68 @@ def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
                 env={**BLAS_ENV, **k.env}, worker_command=_worker_command(cluster, gpus=1))
 
 
+def _kubernetes_credentials() -> bool:
+    """Whether kr8s would find credentials: a kubeconfig file (``$KUBECONFIG``, else
+    ``~/.kube/config``) or a pod's service account. Files only: nothing is contacted."""
+    paths = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if any(os.path.isfile(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p):
+        return True
+    return os.path.isdir(_KUBE_SERVICE_ACCOUNT) and "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def _check_kubernetes(cluster: ClusterConfig, security=None) -> None:
+    """What kind kubernetes refuses before anything is written or started: TLS (from
+    ``--tls-*``, ``security``, or ``compute.cluster.tls``), a missing extra, no credentials."""
+    source = ("--tls-ca/--tls-cert/--tls-key" if security is not None
+              else "compute.cluster.tls" if cluster.tls is not None else None)
+    if source:
+        raise UsageError(f"{source}: TLS is not supported with kind 'kubernetes' (run the "
+                         "DaskJob inside the cluster, or connect with --scheduler tls://... to a "
+                         "TLS scheduler you deployed)")
+    _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
+    if not _kubernetes_credentials():
+        raise UsageError(_NO_KUBE_CREDENTIALS)
+
+
+def _kubernetes_usage_error(exc: Exception, name: str) -> UsageError | None:
+    """KubeCluster's error as a usage error, where it is one."""
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, ValueError):  # httpx: no connection
+        return UsageError(f"compute.cluster.kind: kubernetes: cannot reach the Kubernetes API "
+                          f"server ({type(exc).__name__}: {said}); does `kubectl get pods` work "
+                          "here?")
+    if "Unable to find valid credentials" in said:  # kr8s: a kubeconfig without a usable context
+        return UsageError(_NO_KUBE_CREDENTIALS)
+    if "already exists" in said:  # CREATE_ONLY
+        return UsageError(
+            f"compute.cluster.kubernetes.name: a Dask cluster {name!r} exists already; the job "
+            "creates its own cluster and deletes it at its end: leave name unset (a new name "
+            "each run), or run on that cluster with --scheduler (cluster/README.md)")
+    return None
+
+
 @contextlib.contextmanager
 def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool, security=None) -> Iterator:
-    if cluster.tls is not None or security is not None:
-        raise UsageError("compute.cluster.tls: TLS is not supported with kind 'kubernetes' "
-                         "(run the DaskJob inside the cluster, or connect with --scheduler "
-                         "tls://... to a TLS scheduler you deployed)")
-    _need_extra("dask_kubernetes", "kubernetes", "kubernetes")
+    _check_kubernetes(cluster, security)
+    import dask
+    import httpx  # dask-kubernetes' (kr8s') HTTP client
     from dask_kubernetes.operator import KubeCluster
     from distributed import Client
 
     group = kubernetes_gpu_group_kwargs(cluster)
     if gpu and group is None:
         raise UsageError("compute.device: cuda needs compute.cluster.kubernetes.gpu_workers >= 1")
-    kube = KubeCluster(**kubernetes_cluster_kwargs(cluster))
+    kwargs = kubernetes_cluster_kwargs(cluster)
+    try:
+        # shutdown_on_close=None means "True if it created the cluster" only while the
+        # library's config default (true) does not override it
+        with dask.config.set({"kubernetes.shutdown-on-close": None}):
+            kube = KubeCluster(**kwargs)
+    except (ValueError, httpx.TransportError) as exc:
+        usage = _kubernetes_usage_error(exc, kwargs["name"])
+        if usage is None:
+            raise
+        raise usage from None
     with kube:
         if group is not None:
             kube.add_worker_group(**group)

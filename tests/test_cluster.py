@@ -361,8 +361,9 @@ def test_config_defaults_and_valid_sections():
     assert cfg.dashboard_address == "127.0.0.1:0" and cfg.tls is None
     cfg = _parse({"kind": "slurm", "worker_lifetime": "1h",
                   "slurm": {"queue": "gpu", "cores": 4, "processes": 1, "memory": "16GB",
-                            "gpus_per_job": 2, "adaptive": {"maximum": 8}}}).compute.cluster
-    assert cfg.slurm.adaptive.minimum == 0 and cfg.slurm.gpus_per_job == 2
+                            "walltime": "02:00:00", "gpus_per_job": 1,
+                            "adaptive": {"maximum": 8}}}).compute.cluster
+    assert cfg.slurm.adaptive.minimum == 0 and cfg.slurm.gpus_per_job == 1
     assert cfg.lifetime_args() == {"lifetime": "1h", "lifetime_stagger": "360s",
                                    "lifetime_restart": True}
 

@@ -1,7 +1,7 @@
 """SLURM, offline: the job scripts that cluster/slurm/{cpu,gpu}.yaml produce through the same
-code path as open_client (slurm_cluster_kwargs -> dask_jobqueue.SLURMCluster), and open_client's
-scaling calls. An opt-in test (AUDIOFEAT_TEST_SLURM=1, a working one-node SLURM) submits real
-jobs."""
+code path as open_client (slurm_cluster_kwargs -> dask_jobqueue.SLURMCluster), open_client's
+scaling calls, and jobs replaced when they end (dask-jobqueue's local job class standing in for
+sbatch). An opt-in test (AUDIOFEAT_TEST_SLURM=1, a working one-node SLURM) submits real jobs."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 import yaml
 from cluster_helpers import EXAMPLE_CONFIG, REPO, SAMPLES
 
-from jobs.cluster import ClusterConfig, open_client, slurm_cluster_kwargs
+from jobs.cluster import ClusterConfig, open_client, slurm_cluster_kwargs, slurm_walltime_seconds
 from jobs.config import parse_config
+from jobs.errors import UsageError
 
 jobqueue = pytest.importorskip("dask_jobqueue")
 pytestmark = pytest.mark.timeout(120)
@@ -63,8 +64,9 @@ def test_cpu_snippet_job_script():
     worker = _worker_line(script)
     assert "--nthreads 1" in worker and "--nworkers 8" in worker
     assert "--resources" not in worker
-    assert "--lifetime 1h" in worker and "--lifetime-stagger 360s" in worker
-    assert "--lifetime-restart" in worker
+    # the workers retire 5 to 15 minutes before the 2 h walltime, and their job ends with them
+    assert "--lifetime 6600s" in worker and "--lifetime-stagger 300s" in worker
+    assert "--lifetime-restart" not in worker
     assert "--local-directory /tmp" in worker
     # one BLAS/OpenMP thread per worker, set before the worker starts
     body = script.split("#SBATCH")[-1]
@@ -80,21 +82,75 @@ def test_gpu_snippet_job_script():
     script = _job_script(cluster)
     sbatch = _sbatch(script)
     assert "-p gpu" in sbatch and "-A my-account" in sbatch and "-t 04:00:00" in sbatch
-    assert "--gres=gpu:1" in sbatch and "--cpus-per-task=4" in sbatch
+    assert "--gres=gpu:1" in sbatch
     worker = _worker_line(script)
     assert "--resources GPU=1" in worker
-    assert "--nthreads 4" in worker and "--nworkers" not in worker  # one process per job
+    # every extract task holds GPU=1, so a GPU worker runs one task at a time: one thread
+    assert "--cpus-per-task=1" in sbatch and "--nthreads 1" in worker
+    assert "--nworkers" not in worker  # one process per job
+    assert "--lifetime-restart" not in worker and "--lifetime 13800s" in worker
     assert "export OMP_NUM_THREADS=1" in script
 
 
-def test_gpus_shared_by_processes():
-    cluster = ClusterConfig(kind="slurm", slurm={"cores": 8, "processes": 2, "memory": "32GB",
-                                                 "gpus_per_job": 2, "queue": "gpu"})
-    kwargs = slurm_cluster_kwargs(cluster)
-    assert "--gres=gpu:2" in kwargs["job_extra_directives"]
-    assert kwargs["worker_extra_args"][-2:] == ["--resources", "GPU=1"]  # per worker process
-    worker = _worker_line(_job_script(cluster))
-    assert "--nworkers 2" in worker and "--nthreads 4" in worker and "--resources GPU=1" in worker
+@pytest.mark.parametrize("slurm, message", [
+    # nothing gives each worker process its own device: all would use the job's first GPU
+    ({"cores": 8, "processes": 2, "gpus_per_job": 2}, "2 GPUs per job are not supported"),
+    ({"cores": 8, "processes": 1, "gpus_per_job": 2}, "2 GPUs per job are not supported"),
+    ({"cores": 8, "processes": 2, "gpus_per_job": 1}, "gpus_per_job: 1 needs one worker process"),
+    ({"cores": 4, "gpus_per_job": 1}, "set slurm.processes: 1"),
+])
+def test_more_than_one_gpu_per_job_is_refused(slurm, message):
+    data = {"input": "x", "compute": {"cluster": {"kind": "slurm", "slurm": {"memory": "8GB", **slurm}}}}
+    with pytest.raises(UsageError) as err:
+        parse_config(data)
+    assert str(err.value).startswith("compute.cluster.slurm.gpus_per_job: ")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("walltime, seconds", [
+    ("02:00:00", 7200), ("90", 5400), ("5:30", 330), ("1-12", 129600), ("1-2:03", 93780),
+    ("1-00:00:01", 86401), ("UNLIMITED", None), ("infinite", None), ("0", None),
+])
+def test_slurm_walltime_formats(walltime, seconds):
+    assert slurm_walltime_seconds(walltime) == seconds
+
+
+def test_a_walltime_slurm_does_not_read_is_refused():
+    with pytest.raises(UsageError, match=r"compute.cluster.slurm.walltime: not a SLURM time limit: '2h'"):
+        parse_config({"input": "x", "compute": {"cluster": {"kind": "slurm", "slurm": {"walltime": "2h"}}}})
+
+
+@pytest.mark.parametrize("cluster, lifetime", [
+    ({"slurm": {"walltime": "01:00:00"}}, ["--lifetime", "3000s", "--lifetime-stagger", "300s"]),
+    ({"slurm": {"walltime": "10"}}, ["--lifetime", "480s", "--lifetime-stagger", "60s"]),
+    ({"worker_lifetime": "30m", "slurm": {"walltime": "01:00:00"}},
+     ["--lifetime", "30m", "--lifetime-stagger", "180s"]),
+    ({"worker_lifetime": "1h", "worker_lifetime_stagger": "5m", "slurm": {"walltime": "UNLIMITED"}},
+     ["--lifetime", "1h", "--lifetime-stagger", "5m"]),
+    ({"slurm": {"walltime": "UNLIMITED"}}, []),
+])
+def test_workers_end_their_job_before_the_walltime(cluster, lifetime):
+    """dask-jobqueue's advice: --lifetime shorter than the walltime, staggered, and no
+    --lifetime-restart (a restarted worker would be killed at the walltime mid-task): the job
+    ends and adapt submits another."""
+    cfg = ClusterConfig(kind="slurm", **{**cluster, "slurm": {"memory": "1GB", **cluster["slurm"]}})
+    args = slurm_cluster_kwargs(cfg)["worker_extra_args"]
+    assert args == lifetime
+    # local workers keep restarting in place
+    if cfg.worker_lifetime:
+        assert cfg.lifetime_args()["lifetime_restart"] is True
+
+
+@pytest.mark.parametrize("lifetime, stagger", [("2h", None), ("55m", "5m"), ("1h", None)])
+def test_a_worker_lifetime_past_the_walltime_is_refused(lifetime, stagger):
+    cluster = {"kind": "slurm", "worker_lifetime": lifetime, "slurm": {"walltime": "01:00:00"}}
+    if stagger:
+        cluster["worker_lifetime_stagger"] = stagger
+    with pytest.raises(UsageError) as err:
+        parse_config({"input": "x", "compute": {"cluster": cluster}})
+    said = str(err.value)
+    assert said.startswith("compute.cluster.slurm: worker_lifetime ")
+    assert "does not end before walltime 01:00:00" in said
 
 
 def test_user_prologue_and_worker_args_follow_ours():
@@ -137,8 +193,10 @@ class _RecordingSLURMCluster(jobqueue.SLURMCluster):
 
 
 @pytest.mark.parametrize("slurm, expected", [
-    ({"memory": "1GB", "n_workers": 3}, ("scale", 3)),
-    ({"memory": "1GB"}, ("scale", 1)),
+    # a fixed number of jobs is kept by adapt, which replaces a job that ends (scale(jobs=n)
+    # submits n once: dask/dask-jobqueue#122)
+    ({"memory": "1GB", "n_workers": 3}, ("adapt", {"minimum_jobs": 3, "maximum_jobs": 3})),
+    ({"memory": "1GB"}, ("adapt", {"minimum_jobs": 1, "maximum_jobs": 1})),
     ({"memory": "1GB", "adaptive": {"minimum": 1, "maximum": 5}},
      ("adapt", {"minimum_jobs": 1, "maximum_jobs": 5})),
 ])
@@ -148,6 +206,52 @@ def test_open_client_scales_the_slurm_cluster(monkeypatch, slurm, expected):
     with open_client(ClusterConfig(kind="slurm", slurm=slurm)) as client:
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
     assert _RecordingSLURMCluster.calls[0] == expected  # (closing then scales to 0)
+
+
+def test_a_loopback_scheduler_gets_a_note(monkeypatch, capsys):
+    """Workers on other nodes cannot reach a scheduler on 127.0.0.1: one note says which setting
+    to change; none when slurm.interface picks the network."""
+    monkeypatch.setattr(jobqueue, "SLURMCluster", _RecordingSLURMCluster)
+    with open_client(ClusterConfig(kind="slurm", slurm={"memory": "1GB"})):
+        pass
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("audiofeat: note: ")]
+    assert len(notes) == 1, err
+    assert "127.0.0.1 (compute.cluster.host)" in notes[0] and "compute.cluster.slurm.interface" in notes[0]
+    with open_client(ClusterConfig(kind="slurm", slurm={"memory": "1GB", "interface": "lo"})):
+        pass
+    assert "audiofeat: note:" not in capsys.readouterr().err
+
+
+class _SLURMAsLocalJobs(pytest.importorskip("dask_jobqueue.local").LocalCluster):
+    """SLURMCluster's arguments, jobs run as local processes (dask-jobqueue's own stand-in,
+    which runs the worker command alone: no account, no prologue)."""
+
+    def __init__(self, *, account=None, job_script_prologue=None, **kwargs):
+        super().__init__(**kwargs)
+
+
+def test_a_job_that_ends_is_replaced(monkeypatch):
+    """A job whose workers reach their lifetime (here 7 to 9 s, a 10 s walltime's) ends, and a
+    new job takes its place: n_workers stays n (with scale(jobs=n) the run stalled without
+    workers)."""
+    import time
+
+    import dask
+
+    monkeypatch.setattr(jobqueue, "SLURMCluster", _SLURMAsLocalJobs)
+    cfg = ClusterConfig(kind="slurm", slurm={"memory": "1GB", "walltime": "0:10", "n_workers": 1})
+    assert slurm_cluster_kwargs(cfg)["worker_extra_args"] == ["--lifetime", "8s", "--lifetime-stagger", "1s"]
+    job_ids = set()  # (not the Job objects: the cluster checks at its close that those it
+    # still knows of, weakly, are closed, and dask-jobqueue never marks them so)
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.5s"}), \
+            open_client(cfg) as client:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(job_ids) < 2:
+            job_ids |= {job.job_id for job in client.cluster.workers.values() if job.job_id}
+            time.sleep(0.2)
+        assert len(job_ids) >= 2, f"no job replaced the first: {job_ids}"
+        client.wait_for_workers(1, timeout=30)
 
 
 def test_gpu_job_without_gpus_per_job_is_a_usage_error():
