@@ -846,6 +846,9 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
             if address.startswith("tls://") and security is None:
                 raise UsageError(f"scheduler {address} uses TLS: give --tls-ca, --tls-cert and "
                                  "--tls-key (or compute.cluster.tls)")
+            if getattr(security, "require_encryption", False) and not address.startswith("tls://"):
+                raise UsageError(f"scheduler {address}: TLS certificates given, so the address "
+                                 "must start with tls://")
             probe_scheduler(address, security)
     elif cluster.kind == "local":
         check_local_workers(n_workers)

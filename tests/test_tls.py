@@ -328,3 +328,15 @@ def test_tls_paths_in_a_config_resolve_against_its_folder(tmp_path, monkeypatch)
     tls = load_config(folder / "job.yaml").compute.cluster.tls
     assert (tls.ca_file, tls.cert, tls.key) == (str(folder / "certs" / "ca.pem"),
                                                 str(folder / "certs" / "node.pem"), "/abs/node.key")
+
+
+def test_certificates_with_a_tcp_address_say_the_address_needs_tls(tls_scheduler, pki, tmp_path):
+    """Not the probe's "encryption required by Dask configuration" under "is it a Dask
+    scheduler's address?": the address is the mistake."""
+    address = tls_scheduler["address"].replace("tls://", "tcp://")
+    result = run_extract(tmp_path / "run", "--scheduler", address,
+                         *_client_flags(pki, pki["client"]), timeout=90)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"scheduler {address}: TLS certificates given, so the address must start with tls://" \
+        in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
