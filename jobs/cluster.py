@@ -174,7 +174,7 @@ class SlurmConfig(_Section):
     log_directory: str | None = None
     python: str | None = Field(default=None, description="python on the nodes (default: this one)")
     interface: str | None = Field(default=None, description="network interface (e.g. ib0)")
-    n_workers: int | None = Field(default=None, ge=0, description="number of SLURM jobs")
+    n_workers: int | None = Field(default=None, ge=1, description="number of SLURM jobs (kept: one that ends is replaced)")
     adaptive: AdaptiveConfig | None = Field(default=None, description="or: adapt jobs to the load")
     gpus_per_job: int = Field(default=0, ge=0,
                               description="0, or 1: --gres=gpu:1 and the worker resource GPU=1")

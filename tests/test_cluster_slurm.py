@@ -107,6 +107,14 @@ def test_more_than_one_gpu_per_job_is_refused(slurm, message):
     assert message in str(err.value)
 
 
+def test_no_slurm_jobs_is_refused():
+    """n_workers: 0 started no job, and the run waited for workers for ever."""
+    data = {"input": "x", "compute": {"cluster": {"kind": "slurm",
+                                                  "slurm": {"memory": "8GB", "n_workers": 0}}}}
+    with pytest.raises(UsageError, match=r"compute\.cluster\.slurm\.n_workers: .*greater than or equal to 1"):
+        parse_config(data)
+
+
 @pytest.mark.parametrize("walltime, seconds", [
     ("02:00:00", 7200), ("90", 5400), ("5:30", 330), ("1-12", 129600), ("1-2:03", 93780),
     ("1-00:00:01", 86401), ("UNLIMITED", None), ("infinite", None), ("0", None),
