@@ -502,7 +502,7 @@ def _address_client(address: str, *, security, gpu: bool) -> Iterator:
         raise UsageError(f"scheduler {address}: TLS certificates given, so the address must "
                          "start with tls://")
     check_scheduler_address(address)
-    probe_scheduler(address, security)
+    reach_scheduler(address, security)
     try:
         client = Client(address, security=security, timeout="30s")
     except (OSError, TimeoutError) as exc:
@@ -546,6 +546,35 @@ def _refused(address: str) -> str | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+# how long a DaskJob's runner pod waits for its scheduler (the operator starts both at once; the
+# scheduler's pod may still be pulling its image)
+RUNNER_SCHEDULER_WAIT_S = 600.0
+
+
+def reach_scheduler(address: str, security=None) -> None:
+    """:func:`probe_scheduler`, waiting (up to :data:`RUNNER_SCHEDULER_WAIT_S`) for a scheduler
+    that is still starting when the address is the one the Dask operator gives a DaskJob's runner
+    pod (``DASK_SCHEDULER_ADDRESS``): there the job and its cluster start together."""
+    import sys
+    import time
+
+    started = address == os.environ.get("DASK_SCHEDULER_ADDRESS")
+    deadline = time.monotonic() + RUNNER_SCHEDULER_WAIT_S
+    said = False
+    while True:
+        try:
+            return probe_scheduler(address, security, timeout=SCHEDULER_PROBE_SECONDS)
+        except UsageError:
+            if not started or time.monotonic() >= deadline:
+                raise
+        if not said:
+            print(f"audiofeat: note: waiting for the scheduler at {address} (DASK_SCHEDULER_ADDRESS: "
+                  f"the cluster of this Dask job is still starting), up to {RUNNER_SCHEDULER_WAIT_S:g} s",
+                  file=sys.stderr, flush=True)
+            said = True
+        time.sleep(2.0)
 
 
 def probe_scheduler(address: str, security=None, timeout: float = SCHEDULER_PROBE_SECONDS) -> None:
@@ -849,7 +878,7 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
             if getattr(security, "require_encryption", False) and not address.startswith("tls://"):
                 raise UsageError(f"scheduler {address}: TLS certificates given, so the address "
                                  "must start with tls://")
-            probe_scheduler(address, security)
+            reach_scheduler(address, security)
     elif cluster.kind == "local":
         check_local_workers(n_workers)
     elif cluster.kind == "slurm":

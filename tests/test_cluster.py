@@ -596,3 +596,33 @@ def test_a_worker_that_cannot_see_the_output_folder_says_so(tmp_path):
         _worker_namespace({"out": str(tmp_path / "elsewhere"), "device": "cpu"})
     (tmp_path / "here" / "features.zarr").mkdir(parents=True)
     assert _worker_namespace({"out": str(tmp_path / "here"), "device": "cpu"}).__name__ == "numpy"
+
+
+def test_a_dask_jobs_runner_waits_for_its_scheduler_to_start(tmp_path, monkeypatch, capsys):
+    """The operator starts a DaskJob's runner pod and its cluster together: the scheduler may
+    answer only after the runner's first probe (10 s), which then failed the job (restartPolicy
+    Never). With the address the operator gives (DASK_SCHEDULER_ADDRESS) the runner waits."""
+    import socket
+    import threading
+
+    import jobs.cluster
+    from jobs.cluster import probe_scheduler, reach_scheduler
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(UsageError):  # another address: one probe, as before
+        probe_scheduler(address, timeout=1)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    monkeypatch.setattr(jobs.cluster, "SCHEDULER_PROBE_SECONDS", 1.0)  # probes fail before it starts
+    with Procs() as procs:
+        argv = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                "--port", str(port), "--dashboard-address", "127.0.0.1:0"]
+        later = threading.Timer(3.0, lambda: procs.start(argv, log=tmp_path / "scheduler.log"))
+        later.start()
+        try:
+            reach_scheduler(address)
+        finally:
+            later.join()
+    assert f"waiting for the scheduler at {address} (DASK_SCHEDULER_ADDRESS" in capsys.readouterr().err
