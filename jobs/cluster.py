@@ -1198,6 +1198,10 @@ def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool, security=None) -> I
         if usage is None:
             raise
         raise usage from None
+    except Exception as exc:  # noqa: BLE001 - a kubeconfig the client cannot read, say
+        said = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"compute.cluster.kind: kubernetes: the cluster could not be created "
+                         f"({type(exc).__name__}: {said}); does `kubectl get pods` work here?") from None
     with kube:
         if group is not None:
             kube.add_worker_group(**group)

@@ -250,7 +250,11 @@ def _kube_config(**kubernetes) -> ClusterConfig:
 
 def _opened(cluster: ClusterConfig, kube) -> dict:
     """What open_client handed to KubeCluster."""
-    with pytest.raises(RuntimeError, match="recorded"), open_client(cluster):
+    from jobs.errors import UsageError
+
+    # (any other error of KubeCluster's is one line too: "the cluster could not be created")
+    with pytest.raises(UsageError, match=r"could not be created \(RuntimeError: recorded\)"), \
+            open_client(cluster):
         pass
     assert len(kube.calls) == 1
     return kube.calls.pop()
@@ -344,11 +348,13 @@ def test_a_cluster_the_run_did_not_create_is_never_deleted(kube):
      "compute.cluster.kubernetes.name: a Dask cluster 'audiofeat' exists already"),
     ("Unable to find valid credentials",
      "compute.cluster.kind: kubernetes, but no Kubernetes credentials were found here"),
+    (KeyError("contexts"),  # a kubeconfig the client cannot read: its own error, one line
+     "compute.cluster.kind: kubernetes: the cluster could not be created (KeyError: 'contexts')"),
 ])
 def test_kubecluster_refusals_are_usage_errors(kube, said, expected):
     from jobs.errors import UsageError
 
-    kube.error = ValueError(said)
+    kube.error = said if isinstance(said, Exception) else ValueError(said)
     with pytest.raises(UsageError) as err, open_client(_kube_config(name="audiofeat")):
         pass
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
