@@ -1833,6 +1833,9 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
                 index.abort()
                 raise
             cluster_info["audio_hours_per_s"] = rate
+            with contextlib.suppress(Exception):  # batch-queue workers come after the start
+                cluster_info["workers"] = max(cluster_info["workers"],
+                                              len(client.scheduler_info().get("workers", {})))
             del warming
             t = mark("extract_s", t)
     finally:

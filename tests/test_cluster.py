@@ -5,6 +5,7 @@ and the cluster/local scripts start and stop a working cluster."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -556,6 +557,8 @@ def test_a_scheduler_without_workers_is_said_and_the_job_goes_on_once_one_connec
                 if job.poll() is None:
                     job.kill()
     assert len(pd.read_parquet(out / "files.parquet")) == 1
+    # the workers that came (SLURM jobs come after the start): not the none of the start
+    assert json.loads((out / "manifest.json").read_text())["cluster"]["workers"] == 1
 
 
 def test_a_worker_that_cannot_run_the_job_stops_it_instead_of_failing_every_file(tmp_path, monkeypatch):
