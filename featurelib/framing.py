@@ -320,7 +320,8 @@ def set_fft_precision(precision: str) -> str:
     - ``"auto"`` (default) transforms in float32 and checks every frame: where a quantity
       derived from the spectrum could be moved by float32 rounding beyond librosa parity (a mel
       band under 3e-7 of the frame's energy within 60 dB of the loudest band, or under 3e-8 of
-      it within 80 dB; any frame of a spectral flatness, which takes logs of every bin), that
+      it within 80 dB, or for ``melspectrogram`` down to power_to_db's ``amin``, whose caller
+      may take a deeper ``top_db``; any frame of a spectral flatness, which takes logs of every bin), that
       frame is transformed again in float64. Recorded audio keeps nearly all frames in float32;
       a pure tone ends up all in float64. Plain STFT values (``stft``, within 1e-5 of the peak magnitude either way) stay
       float32.

@@ -8,6 +8,7 @@ namespace, so the same code runs on NumPy, CuPy and ``array_api_strict``.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import warnings
@@ -437,11 +438,22 @@ _MEL_CLIPPED = 1e-8
 MEL_FLOAT32_DB_RANGE = -10.0 * math.log10(_MEL_CLIPPED)
 
 
-def mel_float32_check(basis, ref):
+# power_to_db's default amin: no band under it shows in decibels, whatever top_db
+_POWER_TO_DB_AMIN = 1e-10
+# whether melspectrogram's "auto" check keeps the decibels of bands deeper than 80 dB under the
+# loudest (down to power_to_db's amin): its caller may take them with top_db=None; mfcc, which
+# clamps them at its own top_db, does not need it
+_MEL_DEEP_DECIBELS = contextvars.ContextVar("featurelib_mel_deep_decibels", default=True)
+
+
+def mel_float32_check(basis, ref, *, deep: bool = False):
     """``check(P, M) -> (rows, t)`` bool: the frames whose mel bands float32 rounding could move.
 
     ``P`` is a chunk's power spectrum ``(rows, t, n_bins)`` from a float32 FFT and ``M`` its mel
     bands ``(rows, t, n_mels)``; see ``map_stft(refine=...)`` and :func:`set_fft_precision`.
+    Their decibels are kept to 80 dB under the loudest band (power_to_db's default ``top_db``);
+    with ``deep``, also below that, down to power_to_db's default ``amin`` (1e-10), for a
+    ``top_db=None`` taken later.
     """
     xp = namespace(ref)
     basis = np.asarray(basis, dtype=np.float64)
@@ -456,10 +468,10 @@ def mel_float32_check(basis, ref):
     reach = _MEL_DB_LEVEL * float(weights.max())
     db_ratio = _MEL_DB_LEVEL / _MEL_FLOAT32_LEVEL
 
-    def flags(M, energy, loudest):
+    def flags(M, energy, loudest, floor):
         R = M * inverse_limit  # each band over its float32 limit, in units of the frame's energy
         strict = (R < energy) & (M >= loudest * _MEL_PARITY_FLOOR)
-        decibels = (R < energy * db_ratio) & (M >= loudest * _MEL_CLIPPED)
+        decibels = (R < energy * db_ratio) & (M >= floor)
         # any over the bands as a matrix-vector product: NumPy's any along a short last axis
         # costs 5x more
         return xp.matmul(xp.astype(strict | decibels, M.dtype), band_ones)[..., 0] > 0
@@ -467,15 +479,19 @@ def mel_float32_check(basis, ref):
     def check(P, M):
         energy = xp.matmul(P, ones)  # a BLAS matrix-vector product: 5x a sum over the last axis
         loudest = xp.max(M, axis=(-2, -1), keepdims=True)
-        candidate = energy[..., 0] * reach >= loudest[..., 0] * _MEL_CLIPPED  # (rows, t)
+        floor = loudest * _MEL_CLIPPED  # the deepest band whose decibels are kept
+        if deep:
+            floor = xp.minimum(floor, xp.asarray(_POWER_TO_DB_AMIN, dtype=floor.dtype))
+        candidate = energy[..., 0] * reach >= floor[..., 0]  # (rows, t)
         count = int(xp.sum(xp.astype(candidate, xp.int32)))
         if count == 0:
             return candidate
         if 2 * count > candidate.shape[0] * candidate.shape[1]:  # most frames: every band at once
-            return flags(M, energy, loudest)
+            return flags(M, energy, loudest, floor)
         # the few loud frames (on recorded audio, a fifth): gathered, checked band by band
         loud = xp.broadcast_to(loudest[..., 0], candidate.shape)[candidate]
-        picked = flags(M[candidate], energy[candidate], loud[:, None])
+        deepest = xp.broadcast_to(floor[..., 0], candidate.shape)[candidate]
+        picked = flags(M[candidate], energy[candidate], loud[:, None], deepest[:, None])
         out = xp.zeros_like(candidate)
         out[candidate] = picked
         return out
@@ -504,7 +520,7 @@ def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_m
     refine = None
     if mel_basis is not None:
         if power == 2.0:
-            check = mel_float32_check(mel_basis, y)
+            check = mel_float32_check(mel_basis, y, deep=_MEL_DEEP_DECIBELS.get())
             refine = lambda X, M: check(last["P"], M)  # noqa: E731
         else:  # the float32 bound above is for power spectra
             refine = "double"
@@ -682,8 +698,12 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         # the "auto" precision's float32 check keeps bands to 80 dB under the loudest: a deeper
         # floor (or none) needs every frame in float64 for the decibels to keep parity
         deeper = top_db is None or top_db > MEL_FLOAT32_DB_RANGE
-        with fft_precision("double") if deeper and get_fft_precision() == "auto" else nullcontext():
-            M = melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs)
+        shallow = _MEL_DEEP_DECIBELS.set(False)  # its decibels are clamped at 80 dB or less
+        try:
+            with fft_precision("double") if deeper and get_fft_precision() == "auto" else nullcontext():
+                M = melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs)
+        finally:
+            _MEL_DEEP_DECIBELS.reset(shallow)
         S = power_to_db(M, top_db=top_db)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
