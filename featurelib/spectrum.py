@@ -752,10 +752,10 @@ def _savgol_tables(width: int, order: int):
     return weights, response[:half], response[half + 1:]
 
 
-def _pad_for_delta(x, half, mode, xp):
+def _pad_for_delta(x, half, mode, xp, cval: float = 0.0):
     n = x.shape[-1]
     if mode == "constant":
-        z = xp.zeros((*x.shape[:-1], half), dtype=x.dtype)
+        z = xp.full((*x.shape[:-1], half), cval, dtype=x.dtype)
         return xp.concat([z, x, z], axis=-1)
     if mode == "nearest":
         return xp.concat([xp.concat([x[..., :1]] * half, axis=-1), x,
@@ -769,7 +769,8 @@ def _pad_for_delta(x, half, mode, xp):
     return xp.take(x, xp.asarray(idx), axis=-1)
 
 
-def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "interp"):
+def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "interp",
+          cval: float = 0.0):
     """Local derivative estimate (Savitzky-Golay), as ``librosa.feature.delta``.
 
     Parameters
@@ -784,6 +785,9 @@ def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "
         Axis along which to differentiate (time, by default the last).
     mode : {"interp", "nearest", "mirror", "constant", "wrap"}
         Edge handling, as ``scipy.signal.savgol_filter``.
+    cval : float
+        The value beyond the edges for ``mode="constant"`` (the one keyword that librosa's
+        ``**kwargs`` pass on to ``savgol_filter`` and that it does not set itself).
 
     Returns
     -------
@@ -815,7 +819,7 @@ def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "
     if mode == "interp":
         padded, lo, hi = x, half, n - half
     else:
-        padded, lo, hi = _pad_for_delta(x, half, mode, xp), 0, n
+        padded, lo, hi = _pad_for_delta(x, half, mode, xp, float(cval)), 0, n
     count = hi - lo
     out = None
     for j, w in enumerate(weights):

@@ -244,6 +244,14 @@ def test_delta(xp, order, mode):
                librosa.feature.delta(M, width=3, axis=-2, mode=mode), 1e-3)
 
 
+@pytest.mark.parametrize("width", [3, 9])
+def test_delta_constant_mode_takes_librosas_cval(xp, width):
+    """librosa passes ``cval`` on to savgol_filter (its **kwargs): the value past the edges."""
+    M = librosa.feature.mfcc(y=FSDD[0], sr=8000, n_fft=256, hop_length=80, n_mels=40)
+    assert_abs(F.delta(xp(M), width=width, mode="constant", cval=-250.0),
+               librosa.feature.delta(M, width=width, mode="constant", cval=-250.0), 1e-3)
+
+
 @pytest.mark.parametrize("n", [1, 79, 80, 255, 256, 257, 8000])
 @pytest.mark.parametrize(("n_fft", "hop"), [(256, 80), (2048, 512), (255, 64)])
 def test_frame_counts_match_librosa(xp, n, n_fft, hop):
