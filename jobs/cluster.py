@@ -1159,10 +1159,13 @@ def _check_kubernetes(cluster: ClusterConfig, security=None) -> None:
         raise UsageError(_NO_KUBE_CREDENTIALS)
 
 
-def _kubernetes_usage_error(exc: Exception, name: str) -> UsageError | None:
-    """KubeCluster's error as a usage error, where it is one."""
+def _kubernetes_usage_error(exc: Exception, name: str) -> UsageError:
+    """KubeCluster's error while it creates the cluster, as one line: no connection, no
+    credentials, a name in use, or anything else the client says (a kubeconfig it cannot read)."""
+    import httpx  # dask-kubernetes' (kr8s') HTTP client
+
     said = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, ValueError):  # httpx: no connection
+    if isinstance(exc, httpx.TransportError):
         return UsageError(f"compute.cluster.kind: kubernetes: cannot reach the Kubernetes API "
                           f"server ({type(exc).__name__}: {said}); does `kubectl get pods` work "
                           "here?")
@@ -1173,14 +1176,14 @@ def _kubernetes_usage_error(exc: Exception, name: str) -> UsageError | None:
             f"compute.cluster.kubernetes.name: a Dask cluster {name!r} exists already; the job "
             "creates its own cluster and deletes it at its end: leave name unset (a new name "
             "each run), or run on that cluster with --scheduler (cluster/README.md)")
-    return None
+    return UsageError(f"compute.cluster.kind: kubernetes: the cluster could not be created "
+                      f"({type(exc).__name__}: {said}); does `kubectl get pods` work here?")
 
 
 @contextlib.contextmanager
 def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool, security=None) -> Iterator:
     _check_kubernetes(cluster, security)
     import dask
-    import httpx  # dask-kubernetes' (kr8s') HTTP client
     from dask_kubernetes.operator import KubeCluster
     from distributed import Client
 
@@ -1193,15 +1196,8 @@ def _kubernetes_client(cluster: ClusterConfig, *, gpu: bool, security=None) -> I
         # library's config default (true) does not override it
         with dask.config.set({"kubernetes.shutdown-on-close": None}):
             kube = KubeCluster(**kwargs)
-    except (ValueError, httpx.TransportError) as exc:
-        usage = _kubernetes_usage_error(exc, kwargs["name"])
-        if usage is None:
-            raise
-        raise usage from None
-    except Exception as exc:  # noqa: BLE001 - a kubeconfig the client cannot read, say
-        said = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(f"compute.cluster.kind: kubernetes: the cluster could not be created "
-                         f"({type(exc).__name__}: {said}); does `kubectl get pods` work here?") from None
+    except Exception as exc:  # noqa: BLE001 - every refusal of the client's is one line
+        raise _kubernetes_usage_error(exc, kwargs["name"]) from None
     with kube:
         if group is not None:
             kube.add_worker_group(**group)
