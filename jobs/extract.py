@@ -21,6 +21,7 @@ import sys
 import time
 
 from jobs.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from jobs.progress import plural
 
 __all__ = [
     "add_arguments", "main", "run_extract", "stage_discover", "stage_plan", "extract_batch",
@@ -80,13 +81,6 @@ def security_from_args(args):
 
     return security_from(getattr(args, "tls_ca", None), getattr(args, "tls_cert", None),
                          getattr(args, "tls_key", None))
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    """``"1 batch"``, ``"3 batches"``."""
-    from jobs.progress import plural
-
-    return plural(n, one, many)
 
 
 def _say(message: str) -> None:
@@ -285,7 +279,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     superseded = _superseded(meta)
     planned = {f.path for f in plan.files if f.path not in superseded.get(f.batch_id, ())}
     failed_before = {f["path"] for f in plan.failures if f["stage"] == "probe"}
-    old_failures = list(plan.failures)
+    listed_failed = {f["path"] for f in plan.failures}  # the inputs the last run listed as failed
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     changed = set(changed)
     replaced = [[f.batch_id, f.path] for f in plan.files
@@ -313,7 +307,6 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     dropped = sorted(planned - current)  # every planned file no longer named (the tables skip them)
     # inputs gone since the last run: files it planned, and inputs it listed as failed (those
     # leave the failures table; a planned file leaves the tables through ``dropped``)
-    listed_failed = {f["path"] for f in old_failures}
     gone = len(set(dropped) - set(meta.get("dropped", ()))) + len(listed_failed - current - planned)
     # inputs that fail before planning (a broken link) and were not listed: new as well
     new_failed = {f["path"] for f in discovery.failures} - listed_failed - planned
@@ -334,7 +327,7 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
          f"{gone} gone"
          + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
          + (f", {again} that failed before read again" if again else "")
-         + f"; {_count(len(extra.batches), 'batch', 'batches')} added")
+         + f"; {plural(len(extra.batches), 'batch', 'batches')} added")
     return plan, meta
 
 
@@ -1267,10 +1260,10 @@ def _resolve_device(device: str, cluster=None, scheduler: str | None = None) -> 
     scheduler's workers, which the job then checks)."""
     if device != "auto":
         return device
-    section = getattr(cluster, str(getattr(cluster, "kind", "")), None) if scheduler is None else None
-    if cluster is not None and cluster.kind in ("slurm", "kubernetes") and section is not None:
-        asked = section.gpus_per_job if cluster.kind == "slurm" else section.gpu_workers
-        return "cuda" if asked else "cpu"
+    if scheduler is None and cluster is not None and cluster.kind == "slurm" and cluster.slurm:
+        return "cuda" if cluster.slurm.gpus_per_job else "cpu"
+    if scheduler is None and cluster is not None and cluster.kind == "kubernetes" and cluster.kubernetes:
+        return "cuda" if cluster.kubernetes.gpu_workers else "cpu"
     from jobs.cluster import gpu_available
 
     return "cuda" if gpu_available() else "cpu"
@@ -1333,7 +1326,7 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
     pending_ids = {b.batch_id for b in pending}
     done = [b for b in plan.batches if b.batch_id not in pending_ids]
     workers = len(client.scheduler_info().get("workers", {}))
-    _say(f"extract: {_count(len(pending), 'batch', 'batches')} to run on {_count(workers, 'worker')} "
+    _say(f"extract: {plural(len(pending), 'batch', 'batches')} to run on {plural(workers, 'worker')} "
          f"({len(done)} already committed)")
     # files counted: ``live`` (the plan's files still named and not replaced since: see
     # _live_files), so that a rerun after files went away or changed counts up to the inputs
@@ -1813,7 +1806,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         live = _live_files(plan, meta)
         _say(f"extract: {len(live) + len(plan.failures)} inputs, {len(live)} readable, "
              f"{sum(f.duration_s for f in live) / 3600:.2f} h of audio in "
-             f"{_count(len(plan.batches), 'batch', 'batches')}" + (" (plan reused from an earlier run)" if found else ""))
+             f"{plural(len(plan.batches), 'batch', 'batches')}" + (" (plan reused from an earlier run)" if found else ""))
         if not plan.files and not plan.failures:
             from jobs.redact import redact
 
@@ -1853,7 +1846,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
         t_start=t_start, index=index)
-    print(f"extract: {_count(n_files, 'file')}, {failures.num_rows} failed, "
+    print(f"extract: {plural(n_files, 'file')}, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
         print(f"extract: failures listed in {out.display_join('failures.parquet')}")
