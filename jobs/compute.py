@@ -1031,9 +1031,11 @@ def _float64_magnitude_features(z, fs: FeatureSet, features: dict, xp) -> dict:
     the same as over the whole spectrogram, whose size no longer sets the memory."""
     if not features:
         return {}
+    from featurelib.framing import n_frames
+
     n_fft, hop = fs.n_fft, fs.hop_length
-    B, n = z.shape[0], z.shape[-1]
-    T = 1 + (n - n_fft) // hop if n >= n_fft else 0
+    B = z.shape[0]
+    T = n_frames(z.shape[-1], frame_length=n_fft, hop_length=hop, center=False)
     step = max(1, FLOAT64_SPAN_BYTES // (16 * max(B, 1) * (1 + n_fft // 2)))
     spans = [(t0, min(T, t0 + step)) for t0 in range(0, T, step)]
     pieces: dict = {name: [] for name in features}
@@ -1113,14 +1115,14 @@ def compute_segments(zbuf, ebuf, fs: FeatureSet, *, n_valid: list[int], xp=np,
                 S=tm(spectrum(kw["power"])), sr=sr, n_fft=n_fft))))
     spectral = _spectral_pass(z, fs, outputs, xp)
     cache: dict = {}
-    sr, n_fft, hop = fs.sr, fs.n_fft, fs.hop_length
+    hop = fs.hop_length
 
     # features taken from the float64 magnitude (bandwidth, flatness, band energy ratio weigh
     # near-zero bins; the centroid and mean frequency of low tones with long frames): name ->
     # fn(S (B, bins, t) float64) -> (B, d, t), computed together a span of frames at a time
     from_mag64 = {}
     for name, kw in feats.items():
-        if name in spectral or name in ("spectral_rolloff", "median_frequency"):
+        if name in spectral:  # (the roll-off and median frequency always are)
             continue
         if name == "spectral_centroid":
             from_mag64[name] = lambda S: featurelib.spectral_centroid(S=S, sr=sr, n_fft=n_fft)
