@@ -80,19 +80,24 @@ def test_paused_workers_are_said_once_when_the_job_waits_on_them(capsys):
     assert "paused" not in capsys.readouterr().err
 
 
+class _SchedulerStandIn:
+    """What PausedWorkersWatch asks of a distributed.Client: the scheduler's address and its
+    workers (``workers``, a dict the test changes while the watch runs)."""
+
+    def __init__(self, address: str, workers: dict | None = None):
+        self.scheduler = type("scheduler", (), {"address": address})
+        self.workers = {} if workers is None else workers
+
+    def scheduler_info(self):
+        return {"workers": dict(self.workers)}
+
+
 def test_no_workers_are_said_at_once(capsys):
     import time
 
     from jobs.extract import PausedWorkersWatch
 
-    class Client:
-        class scheduler:  # noqa: N801 - as distributed.Client's attribute
-            address = "tcp://127.0.0.1:8786"
-
-        def scheduler_info(self):
-            return {"workers": {}}
-
-    watch = PausedWorkersWatch(Client(), every_s=0.02, command="score")
+    watch = PausedWorkersWatch(_SchedulerStandIn("tcp://127.0.0.1:8786"), every_s=0.02, command="score")
     time.sleep(0.2)
     watch.stop()
     err = capsys.readouterr().err
@@ -108,14 +113,6 @@ def test_the_rate_is_timed_from_when_workers_connect_after_a_wait(capsys):
     from jobs.progress import Progress
 
     workers: dict = {}
-
-    class Client:
-        class scheduler:  # noqa: N801 - as distributed.Client's attribute
-            address = "tcp://127.0.0.1:8786"
-
-        def scheduler_info(self):
-            return {"workers": dict(workers)}
-
     progress = Progress(10, 100.0, every_s=1e9)
     calls = []
 
@@ -123,7 +120,8 @@ def test_the_rate_is_timed_from_when_workers_connect_after_a_wait(capsys):
         calls.append(time.monotonic())
         progress.restart_clock()
 
-    watch = PausedWorkersWatch(Client(), every_s=0.02, on_workers=back)
+    watch = PausedWorkersWatch(_SchedulerStandIn("tcp://127.0.0.1:8786", workers), every_s=0.02,
+                               on_workers=back)
     time.sleep(1.2)  # waiting: the clock runs with nothing done
     waited_from = progress.start
     workers["w"] = {"status": "Status.running"}
@@ -146,16 +144,9 @@ def test_workers_lost_again_are_said_again_with_how_a_slurm_clusters_come(capsys
     from jobs.extract import PausedWorkersWatch
 
     workers: dict = {}
-
-    class Client:
-        class scheduler:  # noqa: N801 - as distributed.Client's attribute
-            address = "tcp://10.0.0.5:8786"
-
-        def scheduler_info(self):
-            return {"workers": dict(workers)}
-
     back = []
-    watch = PausedWorkersWatch(Client(), every_s=0.02, cluster_kind="slurm", on_workers=lambda: back.append(1))
+    watch = PausedWorkersWatch(_SchedulerStandIn("tcp://10.0.0.5:8786", workers), every_s=0.02,
+                               cluster_kind="slurm", on_workers=lambda: back.append(1))
     for present in (False, True, False, True):
         if present:
             workers["w"] = {"status": "Status.running"}
