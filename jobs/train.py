@@ -312,7 +312,7 @@ def read_inputs(store, files, geometry, spec: dict, *, max_segments: int = 2048,
     tasks = [dask.delayed(one_batch)(part) for part in parts]
     if log:
         log(f"train: reading {len(segments)} segments of {len(files)} files from the store "
-            f"({len(tasks)} Dask task{'s' if len(tasks) != 1 else ''})")
+            f"({plural(len(tasks), 'Dask task')})")
     results = dask.compute(*tasks, scheduler="threads")
     inputs = np.concatenate(results, axis=0) if results else np.zeros((0,), np.float32)
     return inputs, pd.concat(parts, ignore_index=True) if parts else segments
