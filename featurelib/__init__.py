@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from .exceptions import AudioDecodeError, FeatureLibError, ParameterError
+from .exceptions import AudioDecodeError, AudioFileNotFoundError, FeatureLibError, ParameterError
 
 __version__ = "0.1.0"
 
@@ -33,7 +33,7 @@ _SUBMODULE_OF = {
     "band_energy_ratio": "frequency", "snr": "frequency",
 }
 
-__all__ = ["AudioDecodeError", "FeatureLibError", "ParameterError", *sorted(_SUBMODULE_OF)]
+__all__ = ["AudioDecodeError", "AudioFileNotFoundError", "FeatureLibError", "ParameterError", *sorted(_SUBMODULE_OF)]
 
 
 _SUBMODULES = ("io", "framing", "spectrum", "temporal", "frequency", "exceptions")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["FeatureLibError", "ParameterError", "AudioDecodeError"]
+import errno
+
+__all__ = ["FeatureLibError", "ParameterError", "AudioDecodeError", "AudioFileNotFoundError"]
 
 
 class FeatureLibError(Exception):
@@ -31,3 +33,16 @@ class AudioDecodeError(FeatureLibError):
 
     def __reduce__(self):  # keep the two fields across process boundaries (Dask workers)
         return (type(self), (self.path, self.reason))
+
+
+class AudioFileNotFoundError(AudioDecodeError, FileNotFoundError):
+    """The file to decode does not exist: an :class:`AudioDecodeError` that is also a
+    ``FileNotFoundError``, the error ``librosa.load`` raises for a missing file, so that code
+    written for either catches it."""
+
+    def __init__(self, path, reason: str = "no such file"):
+        super().__init__(path, reason)
+        self.errno = errno.ENOENT
+
+    def __str__(self) -> str:  # OSError's would show "[Errno 2] ..."
+        return f"{self.path}: {self.reason}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._decoder_notes import open_quietly, quiet_decoder_notes
-from .exceptions import AudioDecodeError, ParameterError
+from .exceptions import AudioDecodeError, AudioFileNotFoundError, ParameterError
 
 __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
 
@@ -319,7 +319,8 @@ def _check_local_path(path, shown: str) -> None:
     """Clear reasons for the failures that happen before libsndfile sees a byte."""
     problem = unreadable_path(path)
     if problem is not None:
-        raise AudioDecodeError(shown, problem[1])
+        error = AudioFileNotFoundError if problem[0] == "FileNotFoundError" else AudioDecodeError
+        raise error(shown, problem[1])
     if os.path.isdir(path):
         raise AudioDecodeError(shown, "is a directory, not an audio file")
     if not os.access(path, os.R_OK):
@@ -350,13 +351,17 @@ def _open_soundfile(path, *, block_size: int | None = None):
         if isinstance(text, str) and "://" in text and not text.startswith("file://"):
             try:
                 import fsspec
-
-                fs, inner = fsspec.core.url_to_fs(text)
-                opened = source = fs.open(inner, "rb", block_size=block_size)
             except ImportError:
                 raise AudioDecodeError(shown, "a URL needs fsspec installed to be read") from None
+            try:
+                fs, inner = fsspec.core.url_to_fs(text)
+                opened = source = fs.open(inner, "rb", block_size=block_size)
+            except ImportError as exc:  # the protocol's package: "Install s3fs to access S3"
+                raise AudioDecodeError(shown, f"cannot be opened: {exc}") from None
+            except ValueError as exc:  # "Protocol not known: ..."
+                raise AudioDecodeError(shown, f"cannot be opened: {exc}") from None
             except FileNotFoundError:
-                raise AudioDecodeError(shown, "no such file") from None
+                raise AudioFileNotFoundError(shown) from None
             except OSError as exc:
                 raise AudioDecodeError(shown, f"cannot be opened ({exc})") from None
         else:

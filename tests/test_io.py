@@ -348,6 +348,36 @@ def test_missing_file(tmp_path):
         featurelib.info(tmp_path / "nope.wav")
 
 
+def test_missing_file_is_also_file_not_found(tmp_path):
+    """code written for librosa.load (FileNotFoundError) catches it too, and it survives pickling
+    (a Dask worker's error reaches the client)"""
+    import pickle
+
+    with pytest.raises(FileNotFoundError) as caught:
+        featurelib.load(tmp_path / "nope.wav")
+    err = caught.value
+    assert isinstance(err, AudioDecodeError) and str(err) == f"{tmp_path / 'nope.wav'}: no such file"
+    again = pickle.loads(pickle.dumps(err))
+    assert isinstance(again, FileNotFoundError) and again.path == err.path and str(again) == str(err)
+    with pytest.raises(FileNotFoundError):
+        featurelib.load("memory://audiofeat-test/nope.wav")
+
+
+@pytest.mark.parametrize("url, words", [("foo://bucket/x.wav", "Protocol not known: foo"),
+                                         ("s3://bucket/x.wav", "s3fs")])
+def test_url_protocol_unusable(url, words):
+    """the protocol's own reason (unknown, or its package missing), not 'needs fsspec'"""
+    pytest.importorskip("fsspec")
+    try:
+        import s3fs  # noqa: F401
+        if url.startswith("s3"):
+            pytest.skip("s3fs is installed")
+    except ImportError:
+        pass
+    err = _decode_error(url)
+    assert words in err.reason and "needs fsspec" not in err.reason
+
+
 def test_directory(tmp_path):
     (tmp_path / "x.wav").mkdir()
     assert "is a directory" in _decode_error(tmp_path / "x.wav").reason
