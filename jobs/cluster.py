@@ -1092,9 +1092,22 @@ def kubernetes_cluster_spec(cluster: ClusterConfig, name: str) -> dict:
         resources=k.resources.model_dump(exclude_defaults=True), env={**BLAS_ENV, **k.env},
         worker_command=_worker_command(cluster))
     for role in ("scheduler", "worker"):
-        for container in spec["spec"][role]["spec"]["containers"]:
-            container["args"] = _dask_cli(container.get("args") or [])
+        _harden(spec["spec"][role]["spec"])
     return spec
+
+
+# what every container of a run's pods may not do (as in cluster/kubernetes/*.yaml; Dask needs
+# neither): two of the "restricted" Pod Security Standard's conditions (its others, a non-root
+# user and a seccomp profile, depend on the image and the nodes)
+_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _harden(pod_spec: dict) -> None:
+    """Each container of ``pod_spec``: started with the ``dask`` command, without privilege
+    escalation or Linux capabilities."""
+    for container in pod_spec["containers"]:
+        container["args"] = _dask_cli(container.get("args") or [])
+        container["securityContext"] = {**_CONTAINER_SECURITY, **container.get("securityContext", {})}
 
 
 def kubernetes_cluster_kwargs(cluster: ClusterConfig) -> dict:
@@ -1132,8 +1145,17 @@ def kubernetes_gpu_group_kwargs(cluster: ClusterConfig) -> dict | None:
         return None
     resources = k.resources.model_dump()
     resources["limits"] = {**resources.get("limits", {}), "nvidia.com/gpu": "1"}  # the CRDs type quantities as strings
-    return dict(name="gpu", n_workers=k.gpu_workers, image=k.image, resources=resources,
-                env={**BLAS_ENV, **k.env}, worker_command=_worker_command(cluster, gpus=1))
+    kwargs = dict(name="gpu", n_workers=k.gpu_workers, image=k.image, resources=resources,
+                  env={**BLAS_ENV, **k.env}, worker_command=_worker_command(cluster, gpus=1))
+    # the group's worker spec from dask-kubernetes' own template, as the CPU workers' (custom_spec:
+    # add_worker_group would make the same one, without the containers' security context)
+    operator = _need_extra("dask_kubernetes.operator", "kubernetes", "kubernetes")
+    template = operator.make_cluster_spec("gpu", image=k.image, n_workers=k.gpu_workers,
+                                          resources=resources, env=kwargs["env"],
+                                          worker_command=kwargs["worker_command"])
+    worker = template["spec"]["worker"]
+    _harden(worker["spec"])
+    return {**kwargs, "custom_spec": worker}
 
 
 def _kubernetes_credentials() -> bool:

@@ -281,7 +281,11 @@ def test_kubernetes_config_to_operator_specs(kube):
     assert group["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert group["worker_command"].split()[:2] == ["dask", "worker"]
     assert kubernetes_gpu_group_kwargs(ClusterConfig(kind="kubernetes", kubernetes={})) is None
-    if kube.installed is not None:  # what add_worker_group makes of it
+    gworker = group["custom_spec"]  # what add_worker_group hands to the operator
+    assert gworker["replicas"] == 2
+    assert _container(gworker["spec"], "worker")["resources"] == group["resources"]
+    assert _container(gworker["spec"], "worker")["args"][:2] == ["dask", "worker"]
+    if kube.installed is not None:  # what add_worker_group would have made of the other arguments
         gspec = kube.installed.make_worker_spec(
             image=group["image"], n_workers=group["n_workers"], resources=group["resources"],
             env=group["env"], worker_command=group["worker_command"])
@@ -289,6 +293,21 @@ def test_kubernetes_config_to_operator_specs(kube):
         assert gcontainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert _option(gcontainer["args"], "--resources") == "GPU=1"
         assert gcontainer["args"][:2] == ["dask", "worker"]
+
+
+def test_every_container_runs_without_privilege_escalation_or_capabilities(kube):
+    """as the bundled manifests (two conditions of the "restricted" Pod Security Standard; the
+    operator copies these specs into the pods)"""
+    kwargs = _opened(_kube_config(gpu_workers=1), kube)
+    spec = kwargs["custom_cluster_spec"]["spec"]
+    pods = [spec["scheduler"]["spec"], spec["worker"]["spec"],
+            kubernetes_gpu_group_kwargs(_kube_config(gpu_workers=1))["custom_spec"]["spec"]]
+    for pod in pods:
+        for container in pod["containers"]:
+            assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                    "capabilities": {"drop": ["ALL"]}}
+    for name in ("daskcluster.yaml", "gpu-workergroup.yaml"):  # the same words as the manifests
+        assert "allowPrivilegeEscalation: false" in (K8S / name).read_text()
 
 
 def test_pods_start_the_dask_command_not_the_removed_scripts(kube):
