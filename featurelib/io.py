@@ -1101,7 +1101,8 @@ def info(path) -> AudioInfo:
     Raises
     ------
     AudioDecodeError
-        The file is missing, a directory, empty, or not audio that libsndfile reads.
+        The file is missing (:class:`~featurelib.exceptions.AudioFileNotFoundError`, also a
+        ``FileNotFoundError``), a directory, empty, or not audio that libsndfile reads.
 
     Notes
     -----
@@ -1281,8 +1282,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
     Raises
     ------
     AudioDecodeError
-        The file is missing, a directory, empty, not audio, cut short, fails to decode part-way,
-        or holds NaN or infinite samples.
+        The file is missing (:class:`~featurelib.exceptions.AudioFileNotFoundError`, also the
+        ``FileNotFoundError`` that ``librosa.load`` raises), a directory, empty, not audio, cut
+        short, fails to decode part-way, or holds NaN or infinite samples.
     ParameterError
         ``sr <= 0``, ``offset < 0``, ``duration <= 0``, or a dtype other than float32/float64.
         (A window at or past the end of the file, or shorter than one sample, is no error: as
