@@ -8,6 +8,7 @@ cached, and moved to the caller's namespace and device with :func:`like`.
 
 from __future__ import annotations
 
+import array
 import numbers
 
 import numpy as np
@@ -22,18 +23,72 @@ from array_api_compat import (
 from .exceptions import ParameterError
 
 __all__ = [
-    "namespace", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
+    "namespace", "warn_user", "plain_array", "spectrogram_array", "as_float_array", "like", "to_numpy", "fft_namespace", "sliding_frames",
     "chunk_samples", "FrameRedo", "signal_ends",
 ]
 
 
+# inputs that NumPy turns into arrays (featurelib computes them in NumPy): Python sequences and
+# numbers, and buffers (array.array, memoryview)
+_AS_NUMPY = (numbers.Number, list, tuple, array.array, memoryview)
+
+
 def namespace(*arrays):
-    """The array namespace of the given arrays (NumPy for lists and scalars)."""
+    """The array namespace of the given arrays (NumPy for lists, scalars and buffers)."""
     arrays = [a for a in arrays if a is not None]
-    arrs = [a for a in arrays if not isinstance(a, (numbers.Number, list, tuple))]
+    arrs = [a for a in arrays if not isinstance(a, _AS_NUMPY)]
     if not arrs:
         return array_namespace(np.asarray(0.0))
-    return array_namespace(*arrs)
+    try:
+        return array_namespace(*arrs)
+    except TypeError as exc:
+        raise ParameterError(f"{exc}: pass NumPy or CuPy arrays (or lists of numbers)") from None
+
+
+def warn_user(message: str) -> None:
+    """A ``UserWarning`` that points at the first line outside featurelib (the user's call)."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # level 2: warn_user's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def plain_array(x, name: str = "y"):
+    """``x`` itself when it is an array of a namespace; a NumPy array of a list, tuple, number,
+    buffer or ``numpy.matrix`` (Python floats as float32; integers stay integers, for
+    :func:`as_float_array` to refuse as audio). Ragged or non-numeric values are refused."""
+    if isinstance(x, np.matrix):  # a matrix keeps two axes through every reduction
+        return np.asarray(x)
+    if not isinstance(x, _AS_NUMPY):
+        return x
+    try:
+        values = np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise ParameterError(f"{name} is not a rectangular array of numbers ({str(exc).split(';')[0]})") from None
+    if values.dtype.kind not in "biufc":
+        raise ParameterError(f"{name} must hold numbers, not {values.dtype} values")
+    if values.dtype.kind == "f" and isinstance(x, (list, tuple, numbers.Number)):
+        return values.astype(np.float32)  # Python floats: featurelib's float32
+    return values
+
+
+def spectrogram_array(S, name: str = "S", what: str = "frequency bins", least: int = 2):
+    """``S`` (:func:`plain_array`) checked to be a spectrogram ``(..., bins, frames)``: at least
+    two axes, and at least ``least`` rows of ``what`` (one frequency bin is the spectrum of
+    ``n_fft = 0``)."""
+    S = plain_array(S, name)
+    if S.ndim < 2:
+        raise ParameterError(f"{name} must be a spectrogram of shape (..., {what}, frames), got shape {tuple(S.shape)}")
+    if S.shape[-2] < least:
+        rows = f"{S.shape[-2]} row{'' if S.shape[-2] == 1 else 's'}"
+        raise ParameterError(f"{name} has {rows} of {what} (shape {tuple(S.shape)}): "
+                             f"a spectrogram is (..., {what}, frames)")
+    return S
 
 
 def as_float_array(y, xp=None, *, name: str = "y"):
@@ -42,9 +97,10 @@ def as_float_array(y, xp=None, *, name: str = "y"):
     float64 input stays float64 (as in librosa); other floating types become float32. An
     audio signal (``name="y"``) of integers is refused, as librosa refuses it: PCM samples need
     their scale (``y / 32768`` for 16-bit) before any feature means anything; a 0-d one too.
+    So is a list of integers (it would otherwise pass as float32, 90 dB too loud).
     """
-    if isinstance(y, (list, tuple, numbers.Number)):
-        y = np.asarray(y, dtype=np.float32)
+    listed = isinstance(y, (list, tuple, numbers.Number))
+    y = plain_array(y, name)
     if xp is None:
         xp = namespace(y)
     if xp.isdtype(y.dtype, "complex floating"):
@@ -54,9 +110,11 @@ def as_float_array(y, xp=None, *, name: str = "y"):
                              "PCM first, e.g. y / 32768 for 16-bit, or read it with featurelib.load)")
     if name == "y" and y.ndim == 0:
         raise ParameterError("y must have at least one dimension: (..., n_samples)")
-    if not xp.isdtype(y.dtype, "real floating") or (y.dtype != xp.float64 and y.dtype != xp.float32):
-        # integers of a non-audio input, and half precision: float16's 11-bit mantissa in the
-        # window and FFT put log-mel 2.6 dB off librosa (which computes it in float32)
+    if (listed or not xp.isdtype(y.dtype, "real floating")
+            or (y.dtype != xp.float64 and y.dtype != xp.float32)):
+        # Python numbers, integers of a non-audio input, and half precision: float16's 11-bit
+        # mantissa in the window and FFT put log-mel 2.6 dB off librosa (which computes it in
+        # float32)
         y = xp.astype(y, xp.float32)
     return y
 

@@ -26,6 +26,7 @@ from ._backend import (
     place,
     signal_ends,
     sliding_frames,
+    warn_user,
 )
 from .exceptions import ParameterError
 
@@ -75,6 +76,7 @@ def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = Non
     Returns
     -------
     np.ndarray, shape ``(n_fft,)``
+        Read-only when cached (a named window): ``.copy()`` it to change it.
 
     Examples
     --------
@@ -385,6 +387,12 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
         raise ParameterError(f"pad_mode={pad_mode!r} is not supported; use one of {_PAD_MODES}")
     if not center and y.shape[-1] < n_fft:
         raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
+    if y.ndim >= 2 and y.shape[-1] < n_fft <= y.shape[-2]:
+        # soundfile.read gives (n_samples, channels): each sample would become a signal of its
+        # own, a spectrogram per sample (librosa warns that n_fft is too large for its length)
+        warn_user(f"y has shape {tuple(y.shape)}: signals of {y.shape[-1]} "
+                  f"sample{'' if y.shape[-1] == 1 else 's'} each, shorter than n_fft={n_fft}. featurelib takes (..., n_samples); for (n_samples, "
+                  "channels), as soundfile.read gives, pass y.T")
     y = xp.reshape(y, (math.prod(lead), y.shape[-1])) if len(lead) != 1 else y  # (also when n is 0)
     B, n = y.shape
     T = n_frames(n, frame_length=n_fft, hop_length=hop_length, center=center)

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from ._backend import as_dtype, as_float_array, like, namespace
+from ._backend import as_dtype, as_float_array, like, namespace, spectrogram_array
 from .exceptions import ParameterError
-from .framing import fft_frequencies, get_fft_precision
-from .spectrum import power_spectrogram
+from .framing import fft_frequencies, get_fft_precision, map_stft
+from .spectrum import power_spectrogram, spectrum_power
 
 __all__ = [
     "spectral_centroid", "spectral_bandwidth", "spectral_rolloff", "spectral_flatness",
@@ -27,6 +27,7 @@ def _spectrogram(y, S, *, n_fft, hop_length, power, win_length, window, center, 
                  check_given=True):
     """``(S, n_fft, xp)``: the given ``S`` (checked), or ``|stft(y)| ** power``."""
     if S is not None:
+        S = spectrogram_array(S)
         xp = namespace(S)
         if xp.isdtype(S.dtype, "complex floating"):
             raise ParameterError("Spectral features are only defined with real-valued input")
@@ -260,10 +261,14 @@ def _first_bin_reaching(S, fraction, f, xp, cumulative=None):
     not given) reaches ``fraction`` of the total."""
     if cumulative is None:
         cumulative = xp.cumulative_sum(S, axis=-2)
-    threshold = fraction * cumulative[..., -1:, :]
+    total = cumulative[..., -1:, :]
+    threshold = fraction * total
     inf = xp.asarray(float("inf"), dtype=S.dtype)
     candidates = xp.where(cumulative < threshold, inf, f * xp.ones_like(cumulative))
-    return xp.min(candidates, axis=-2, keepdims=True)
+    found = xp.min(candidates, axis=-2, keepdims=True)
+    # a frame holding NaN or inf (every comparison false) would read 0 Hz, a silent frame's
+    # value: NaN says it
+    return xp.where(xp.isfinite(total), found, xp.asarray(float("nan"), dtype=found.dtype))
 
 
 def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
@@ -386,16 +391,27 @@ def spectral_flatness(y=None, *, S=None, n_fft: int = 2048, hop_length: int = 51
     """
     if amin <= 0:
         raise ParameterError("amin must be strictly positive")
-    y, out_dtype = _in_float64(y, S)
+
+    def flatness_of(S, xp, axis):  # S: magnitudes, bins along ``axis``
+        S_power = S * S if power == 2.0 else S**power
+        S_thresh = xp.clip(S_power, min=amin)
+        gmean = xp.exp(xp.mean(xp.log(S_thresh), axis=axis, keepdims=True))
+        return gmean / xp.mean(S_thresh, axis=axis, keepdims=True)
+
+    if S is None and y is not None:
+        # from the signal: a chunk of frames at a time (the whole float64 spectrogram and its
+        # three temporaries as large held 2.5x librosa's memory on long signals)
+        y, out_dtype = _in_float64(y, S)
+        xp = namespace(y)
+        flatness = xp.matrix_transpose(map_stft(
+            y, lambda X: flatness_of(spectrum_power(X, 1.0, xp), xp, -1), n_fft=n_fft,
+            hop_length=hop_length, win_length=win_length, window=window, center=center,
+            pad_mode=pad_mode))
+        return xp.astype(flatness, out_dtype)
     S, n_fft, xp = _spectrogram(y, S, n_fft=n_fft, hop_length=hop_length, power=1.0,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
-    S_power = S * S if power == 2.0 else S**power
-    S_thresh = xp.clip(S_power, min=amin)
-    gmean = xp.exp(xp.mean(xp.log(S_thresh), axis=-2, keepdims=True))
-    amean = xp.mean(S_thresh, axis=-2, keepdims=True)
-    flatness = gmean / amean
-    return flatness if out_dtype is None else xp.astype(flatness, out_dtype)
+    return flatness_of(S, xp, -2)
 
 
 def mean_frequency(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ._backend import as_float_array, like, namespace, namespace_dtype
+from ._backend import as_float_array, like, namespace, namespace_dtype, spectrogram_array
 from .exceptions import ParameterError
 from .framing import fft_precision, get_fft_precision, map_stft
 
@@ -90,8 +90,14 @@ def power_to_db(S, *, ref=1.0, amin: float = 1e-10, top_db: float | None = 80.0)
         log_spec = log_spec - _LOG10_SCALE * xp.log(xp.clip(xp.asarray(ref_value, dtype=S.dtype), min=amin))
     elif ref_value != 1.0:
         log_spec = log_spec - 10.0 * math.log10(max(amin, ref_value))
-    if top_db is not None:
-        log_spec = xp.maximum(log_spec, xp.max(log_spec) - top_db)
+    if top_db is not None and log_spec.size:  # (an empty array has no maximum: nothing to clamp)
+        peak = xp.max(log_spec)
+        if not bool(xp.isfinite(peak)):
+            # a NaN or infinite value somewhere: the floor comes from the finite values, so that
+            # one bad signal of a batch does not make every other one NaN (or infinite)
+            finite = xp.isfinite(log_spec)
+            peak = xp.max(xp.where(finite, log_spec, xp.asarray(-math.inf, dtype=log_spec.dtype)))
+        log_spec = xp.maximum(log_spec, peak - top_db)
     return log_spec
 
 
@@ -379,6 +385,9 @@ def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
                 fmax: float | None = None, htk: bool = False, norm="slaney") -> np.ndarray:
     """The mel filterbank ``(n_mels, 1 + n_fft // 2)`` of ``librosa.filters.mel``, cached (NumPy).
 
+    The array is the cache's own and read-only (librosa's is a fresh, writeable one): ``.copy()``
+    it to change it.
+
     Examples
     --------
     >>> import featurelib
@@ -600,6 +609,7 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
                               window=window, center=center, pad_mode=pad_mode, power=power,
                               project=project, mel_basis=basis)
         return _basis_type(xp.matrix_transpose(M), dtype, xp)
+    S = spectrogram_array(S)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     if n_fft // 2 + 1 != S.shape[-2]:  # as librosa: n_fft is kept when it fits S (odd n_fft)
@@ -705,6 +715,7 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         finally:
             _MEL_DEEP_DECIBELS.reset(shallow)
         S = power_to_db(M, top_db=top_db)
+    S = spectrogram_array(S, what="mel bands", least=1)
     xp = namespace(S)
     S = as_float_array(S, xp, name="S")
     table = dct_matrix(n_mfcc, S.shape[-2], dct_type=dct_type, norm=norm)

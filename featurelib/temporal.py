@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import as_dtype, as_float_array, namespace, sliding_frames
+from ._backend import as_dtype, as_float_array, namespace, sliding_frames, spectrogram_array
 from .exceptions import ParameterError
 from .framing import _check_hop, pad_signal
 
@@ -128,6 +128,7 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
         return as_dtype(xp.sqrt(xp.mean(frames, axis=-1))[..., None, :], dtype, xp)
     if S is None:
         raise ParameterError("rms needs y or S")
+    S = spectrogram_array(S, least=1)
     xp = namespace(S)
     if S.shape[-2] != frame_length // 2 + 1:
         raise ParameterError(
