@@ -61,7 +61,13 @@ _TEXT_ERRNO = {"28": errno.ENOSPC, "122": errno.EDQUOT, "30": errno.EROFS,
 # the type of a file's failure, from the start of featurelib's reason: one name per fault,
 # whether the header read (jobs.plan) or the decoding (jobs.compute) met it
 _REASON_KINDS = (("truncated", "TruncatedFile"), ("damaged", "DamagedFile"),
-                 ("not a readable audio file", "NotAudio"), ("no audio frames", "EmptyAudio"))
+                 ("not a readable audio file", "NotAudio"), ("no audio frames", "EmptyAudio"),
+                 ("permission denied", "PermissionDenied"))
+
+# failures that say nothing about the file's audio, only that the job could not get at it: a rerun
+# reads such an input again once it can (permissions fixed, a file moved back), although its size
+# and modification time did not change (jobs.extract.changed_inputs)
+RETRIED_WHEN_READABLE = frozenset({"PermissionDenied", "FileGone"})
 
 
 def reason_kind(reason: str, default: str) -> str:

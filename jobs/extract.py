@@ -162,7 +162,7 @@ def stored_plan(cfg, discovery, *, config_hash: str, overwrite: bool = False):
     plan = plan_from_tables(table, meta["batches"], meta["failures"], meta["total_frames"],
                             meta["chunk_frames"])
     _note_batching_kept(cfg, meta)
-    changed, retried = changed_inputs(plan, discovery, meta)
+    changed, retried = changed_inputs(plan, discovery, meta, _last_failures(out))
     if meta.get("plan_id") != _plan_id(config_hash, discovery) or changed or retried:
         plan, meta = extend_plan(cfg, discovery, plan, meta, config_hash=config_hash, changed=changed,
                                  retried=retried)
@@ -230,26 +230,53 @@ def dashboard_line(client, command: str) -> tuple[str | None, str]:
     return link, f"{command}: dashboard {link}{note}"
 
 
-def changed_inputs(plan, discovery, meta) -> tuple[list[str], list[str]]:
+def changed_inputs(plan, discovery, meta, read_failures=None) -> tuple[list[str], list[str]]:
     """What a rerun reads again although its path was planned before: ``(changed, retried)``.
 
     ``changed``: local files still named whose size or modification time differ from when their
     header was read (a recording replaced in place: its old rows are superseded); ``retried``:
     local files that failed their header read and changed since (fixed, or replaced). A file
-    that failed later (decoding) is planned, so it is ``changed`` when it changes. URLs are not
-    checked (no cheap stat)."""
+    that failed later (decoding) is planned, so it is ``changed`` when it changes. A file that
+    failed because the job could not get at it (permission denied, moved away while the job
+    ran) is read again once it is readable, in either list (``read_failures``: the last run's
+    failures.parquet rows). URLs are not checked (no cheap stat)."""
     superseded = _superseded(meta)
     current = set(discovery.paths)
     latest = {}
     for f in plan.files:
         if f.path in current and f.path not in superseded.get(f.batch_id, ()):
             latest[f.path] = f
-    changed = sorted(p for p, f in latest.items()
-                     if f.mtime_ns and _file_state(p) not in (None, (f.size_bytes, f.mtime_ns)))
-    retried = sorted(f["path"] for f in plan.failures
-                     if f["stage"] == "probe" and f.get("state") and f["path"] in current
-                     and _file_state(f["path"]) not in (None, tuple(f["state"])))
-    return changed, retried
+    changed = {p for p, f in latest.items()
+               if f.mtime_ns and _file_state(p) not in (None, (f.size_bytes, f.mtime_ns))}
+    # planned files the last run could not get at (RETRIED_WHEN_READABLE), readable now
+    changed |= {p for p in _readable_again(read_failures or ()) if p in latest}
+    retried = {f["path"] for f in plan.failures
+               if f["stage"] == "probe" and f.get("state") and f["path"] in current
+               and _file_state(f["path"]) not in (None, tuple(f["state"]))}
+    retried |= {p for p in _readable_again(f for f in plan.failures if f["stage"] == "probe")
+                if p in current}
+    return sorted(changed), sorted(retried)
+
+
+def _readable_again(failures) -> list[str]:
+    """The local paths of ``failures`` (rows of failures.parquet, or the plan's) whose type says
+    the job could not get at the file (``jobs.errors.RETRIED_WHEN_READABLE``) and that it may
+    read now."""
+    from jobs.errors import RETRIED_WHEN_READABLE
+
+    return [f["path"] for f in failures if f.get("error_type") in RETRIED_WHEN_READABLE
+            and "://" not in f["path"] and os.access(f["path"], os.R_OK)]
+
+
+def _last_failures(out) -> list[dict]:
+    """The rows of the last finished run's failures.parquet (none when there is none)."""
+    from jobs import store
+
+    try:
+        table = store.read_table(out, "failures.parquet", columns=["path", "stage", "error_type"])
+    except Exception:  # noqa: BLE001 - no table yet (a first run that was stopped), or unreadable
+        return []
+    return table.to_pylist() if table is not None else []
 
 
 def _with_file_state(failures: list[dict]) -> list[dict]:
@@ -284,6 +311,8 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     changed = set(changed)
     replaced = [[f.batch_id, f.path] for f in plan.files
                 if f.path in changed and f.path not in superseded.get(f.batch_id, ())]
+    latest_state = {f.path: (f.size_bytes, f.mtime_ns) for f in plan.files
+                    if f.path in changed and f.path not in superseded.get(f.batch_id, ())}
     # a header that failed is read again when its file changed (retried), or when the failure
     # holds no file state to tell (a URL): not every time another input changes
     unchanged_failures = {f["path"] for f in plan.failures if f["stage"] == "probe" and f.get("state")} \
@@ -321,11 +350,15 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
             # that now fails its header read): a manifest of an earlier revision is out of date
             "plan_revision": meta.get("plan_revision", 0) + 1}
     store.write_json(meta, out, ".plan.json")  # the extension's commit
-    again = sum(p in failed_before for p in new_paths)  # header failures are read again
+    # files planned before and read again without a change on disk: the job could not get at
+    # them then (changed_inputs), they failed, and they count with the failures read again
+    unreachable = {p for p in changed if _file_state(p) == latest_state.get(p)}
+    again = sum(p in failed_before for p in new_paths) + len(unreachable)
+    moved = len(changed) - len(unreachable)
     _say(f"extract: inputs changed since the last run: "
-         f"{len(new_paths) - again - len(changed) + len(new_failed)} new, "
+         f"{len(new_paths) - again - moved + len(new_failed)} new, "
          f"{gone} gone"
-         + (f", {len(changed)} changed on disk (read again, their old rows replaced)" if changed else "")
+         + (f", {moved} changed on disk (read again, their old rows replaced)" if moved else "")
          + (f", {again} that failed before read again" if again else "")
          + f"; {plural(len(extra.batches), 'batch', 'batches')} added")
     return plan, meta
@@ -459,9 +492,10 @@ def _fail_row(f, stage: str, exc: BaseException) -> dict:
 
 
 def _moved_since_planned(f) -> tuple[str, str] | None:
-    """``(error_type, message)`` for a local file deleted or changed on disk after its header was
-    read (while the job ran), else None. A deleted file read as "not a readable audio file
-    (libsndfile: System error)", one replaced by a shorter recording as "truncated"."""
+    """``(error_type, message)`` for a local file deleted, made unreadable or changed on disk
+    after its header was read (while the job ran), else None. A deleted or unreadable file read
+    as "not a readable audio file (libsndfile: System error)", one replaced by a shorter
+    recording as "truncated"."""
     if "://" in f.path or not getattr(f, "mtime_ns", 0):
         return None
     try:
@@ -471,6 +505,9 @@ def _moved_since_planned(f) -> tuple[str, str] | None:
                 "counts it as gone)")
     except OSError:
         return None
+    if not os.access(f.path, os.R_OK):  # libsndfile says "System error"
+        return ("PermissionDenied", "permission denied: the job may not read the file (since it "
+                "read its header); a rerun reads it again once it may")
     if (st.st_size, st.st_mtime_ns) == (f.size_bytes, f.mtime_ns):
         return None
     size = f" ({f.size_bytes:,} -> {st.st_size:,} bytes)" if st.st_size != f.size_bytes else ""

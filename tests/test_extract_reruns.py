@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import types
 
 import numpy as np
+import pytest
 import soundfile as sf
 import zarr
 from test_extract_support import copy_samples, read_tables, run_cli, write_config
@@ -216,3 +218,69 @@ def test_failed_inputs_that_leave_are_gone_and_new_when_they_return(tmp_path):
     assert back.returncode == 1
     _, failures = read_tables(out)
     assert sorted(failures["path"].to_pylist()) == [str(corpus / "bad.wav"), str(corpus / "broken.wav")]
+
+
+def test_a_file_the_job_could_not_read_is_retried_once_it_can(tmp_path, monkeypatch):
+    """Permission denied (or moved away while the job ran) says nothing about the audio: a rerun
+    reads the file again once it is readable, although its size and mtime are those planned
+    (chmod changes neither); a file whose audio failed is not read again."""
+    from jobs import extract
+    from jobs.errors import reason_kind
+    from jobs.plan import Batch, Plan, probe
+
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 3)
+    later = corpus / "later.wav"
+    later.write_bytes(open(paths[0], "rb").read())
+    state = [os.path.getsize(later), os.stat(later).st_mtime_ns]  # unchanged since it failed
+    batches = [Batch(batch_id=0, kind="files", region_start=0, region_stop=0, block_frames=0,
+                     files=[probe(p) for p in paths])]
+    plan = Plan(batches=batches, failures=[
+        {"path": str(later), "stage": "probe", "error_type": "PermissionDenied",
+         "message": "permission denied", "state": state},
+    ], total_frames=0, chunk_frames=1)
+
+    discovery = types.SimpleNamespace(paths=[*map(str, paths), str(later)])
+
+    last = [{"path": paths[0], "stage": "decode", "error_type": "PermissionDenied"},
+            {"path": paths[1], "stage": "decode", "error_type": "FileGone"},
+            {"path": paths[2], "stage": "decode", "error_type": "NotAudio"}]
+    changed, retried = extract.changed_inputs(plan, discovery, {}, last)
+    assert changed == sorted(paths[:2]) and retried == [str(later)]
+    monkeypatch.setattr(extract.os, "access", lambda path, mode: False)  # still not readable
+    assert extract.changed_inputs(plan, discovery, {}, last) == ([], [])
+    assert reason_kind("permission denied", "AudioDecodeError") == "PermissionDenied"
+
+
+def test_a_file_made_unreadable_after_its_header_was_read_says_permission_denied(tmp_path, monkeypatch):
+    """libsndfile's words for it are "System error": the failure names the cause instead."""
+    from jobs import extract
+    from jobs.plan import probe
+
+    path = copy_samples(tmp_path / "corpus", 1)[0]
+    planned = probe(path)
+    assert extract._moved_since_planned(planned) is None
+    monkeypatch.setattr(extract.os, "access", lambda p, mode: p != path)
+    kind, message = extract._moved_since_planned(planned)
+    assert kind == "PermissionDenied" and "permission denied" in message and "rerun" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads every file: permissions cannot fail")
+def test_an_unreadable_file_fails_and_is_read_once_readable(tmp_path):
+    corpus = tmp_path / "corpus"
+    paths = copy_samples(corpus, 4)
+    os.chmod(paths[0], 0)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features=FEATURES)
+    try:
+        assert run_cli("extract", cfg).returncode == 1
+        _, failures = read_tables(out)
+        assert failures["error_type"].to_pylist() == ["PermissionDenied"]
+    finally:
+        os.chmod(paths[0], 0o644)
+    result = run_cli("extract", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "1 that failed before read again" in result.stderr
+    files, failures = read_tables(out)
+    assert failures.num_rows == 0 and files.num_rows == 4
