@@ -192,6 +192,10 @@ def _stop_signals(*, to_the_end: bool = False):
             signal.signal(s, signal.SIG_IGN if stopping and to_the_end else ours[s])
 
 
+# the commands that start a Dask cluster (and need open files for its connections)
+_CLUSTER_COMMANDS = ("extract", "train", "score", "run")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -204,6 +208,10 @@ def main(argv=None) -> int:
 
         crashes.RESTART_COMMAND = list(sys.orig_argv)
     try:
+        if args.command in _CLUSTER_COMMANDS:
+            from jobs.cluster import ensure_open_files
+
+            ensure_open_files()
         with _stop_signals(to_the_end=argv is None):
             status = int(module.main(args) or 0)
         if argv is None and getattr(module, "FAST_EXIT", False) \

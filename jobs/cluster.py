@@ -30,6 +30,7 @@ TLS comes from ``--tls-ca/--tls-cert/--tls-key`` (:func:`security_from`) or ``co
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -912,11 +913,93 @@ def _local_client(cluster: ClusterConfig, *, n_workers, threads_per_worker, reso
     if sec is not None:
         kwargs.update(security=sec, protocol="tls://")
     _quiet_resource_tracker()
-    with _blas_env_for_nannies(), _worker_start_method(cluster, preload), _allowed_deaths():
-        local = LocalCluster(**kwargs)
+    try:
+        with _blas_env_for_nannies(), _worker_start_method(cluster, preload), _allowed_deaths(), \
+                _quiet_start_logs():
+            local = LocalCluster(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - Dask's own tracebacks say nothing more
+        # (and its note at exit of the worker processes it reaps, "stray" after the failure)
+        logging.getLogger("distributed.process").setLevel(logging.WARNING)
+        raise UsageError(local_cluster_failure(exc)) from None
     with local, Client(local, security=sec) as client:
         _quiet_workers(client)
         yield client
+
+
+@contextlib.contextmanager
+def _quiet_start_logs():
+    """While a local cluster starts, the nannies' logs of a worker that failed to start (a
+    traceback each) stay unsaid: the failure ends the start, in one line
+    (:func:`local_cluster_failure`)."""
+    loggers = [logging.getLogger(name) for name in ("distributed.nanny", "distributed.process")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+def local_cluster_failure(exc: BaseException) -> str:
+    """One line for a local cluster that could not start, with the limit most likely behind it
+    (a process limit set with ``ulimit``: open files, threads, memory)."""
+    words = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:  # the deepest cause names the limit
+        seen.add(id(cause))
+        text = str(cause)
+        if (isinstance(cause, OSError) and cause.errno == errno.EMFILE) or "Too many open files" in text:
+            return (f"the local cluster could not start ({words}): too many open files; raise "
+                    f"this shell's limit (ulimit -n, now {open_files_limit()})")
+        if "can't start new thread" in text or isinstance(cause, MemoryError):
+            return (f"the local cluster could not start ({words}): the process may not start "
+                    "more threads or take more memory; raise this shell's limits (ulimit -v, "
+                    "ulimit -u) or use fewer workers")
+        cause = cause.__cause__ or cause.__context__
+    return f"the local cluster could not start its workers ({words})"
+
+
+# the open files a job needs at least: its cluster's connections (a few per worker) and the
+# files it reads and writes at once
+MIN_OPEN_FILES = 64
+# what the job raises a lower soft limit to, when the hard limit allows
+WANTED_OPEN_FILES = 4096
+
+
+def open_files_limit() -> int | None:
+    """The soft limit on open files (None where there is none, or no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def ensure_open_files(least: int = MIN_OPEN_FILES, wanted: int = WANTED_OPEN_FILES) -> None:
+    """Raise this process's soft limit on open files towards ``wanted`` (within the hard limit;
+    local workers inherit it), and refuse to start (:class:`UsageError`) under ``least``: at
+    ``ulimit -n 16`` a local cluster never started and its event loop logged the failure in a
+    loop for ever."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    if soft != resource.RLIM_INFINITY and soft < least:
+        raise UsageError(f"this process may open only {soft} files at once (ulimit -n), and the "
+                         f"job needs at least {least} (its cluster's connections and the files it "
+                         f"reads): raise the limit (ulimit -n {WANTED_OPEN_FILES})")
 
 
 # ---------------------------------------------------------------- SLURM

@@ -629,3 +629,67 @@ def test_a_dask_jobs_runner_waits_for_its_scheduler_to_start(tmp_path, monkeypat
         finally:
             later.join()
     assert f"waiting for the scheduler at {address} (DASK_SCHEDULER_ADDRESS" in capsys.readouterr().err
+
+
+try:
+    import resource
+except ImportError:  # Windows: no ulimit
+    resource = None
+
+
+def _with_open_files(soft: int, hard: int | None = None):
+    """preexec_fn: the child's limit on open files (soft, and hard when given)."""
+    def limit():
+        _, current_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, current_hard if hard is None else hard))
+    return limit
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no ulimit")
+def test_a_low_soft_limit_on_open_files_is_raised_for_the_job():
+    code = ("import resource; from jobs.cluster import ensure_open_files; ensure_open_files(); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            preexec_fn=_with_open_files(16))
+    assert raised.returncode == 0, raised.stderr
+    assert int(raised.stdout) == (4096 if hard == resource.RLIM_INFINITY else min(4096, hard))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no ulimit")
+def test_a_hard_limit_too_low_for_a_cluster_is_one_line_not_a_hang(tmp_path):
+    """At ulimit -n 16 a local cluster never started: its event loop logged "Too many open
+    files" in a loop for ever (2.6 GB of stderr in 10 minutes)."""
+    from test_extract_support import copy_samples, write_config
+
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 2)
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=tmp_path / "out", features={"rms": {}})
+    proc = subprocess.run([sys.executable, "-m", "jobs", "extract", str(cfg)], capture_output=True,
+                          text=True, timeout=120, cwd=REPO, preexec_fn=_with_open_files(16, 16))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "may open only 16 files at once (ulimit -n)" in proc.stderr
+
+
+def test_a_local_cluster_that_cannot_start_is_named_with_its_likely_limit():
+    import errno
+
+    from jobs.cluster import local_cluster_failure
+
+    def failed(cause):
+        try:
+            try:
+                raise cause
+            except Exception as exc:
+                raise RuntimeError("Nanny failed to start.") from exc
+        except RuntimeError as exc:
+            return local_cluster_failure(exc)
+
+    files = failed(OSError(errno.EMFILE, "Too many open files"))
+    assert files.startswith("the local cluster could not start (RuntimeError: Nanny failed to start.)")
+    assert "too many open files" in files and "ulimit -n" in files
+    threads = failed(RuntimeError("can't start new thread"))
+    assert "may not start more threads" in threads and "ulimit -v" in threads
+    assert failed(ValueError("other")) == ("the local cluster could not start its workers "
+                                            "(RuntimeError: Nanny failed to start.)")
