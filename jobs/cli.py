@@ -183,11 +183,35 @@ def _stop_signals(*, to_the_end: bool = False):
         stopping.append(signum)
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    previous_hook = sys.unraisablehook
+
+    def swallowed(info):
+        # the stop's exception, raised where Python ignores exceptions (a gc callback of
+        # distributed's, a __del__): it printed "Exception ignored" and the job ran on, deaf to
+        # more Ctrl-C. The signal is sent again from another thread a moment later, once the
+        # main thread is out of that context (sent from here, or at once, the handler ran inside
+        # it again)
+        if stopping and isinstance(info.exc_value, KeyboardInterrupt) and s_mine(stopping[0]):
+            import _thread
+
+            signum = stopping[0]
+            stopping.clear()
+            again = threading.Timer(0.05, _thread.interrupt_main, args=(signum,))
+            again.daemon = True
+            again.start()
+            return
+        previous_hook(info)
+
+    def s_mine(signum) -> bool:
+        return signum in mine and signal.getsignal(signum) is stop
+
     for s in mine:
         signal.signal(s, stop)
+    sys.unraisablehook = swallowed
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s in mine:
             signal.signal(s, signal.SIG_IGN if stopping and to_the_end else ours[s])
 

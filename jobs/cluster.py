@@ -756,6 +756,24 @@ def _quiet_resource_tracker() -> None:
         sys.warnoptions.append(_QUIET_TRACKER)  # passed to the tracker's interpreter as -W
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the block starts processes (they inherit it through exec, and Python
+    then installs no KeyboardInterrupt handler in them); as it was after. Only in the main
+    thread (elsewhere the disposition cannot change: the block runs as it is)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _start_forkserver(preload: tuple[str, ...]) -> None:
     """Set the fork server's preload list (once per process) and start it, not waiting for it."""
     import atexit
@@ -776,7 +794,11 @@ def _start_forkserver(preload: tuple[str, ...]) -> None:
         # server; ours is the list the tasks need
         multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
         atexit.register(_stop_forkserver)
-    forkserver.ensure_running()
+    with _sigint_ignored():
+        # the server and the workers it forks ignore Ctrl-C (this process closes them): one in
+        # the server's imports printed a KeyboardInterrupt traceback, and each nanny waiting on
+        # it an EOFError, above the job's own "interrupted"
+        forkserver.ensure_running()
     if ours:
         # imported after the server started (0.25 s): the server imports its preload on the
         # other core meanwhile; then distributed is told the list is set

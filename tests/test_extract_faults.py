@@ -399,3 +399,35 @@ def test_a_file_deleted_or_replaced_while_the_job_ran_is_said_so(tmp_path):
     assert "changed on disk after the job read its header" in rows[1]["message"]
     assert rows[2]["error_type"] == "LengthMismatch"  # unchanged: the decoder's own reason stands
     assert isinstance(caught.value, DecodeError)
+
+
+def test_ctrl_c_that_lands_in_a_gc_callback_still_stops_the_command():
+    """The handler's KeyboardInterrupt, raised inside a callback whose exceptions Python ignores
+    (distributed's gc callback), printed "Exception ignored" and the job ran to its end, deaf
+    to further Ctrl-C: the interrupt is delivered again once the main thread is out of it."""
+    import gc
+    import signal
+    import time
+
+    from jobs.cli import _stop_signals
+
+    def callback(phase, info):
+        if phase == "start" and callback.armed:
+            callback.armed = False
+            signal.raise_signal(signal.SIGINT)  # its handler runs here, inside the callback
+
+    callback.armed = True
+    unraisable = []
+    previous = sys.unraisablehook
+    gc.callbacks.append(callback)
+    try:
+        sys.unraisablehook = lambda info: unraisable.append(info)  # what the default would print
+        with pytest.raises(KeyboardInterrupt), _stop_signals():
+            gc.collect()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        gc.callbacks.remove(callback)
+        sys.unraisablehook = previous
+    assert not unraisable  # the ignored exception was ours, taken over, not printed
