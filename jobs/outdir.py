@@ -81,7 +81,9 @@ def run_lock(out, command: str):
 
         if storage_error(exc):  # full, over quota or read-only: exit 3, as when it happens later
             raise OutputError(f"cannot write the output folder {folder}: {storage_error(exc)}") from None
-        raise UsageError(f"cannot write the output folder {folder}: {exc.strerror or exc}") from None
+        where = exc.filename if getattr(exc, "filename", None) else folder  # (a .lock another user owns)
+        raise UsageError(f"cannot write the output folder {folder}: {exc.strerror or exc}"
+                         + (f" ({where})" if os.fspath(where) != os.fspath(folder) else "")) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
