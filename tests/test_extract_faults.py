@@ -406,8 +406,6 @@ def test_ctrl_c_that_lands_in_a_gc_callback_still_stops_the_command():
     (distributed's gc callback), printed "Exception ignored" and the job ran to its end, deaf
     to further Ctrl-C: the interrupt is delivered again once the main thread is out of it."""
     import gc
-    import signal
-    import time
 
     from jobs.cli import _stop_signals
 
@@ -419,6 +417,9 @@ def test_ctrl_c_that_lands_in_a_gc_callback_still_stops_the_command():
     callback.armed = True
     unraisable = []
     previous = sys.unraisablehook
+    # Python's own handler (an earlier test may have imported dask-jobqueue, which sets its own:
+    # _stop_signals leaves a handler someone else set alone)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     gc.callbacks.append(callback)
     try:
         sys.unraisablehook = lambda info: unraisable.append(info)  # what the default would print
@@ -430,4 +431,5 @@ def test_ctrl_c_that_lands_in_a_gc_callback_still_stops_the_command():
     finally:
         gc.callbacks.remove(callback)
         sys.unraisablehook = previous
+        signal.signal(signal.SIGINT, handler)
     assert not unraisable  # the ignored exception was ours, taken over, not printed
