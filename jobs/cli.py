@@ -184,6 +184,7 @@ def _stop_signals(*, to_the_end: bool = False):
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     previous_hook = sys.unraisablehook
+    resent: list = []  # the stops sent again (see swallowed)
 
     def swallowed(info):
         # the stop's exception, raised where Python ignores exceptions (a gc callback of
@@ -198,6 +199,7 @@ def _stop_signals(*, to_the_end: bool = False):
             stopping.clear()
             again = threading.Timer(0.05, _thread.interrupt_main, args=(signum,))
             again.daemon = True
+            resent.append(again)
             again.start()
             return
         previous_hook(info)
@@ -212,6 +214,10 @@ def _stop_signals(*, to_the_end: bool = False):
         yield
     finally:
         sys.unraisablehook = previous_hook
+        for again in resent:  # a stop sent again and not yet arrived is moot: the block ended
+            again.cancel()
+        if resent and not stopping:  # (and counts as the stop, for what follows the block)
+            stopping.append(resent[0].args[0])
         for s in mine:
             signal.signal(s, signal.SIG_IGN if stopping and to_the_end else ours[s])
 
