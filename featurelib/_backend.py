@@ -99,7 +99,6 @@ def as_float_array(y, xp=None, *, name: str = "y"):
     their scale (``y / 32768`` for 16-bit) before any feature means anything; a 0-d one too.
     So is a list of integers (it would otherwise pass as float32, 90 dB too loud).
     """
-    listed = isinstance(y, (list, tuple, numbers.Number))
     y = plain_array(y, name)
     if xp is None:
         xp = namespace(y)
@@ -110,11 +109,10 @@ def as_float_array(y, xp=None, *, name: str = "y"):
                              "PCM first, e.g. y / 32768 for 16-bit, or read it with featurelib.load)")
     if name == "y" and y.ndim == 0:
         raise ParameterError("y must have at least one dimension: (..., n_samples)")
-    if (listed or not xp.isdtype(y.dtype, "real floating")
-            or (y.dtype != xp.float64 and y.dtype != xp.float32)):
-        # Python numbers, integers of a non-audio input, and half precision: float16's 11-bit
-        # mantissa in the window and FFT put log-mel 2.6 dB off librosa (which computes it in
-        # float32)
+    if not xp.isdtype(y.dtype, "real floating") or (y.dtype != xp.float64 and y.dtype != xp.float32):
+        # integers of a non-audio input, and half precision: float16's 11-bit mantissa in the
+        # window and FFT put log-mel 2.6 dB off librosa (which computes it in float32); Python
+        # floats are float32 already (plain_array)
         y = xp.astype(y, xp.float32)
     return y
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import math
-import warnings
 from contextlib import nullcontext
 
 import numpy as np
 
-from ._backend import as_float_array, like, namespace, namespace_dtype, spectrogram_array
+from ._backend import as_float_array, like, namespace, namespace_dtype, spectrogram_array, warn_user
 from .exceptions import ParameterError
 from .framing import fft_precision, get_fft_precision, map_stft
 
@@ -211,9 +210,9 @@ def _librosa_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
         enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
         weights *= enorm[:, np.newaxis]
     if not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0)):
-        warnings.warn("Empty filters detected in mel frequency basis. Some channels will produce "
-                      "empty responses. Try increasing your sampling rate (and fmax) or reducing "
-                      "n_mels.", stacklevel=4)
+        warn_user("Empty filters detected in mel frequency basis. Some channels will produce "
+                  "empty responses. Try increasing your sampling rate (and fmax) or reducing "
+                  "n_mels.")
     return weights
 
 

@@ -309,10 +309,9 @@ def extend_plan(cfg, discovery, plan, meta, *, config_hash: str, changed=(), ret
     listed_failed = {f["path"] for f in plan.failures}  # the inputs the last run listed as failed
     current = set(discovery.paths) | {f["path"] for f in discovery.failures}
     changed = set(changed)
-    replaced = [[f.batch_id, f.path] for f in plan.files
-                if f.path in changed and f.path not in superseded.get(f.batch_id, ())]
-    latest_state = {f.path: (f.size_bytes, f.mtime_ns) for f in plan.files
-                    if f.path in changed and f.path not in superseded.get(f.batch_id, ())}
+    stale = [f for f in plan.files if f.path in changed and f.path not in superseded.get(f.batch_id, ())]
+    replaced = [[f.batch_id, f.path] for f in stale]
+    latest_state = {f.path: (f.size_bytes, f.mtime_ns) for f in stale}
     # a header that failed is read again when its file changed (retried), or when the failure
     # holds no file state to tell (a URL): not every time another input changes
     unchanged_failures = {f["path"] for f in plan.failures if f["stage"] == "probe" and f.get("state")} \
