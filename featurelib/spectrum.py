@@ -437,10 +437,16 @@ def spectrum_power(X, power: float = 2.0, xp=None):
 # The loudest band is that of the row within the chunk, never above the signal's peak, so both
 # floors are conservative. On FSDD this redoes about 1 % of the frames (one tier at 3e-7 down to
 # 80 dB redid 8 %).
+# Both levels hold at n_fft 256 and above. A shorter transform spreads the same rounding over
+# fewer bins: at one r the errors grow about as 1 / sqrt(n_fft) (at r = 3e-8, 2.4e-3 dB at n_fft
+# 32 against 1.0e-3 at 256, on chirps, tones and speech at 8-48 kHz; the worst of many frames
+# falls slower than that), so under 256 the levels are raised by (256 / n_fft) ** 2 (n_fft 64:
+# 16x, where 8x left a band of a chirp 6e-5 off against the 1e-4 allowed).
 _MEL_FLOAT32_LEVEL = 3e-7
 _MEL_PARITY_FLOOR = 1e-6
 _MEL_DB_LEVEL = 3e-8
 _MEL_CLIPPED = 1e-8
+_MEL_LEVELS_N_FFT = 256
 # the decibels under a mel's loudest band that the check keeps within parity (80 dB: what
 # power_to_db's default top_db keeps); deeper ones need the mel in float64
 MEL_FLOAT32_DB_RANGE = -10.0 * math.log10(_MEL_CLIPPED)
@@ -452,29 +458,54 @@ _POWER_TO_DB_AMIN = 1e-10
 # loudest (down to power_to_db's amin): its caller may take them with top_db=None; mfcc, which
 # clamps them at its own top_db, does not need it
 _MEL_DEEP_DECIBELS = contextvars.ContextVar("featurelib_mel_deep_decibels", default=True)
+# how much the decibels' rounding errors grow on their way to what the caller returns: mfcc's
+# DCT and lifter (:func:`mfcc_db_gain`); the check's decibel tier tightens by its square
+_MEL_DB_GAIN = contextvars.ContextVar("featurelib_mel_db_gain", default=1.0)
 
 
-def mel_float32_check(basis, ref, *, deep: bool = False):
+def mfcc_db_gain(n_mfcc: int, n_mels: int, *, dct_type: int = 2, norm="ortho", lifter: float = 0) -> float:
+    """How much an MFCC of ``n_mels`` dB bands can grow independent rounding errors in them:
+    the largest Euclidean norm of a row of the DCT, times the lifter's weight on that row.
+
+    1 for the orthonormal DCT without a lifter (the decibels' own error bound then holds for the
+    coefficients); ``sqrt(2 n_mels)`` or so for ``norm=None``; up to ``1 + lifter / 2`` more with a
+    lifter. :func:`mel_float32_check` (``gain=``) tightens its decibel tier by its square.
+    """
+    table = dct_matrix(n_mfcc, n_mels, dct_type=dct_type, norm=norm)
+    if table.size == 0:
+        return 1.0
+    norms = np.sqrt(np.sum(table.astype(np.float64) ** 2, axis=1))
+    if lifter > 0:
+        norms = norms * np.abs(1 + (lifter / 2) * np.sin(np.pi * np.arange(1, 1 + table.shape[0]) / lifter))
+    return max(1.0, float(norms.max()))
+
+
+def mel_float32_check(basis, ref, *, deep: bool = False, gain: float = 1.0):
     """``check(P, M) -> (rows, t)`` bool: the frames whose mel bands float32 rounding could move.
 
     ``P`` is a chunk's power spectrum ``(rows, t, n_bins)`` from a float32 FFT and ``M`` its mel
     bands ``(rows, t, n_mels)``; see ``map_stft(refine=...)`` and :func:`set_fft_precision`.
     Their decibels are kept to 80 dB under the loudest band (power_to_db's default ``top_db``);
     with ``deep``, also below that, down to power_to_db's default ``amin`` (1e-10), for a
-    ``top_db=None`` taken later.
+    ``top_db=None`` taken later. ``gain`` (>= 1) is how much the caller's use of the decibels
+    grows their errors (an MFCC's, :func:`mfcc_db_gain`): their tier tightens by its square.
     """
     xp = namespace(ref)
     basis = np.asarray(basis, dtype=np.float64)
     weights = basis.sum(axis=-1)
+    n_fft = 2 * (basis.shape[-1] - 1)
+    scale = max(1.0, _MEL_LEVELS_N_FFT / max(n_fft, 1)) ** 2
+    strict_level = _MEL_FLOAT32_LEVEL * scale
+    db_level = _MEL_DB_LEVEL * scale * max(1.0, float(gain)) ** 2
     # an empty band (no FFT bin reaches it) is always 0: never flagged (0 x inf would be NaN)
-    inverse_limit = like(np.divide(1.0, _MEL_FLOAT32_LEVEL * weights, out=np.full_like(weights, -1.0),
+    inverse_limit = like(np.divide(1.0, strict_level * weights, out=np.full_like(weights, -1.0),
                                    where=weights > 0), ref, xp)
     ones = like(np.ones((basis.shape[-1], 1)), ref, xp)
     band_ones = like(np.ones((basis.shape[0], 1)), ref, xp)
     # a band is flagged only under energy * db_limit (the looser tier) and above loudest * 1e-8:
     # frames whose energy puts every band's limit under that floor need no band-by-band look
-    reach = _MEL_DB_LEVEL * float(weights.max())
-    db_ratio = _MEL_DB_LEVEL / _MEL_FLOAT32_LEVEL
+    reach = max(db_level, strict_level) * float(weights.max())
+    db_ratio = db_level / strict_level
 
     def flags(M, energy, loudest, floor):
         R = M * inverse_limit  # each band over its float32 limit, in units of the frame's energy
@@ -528,7 +559,7 @@ def _time_major_power(y, *, n_fft, hop_length, win_length, window, center, pad_m
     refine = None
     if mel_basis is not None:
         if power == 2.0:
-            check = mel_float32_check(mel_basis, y, deep=_MEL_DEEP_DECIBELS.get())
+            check = mel_float32_check(mel_basis, y, deep=_MEL_DEEP_DECIBELS.get(), gain=_MEL_DB_GAIN.get())
             refine = lambda X, M: check(last["P"], M)  # noqa: E731
         else:  # the float32 bound above is for power spectra
             refine = "double"
@@ -707,11 +738,15 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         # the "auto" precision's float32 check keeps bands to 80 dB under the loudest: a deeper
         # floor (or none) needs every frame in float64 for the decibels to keep parity
         deeper = top_db is None or top_db > MEL_FLOAT32_DB_RANGE
+        # the DCT and lifter grow the decibels' rounding errors: the check keeps them smaller
+        gain = mfcc_db_gain(n_mfcc, kwargs.get("n_mels", 128), dct_type=dct_type, norm=norm, lifter=lifter)
         shallow = _MEL_DEEP_DECIBELS.set(False)  # its decibels are clamped at 80 dB or less
+        gained = _MEL_DB_GAIN.set(gain)
         try:
             with fft_precision("double") if deeper and get_fft_precision() == "auto" else nullcontext():
                 M = melspectrogram(y=y, sr=sr, norm=mel_norm, **kwargs)
         finally:
+            _MEL_DB_GAIN.reset(gained)
             _MEL_DEEP_DECIBELS.reset(shallow)
         S = power_to_db(M, top_db=top_db)
     S = spectrogram_array(S, what="mel bands", least=1)

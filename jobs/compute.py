@@ -247,6 +247,21 @@ class FeatureSet:
         return {_feature_mel_key(name, kw) for name, kw in self.features.items()
                 if _in_db(name, kw) and (kw["top_db"] is None or kw["top_db"] > MEL_FLOAT32_DB_RANGE)}
 
+    def mel_db_gains(self) -> dict[tuple, float]:
+        """Mel key -> how much its MFCC's DCT and lifter grow the decibels' rounding errors
+        (``featurelib.spectrum.mfcc_db_gain``; the largest where two MFCCs share a mel), for the
+        "auto" precision's float32 check, as featurelib's own mfcc tightens it."""
+        from featurelib.spectrum import mfcc_db_gain
+
+        gains: dict[tuple, float] = {}
+        for name, kw in self.features.items():
+            if name == "mfcc":
+                key = _feature_mel_key(name, kw)
+                gain = mfcc_db_gain(kw["n_mfcc"], kw["n_mels"], dct_type=kw["dct_type"], norm=kw["norm"],
+                                    lifter=kw["lifter"])
+                gains[key] = max(gains.get(key, 1.0), gain)
+        return gains
+
     def db_mels(self) -> dict[str, tuple]:
         """Features clamped with ``top_db`` per file: name -> mel key (a file's max is needed)."""
         return {name: _feature_mel_key(name, kw) for name, kw in self.features.items()
@@ -920,11 +935,13 @@ def _mel_refine(fs: FeatureSet, outputs: list, last: dict, ref, xp):
 
     checks, at = [], 0
     unbounded = fs.unbounded_db_mels()
+    gains = fs.mel_db_gains()
     for key, width, _ in outputs:
         if key[0] == "mel":
             if key[2] != 2.0 or key[1] in unbounded:  # the float32 bound is for power, to 80 dB
                 return "double"
-            checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0, ...]))))
+            checks.append((at, width, mel_float32_check(fs.table("mel", key[1]), xp.asarray(ref[:0, ...]),
+                                                        gain=gains.get(key[1], 1.0))))
         at += width
     if not checks:
         return None

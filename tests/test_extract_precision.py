@@ -84,6 +84,29 @@ def test_the_job_s_centroid_of_a_very_low_tone_keeps_parity(tmp_path):
         assert np.max(np.abs(got[row, :n, 0] - ref) / ref) < 1e-4
 
 
+def test_the_job_s_liftered_mfcc_keeps_parity(tmp_path):
+    """A lifter grows the decibels' float32 rounding in the coefficients (22: up to 12x): the
+    job tightens its float32 check as featurelib's mfcc does, so its MFCCs stay within parity
+    of librosa's (a chirp at n_fft 64: 6.4e-3 off before, against the 5e-3 allowed)."""
+    import librosa
+
+    from jobs.compute import compute_segments, segment_buffers
+
+    path = write_config(tmp_path / "job.yaml", input=tmp_path, out=tmp_path / "out", sr=16000,
+                        n_fft=64, hop=16)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["features"] = {"mfcc": {"n_mfcc": 20, "n_mels": 20, "lifter": 22}}
+    path.write_text(yaml.safe_dump(cfg))
+    fs = FeatureSet.from_config(feature_config(load_config(path)))
+    signals = [librosa.chirp(fmin=100, fmax=7000, sr=16000, duration=d).astype(np.float32) for d in (1.0, 0.6)]
+    zbuf, ebuf, n_valid = segment_buffers(signals, fs)
+    got = compute_segments(zbuf, ebuf, fs, n_valid=n_valid, xp=np)["mfcc"]
+    for row, (y, n) in enumerate(zip(signals, n_valid)):
+        ref = librosa.feature.mfcc(y=y, sr=16000, n_fft=64, hop_length=16, n_mfcc=20, n_mels=20, lifter=22)
+        assert n == ref.shape[1]
+        assert np.max(np.abs(got[row, :n].T - ref)) < 5e-3
+
+
 def test_a_feature_does_not_depend_on_a_mel_configured_beside_it(tmp_path):
     """Frames redone in float64 for a mel's sake fed every output of the spectral pass: the
     median frequency of a two-tone (DTMF) frame, which sits in the flat gap between the tones,

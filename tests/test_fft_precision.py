@@ -3,6 +3,8 @@ for the frames where it could (featurelib.set_fft_precision)."""
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import pytest
@@ -91,6 +93,103 @@ def test_mfcc_without_the_80_db_floor_keeps_parity(precision, top_db):
     ref = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(y=y, **kwargs),
                                                      top_db=top_db), n_mfcc=20)
     assert float(np.max(np.abs(got - ref))) < 5e-3
+
+
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman", ("kaiser", 8.0)])
+@pytest.mark.parametrize("n_fft", [16, 32, 64, 128, 256])
+def test_short_transforms_keep_log_mel_parity(precision, window, n_fft):
+    """Under n_fft 256 a float32 FFT's rounding is spread over fewer bins and weighs more at
+    the same band level (3.5e-3 dB at n_fft 32, hop 1, on an 11.025 kHz chirp, against the
+    2e-3 allowed): the check's levels rise as (256 / n_fft) ** 2 and auto keeps the margin it
+    has at 256 (there 7.3e-4 dB and 4.2e-5 relative at worst on this chirp)."""
+    sr = 11025
+    y = librosa.chirp(fmin=200, fmax=4000, sr=sr, duration=0.4).astype(np.float32)
+    kw = dict(n_fft=n_fft, hop_length=max(1, n_fft // 16), window=window, n_mels=min(64, n_fft))
+    precision("auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # more mel bands than FFT bins: empty filters
+        got = F.melspectrogram(y=y, sr=sr, **kw)
+        want = librosa.feature.melspectrogram(y=y, sr=sr, **kw)
+    assert float(np.max(np.abs(F.power_to_db(got) - librosa.power_to_db(want)))) < 1.2e-3
+    loud = want >= 1e-6 * want.max()
+    assert float(np.max(np.abs(got - want)[loud] / want[loud])) < 6e-5
+
+
+def test_mel_power_of_a_tone_outside_the_mel_range_keeps_parity(precision):
+    """Every mel band far below its frame's energy (a 26 kHz tone at 96 kHz, mels to 4 kHz, n_fft
+    32): the loudest band was 1.4e-4 off librosa, the bound is 1e-4 relative."""
+    sr = 96000
+    y = (0.5 * np.sin(2 * np.pi * 26111 * np.arange(3503) / sr + 1.0)).astype(np.float32)
+    kw = dict(sr=sr, n_fft=32, center=False, fmax=4000.0)
+    precision("auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        got, want = F.melspectrogram(y=y, **kw), librosa.feature.melspectrogram(y=y, **kw)
+    loud = want >= 1e-6 * want.max()
+    assert float(np.max(np.abs(got - want)[loud] / want[loud])) < 5e-5
+
+
+@pytest.mark.parametrize("kw", [
+    dict(n_fft=32, hop_length=26, n_mels=128, htk=True, lifter=100.0),  # was 1.2e-2 off
+    dict(n_fft=512, hop_length=160, n_mels=128, lifter=22.0),  # HTK's and Kaldi's lifter
+    dict(n_fft=512, hop_length=160, n_mels=128, n_mfcc=40, norm=None),
+    dict(n_fft=256, hop_length=80, n_mels=40, n_mfcc=40, dct_type=3, lifter=60.0),
+], ids=["lifter100-nfft32", "lifter22", "norm-none", "dct3-lifter60"])
+def test_mfcc_whose_dct_grows_the_errors_keeps_parity(precision, kw):
+    """A lifter (up to 1 + lifter / 2) or an unnormalised DCT (about sqrt(2 n_mels)) grows the
+    decibels' float32 rounding in the coefficients: mfcc tightens the check by that gain
+    squared, and auto stays near float64 while single precision would not."""
+    sr = 16000
+    y = librosa.chirp(fmin=100, fmax=sr / 2.2, sr=sr, duration=0.5).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        want = librosa.feature.mfcc(y=y, sr=sr, **kw)
+        precision("double")
+        double = F.mfcc(y=y, sr=sr, **kw)
+        precision("auto")
+        got = F.mfcc(y=y, sr=sr, **kw)
+    scale = max(1.0, float(np.abs(want).max()) / 1000)  # (norm=None: coefficients in the thousands)
+    assert float(np.max(np.abs(got - want))) < 5e-3 * scale
+    assert float(np.max(np.abs(got - double))) < 2.5e-3 * scale
+
+
+def test_a_refused_mfcc_leaves_melspectrogram_s_check_as_it_was(precision):
+    """mfcc narrows the check for the mel it takes (to 80 dB): a call refused for a bad DCT
+    argument must not leave it narrowed for the next melspectrogram in the thread, whose
+    decibels below 80 dB would then be float32 rounding (0.07 dB off 110 dB down)."""
+    t = np.arange(2 * 22050) / 22050
+    y = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    precision("auto")
+    with pytest.raises(F.ParameterError):
+        F.mfcc(y=y, dct_type=7)
+    got = F.power_to_db(F.melspectrogram(y=y, window=("kaiser", 14.0)), top_db=None)
+    want = librosa.power_to_db(librosa.feature.melspectrogram(y=y, window=("kaiser", 14.0)), top_db=None)
+    assert float(np.max(np.abs(got - want))) < 2e-3
+
+
+def test_mfcc_db_gain():
+    from featurelib.spectrum import mfcc_db_gain
+
+    assert mfcc_db_gain(20, 40) == pytest.approx(1.0)  # orthonormal rows
+    assert mfcc_db_gain(20, 128, lifter=22.0) == pytest.approx(12.0, rel=1e-3)  # 1 + 22 / 2 at row 11
+    assert mfcc_db_gain(40, 128, norm=None) == pytest.approx(2 * np.sqrt(128))  # row 0: 2 x sqrt(n)
+    assert mfcc_db_gain(0, 40) == 1.0
+
+
+def test_the_job_tightens_the_check_for_its_mfcc():
+    from jobs.compute import FeatureSet
+
+    def gains(mfcc):
+        fc = {"sr": 16000, "n_fft": 512, "hop_length": 160, "win_length": 512, "window": "hann",
+              "features": {"mfcc": {"n_mfcc": 20, "dct_type": 2, "norm": "ortho", "lifter": 0.0,
+                                    "top_db": 80.0, "n_mels": 40, "fmin": 0.0, "fmax": None,
+                                    "htk": False, "mel_norm": "slaney", **mfcc},
+                           "melspectrogram": {"n_mels": 40, "fmin": 0.0, "fmax": None, "htk": False,
+                                              "norm": "slaney", "power": 2.0, "db": True, "top_db": 80.0}}}
+        return list(FeatureSet.from_config(fc).mel_db_gains().values())
+
+    assert gains({}) == [pytest.approx(1.0)]
+    assert gains({"lifter": 22.0}) == [pytest.approx(12.0, rel=1e-3)]  # the mel both share
 
 
 def test_the_job_computes_mels_in_db_below_80_db_in_float64():
