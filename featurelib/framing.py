@@ -172,6 +172,8 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
         return xp.concat(parts, axis=-1)
     if n == 0:
         raise ParameterError(f"cannot pad an empty signal with pad_mode={mode!r}")
+    if n == 1:  # np.pad reflects one sample as itself, whatever the mode
+        mode = "edge"
     if mode == "edge":
         first, last = y[..., :1], y[..., n - 1:]
         parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
@@ -181,8 +183,6 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
     while left > 0 or right > 0:
         m = out.shape[-1]
         span = m - 1 if mode == "reflect" else m
-        if span <= 0:
-            raise ParameterError(f"cannot pad a one-sample signal with pad_mode={mode!r}")
         take_l, take_r = min(left, span), min(right, span)
         skip = 1 if mode == "reflect" else 0
         head = xp.flip(out[..., skip:skip + take_l], axis=-1)
@@ -246,10 +246,37 @@ def frame(x, *, frame_length: int, hop_length: int, axis: int = -1, writeable: b
     return xp.matrix_transpose(sliding_frames(x, frame_length, hop_length))
 
 
+def _librosa_tail_slice(n: int, n_fft: int, hop_length: int, mode: str) -> int | None:
+    """Where librosa.stft's tail slice starts when its reflection differs from that of the whole
+    signal, else None.
+
+    librosa 0.11 pads the head and the tail of a long signal apart: its last frames come from
+    ``np.pad(y[..., s:], (0, n_fft // 2), mode)``. When ``hop_length > n_fft // 2`` that slice can
+    be shorter than the padding needs ("reflect": ``n_fft // 2 + 1`` samples; "symmetric":
+    ``n_fft // 2``), and NumPy then reflects it again, so the padding differs from the whole
+    signal's reflection (the last frame of a tone was 1.5e-4 of the peak off, n_fft 64, hop 50).
+    """
+    if mode not in ("reflect", "symmetric"):
+        return None
+    half = n_fft // 2
+    start_k = -(-half // hop_length)
+    tail_k = (n + half - n_fft) // hop_length + 1
+    if tail_k <= start_k or tail_k * hop_length - half + n_fft > n + half:
+        return None  # one pad of the whole signal, or no frame from a tail slice
+    s = tail_k * hop_length - half
+    return s if n - s < half + (mode == "reflect") else None
+
+
 def _frames_for_stft(y, *, n_fft, hop_length, center, pad_mode):
     """Time-major frames ``(..., n_frames, n_fft)`` of ``y`` after librosa's centre padding."""
     if center:
-        y = pad_signal(y, n_fft // 2, n_fft // 2, mode=pad_mode)
+        s = _librosa_tail_slice(y.shape[-1], n_fft, hop_length, pad_mode)
+        if s is None:
+            y = pad_signal(y, n_fft // 2, n_fft // 2, mode=pad_mode)
+        else:  # librosa's padding of its tail slice (see _librosa_tail_slice)
+            xp = namespace(y)
+            tail = pad_signal(y[..., s:], 0, n_fft // 2, mode=pad_mode)[..., y.shape[-1] - s:]
+            y = xp.concat([pad_signal(y, n_fft // 2, 0, mode=pad_mode), tail], axis=-1)
     elif y.shape[-1] < n_fft:
         raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
     return sliding_frames(y, n_fft, hop_length)

@@ -46,6 +46,39 @@ def test_a_padded_batch_equals_each_row_transformed_alone(center, pad_mode, redu
             np.testing.assert_array_equal(batch[row], alone)
 
 
+@pytest.mark.parametrize("pad_mode", ["reflect", "symmetric", "edge", "constant"])
+@pytest.mark.parametrize("n_fft, hop_length", [(64, 50), (64, 33), (256, 200), (2048, 1100), (64, 16)])
+def test_the_last_frames_of_a_hop_over_half_a_frame_match_librosa(pad_mode, n_fft, hop_length):
+    """librosa pads its last frames from a slice of the signal's tail; with a hop over half a
+    frame that slice can be shorter than the reflection needs, and NumPy reflects it again:
+    featurelib pads those signals the same way (the last frame was 1.5e-4 of the peak off)."""
+    import librosa
+
+    rng = np.random.default_rng(1)
+    for n in range(3 * n_fft, 3 * n_fft + hop_length + 1):  # every residue: the slice is short at one
+        y = rng.standard_normal(n).astype(np.float32)
+        want = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode=pad_mode))
+        got = np.abs(F.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode=pad_mode))
+        assert got.shape == want.shape
+        assert float(np.max(np.abs(got - want))) < 1e-5 * float(want.max()), n
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "symmetric"])
+def test_a_one_sample_signal_is_reflected_as_numpy_reflects_it(pad_mode):
+    """np.pad reflects a single sample as itself; featurelib refused the signal."""
+    import warnings
+
+    import librosa
+
+    y = np.array([0.3], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa: n_fft too large for the signal
+        want = librosa.stft(y, n_fft=4, pad_mode=pad_mode)
+    np.testing.assert_allclose(F.stft(y, n_fft=4, pad_mode=pad_mode), want, atol=1e-7)
+    np.testing.assert_allclose(F.rms(y=y, frame_length=4, pad_mode=pad_mode),
+                               librosa.feature.rms(y=y, frame_length=4, pad_mode=pad_mode), rtol=1e-6)
+
+
 def test_a_long_row_with_a_silent_tail_matches_librosa():
     import librosa
 
