@@ -237,16 +237,17 @@ def read_block(store: RunStore, segments: pd.DataFrame, features: list[str]) -> 
     return FrameBlock(lo, arrays)
 
 
-def patches_from_block(block: FrameBlock, segments: pd.DataFrame, feature: str, length_frames: int) -> np.ndarray:
-    """``(n_segments, length_frames, dim)`` float32 frames of ``feature``, zero after each
-    segment's ``n_valid`` real frames."""
+def patches_from_block(block: FrameBlock, segments: pd.DataFrame, feature: str, length_frames: int,
+                       *, pad_value: float = 0.0) -> np.ndarray:
+    """``(n_segments, length_frames, dim)`` float32 frames of ``feature``, ``pad_value`` after
+    each segment's ``n_valid`` real frames."""
     rows = block.arrays[feature]
     start = segments["row_start"].to_numpy(np.int64) - block.row_offset
     n_valid = segments["n_valid"].to_numpy(np.int64)
     steps = np.arange(length_frames)
     index = start[:, None] + np.minimum(steps[None, :], np.maximum(n_valid[:, None] - 1, 0))
     patches = rows[index] if len(rows) else np.zeros((len(start), length_frames, rows.shape[1]), np.float32)
-    patches[steps[None, :] >= n_valid[:, None]] = 0.0
+    patches[steps[None, :] >= n_valid[:, None]] = pad_value
     return patches
 
 

@@ -263,7 +263,7 @@ def _refuse_case_clashes(classes: list[str]) -> None:
 
 
 def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
-    from jobs.models.inputs import cnn_scale, statistics_input_spec
+    from jobs.models.inputs import cnn_scale, patch_pad_value, statistics_input_spec
 
     stored = store.feature_names
     feature_config = store.feature_config.get("features", {})
@@ -276,7 +276,8 @@ def _input_spec(kind: str, store, train_cfg, geometry) -> dict:
             "feature": name,
             "dim": store.dim(name),
             "length_frames": geometry.length_frames,
-            "scale": cnn_scale(name, feature_config.get(name)),
+            "scale": (scale := cnn_scale(name, feature_config.get(name))),
+            "pad_value": patch_pad_value(scale),
         }
     if train_cfg.features:
         missing = [f for f in train_cfg.features if f not in stored]

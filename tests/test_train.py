@@ -121,6 +121,40 @@ def test_cnn_onnx_round_trip(tmp_path_factory):
     np.testing.assert_allclose(onnx_probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("scale", ["db", "power"])
+def test_a_padded_patch_does_not_depend_on_loudness(scale):
+    """A clip shorter than its segment (and a file's last segment) is padded after its real
+    frames. The CNN's log scaling reads each patch relative to its peak, so the same clip 30 dB
+    quieter must give the same scaled patch: a dB patch padded with 0.0 (0 dB) did not (the
+    padding was a loud block, or the peak of a quiet clip), and a 0 dB and a -30 dB copy of
+    one siren scored 0.93 and 0.47."""
+    pytest.importorskip("torch")
+    import torch
+
+    from jobs.models.cnn import CnnSettings, _modules
+    from jobs.models.inputs import build_inputs, patch_pad_value
+    from jobs.segments import FrameBlock
+
+    rng = np.random.default_rng(0)
+    power = (10.0 ** rng.uniform(-6, 0, (60, 40))).astype(np.float32)  # 60 real frames, 40 bands
+    segments = pd.DataFrame({"row_start": [0], "n_valid": [60]})
+    spec = {"kind": "patch", "feature": "mel", "dim": 40, "length_frames": 100, "scale": scale,
+            "pad_value": patch_pad_value(scale)}
+    DigitCnn, _ = _modules(CnnSettings(n_mels=40, length_frames=100, n_classes=2, scale=scale))
+    log_scale = DigitCnn().log_scale
+    scaled = []
+    for gain_db in (0.0, -30.0):
+        frames = power * np.float32(10 ** (gain_db / 10))
+        if scale == "db":
+            frames = (10 * np.log10(np.maximum(frames, 1e-10))).astype(np.float32)
+        x = build_inputs(FrameBlock(0, {"mel": frames}), segments, spec)
+        with torch.no_grad():
+            scaled.append(log_scale(torch.from_numpy(x)).numpy())
+    np.testing.assert_allclose(scaled[0], scaled[1], atol=1e-5)
+    assert np.all(scaled[0][..., 60:] == 0.0)  # the padding reads as the floor
+    assert scaled[0][..., :60].max() == pytest.approx(1.0)  # the peak is a real frame's
+
+
 def test_auto_takes_the_cnn_when_torch_is_installed(tmp_path_factory, capsys):
     pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("auto-cnn")
@@ -131,7 +165,7 @@ def test_auto_takes_the_cnn_when_torch_is_installed(tmp_path_factory, capsys):
     meta = json.loads((run / "models" / "auto" / "model.json").read_text())
     assert meta["kind"] == "cnn" and meta["versions"]["torch"]
     assert meta["input"] == {"kind": "patch", "feature": "melspectrogram", "dim": 40,
-                             "length_frames": 100, "scale": "power"}
+                             "length_frames": 100, "scale": "power", "pad_value": 0.0}
     assert meta["metrics"]["onnx_max_abs_diff"] < 1e-5
 
 

@@ -3,12 +3,14 @@
 torch is the optional ``cnn`` extra: this module imports it inside its functions only, and
 :func:`torch_available` says whether it can be used. The exported ONNX graph contains the whole
 model, log scaling included: it takes the stored mel frames of a segment
-``(n, 1, n_mels, length_frames)`` (zero padded) and returns class probabilities ``(n, classes)``.
+``(n, 1, n_mels, length_frames)`` (padded after a segment's real frames with a value that reads
+as the floor: ``jobs.models.inputs.patch_pad_value``) and returns class probabilities ``(n, classes)``.
 
 Log scaling (inside the graph): power -> dB, floored 80 dB below the segment's peak, then mapped
 to [0, 1] relative to that peak, so the model does not depend on loudness and padding reads as
-the floor (0). SpecAugment (training only): one frequency band and one time span per patch are
-set to the floor.
+the floor (0): zeros for a power, a value far under any decibel for a mel stored in dB.
+SpecAugment (training only): one frequency band and one time span per patch are set to the
+floor.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import numpy as np
 __all__ = ["torch_available", "CnnSettings", "train_cnn", "export_cnn", "predict_torch"]
 
 TOP_DB = 80.0
+# the smallest power the log scaling takes (-300 dB): a patch's zeros (padding, digital silence)
+# then lie under the floor 80 dB below the peak of any recording, however quiet (at 1e-10, -100
+# dB, they rose above the floor of a patch peaking under -20 dB, and a quiet copy of a clip read
+# its padding as sound)
+POWER_FLOOR = 1e-30
 MIN_INPUT_SIZE = 7  # bands and frames the network's stride and poolings need
 DEFAULT_EPOCHS = 30
 MIN_STEPS = 600  # optimiser steps a default-length training run gets at least
@@ -85,7 +92,7 @@ def _modules(settings: CnnSettings):
                 mean = torch.mean(x, dim=(2, 3), keepdim=True)
                 var = torch.mean((x - mean) ** 2, dim=(2, 3), keepdim=True)
                 return (x - mean) / torch.sqrt(var + 1e-6)
-            db = 10.0 * torch.log10(torch.clamp(x, min=1e-10)) if self.from_power else x
+            db = 10.0 * torch.log10(torch.clamp(x, min=POWER_FLOOR)) if self.from_power else x
             peak = torch.amax(db, dim=(2, 3), keepdim=True)
             db = torch.maximum(db, peak - TOP_DB)
             return (db - peak) / TOP_DB + 1.0

@@ -8,7 +8,8 @@ Training and scoring build inputs with the same functions, driven by the ``input
   and for MFCC-like features the standard deviation of the frame-to-frame delta. Power-like
   features (mel power, RMS, energy...) are taken in log first.
 - ``patch`` (CNN): the segment's frames of one feature, ``(n, 1, dim, length_frames)``, padded
-  with zeros; the CNN's ONNX graph does its own log scaling.
+  with the spec's ``pad_value`` (:func:`patch_pad_value`: zeros, or far under any decibel for a
+  feature stored in dB); the CNN's ONNX graph does its own log scaling.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from jobs.segments import FrameBlock, patches_from_block
 
-__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "INPUTS_VERSION", "stored_in_db", "cnn_scale", "statistics_input_spec", "segment_statistics", "build_inputs"]
+__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "INPUTS_VERSION", "DB_PATCH_PAD", "stored_in_db", "cnn_scale",
+           "patch_pad_value", "statistics_input_spec", "segment_statistics", "build_inputs"]
 
 # features whose values are powers/amplitudes: their statistics are taken on log10(x + floor)
 LOG_FEATURES = frozenset(
@@ -25,8 +27,16 @@ LOG_FEATURES = frozenset(
 )
 LOG_FLOOR = 1e-10
 # how model inputs are built from stored frames; part of a model's training fingerprint, so that
-# a model made by an older version is trained again (2: features stored in dB are not logged again)
-INPUTS_VERSION = 2
+# a model made by an older version is trained again (2: features stored in dB are not logged again;
+# 3: a CNN patch of a feature stored in dB is padded far under its floor, not with 0 dB, and the
+# CNN takes powers down to -300 dB, not -100: padding reads as the floor at any recording level)
+INPUTS_VERSION = 3
+# what pads a CNN patch of a feature stored in dB after its real frames: far under any stored
+# decibel (power_to_db's amin puts them at -100 dB or more), so that the CNN's log scaling, which
+# floors each patch 80 dB under its peak, reads the padding as that floor, as it reads a power
+# patch's zeros; 0.0 was 0 dB, a loud block (or the peak of a quiet clip), so a padded segment's
+# probabilities moved with the recording's level (siren 0.93 at 0 dB, 0.47 at -30 dB)
+DB_PATCH_PAD = -1.0e4
 # features whose frame-to-frame change is informative (cepstra)
 DELTA_FEATURES = frozenset({"mfcc"})
 
@@ -45,6 +55,13 @@ def cnn_scale(name: str, kwargs: dict | None) -> str:
     if stored_in_db(name, kwargs):
         return "db"
     return "power" if name in LOG_FEATURES else "linear"
+
+
+def patch_pad_value(scale: str) -> float:
+    """What pads a CNN patch of scale ``scale`` (:func:`cnn_scale`) after its real frames: a
+    value its log scaling reads as the floor (:data:`DB_PATCH_PAD` in dB, 0 for a power), or 0
+    for a feature standardised per patch."""
+    return DB_PATCH_PAD if scale == "db" else 0.0
 
 
 def statistics_input_spec(features: list[str], dims: dict[str, int], n_parts: int = 3,
@@ -154,7 +171,9 @@ def build_inputs(block: FrameBlock, segments, spec: dict) -> np.ndarray:
     if spec["kind"] == "segment_statistics":
         return segment_statistics(block, segments, spec)
     if spec["kind"] == "patch":
-        x = patches_from_block(block, segments, spec["feature"], spec["length_frames"])  # (n, L, dim)
+        # (a model.json without pad_value was trained on zero-padded patches: scored as such)
+        x = patches_from_block(block, segments, spec["feature"], spec["length_frames"],
+                               pad_value=spec.get("pad_value", 0.0))  # (n, L, dim)
         return np.ascontiguousarray(x.transpose(0, 2, 1)[:, None, :, :])
     raise ValueError(f"unknown model input kind {spec['kind']!r}")
 
