@@ -85,24 +85,35 @@ def _only_in(key: str, mine: dict, theirs: dict) -> bool:
     return len(parts) >= 2 and parts[0] == "features" and parts[1] in mine and parts[1] not in theirs
 
 
+def _read_settings(feature_config: dict, read: list[str]) -> dict:
+    """The part of a feature config a model's input depends on: the frame and audio settings,
+    and the settings of the features it reads (``read``) that the config has."""
+    features = feature_config.get("features", {})
+    out = {key: value for key, value in feature_config.items() if key != "features"}
+    out["features"] = {name: features[name] for name in read if name in features}
+    return out
+
+
 def check_compatible(meta: dict, store) -> None:
     """Refuse (UsageError, exit 2) a model trained on features computed differently from the
-    store's, naming every setting that differs, or one whose input features are missing."""
-    if meta.get("config_hash") != store.config_hash:
-        model_feats = dict(meta.get("feature_config", {}).get("features", {}))
-        store_feats = dict(store.feature_config.get("features", {}))
+    store's, naming every setting that differs, or one whose input features are missing.
+
+    Only what the model reads counts: the audio and frame settings, and the features its input
+    takes. A store that holds other features besides (or lacks features the model's training
+    store had but the model does not read) is scored."""
+    from jobs.models.inputs import input_features
+
+    read = input_features(meta["input"])
+    model_read = _read_settings(meta.get("feature_config", {}), read)
+    store_read = _read_settings(store.feature_config, read)
+    if meta.get("config_hash") != store.config_hash and model_read != store_read:
+        model_feats, store_feats = model_read["features"], store_read["features"]
         diffs = []
-        # a feature only one side has is named once, not setting by setting
-        for said, mine, theirs in (("the store lacks the model's features", model_feats, store_feats),
-                                   ("the store has features the model was not trained on",
-                                    store_feats, model_feats)):
-            alone = sorted(set(mine) - set(theirs))
-            if alone:
-                diffs.append(f"{said} {', '.join(alone)}")
-        model_cfg = {k: v for k, v in _flatten(meta.get("feature_config", {})).items()
-                     if not _only_in(k, model_feats, store_feats)}
-        store_cfg = {k: v for k, v in _flatten(store.feature_config).items()
-                     if not _only_in(k, store_feats, model_feats)}
+        lacking = sorted(set(model_feats) - set(store_feats))
+        if lacking:  # a feature only one side has is named once, not setting by setting
+            diffs.append(f"the store lacks the model's features: {', '.join(lacking)}")
+        model_cfg = {k: v for k, v in _flatten(model_read).items() if not _only_in(k, model_feats, store_feats)}
+        store_cfg = _flatten(store_read)
         missing = object()
         for key in sorted(set(model_cfg) | set(store_cfg)):
             a, b = model_cfg.get(key, missing), store_cfg.get(key, missing)
@@ -115,9 +126,7 @@ def check_compatible(meta: dict, store) -> None:
             f"the model was trained on features with other settings than this store "
             f"(config hash {str(meta.get('config_hash'))[:12]} vs {store.config_hash[:12]}): {detail}"
         )
-    from jobs.models.inputs import input_features
-
-    for name in input_features(meta["input"]):
+    for name in read:
         store.array(name)  # UsageError naming the feature when absent
     dims = meta["input"].get("dims") or {meta["input"]["feature"]: meta["input"]["dim"]}
     for name, dim in dims.items():

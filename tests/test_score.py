@@ -225,7 +225,9 @@ def test_a_model_of_other_features_is_refused_with_what_differs():
 
     model_fc = {"sr": 16000, "n_fft": 512, "features": {
         "mfcc": {"n_mfcc": 20, "n_mels": 40}, "spectral_centroid": {}, "rms": {}}}
-    meta = {"config_hash": "a" * 64, "feature_config": model_fc}
+    meta = {"config_hash": "a" * 64, "feature_config": model_fc,
+            "input": {"kind": "segment_statistics", "features": ["mfcc", "spectral_centroid", "rms"],
+                      "dims": {"mfcc": 20, "spectral_centroid": 1, "rms": 1}}}
 
     def store(fc):
         return SimpleNamespace(config_hash="b" * 64, feature_config=fc)
@@ -235,9 +237,28 @@ def test_a_model_of_other_features_is_refused_with_what_differs():
     with pytest.raises(UsageError) as caught:
         check_compatible(meta, store({"sr": 16000, "n_fft": 512, "features": {"rms": {}, "zero_crossing_rate": {}}}))
     said = str(caught.value)
-    assert said.endswith("the store lacks the model's features mfcc, spectral_centroid; the store has "
-                         "features the model was not trained on zero_crossing_rate"), said
-    assert "n_mfcc" not in said
+    assert said.endswith("the store lacks the model's features: mfcc, spectral_centroid"), said
+    assert "n_mfcc" not in said and "zero_crossing_rate" not in said  # a feature the model does not read
+    with pytest.raises(UsageError, match=r"features.mfcc.n_mels: model 40, store 64$"):
+        check_compatible(meta, store({**model_fc, "features": {**model_fc["features"], "mfcc": {"n_mfcc": 20, "n_mels": 64}}}))
+
+
+def test_a_store_with_other_features_besides_the_model_s_is_scored():
+    """The model reads mfcc and rms: a store that also holds spectral_rolloff, or lacks a
+    feature the training store had that the model does not read, is scored (it was refused:
+    "the store has features the model was not trained on")."""
+    from types import SimpleNamespace
+
+    from jobs.score import check_compatible
+
+    model_fc = {"sr": 16000, "n_fft": 512, "features": {"mfcc": {"n_mfcc": 20}, "rms": {}, "melspectrogram": {"n_mels": 40}}}
+    meta = {"config_hash": "a" * 64, "feature_config": model_fc,
+            "input": {"kind": "segment_statistics", "features": ["mfcc", "rms"], "dims": {"mfcc": 20, "rms": 1}}}
+    dims = {"mfcc": 20, "rms": 1, "spectral_rolloff": 1}
+    fc = {"sr": 16000, "n_fft": 512, "features": {"mfcc": {"n_mfcc": 20}, "rms": {}, "spectral_rolloff": {}}}
+    store = SimpleNamespace(config_hash="b" * 64, feature_config=fc, dim=dims.__getitem__,
+                            array=lambda name: dims[name])
+    check_compatible(meta, store)  # no UsageError
 
 
 def test_accuracy_counts_only_files_of_the_model_s_classes():
