@@ -372,6 +372,22 @@ def _truth_table(model_folder, store, labels_cfg):
     return truth.astype(object)
 
 
+def _failed_extraction(out_dir) -> str:
+    """``"; N inputs failed extraction ..."`` for the score summary of a local run folder whose
+    failures.parquet has rows (those inputs have no frames, so no scores), else ``""``."""
+    from pathlib import Path
+
+    if not isinstance(out_dir, Path):
+        return ""
+    try:
+        import pyarrow.parquet as pq
+
+        n = pq.ParquetFile(out_dir / "failures.parquet").metadata.num_rows
+    except (OSError, ValueError):  # no failures.parquet (an older or unfinished run)
+        return ""
+    return f"; {plural(n, 'input')} failed extraction and {'is' if n == 1 else 'are'} not scored (failures.parquet)" if n else ""
+
+
 def _write_parquet(frame, path) -> None:
     import uuid
 
@@ -616,7 +632,7 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
         tmp = state_path.with_name(f".{STATE_FILE}.tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, state_path)
-    summary = accuracy_summary(files_table, classes)
+    summary = accuracy_summary(files_table, classes) + _failed_extraction(out_dir)
     log(f"score: {plural(len(segments), 'segment')} in {wall_s:.1f} s ({rate:,.0f} segments/s), "
         f"{plural(len(files_table), 'file')}, {plural(len(events), 'event')}{summary} -> {scores_dir}")
     return 0

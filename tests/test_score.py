@@ -339,3 +339,19 @@ def test_settings_a_stage_does_not_use_are_named(scored, tmp_path, capsys):
     config = write_config(tmp_path / "job.yaml", segments={"length_s": 3.0, "hop_s": 3.0})
     assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
     assert "segments come from the model (1 s, hop 0.5 s" in capsys.readouterr().err
+
+
+def test_the_summary_counts_inputs_that_failed_extraction(tmp_path):
+    """Files that failed extraction have no frames and no scores: score's summary says so."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.score import _failed_extraction
+
+    assert _failed_extraction(tmp_path) == ""  # no failures.parquet
+    rows = {"path": ["/a.wav", "/b.wav"], "stage": ["decode"] * 2, "error_type": ["NotAudio"] * 2,
+            "message": ["x"] * 2}
+    pq.write_table(pa.table(rows), tmp_path / "failures.parquet")
+    assert _failed_extraction(tmp_path) == "; 2 inputs failed extraction and are not scored (failures.parquet)"
+    pq.write_table(pa.table({k: v[:0] for k, v in rows.items()}), tmp_path / "failures.parquet")
+    assert _failed_extraction(tmp_path) == ""
