@@ -35,7 +35,11 @@ __all__ = [
     "stft_frames", "set_fft_precision", "get_fft_precision", "fft_precision",
 ]
 
-_PAD_MODES = ("constant", "edge", "reflect", "symmetric")
+# np.pad's modes (but "empty", whose padding is whatever memory held): librosa's rms pads its
+# signal with any of them; its stft refuses those that pad with a statistic or wrap around
+_PAD_MODES = ("constant", "edge", "linear_ramp", "reflect", "symmetric", "wrap", "maximum", "mean",
+              "median", "minimum")
+_STFT_PAD_MODES = ("constant", "edge", "linear_ramp", "reflect", "symmetric")
 
 
 def _pad_center(w: np.ndarray, size: int) -> np.ndarray:
@@ -146,8 +150,9 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
     ----------
     y : array, shape ``(..., n)``
     left, right : int >= 0
-    mode : {"constant", "edge", "reflect", "symmetric"}
-        As ``np.pad``; ``"constant"`` pads with zeros.
+    mode : {"constant", "edge", "linear_ramp", "reflect", "symmetric", "wrap", "maximum", "mean", "median", "minimum"}
+        As ``np.pad`` (a statistic is of the whole signal); ``"constant"`` pads with zeros and
+        ``"linear_ramp"`` ramps to zero.
 
     Returns
     -------
@@ -172,8 +177,19 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
         return xp.concat(parts, axis=-1)
     if n == 0:
         raise ParameterError(f"cannot pad an empty signal with pad_mode={mode!r}")
-    if n == 1:  # np.pad reflects one sample as itself, whatever the mode
+    if n == 1 and mode != "linear_ramp":  # np.pad reflects, wraps or summarises one sample as itself
         mode = "edge"
+    if mode in ("maximum", "mean", "median", "minimum"):
+        value = _statistic(y, mode, xp)
+        parts = [xp.broadcast_to(value, (*lead, left)), y, xp.broadcast_to(value, (*lead, right))]
+        return xp.concat([xp.asarray(p, copy=True) for p in parts], axis=-1)
+    if mode == "linear_ramp":  # from the edge sample to 0 at the far end, as np.pad's linspace
+        up = like(np.arange(left, dtype=np.float64) / max(left, 1), y, xp)
+        down = like((right - 1 - np.arange(right, dtype=np.float64)) / max(right, 1), y, xp)
+        return xp.concat([y[..., :1] * up, y, y[..., n - 1:] * down], axis=-1)
+    if mode == "wrap":
+        index = like(np.arange(-left, n + right) % n, y, xp, dtype=xp.int64)
+        return xp.take(y, index, axis=-1)
     if mode == "edge":
         first, last = y[..., :1], y[..., n - 1:]
         parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
@@ -190,6 +206,19 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
         out = xp.concat([head, out, tail], axis=-1)
         left, right = left - take_l, right - take_r
     return out
+
+
+def _statistic(y, mode: str, xp):
+    """np.pad's statistic of the whole last axis of ``y`` (n >= 1), kept as ``(..., 1)``."""
+    if mode == "maximum":
+        return xp.max(y, axis=-1, keepdims=True)
+    if mode == "minimum":
+        return xp.min(y, axis=-1, keepdims=True)
+    if mode == "mean":
+        return xp.mean(y, axis=-1, keepdims=True)
+    ordered = xp.sort(y, axis=-1)  # median: the middle sample, or the mean of the middle two
+    n = y.shape[-1]
+    return (ordered[..., (n - 1) // 2:(n - 1) // 2 + 1] + ordered[..., n // 2:n // 2 + 1]) / 2
 
 
 def _device(x):
@@ -269,6 +298,8 @@ def _librosa_tail_slice(n: int, n_fft: int, hop_length: int, mode: str) -> int |
 
 def _frames_for_stft(y, *, n_fft, hop_length, center, pad_mode):
     """Time-major frames ``(..., n_frames, n_fft)`` of ``y`` after librosa's centre padding."""
+    if center and pad_mode not in _STFT_PAD_MODES:
+        raise ParameterError(f"pad_mode={pad_mode!r} is not supported by the STFT; use one of {_STFT_PAD_MODES}")
     if center:
         s = _librosa_tail_slice(y.shape[-1], n_fft, hop_length, pad_mode)
         if s is None:
@@ -410,8 +441,8 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     xp = namespace(y)
     y = as_float_array(y, xp)
     lead = y.shape[:-1]
-    if center and pad_mode not in _PAD_MODES:
-        raise ParameterError(f"pad_mode={pad_mode!r} is not supported; use one of {_PAD_MODES}")
+    if center and pad_mode not in _STFT_PAD_MODES:
+        raise ParameterError(f"pad_mode={pad_mode!r} is not supported by the STFT; use one of {_STFT_PAD_MODES}")
     if not center and y.shape[-1] < n_fft:
         raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
     if y.ndim >= 2 and y.shape[-1] < n_fft <= y.shape[-2]:
@@ -578,8 +609,10 @@ def stft(y, *, n_fft: int = 2048, hop_length: int | None = None, win_length: int
         Window specification (see :func:`get_window`).
     center : bool
         Pad ``n_fft // 2`` samples on both sides so that frame ``t`` is centred at ``t * hop_length``.
-    pad_mode : {"constant", "edge", "reflect", "symmetric"}
-        Padding used when ``center=True``; librosa 0.11's default is ``"constant"`` (zeros).
+    pad_mode : {"constant", "edge", "linear_ramp", "reflect", "symmetric"}
+        Padding used when ``center=True``, as ``np.pad``; librosa 0.11's default is
+        ``"constant"`` (zeros). Like librosa.stft, the modes that pad with a statistic of the
+        signal or wrap it around are refused.
     dtype : complex dtype, optional
         Type of the result, as librosa's ``dtype``; default: complex64 for float32 input,
         complex128 for float64.

@@ -16,24 +16,34 @@ from .framing import _check_hop, pad_signal
 __all__ = ["amplitude_envelope", "rms", "short_time_energy", "zero_crossing_rate"]
 
 
-def _framed(y, frame_length, hop_length, center, pad_mode):
-    """Time-major frames ``(..., n_frames, frame_length)`` of ``y``."""
+# padding modes that copy samples (so they commute with |y| and y ** 2): the pointwise step may
+# come first, on the unpadded signal; the others (a ramp, a statistic) pad the signal itself
+_COPYING_PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
+def _framed(y, op: str, frame_length, hop_length, center, pad_mode):
+    """Time-major frames ``(..., n_frames, frame_length)`` of ``|y|`` (``op="abs"``) or ``y ** 2``
+    (``"square"``)."""
     if frame_length <= 0:
         raise ParameterError(f"frame_length={frame_length} must be positive")
     _check_hop(hop_length)  # an int or a NumPy integer, > 0
     xp = namespace(y)
     y = as_float_array(y, xp)
-    if center:
-        y = pad_signal(y, frame_length // 2, frame_length // 2, mode=pad_mode)
+    if center and pad_mode not in _COPYING_PAD_MODES:
+        y = _pointwise(pad_signal(y, frame_length // 2, frame_length // 2, mode=pad_mode), op)
+    else:
+        y = _pointwise(y, op)
+        if center:
+            y = pad_signal(y, frame_length // 2, frame_length // 2, mode=pad_mode)
     if y.shape[-1] < frame_length:
         raise ParameterError(f"Input is too short (n={y.shape[-1]:d}) for frame_length={frame_length:d}")
     return sliding_frames(y, frame_length, hop_length), xp
 
 
 def _pointwise(y, op: str):
-    """``|y|`` or ``y ** 2`` once per sample, before framing (padding commutes with both), so that
-    frames overlapping by ``frame_length / hop_length`` are reductions over a strided view rather
-    than a materialised copy of every frame."""
+    """``|y|`` or ``y ** 2`` once per sample, before framing (padding that copies samples
+    commutes with both), so that frames overlapping by ``frame_length / hop_length`` are
+    reductions over a strided view rather than a materialised copy of every frame."""
     xp = namespace(y)
     y = as_float_array(y, xp)
     return xp.abs(y) if op == "abs" else y * y
@@ -53,8 +63,10 @@ def amplitude_envelope(y, *, frame_length: int = 2048, hop_length: int = 512, ce
         Samples between frame starts.
     center : bool
         Centre frames on ``t * hop_length`` by padding ``frame_length // 2`` on both sides.
-    pad_mode : {"constant", "edge", "reflect", "symmetric"}
-        Padding for ``center``.
+    pad_mode : str
+        Padding for ``center``, as ``np.pad``'s ``mode`` (``"constant"``: zeros; also ``"edge"``,
+        ``"linear_ramp"``, ``"reflect"``, ``"symmetric"``, ``"wrap"``, ``"maximum"``, ``"mean"``,
+        ``"median"``, ``"minimum"``).
 
     Returns
     -------
@@ -67,7 +79,7 @@ def amplitude_envelope(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     >>> featurelib.amplitude_envelope(y, frame_length=2, hop_length=2)
     array([[0.  , 1.  , 0.25]], dtype=float32)
     """
-    frames, xp = _framed(_pointwise(y, "abs"), frame_length, hop_length, center, pad_mode)
+    frames, xp = _framed(y, "abs", frame_length, hop_length, center, pad_mode)
     return xp.max(frames, axis=-1)[..., None, :]
 
 
@@ -93,7 +105,7 @@ def short_time_energy(y, *, frame_length: int = 2048, hop_length: int = 512, cen
     >>> featurelib.short_time_energy(np.ones(8, dtype=np.float32), frame_length=4, hop_length=4)
     array([[2., 4., 2.]], dtype=float32)
     """
-    frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
+    frames, xp = _framed(y, "square", frame_length, hop_length, center, pad_mode)
     return xp.sum(frames, axis=-1)[..., None, :]
 
 
@@ -124,7 +136,7 @@ def rms(y=None, *, S=None, frame_length: int = 2048, hop_length: int = 512, cent
     array([[0.70710677, 1.        , 0.70710677]], dtype=float32)
     """
     if y is not None:
-        frames, xp = _framed(_pointwise(y, "square"), frame_length, hop_length, center, pad_mode)
+        frames, xp = _framed(y, "square", frame_length, hop_length, center, pad_mode)
         return as_dtype(xp.sqrt(xp.mean(frames, axis=-1))[..., None, :], dtype, xp)
     if S is None:
         raise ParameterError("rms needs y or S")

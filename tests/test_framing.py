@@ -79,6 +79,52 @@ def test_a_one_sample_signal_is_reflected_as_numpy_reflects_it(pad_mode):
                                librosa.feature.rms(y=y, frame_length=4, pad_mode=pad_mode), rtol=1e-6)
 
 
+ALL_PAD_MODES = ["constant", "edge", "linear_ramp", "reflect", "symmetric", "wrap", "maximum", "mean",
+                 "median", "minimum"]
+
+
+@pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("mode", ALL_PAD_MODES)
+def test_pad_signal_pads_as_np_pad(xp_name, mode):
+    from featurelib.framing import pad_signal
+
+    xp = pytest.importorskip(xp_name)
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 5, 17):
+        for left, right in ((0, 0), (1, 0), (0, 3), (4, 4), (20, 7)):
+            y = rng.standard_normal((2, n)).astype(np.float32)
+            got = np.asarray(pad_signal(xp.asarray(y), left, right, mode=mode))
+            np.testing.assert_allclose(got, np.pad(y, ((0, 0), (left, right)), mode=mode), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ALL_PAD_MODES)
+def test_rms_takes_every_padding_librosa_takes(mode):
+    """librosa's rms pads its signal with np.pad in any mode; featurelib refused all but four.
+    A mode that pads with a ramp or a statistic pads the signal before it is squared."""
+    import librosa
+
+    y = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
+    got = F.rms(y=y, frame_length=512, hop_length=128, pad_mode=mode)
+    want = librosa.feature.rms(y=y, frame_length=512, hop_length=128, pad_mode=mode)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_stft_takes_a_linear_ramp_and_refuses_what_librosa_refuses():
+    import librosa
+
+    y = np.random.default_rng(4).standard_normal(5000).astype(np.float32)
+    want = np.abs(librosa.stft(y, n_fft=512, pad_mode="linear_ramp"))
+    got = np.abs(F.stft(y, n_fft=512, pad_mode="linear_ramp"))
+    assert float(np.max(np.abs(got - want))) < 1e-5 * float(want.max())
+    for mode in ("wrap", "maximum", "mean", "median", "minimum"):
+        with pytest.raises(librosa.util.exceptions.ParameterError):
+            librosa.stft(y, pad_mode=mode)
+        with pytest.raises(F.ParameterError, match="not supported by the STFT"):
+            F.stft(y, pad_mode=mode)
+        with pytest.raises(F.ParameterError, match="not supported by the STFT"):
+            F.melspectrogram(y=y, pad_mode=mode)
+
+
 def test_a_long_row_with_a_silent_tail_matches_librosa():
     import librosa
 
