@@ -853,6 +853,8 @@ def delta(data, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "
         raise ParameterError("width must be an odd integer >= 3")
     if not isinstance(order, (int, np.integer)) or order <= 0:
         raise ParameterError("order must be a positive integer")
+    if order >= width:  # (scipy's savgol: "polyorder must be less than window_length")
+        raise ParameterError(f"order={order} must be less than width={width}")
     if mode not in ("interp", "nearest", "mirror", "constant", "wrap"):
         raise ParameterError(f"mode={mode!r} is not supported")
     x = xp.moveaxis(data, axis, -1)

@@ -252,6 +252,15 @@ def test_delta_constant_mode_takes_librosas_cval(xp, width):
                librosa.feature.delta(M, width=width, mode="constant", cval=-250.0), 1e-3)
 
 
+def test_delta_of_an_order_the_width_cannot_fit_is_a_parameter_error():
+    """order >= width: scipy's ValueError, as librosa lets it through; featurelib names both."""
+    M = np.zeros((20, 30), np.float32)
+    with pytest.raises(ValueError):
+        librosa.feature.delta(M, width=3, order=3)
+    with pytest.raises(F.ParameterError, match="order=3 must be less than width=3"):
+        F.delta(M, width=3, order=3)
+
+
 @pytest.mark.parametrize("n", [1, 79, 80, 255, 256, 257, 8000])
 @pytest.mark.parametrize(("n_fft", "hop"), [(256, 80), (2048, 512), (255, 64)])
 def test_frame_counts_match_librosa(xp, n, n_fft, hop):
