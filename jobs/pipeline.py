@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a store made with a different config or inputs")
+                        help="replace a store made with a different feature config "
+                             "(changed inputs need none: new files are added, gone ones dropped)")
     parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate for a TLS scheduler")
     parser.add_argument("--tls-cert", metavar="FILE", help="client certificate for a TLS scheduler")
     parser.add_argument("--tls-key", metavar="FILE", help="client key for a TLS scheduler")
@@ -90,9 +91,12 @@ def main(args) -> int:
 
         try:
             apply_overrides(cfg, args)  # --input, as extract will take it
-            check_labels_before_extract(cfg)
         except UsageError as exc:
-            raise UsageError(f"train: {exc}") from None
+            raise UsageError(f"extract: {exc}") from None
+        try:
+            check_labels_before_extract(cfg)
+        except UsageError as exc:  # (the inputs themselves are extract's: stage "extract")
+            raise UsageError(f"{getattr(exc, 'stage', 'train')}: {exc}") from None
     status = EXIT_OK
     for name in stages:
         try:

@@ -150,7 +150,11 @@ def check_labels_before_extract(config) -> None:
     if config.input is None or any("://" in str(n) and not str(n).startswith("file://") for n in named):
         return
     labels_cfg = config.labels or LabelsConfig()
-    paths = discover(config.input).paths
+    try:
+        paths = discover(config.input).paths
+    except UsageError as exc:  # an input that is not there: extract's to say, not train's
+        exc.stage = "extract"
+        raise
     if not paths:
         return
     inputs = input_roots(config.input)

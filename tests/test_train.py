@@ -378,3 +378,6 @@ def test_run_refuses_labels_train_would_refuse_before_extracting(tmp_path, capsy
     assert cli_main(["run", str(config), "--input", str(tmp_path / "one"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "1 class (dog)" in err and "nothing was extracted" in err and not out.exists()
+    # an input that is not there is extract's error, not train's (it said "train: input: ...")
+    assert cli_main(["run", str(config), "--input", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert f"error: extract: input: no such file or folder: {tmp_path / 'nope'}" in capsys.readouterr().err
