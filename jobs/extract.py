@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address of a running Dask scheduler (default: a local cluster)")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing store made with a different config or inputs")
+                        help="replace an existing store made with a different feature config "
+                             "(changed inputs need none: new files are added, gone ones dropped)")
     parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate for a TLS scheduler")
     parser.add_argument("--tls-cert", metavar="FILE", help="client certificate for a TLS scheduler")
     parser.add_argument("--tls-key", metavar="FILE", help="client key for a TLS scheduler")
