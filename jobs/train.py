@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 from jobs.errors import UsageError
 from jobs.progress import plural
@@ -94,8 +95,10 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     if trained.up_to_date:
         return 0
     report = trained.report
-    where = trained.location or trained.folder  # a URL run: its models/NAME, not the staging folder
-    shown_report = f"{str(where).rstrip('/')}/report.md" if trained.location else trained.folder / "report.md"
+    # a URL run: its models/NAME, not the staging folder; a local one absolute, as extract and
+    # score print theirs
+    where = trained.location or Path(os.path.abspath(trained.folder))
+    shown_report = f"{str(where).rstrip('/')}/report.md" if trained.location else where / "report.md"
     log(f"train: model {trained.meta['kind']} written to {where}")
     log(f"train: held-out accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
         f"on {report['n_files']} files (report: {shown_report})")
