@@ -355,8 +355,24 @@ def _versions(kind: str) -> dict:
     return versions
 
 
-def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train_cfg, log):
-    """Fit and export. Returns ``(onnx_bytes, native_predict, settings_json, history)``."""
+def segment_weights(file_ids, labels, balance: str):
+    """Training weights of segments (their files and labels) for ``train.balance``, with mean 1:
+    None for ``"segments"`` (all alike); ``"files"``: 1 / the segments of its file; ``"classes"``:
+    1 / the segments of its class."""
+    if balance == "segments" or len(file_ids) == 0:
+        return None
+    import numpy as np
+    import pandas as pd
+
+    groups = pd.Series(np.asarray(file_ids if balance == "files" else labels))
+    weights = 1.0 / groups.map(groups.value_counts()).to_numpy(dtype=np.float64)
+    return weights * (len(weights) / weights.sum())
+
+
+def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train_cfg, log,
+              sample_weight=None):
+    """Fit and export (``sample_weight``: per training segment, or None for equal weights).
+    Returns ``(onnx_bytes, native_predict, settings_json, history)``."""
     import os
 
     if kind == "baseline":
@@ -366,7 +382,7 @@ def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train
             hidden_units=train_cfg.hidden_units, epochs=train_cfg.epochs or 100,
             batch_size=train_cfg.batch_size or 128, learning_rate=train_cfg.learning_rate, seed=train_cfg.seed,
         )
-        pipeline = train_baseline(x_train, y_train, len(classes), settings, log=log)
+        pipeline = train_baseline(x_train, y_train, len(classes), settings, log=log, sample_weight=sample_weight)
         onnx_bytes = export_baseline(pipeline, x_train.shape[1])
         return onnx_bytes, pipeline.predict_proba, settings.to_json(), pipeline.history
     from jobs.models.cnn import CnnSettings, default_epochs, export_cnn, predict_torch, train_cnn
@@ -381,7 +397,8 @@ def fit_model(kind: str, x_train, y_train, classes: list[str], spec: dict, train
         widths=train_cfg.cnn_widths, epochs=epochs, batch_size=batch_size,
         learning_rate=train_cfg.learning_rate, seed=train_cfg.seed,
     )
-    net = train_cnn(x_train, y_train, settings, threads=train_cfg.threads or os.cpu_count(), log=log)
+    net = train_cnn(x_train, y_train, settings, threads=train_cfg.threads or os.cpu_count(), log=log,
+                    sample_weight=sample_weight)
     onnx_bytes = export_cnn(net, settings)
     return onnx_bytes, (lambda x: predict_torch(net, x)), settings.to_json(), net.history
 
@@ -543,10 +560,13 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
     y_train = np.array([index_of[label] for label in seg_labels[train_rows]], dtype=np.int64)
 
     # fit -> export
-    log(f"train: fitting on {int(train_rows.sum())} segments")
+    weights = segment_weights(segments["file_id"].to_numpy()[train_rows], seg_labels[train_rows],
+                              train_cfg.balance)
+    balanced = {"files": "; each file weighs the same", "classes": "; each class weighs the same"}
+    log(f"train: fitting on {int(train_rows.sum())} segments{balanced.get(train_cfg.balance, '')}")
     fit_started = time.perf_counter()
     onnx_bytes, native_predict, settings_json, history = fit_model(
-        kind, inputs[train_rows], y_train, classes, spec, train_cfg, log
+        kind, inputs[train_rows], y_train, classes, spec, train_cfg, log, sample_weight=weights
     )
     fit_seconds = time.perf_counter() - fit_started
 

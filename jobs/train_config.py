@@ -108,6 +108,11 @@ class TrainConfig(_Section):
     hidden_units: int = Field(default=256, ge=1, description="the baseline MLP's hidden units")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
     seed: int = 0
+    balance: Literal["segments", "files", "classes"] = Field(
+        default="segments",
+        description="what weighs the same in training: every segment (a long recording counts by "
+                    "its length), every file (its segments share one file's weight) or every "
+                    "class (its segments share one class's weight)")
 
     @field_validator("name")
     @classmethod

@@ -105,6 +105,42 @@ def test_baseline_onnx_round_trip(tmp_path_factory):
     np.testing.assert_allclose(predict_with_session(session, inputs, 10), pipeline.predict_proba(inputs), atol=1e-5)
 
 
+def test_segment_weights_balance_files_or_classes():
+    from jobs.train import segment_weights
+
+    files = ["a", "a", "a", "b"]
+    labels = ["x", "x", "y", "y"]
+    assert segment_weights(files, labels, "segments") is None
+    np.testing.assert_allclose(segment_weights(files, labels, "files"), [2 / 3, 2 / 3, 2 / 3, 2])
+    np.testing.assert_allclose(segment_weights(files, labels, "classes"), [1, 1, 1, 1])
+    np.testing.assert_allclose(segment_weights(files, ["x", "x", "x", "y"], "classes"), [2 / 3, 2 / 3, 2 / 3, 2])
+    assert segment_weights([], [], "files") is None
+
+
+def test_sample_weights_steer_both_models(tmp_path_factory):
+    """A class whose segments weigh (almost) nothing is hardly learnt: the weights reach the
+    baseline's MLP and the CNN's loss."""
+    from jobs.models.baseline import BaselineSettings, train_baseline
+
+    spec, inputs, labels = _sample_inputs(tmp_path_factory, "baseline")
+    weights = np.where(labels == 3, 1e-6, 1.0)
+    settings = BaselineSettings(epochs=30)
+    plain = train_baseline(inputs, labels, 10, settings, log=lambda _: None)
+    weighted = train_baseline(inputs, labels, 10, settings, log=lambda _: None, sample_weight=weights)
+    threes = labels == 3
+    assert plain.predict_proba(inputs[threes])[:, 3].mean() > 0.5
+    assert weighted.predict_proba(inputs[threes])[:, 3].mean() < 0.5 * plain.predict_proba(inputs[threes])[:, 3].mean()
+    pytest.importorskip("torch")
+    from jobs.models.cnn import CnnSettings, train_cnn
+
+    spec, inputs, labels = _sample_inputs(tmp_path_factory, "cnn")
+    settings = CnnSettings(n_mels=40, length_frames=100, n_classes=10, scale=spec["scale"], epochs=1)
+    plain = train_cnn(inputs, labels, settings, threads=1, log=lambda _: None)
+    weighted = train_cnn(inputs, labels, settings, threads=1, log=lambda _: None,
+                         sample_weight=np.where(labels == 3, 1e-6, 1.0))
+    assert plain.history[0]["loss"] != weighted.history[0]["loss"]
+
+
 def test_cnn_onnx_round_trip(tmp_path_factory):
     pytest.importorskip("torch")
     from jobs.models.cnn import CnnSettings, export_cnn, predict_torch, train_cnn

@@ -29,8 +29,9 @@ class BaselineSettings:
 
 
 def train_baseline(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, settings: BaselineSettings,
-                   log=print, log_every: int = 10):
-    """Fit scaler + MLP on ``x_train (n, n_statistics)`` and integer labels ``0..n_classes-1``.
+                   log=print, log_every: int = 10, sample_weight=None):
+    """Fit scaler + MLP on ``x_train (n, n_statistics)`` and integer labels ``0..n_classes-1``
+    (``sample_weight``: one per row, or None).
 
     Returns the fitted ``sklearn.pipeline.Pipeline``; its ``history`` attribute lists the loss per
     epoch.
@@ -55,7 +56,7 @@ def train_baseline(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, set
     for epoch in range(1, settings.epochs + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            mlp.partial_fit(scaled, y_train, classes=classes)
+            mlp.partial_fit(scaled, y_train, classes=classes, sample_weight=sample_weight)
         history.append({"epoch": epoch, "loss": float(mlp.loss_)})
         if epoch % log_every == 0 or epoch in (1, settings.epochs):
             log(f"  epoch {epoch}/{settings.epochs}: loss {mlp.loss_:.4f}, "

@@ -165,8 +165,9 @@ def _spec_augment(scaled, settings: CnnSettings, generator):
 
 
 def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *, threads: int | None = None,
-              log=print):
-    """Fit the CNN on ``x_train (n, 1, n_mels, length)`` (stored frames) and integer labels.
+              log=print, sample_weight=None):
+    """Fit the CNN on ``x_train (n, 1, n_mels, length)`` (stored frames) and integer labels
+    (``sample_weight``: one per row, each batch's loss their weighted mean; None: all alike).
 
     Prints one line per epoch (loss, accuracy on the training batches, seconds). Returns the
     trained torch module (eval mode, logits).
@@ -190,7 +191,9 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.learning_rate * 3, total_steps=settings.epochs * steps_per_epoch
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05, reduction="none")
+    w_all = (torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None
+             else torch.ones(len(x_all)))
     history = []
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
@@ -203,7 +206,8 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
                 continue  # BatchNorm needs two samples
             batch = _spec_augment(scaled_all[idx], settings, generator)
             logits = net.classifier(net.embed(batch))
-            loss = loss_fn(logits, y_all[idx])
+            w = w_all[idx]
+            loss = (loss_fn(logits, y_all[idx]) * w).sum() / w.sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
