@@ -194,11 +194,12 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
         first, last = y[..., :1], y[..., n - 1:]
         parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
         return xp.concat([xp.asarray(p, copy=True) for p in parts], axis=-1)
-    # reflect / symmetric, possibly wider than the signal: repeat, as np.pad does
+    # reflect / symmetric, possibly wider than the signal: repeat, as np.pad does (each round
+    # reflects at most a whole number of the signal's periods of what is there)
     out = y
     while left > 0 or right > 0:
         m = out.shape[-1]
-        span = m - 1 if mode == "reflect" else m
+        span = (m - 1) // (n - 1) * (n - 1) if mode == "reflect" else m // n * n
         take_l, take_r = min(left, span), min(right, span)
         skip = 1 if mode == "reflect" else 0
         head = xp.flip(out[..., skip:skip + take_l], axis=-1)

@@ -91,7 +91,7 @@ def test_pad_signal_pads_as_np_pad(xp_name, mode):
     xp = pytest.importorskip(xp_name)
     rng = np.random.default_rng(2)
     for n in (1, 2, 5, 17):
-        for left, right in ((0, 0), (1, 0), (0, 3), (4, 4), (20, 7)):
+        for left, right in ((0, 0), (1, 0), (0, 3), (4, 4), (20, 7), (3, 24), (21, 4)):
             y = rng.standard_normal((2, n)).astype(np.float32)
             got = np.asarray(pad_signal(xp.asarray(y), left, right, mode=mode))
             np.testing.assert_allclose(got, np.pad(y, ((0, 0), (left, right)), mode=mode), atol=1e-6)
