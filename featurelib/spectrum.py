@@ -739,7 +739,10 @@ def mfcc(y=None, *, sr: float = 22050, S=None, n_mfcc: int = 20, dct_type: int =
         # floor (or none) needs every frame in float64 for the decibels to keep parity
         deeper = top_db is None or top_db > MEL_FLOAT32_DB_RANGE
         # the DCT and lifter grow the decibels' rounding errors: the check keeps them smaller
-        gain = mfcc_db_gain(n_mfcc, kwargs.get("n_mels", 128), dct_type=dct_type, norm=norm, lifter=lifter)
+        n_mels = kwargs.get("n_mels", 128)  # (a bad one is melspectrogram's to refuse, by name)
+        number = isinstance(n_mels, (int, float, np.integer, np.floating)) and not isinstance(n_mels, bool)
+        gain = (mfcc_db_gain(n_mfcc, int(n_mels), dct_type=dct_type, norm=norm, lifter=lifter)
+                if number and n_mels >= 1 else 1.0)
         shallow = _MEL_DEEP_DECIBELS.set(False)  # its decibels are clamped at 80 dB or less
         gained = _MEL_DB_GAIN.set(gain)
         try:

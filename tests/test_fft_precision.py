@@ -167,6 +167,15 @@ def test_a_refused_mfcc_leaves_melspectrogram_s_check_as_it_was(precision):
     assert float(np.max(np.abs(got - want))) < 2e-3
 
 
+@pytest.mark.parametrize("n_mels", [0, -3])
+def test_mfcc_of_no_mel_band_is_melspectrogram_s_parameter_error(n_mels):
+    """The DCT's gain is taken before the mel: a bad n_mels must still be the mel's
+    ParameterError naming it (it became scipy's or NumPy's ValueError)."""
+    y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    with pytest.raises(F.ParameterError, match=f"n_mels={n_mels} must be positive"):
+        F.mfcc(y=y, sr=8000, n_fft=256, n_mels=n_mels)
+
+
 def test_mfcc_db_gain():
     from featurelib.spectrum import mfcc_db_gain
 
