@@ -358,7 +358,7 @@ def _versions(kind: str) -> dict:
 def segment_weights(file_ids, labels, balance: str):
     """Training weights of segments (their files and labels) for ``train.balance``, with mean 1:
     None for ``"segments"`` (all alike); ``"files"``: 1 / the segments of its file; ``"classes"``:
-    1 / the segments of its class."""
+    1 / the segments of its class. Both models draw each epoch's segments in proportion to them."""
     if balance == "segments" or len(file_ids) == 0:
         return None
     import numpy as np

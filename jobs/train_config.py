@@ -112,7 +112,8 @@ class TrainConfig(_Section):
         default="segments",
         description="what weighs the same in training: every segment (a long recording counts by "
                     "its length), every file (its segments share one file's weight) or every "
-                    "class (its segments share one class's weight)")
+                    "class (its segments share one class's weight); each epoch then draws its "
+                    "segments with replacement in proportion to those weights")
 
     @field_validator("name")
     @classmethod

@@ -30,8 +30,12 @@ class BaselineSettings:
 
 def train_baseline(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, settings: BaselineSettings,
                    log=print, log_every: int = 10, sample_weight=None):
-    """Fit scaler + MLP on ``x_train (n, n_statistics)`` and integer labels ``0..n_classes-1``
-    (``sample_weight``: one per row, or None).
+    """Fit scaler + MLP on ``x_train (n, n_statistics)`` and integer labels ``0..n_classes-1``.
+
+    ``sample_weight`` (one per row, or None): each epoch then fits on ``n`` rows drawn with
+    replacement in proportion to the weights, so that a row's weight is its expected share of
+    the training, whatever the minibatches (scikit-learn's own ``sample_weight`` is normalised
+    within each minibatch, which caps a rare heavy row at a minibatch's worth).
 
     Returns the fitted ``sklearn.pipeline.Pipeline``; its ``history`` attribute lists the loss per
     epoch.
@@ -52,11 +56,18 @@ def train_baseline(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, set
     )
     classes = np.arange(n_classes)
     history = []
+    draw = None
+    if sample_weight is not None:
+        rng = np.random.default_rng(settings.seed)
+        p = np.asarray(sample_weight, dtype=np.float64)
+        p = p / p.sum()
+        draw = lambda: rng.choice(len(scaled), size=len(scaled), p=p)  # noqa: E731
     started = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
+        rows = draw() if draw is not None else slice(None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            mlp.partial_fit(scaled, y_train, classes=classes, sample_weight=sample_weight)
+            mlp.partial_fit(scaled[rows], y_train[rows], classes=classes)
         history.append({"epoch": epoch, "loss": float(mlp.loss_)})
         if epoch % log_every == 0 or epoch in (1, settings.epochs):
             log(f"  epoch {epoch}/{settings.epochs}: loss {mlp.loss_:.4f}, "

@@ -166,8 +166,12 @@ def _spec_augment(scaled, settings: CnnSettings, generator):
 
 def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *, threads: int | None = None,
               log=print, sample_weight=None):
-    """Fit the CNN on ``x_train (n, 1, n_mels, length)`` (stored frames) and integer labels
-    (``sample_weight``: one per row, each batch's loss their weighted mean; None: all alike).
+    """Fit the CNN on ``x_train (n, 1, n_mels, length)`` (stored frames) and integer labels.
+
+    ``sample_weight`` (one per row, or None: each epoch a permutation): each epoch then takes
+    ``n`` rows drawn with replacement in proportion to the weights, a row's weight being its
+    expected share of the training (a per-batch weighted mean would cap a rare heavy row at
+    one batch's worth).
 
     Prints one line per epoch (loss, accuracy on the training batches, seconds). Returns the
     trained torch module (eval mode, logits).
@@ -191,14 +195,15 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.learning_rate * 3, total_steps=settings.epochs * steps_per_epoch
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05, reduction="none")
-    w_all = (torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None
-             else torch.ones(len(x_all)))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    w_all = (torch.from_numpy(np.asarray(sample_weight, dtype=np.float64)) if sample_weight is not None
+             else None)
     history = []
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
         net.train()
-        order = torch.randperm(len(x_all), generator=generator)
+        order = (torch.randperm(len(x_all), generator=generator) if w_all is None
+                 else torch.multinomial(w_all, len(x_all), replacement=True, generator=generator))
         total_loss, correct = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
@@ -206,8 +211,7 @@ def train_cnn(x_train: np.ndarray, y_train: np.ndarray, settings: CnnSettings, *
                 continue  # BatchNorm needs two samples
             batch = _spec_augment(scaled_all[idx], settings, generator)
             logits = net.classifier(net.embed(batch))
-            w = w_all[idx]
-            loss = (loss_fn(logits, y_all[idx]) * w).sum() / w.sum()
+            loss = loss_fn(logits, y_all[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
