@@ -330,11 +330,13 @@ def _open_client(config, *, scheduler, security, n_workers: int):
                        scheduler=scheduler, gpu=False, security=security)
 
 
-def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg) -> dict:
+def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg, hop_frames: int) -> dict:
     from jobs.labels import labels_csv_sha256
     from jobs.models.onnx_model import META_FILE, MODEL_FILE, file_sha256
 
     return {
+        # (present only when it is not the model's, so that older scores stay up to date)
+        **({"hop_frames": hop_frames} if hop_frames != int(meta["segments"]["hop_frames"]) else {}),
         "store_config_hash": store.config_hash,
         "files_sha256": store.files_sha256(),
         "model_onnx_sha256": file_sha256(model_folder / MODEL_FILE),
@@ -495,6 +497,16 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
         log(f"score: note: segments come from the model ({seg_meta['length_s']:g} s, hop "
             f"{seg_meta['hop_s']:g} s, as it was trained); the config's segments: ({asked.length_s:g} s, "
             f"hop {asked.hop_s:g} s) apply to training")
+    geometry = SegmentGeometry(int(seg_meta["length_frames"]), int(seg_meta["hop_frames"]), store.frame_rate_hz)
+    if score_cfg.hop_s is not None:  # the model's segment length, scored at another hop
+        hop_frames = max(1, int(round(score_cfg.hop_s * store.frame_rate_hz)))
+        if hop_frames > geometry.length_frames:
+            raise UsageError(f"score.hop_s {score_cfg.hop_s:g} s is longer than the model's segments "
+                             f"({seg_meta['length_s']:g} s): parts of the recordings would not be scored")
+        geometry = SegmentGeometry(geometry.length_frames, hop_frames, store.frame_rate_hz)
+        log(f"score: segments of {seg_meta['length_s']:g} s (the model's) every "
+            f"{hop_frames / store.frame_rate_hz:g} s (score.hop_s; the model was trained every "
+            f"{seg_meta['hop_s']:g} s)")
     classes = list(meta["classes"])
     names = ["segments.parquet", "files.parquet", "events.parquet"]
     if remote is not None:
@@ -503,7 +515,7 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     else:
         scores_dir = out_dir / SCORES_DIR
         outputs = [scores_dir / n for n in names]
-    fingerprint = _fingerprint(store, model_folder, meta, score_cfg.threshold, labels_cfg)
+    fingerprint = _fingerprint(store, model_folder, meta, score_cfg.threshold, labels_cfg, geometry.hop_frames)
     state_path = (remote, f"{SCORES_DIR}/{STATE_FILE}") if remote is not None else scores_dir / STATE_FILE
 
     def is_file(entry) -> bool:
@@ -522,7 +534,6 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
             return 0
 
     # plan
-    geometry = SegmentGeometry(int(seg_meta["length_frames"]), int(seg_meta["hop_frames"]), store.frame_rate_hz)
     segments = plan_segments(store.files, geometry)
     n_workers = max(1, workers or getattr(getattr(config, "compute", None), "workers", None) or os.cpu_count() or 1)
     batches = plan_batches(segments, score_cfg.batch_segments, n_workers)

@@ -139,3 +139,7 @@ class ScoreConfig(_Section):
     model: str | None = Field(default=None, description="model folder (default: OUT/models/<train.name>)")
     threshold: float = Field(default=0.5, ge=0, le=1)
     batch_segments: int = Field(default=4096, ge=1)
+    hop_s: float | None = Field(
+        default=None, gt=0,
+        description="seconds between the segments scored (default: the model's training hop); "
+                    "their length is always the model's. A finer hop places events more finely")

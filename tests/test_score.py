@@ -97,6 +97,47 @@ def test_changed_threshold_scores_again(scored, tmp_path, capsys):
     assert state["threshold"] == 0.95 and state["counts"]["segments"] == 120
 
 
+def test_score_hop_scores_the_model_s_segments_more_often(scored, tmp_path, capsys):
+    """score.hop_s: the model's 1 s segments of a 5 s recording every 0.1 s instead of every
+    0.5 s (events placed more finely); the segments both hops share score alike, a changed hop
+    scores again, and a hop longer than a segment is refused."""
+    import soundfile as sf
+
+    run, _ = scored
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pieces = []
+    for digit in range(5):
+        y, sr = sf.read(SAMPLES / f"{digit}_george_30.wav", dtype="float32")
+        pieces += [y, np.zeros(int(0.5 * sr), np.float32)]
+    sf.write(corpus / "long.wav", np.concatenate(pieces), sr)
+    model = str(run / "models" / "default")
+    out = tmp_path / "out"
+    coarse_cfg = write_config(tmp_path / "coarse.yaml", input=str(corpus))
+    assert cli_main(["extract", str(coarse_cfg), "--out", str(out), "--workers", "1"]) == 0
+    assert cli_main(["score", str(coarse_cfg), "--out", str(out), "--model", model, "--workers", "1"]) == 0
+    coarse = pd.read_parquet(out / "scores" / "segments.parquet")
+    config = write_config(tmp_path / "fine.yaml", input=str(corpus), score={"threshold": 0.5, "hop_s": 0.1})
+    capsys.readouterr()
+    assert cli_main(["score", str(config), "--out", str(out), "--model", model, "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" not in err and "every 0.1 s (score.hop_s" in err
+    fine = pd.read_parquet(out / "scores" / "segments.parquet")
+    np.testing.assert_allclose(fine["start_s"], np.arange(len(fine)) * 0.1, atol=1e-9)
+    assert len(fine) > 4 * len(coarse)
+    # the segments both hops score (those starting at a multiple of 0.5 s) score alike (the
+    # coarse hop's last one may start past the fine hop's last: each stops once the end is covered)
+    fine["start_s"], coarse["start_s"] = fine["start_s"].round(6), coarse["start_s"].round(6)
+    shared = fine.merge(coarse, on=["file_id", "start_s"], suffixes=("", "_coarse"))
+    assert len(shared) >= len(coarse) - 1 >= 6
+    np.testing.assert_allclose(shared["score"], shared["score_coarse"], atol=1e-6)
+    assert cli_main(["score", str(config), "--out", str(out), "--model", model, "--workers", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    too_long = write_config(tmp_path / "long.yaml", input=str(corpus), score={"hop_s": 1.5})
+    assert cli_main(["score", str(too_long), "--out", str(out), "--model", model, "--workers", "1"]) == 2
+    assert "longer than the model's segments" in capsys.readouterr().err
+
+
 def test_model_with_other_feature_settings_is_refused(scored, tmp_path, capsys):
     run, _ = scored
     # a real store of the same clips with another hop: the model's features do not fit it
@@ -322,10 +363,11 @@ def test_an_edited_labels_csv_makes_the_scores_out_of_date(scored, tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\nx.wav,dog\n")
     labels = LabelsConfig(source="csv", csv=str(csv))
-    before = _fingerprint(store, model, meta, 0.5, labels)
-    assert _fingerprint(store, model, meta, 0.5, labels) == before
+    hop = int(meta["segments"]["hop_frames"])
+    before = _fingerprint(store, model, meta, 0.5, labels, hop)
+    assert _fingerprint(store, model, meta, 0.5, labels, hop) == before
     csv.write_text("path,label\nx.wav,rain\n")
-    assert _fingerprint(store, model, meta, 0.5, labels) != before
+    assert _fingerprint(store, model, meta, 0.5, labels, hop) != before
 
 
 def test_settings_a_stage_does_not_use_are_named(scored, tmp_path, capsys):
