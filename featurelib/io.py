@@ -1153,8 +1153,8 @@ def _check_arguments(sr, offset, duration, dtype):
     if duration is not None:
         if isinstance(duration, bool) or not isinstance(
                 duration, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(duration) or duration <= 0:
-            raise ParameterError(f"duration must be a number of seconds > 0 or None, not {duration!r}")
+                or not math.isfinite(duration) or duration < 0:
+            raise ParameterError(f"duration must be a number of seconds >= 0 or None, not {duration!r}")
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ParameterError(f"dtype must be float32 or float64, not {dtype}")
@@ -1263,8 +1263,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
         Mix the channels down to one by their mean.
     offset : float >= 0
         Start reading this many seconds into the file (``int(offset * native_sr)`` frames).
-    duration : float > 0 or None
-        Read at most this many seconds (``int(duration * native_sr)`` frames); ``None``: to the end.
+    duration : float >= 0 or None
+        Read at most this many seconds (``int(duration * native_sr)`` frames; 0: none, an empty
+        signal as librosa gives); ``None``: to the end.
     dtype : float32 or float64
         Sample type of the result, in [-1, 1] for PCM files.
     res_type : str
@@ -1286,7 +1287,7 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
         ``FileNotFoundError`` that ``librosa.load`` raises), a directory, empty, not audio, cut
         short, fails to decode part-way, or holds NaN or infinite samples.
     ParameterError
-        ``sr <= 0``, ``offset < 0``, ``duration <= 0``, or a dtype other than float32/float64.
+        ``sr <= 0``, ``offset < 0``, ``duration < 0``, or a dtype other than float32/float64.
         (A window at or past the end of the file, or shorter than one sample, is no error: as
         librosa, ``load`` returns no samples, shape ``(0,)`` or ``(channels, 0)``.)
 
