@@ -142,4 +142,5 @@ class ScoreConfig(_Section):
     hop_s: float | None = Field(
         default=None, gt=0,
         description="seconds between the segments scored (default: the model's training hop); "
-                    "their length is always the model's. A finer hop places events more finely")
+                    "their length is always the model's. A finer hop gives a finer time grid of scores and "
+                    "event edges")
