@@ -99,7 +99,7 @@ def test_changed_threshold_scores_again(scored, tmp_path, capsys):
 
 def test_score_hop_scores_the_model_s_segments_more_often(scored, tmp_path, capsys):
     """score.hop_s: the model's 1 s segments of a 5 s recording every 0.1 s instead of every
-    0.5 s (events placed more finely); the segments both hops share score alike, a changed hop
+    0.5 s (a finer time grid of scores); the segments both hops share score alike, a changed hop
     scores again, and a hop longer than a segment is refused."""
     import soundfile as sf
 
