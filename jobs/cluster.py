@@ -74,6 +74,9 @@ def _check_timedelta(value):
     return value
 
 
+MIN_WORKER_MEMORY = 512 * 2**20  # bytes: a local worker's memory_limit at the least
+
+
 def _check_bytes(value):
     if value is None or value == "auto":
         return value
@@ -310,7 +313,15 @@ class ClusterConfig(_Section):
     @field_validator("memory_limit")
     @classmethod
     def _memory(cls, value):
-        return _check_bytes(value)
+        value = _check_bytes(value)
+        if value not in (None, "auto"):
+            from dask.utils import parse_bytes
+
+            # a worker is a Python process with NumPy, Dask and the job's modules (about 200 MB):
+            # under this its nanny kills it at once, again and again, and the job waits for ever
+            if parse_bytes(value) < MIN_WORKER_MEMORY:
+                raise ValueError(f"{value!r} is too little for a worker process (at least 512MiB)")
+        return value
 
     @field_validator("slurm")
     @classmethod
@@ -890,6 +901,8 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
     ``sbatch``, a Kubernetes cluster with TLS or without credentials, and (``reach``) a
     scheduler address where no Dask scheduler answers."""
     cluster, address = _cluster_and_address(cluster, scheduler)
+    if cluster.tls is not None:  # its files, named by key (a local cluster read them only once
+        security_from_tls(cluster.tls)  # it started, after the plan had made the run folder)
     if address:
         check_scheduler_address(address)
         if reach:

@@ -339,6 +339,7 @@ def _parse(cluster: dict):
     ({"kind": "address", "address": "10.0.0.5:8786"}, "compute.cluster.address: '10.0.0.5:8786': give the protocol"),
     ({"worker_lifetime": "soon"}, "compute.cluster.worker_lifetime: not a duration"),
     ({"memory_limit": "lots"}, "compute.cluster.memory_limit: not a memory size"),
+    ({"memory_limit": "1kB"}, "compute.cluster.memory_limit: '1kB' is too little for a worker"),
     ({"tls": {"ca_file": "ca.pem"}}, "compute.cluster.tls.cert: Field required"),
     ({"tls": {"ca_file": "a", "cert": "b", "key": "c", "pin": 1}}, "compute.cluster.tls.pin: unknown key"),
     ({"slurm": {"queuee": "cpu"}}, "compute.cluster.slurm.queuee: unknown key"),
@@ -693,3 +694,17 @@ def test_a_local_cluster_that_cannot_start_is_named_with_its_likely_limit():
     assert "may not start more threads" in threads and "ulimit -v" in threads
     assert failed(ValueError("other")) == ("the local cluster could not start its workers "
                                             "(RuntimeError: Nanny failed to start.)")
+
+
+def test_missing_tls_files_are_refused_before_the_run_folder_exists(tmp_path):
+    """The local cluster read compute.cluster.tls only when it started, after the plan had
+    made the run folder (with .lock, the plan and features.zarr)."""
+    from test_extract_support import run_cli, write_config
+
+    cfg = write_config(tmp_path / "job.yaml", input=REPO / "data" / "samples", out=tmp_path / "out",
+                       compute={"workers": 1, "cluster": {"tls": {"ca_file": "nope.pem", "cert": "nope.pem",
+                                                                  "key": "nope.key"}}})
+    done = run_cli("extract", cfg)
+    assert done.returncode == 2, done.stderr
+    assert "compute.cluster.tls.ca_file: no such file" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
