@@ -426,6 +426,8 @@ class JobConfig(_Section):
     def _out_named(cls, value):
         if value is not None and not value.strip():
             raise ValueError("an empty path: name the run folder (or leave out: and give --out)")
+        if value is not None and "\x00" in value:  # no file system takes one (os.open: ValueError)
+            raise ValueError("holds a NUL character: no folder can be named so")
         return value
 
     @model_validator(mode="after")

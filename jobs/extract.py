@@ -66,6 +66,8 @@ def apply_overrides(cfg, args) -> None:
         raise UsageError("--input: an empty path (an unset variable?); name a file, folder, glob or list")
     if out is not None and not out.strip():
         raise UsageError("--out: an empty path (an unset variable?); name the run folder")
+    if out is not None and "\x00" in out:
+        raise UsageError("--out: holds a NUL character: no folder can be named so")
     if inputs:
         cfg.input = [os.path.abspath(p) if "://" not in p else p for p in inputs]
     if out:

@@ -71,7 +71,7 @@ class SplitConfig(_Section):
 
     method: Literal["stratified", "group", "explicit"] = "stratified"
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32, description="random seed (0 to 2**32 - 1, as NumPy and scikit-learn take)")
     group: str | None = Field(
         default=None, description="regex group or CSV column that names a file's group (speaker, ...)"
     )
@@ -102,12 +102,12 @@ class TrainConfig(_Section):
     input_feature: str = Field(default="melspectrogram", description="the CNN's input feature")
     epochs: int | None = Field(default=None, ge=1, description="default: 30 for the CNN, 100 for the baseline")
     batch_size: int | None = Field(default=None, ge=1, description="default: 64 for the CNN, 128 for the baseline")
-    learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
     cnn_widths: list[int] = Field(default=[16, 32, 64], min_length=3, max_length=3,
                                   description="channels of the CNN's three convolution stages")
-    hidden_units: int = Field(default=256, ge=1, description="the baseline MLP's hidden units")
+    hidden_units: int = Field(default=256, ge=1, le=65536, description="the baseline MLP's hidden units")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32, description="random seed (0 to 2**32 - 1, as NumPy and scikit-learn take)")
     balance: Literal["segments", "files", "classes"] = Field(
         default="segments",
         description="what weighs the same in training: every segment (a long recording counts by "

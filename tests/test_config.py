@@ -316,3 +316,22 @@ def test_input_takes_several_paths_after_one_flag_or_repeated(module):
     importlib.import_module(f"jobs.{module}").add_arguments(parser)
     assert parser.parse_args(["c.yaml", "--input", "a", "b", "--input", "c"]).input == ["a", "b", "c"]
     assert parser.parse_args(["c.yaml"]).input is None
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "seed", -1, "train.seed: Input should be greater than or equal to 0"),
+    ("train", "seed", 2**40, "train.seed: Input should be less than"),
+    ("split", "seed", -5, "split.seed: Input should be greater than or equal to 0"),
+    ("train", "hidden_units", 10**12, "train.hidden_units: Input should be less than or equal to 65536"),
+    ("train", "learning_rate", 1e300, "train.learning_rate: Input should be less than or equal to 10"),
+])
+def test_training_values_that_failed_inside_the_fit_are_refused(section, key, value, message):
+    """scikit-learn's and NumPy's errors (negative or huge seeds, a 1.1 PiB hidden layer, a
+    learning rate that overflows the weights) came as tracebacks from train."""
+    with pytest.raises(UsageError, match=message):
+        parse_config({"input": "x", "features": {"rms": {}}, section: {key: value}})
+
+
+def test_an_out_with_a_nul_character_is_refused():
+    with pytest.raises(UsageError, match="out: holds a NUL character"):
+        parse_config({"input": "x", "out": "a\x00b", "features": {"rms": {}}})
