@@ -84,18 +84,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args) -> None:
+    import math
+
     from jobs.errors import UsageError
 
-    if args.offset < 0:
-        raise UsageError(f"--offset must be >= 0, not {args.offset}")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"--duration must be > 0, not {args.duration}")
+    if not math.isfinite(args.offset) or args.offset < 0:
+        raise UsageError(f"--offset must be a number of seconds >= 0, not {args.offset}")
+    if args.duration is not None and (not math.isfinite(args.duration) or args.duration <= 0):
+        raise UsageError(f"--duration must be a number of seconds > 0, not {args.duration}")
     for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc", "width", "height"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {value}")
     if args.width < 200 or (args.height is not None and args.height < 150):
         raise UsageError("the image must be at least 200 x 150 pixels")
+    # bounds past which matplotlib, the mel basis or the transform only fail late or not at all
+    from jobs.config import MAX_N_FFT, MAX_SR
+
+    for name, most in (("width", 20000), ("height", 20000), ("n_mels", 1024), ("n_mfcc", 1024),
+                       ("n_fft", MAX_N_FFT), ("sr", MAX_SR)):
+        value = getattr(args, name)
+        if value is not None and value > most:
+            raise UsageError(f"--{name.replace('_', '-')} must be at most {most}, not {value}")
     out_dir = os.path.dirname(os.path.abspath(args.output))
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in (".png", ".pdf", ".svg"):

@@ -236,6 +236,21 @@ def test_missing_path_bad_output_and_plain_folder_exit_2(samples_dir, tmp_path, 
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--offset", "nan"), "--offset must be a number of seconds >= 0, not nan"),
+    (("--duration", "nan"), "--duration must be a number of seconds > 0, not nan"),
+    (("--n-mels", "100000"), "--n-mels must be at most 1024"),
+    (("--width", "10000000"), "--width must be at most 20000"),
+    (("--sr", "100000000"), "--sr must be at most 1000000"),
+    (("--n-fft", "1073741824"), "--n-fft must be at most 65536"),
+])
+def test_values_that_failed_late_or_hung_are_refused(samples_dir, tmp_path, capsys, args, message):
+    """NaN seconds gave a traceback; huge sizes a MemoryError, matplotlib's error or a hang."""
+    assert plot(samples_dir / "0_george_3.wav", "-o", tmp_path / "x.png", *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
 # ---------------------------------------------------------------- a run directory
 
 
