@@ -415,14 +415,18 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:  # a part of the path is a file, no permission, a read-only disk
         raise UsageError(f"-o {output}: cannot make the folder {directory}: {exc.strerror or exc}") from None
-    tmp = os.path.join(directory, f".{os.path.basename(output)}.tmp-{uuid.uuid4().hex}")
+    # a file is written beside and renamed over it (no half-written table); /dev/null, a named
+    # pipe or another device is written into: renaming over it replaced the device itself
+    special = _is_special_file(output)
+    tmp = output if special else os.path.join(directory, f".{os.path.basename(output)}.tmp-{uuid.uuid4().hex}")
     try:
         if fmt == "parquet":
             _write_parquet(reader, tmp)
         else:
             with open(tmp, "w", newline="", encoding="utf-8") as stream:
                 _WRITERS[fmt](reader, stream, max_rows=max_rows)
-        os.replace(tmp, output)
+        if not special:
+            os.replace(tmp, output)
     except duckdb.Error as exc:
         raise UsageError(f"SQL error: {_first_line(exc)}") from None
     except OSError as exc:
@@ -432,8 +436,20 @@ def _write(reader, fmt: str, output: str | None, *, max_rows: int) -> None:
             raise OutputError(f"-o {output}: {storage_error(exc)}") from None
         raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(tmp):
+        if not special and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _is_special_file(path: str) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a device such as
+    /dev/null, a named pipe, a socket)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _silence_stdout() -> None:

@@ -183,6 +183,26 @@ def test_parquet_format_needs_an_output_file_or_a_redirection(run, capsys, tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["loudest.parquet"]  # no temporary left
 
 
+def test_an_output_that_is_a_named_pipe_or_device_is_written_into_not_replaced(run, capsys, tmp_path):
+    """-o was written beside and renamed over its target: `-o /dev/null` replaced the device
+    node with a regular file (as root), and every later write to /dev/null landed in it."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    status, out, _ = query(capsys, run, SQL_LOUDEST, "-o", fifo, "--format", "csv")
+    reader.join(timeout=30)
+    assert status == 0 and out == ""
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the pipe
+    assert received and received[0].splitlines()[0].startswith("file_id")
+    assert len(received[0].splitlines()) == 6  # the header and five rows
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.csv"]  # no temporary file left
+
+
 def test_output_file_and_format_from_its_suffix(run, capsys, tmp_path):
     status, out, _ = query(capsys, run, SQL_LOUDEST, "-o", tmp_path / "loudest.csv")
     assert status == 0 and out == ""
