@@ -179,9 +179,9 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
         raise ParameterError(f"cannot pad an empty signal with pad_mode={mode!r}")
     if n == 1 and mode != "linear_ramp":  # np.pad reflects, wraps or summarises one sample as itself
         mode = "edge"
-    if mode in ("maximum", "mean", "median", "minimum"):
-        value = _statistic(y, mode, xp)
-        parts = [xp.broadcast_to(value, (*lead, left)), y, xp.broadcast_to(value, (*lead, right))]
+    if mode in ("edge", "maximum", "mean", "median", "minimum"):  # one value repeated on each side
+        first, last = (y[..., :1], y[..., n - 1:]) if mode == "edge" else (_statistic(y, mode, xp),) * 2
+        parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
         return xp.concat([xp.asarray(p, copy=True) for p in parts], axis=-1)
     if mode == "linear_ramp":  # from the edge sample to 0 at the far end, as np.pad's linspace
         up = like(np.arange(left, dtype=np.float64) / max(left, 1), y, xp)
@@ -190,10 +190,6 @@ def pad_signal(y, left: int, right: int, *, mode: str = "constant"):
     if mode == "wrap":
         index = like(np.arange(-left, n + right) % n, y, xp, dtype=xp.int64)
         return xp.take(y, index, axis=-1)
-    if mode == "edge":
-        first, last = y[..., :1], y[..., n - 1:]
-        parts = [xp.broadcast_to(first, (*lead, left)), y, xp.broadcast_to(last, (*lead, right))]
-        return xp.concat([xp.asarray(p, copy=True) for p in parts], axis=-1)
     # reflect / symmetric, possibly wider than the signal: repeat, as np.pad does (each round
     # reflects at most a whole number of the signal's periods of what is there)
     out = y
@@ -297,10 +293,15 @@ def _librosa_tail_slice(n: int, n_fft: int, hop_length: int, mode: str) -> int |
     return s if n - s < half + (mode == "reflect") else None
 
 
-def _frames_for_stft(y, *, n_fft, hop_length, center, pad_mode):
-    """Time-major frames ``(..., n_frames, n_fft)`` of ``y`` after librosa's centre padding."""
+def _check_stft_pad_mode(center: bool, pad_mode) -> None:
+    """Refuse the centre padding librosa.stft refuses (a statistic, wrap) or np.pad lacks."""
     if center and pad_mode not in _STFT_PAD_MODES:
         raise ParameterError(f"pad_mode={pad_mode!r} is not supported by the STFT; use one of {_STFT_PAD_MODES}")
+
+
+def _frames_for_stft(y, *, n_fft, hop_length, center, pad_mode):
+    """Time-major frames ``(..., n_frames, n_fft)`` of ``y`` after librosa's centre padding."""
+    _check_stft_pad_mode(center, pad_mode)
     if center:
         s = _librosa_tail_slice(y.shape[-1], n_fft, hop_length, pad_mode)
         if s is None:
@@ -442,8 +443,7 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     xp = namespace(y)
     y = as_float_array(y, xp)
     lead = y.shape[:-1]
-    if center and pad_mode not in _STFT_PAD_MODES:
-        raise ParameterError(f"pad_mode={pad_mode!r} is not supported by the STFT; use one of {_STFT_PAD_MODES}")
+    _check_stft_pad_mode(center, pad_mode)
     if not center and y.shape[-1] < n_fft:
         raise ParameterError(f"n_fft={n_fft} is too large for input signal of length={y.shape[-1]}")
     if y.ndim >= 2 and y.shape[-1] < n_fft <= y.shape[-2]:

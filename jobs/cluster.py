@@ -320,7 +320,8 @@ class ClusterConfig(_Section):
             # a worker is a Python process with NumPy, Dask and the job's modules (about 200 MB):
             # under this its nanny kills it at once, again and again, and the job waits for ever
             if parse_bytes(value) < MIN_WORKER_MEMORY:
-                raise ValueError(f"{value!r} is too little for a worker process (at least 512MiB)")
+                raise ValueError(f"{value!r} is too little for a worker process (at least "
+                                 f"{MIN_WORKER_MEMORY >> 20}MiB)")
         return value
 
     @field_validator("slurm")

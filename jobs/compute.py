@@ -248,19 +248,16 @@ class FeatureSet:
                 if _in_db(name, kw) and (kw["top_db"] is None or kw["top_db"] > MEL_FLOAT32_DB_RANGE)}
 
     def mel_db_gains(self) -> dict[tuple, float]:
-        """Mel key -> how much its MFCC's DCT and lifter grow the decibels' rounding errors
-        (``featurelib.spectrum.mfcc_db_gain``; the largest where two MFCCs share a mel), for the
-        "auto" precision's float32 check, as featurelib's own mfcc tightens it."""
+        """Mel key -> how much the MFCC's DCT and lifter grow the decibels' rounding errors
+        (``featurelib.spectrum.mfcc_db_gain``), for the "auto" precision's float32 check, as
+        featurelib's own mfcc tightens it; empty without an MFCC (a store has one at most)."""
         from featurelib.spectrum import mfcc_db_gain
 
-        gains: dict[tuple, float] = {}
-        for name, kw in self.features.items():
-            if name == "mfcc":
-                key = _feature_mel_key(name, kw)
-                gain = mfcc_db_gain(kw["n_mfcc"], kw["n_mels"], dct_type=kw["dct_type"], norm=kw["norm"],
-                                    lifter=kw["lifter"])
-                gains[key] = max(gains.get(key, 1.0), gain)
-        return gains
+        kw = self.features.get("mfcc")
+        if kw is None:
+            return {}
+        return {_feature_mel_key("mfcc", kw): mfcc_db_gain(kw["n_mfcc"], kw["n_mels"], dct_type=kw["dct_type"],
+                                                           norm=kw["norm"], lifter=kw["lifter"])}
 
     def db_mels(self) -> dict[str, tuple]:
         """Features clamped with ``top_db`` per file: name -> mel key (a file's max is needed)."""

@@ -7,9 +7,12 @@ training and scoring code owns its own settings.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# a random seed, as NumPy and scikit-learn take one (a negative or 2**32 and over: their error)
+Seed = Annotated[int, Field(ge=0, lt=2**32, description="random seed (0 to 2**32 - 1)")]
 
 
 class _Section(BaseModel):
@@ -71,7 +74,7 @@ class SplitConfig(_Section):
 
     method: Literal["stratified", "group", "explicit"] = "stratified"
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = Field(default=0, ge=0, lt=2**32, description="random seed (0 to 2**32 - 1, as NumPy and scikit-learn take)")
+    seed: Seed = 0
     group: str | None = Field(
         default=None, description="regex group or CSV column that names a file's group (speaker, ...)"
     )
@@ -107,7 +110,7 @@ class TrainConfig(_Section):
                                   description="channels of the CNN's three convolution stages")
     hidden_units: int = Field(default=256, ge=1, le=65536, description="the baseline MLP's hidden units")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: all cores)")
-    seed: int = Field(default=0, ge=0, lt=2**32, description="random seed (0 to 2**32 - 1, as NumPy and scikit-learn take)")
+    seed: Seed = 0
     balance: Literal["segments", "files", "classes"] = Field(
         default="segments",
         description="what weighs the same in training: every segment (a long recording counts by "

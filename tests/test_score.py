@@ -97,20 +97,26 @@ def test_changed_threshold_scores_again(scored, tmp_path, capsys):
     assert state["threshold"] == 0.95 and state["counts"]["segments"] == 120
 
 
-def test_score_hop_scores_the_model_s_segments_more_often(scored, tmp_path, capsys):
-    """score.hop_s: the model's 1 s segments of a 5 s recording every 0.1 s instead of every
-    0.5 s (a finer time grid of scores); the segments both hops share score alike, a changed hop
-    scores again, and a hop longer than a segment is refused."""
+def _five_digits_in_a_row(corpus):
+    """``corpus/long.wav``: five of the sample's digits, each followed by 0.5 s of silence
+    (about 5 s at 8 kHz); returns the folder."""
     import soundfile as sf
 
-    run, _ = scored
-    corpus = tmp_path / "corpus"
     corpus.mkdir()
     pieces = []
     for digit in range(5):
         y, sr = sf.read(SAMPLES / f"{digit}_george_30.wav", dtype="float32")
         pieces += [y, np.zeros(int(0.5 * sr), np.float32)]
     sf.write(corpus / "long.wav", np.concatenate(pieces), sr)
+    return corpus
+
+
+def test_score_hop_scores_the_model_s_segments_more_often(scored, tmp_path, capsys):
+    """score.hop_s: the model's 1 s segments of a 5 s recording every 0.1 s instead of every
+    0.5 s (a finer time grid of scores); the segments both hops share score alike, a changed hop
+    scores again, and a hop longer than a segment is refused."""
+    run, _ = scored
+    corpus = _five_digits_in_a_row(tmp_path / "corpus")
     model = str(run / "models" / "default")
     out = tmp_path / "out"
     coarse_cfg = write_config(tmp_path / "coarse.yaml", input=str(corpus))
@@ -212,16 +218,8 @@ def test_score_model_path_in_config_is_relative_to_the_config(scored, tmp_path):
 def test_long_recording_gives_many_segments_and_batches_do_not_matter(scored, tmp_path):
     """A 5 s recording (five digits in a row) scored in batches of 3 segments, so that its
     segments span batches, gives the same numbers as one batch, and events over segment runs."""
-    import soundfile as sf
-
     run, _ = scored
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    pieces = []
-    for digit in range(5):
-        y, sr = sf.read(SAMPLES / f"{digit}_george_30.wav", dtype="float32")
-        pieces += [y, np.zeros(int(0.5 * sr), np.float32)]
-    sf.write(corpus / "long.wav", np.concatenate(pieces), sr)
+    corpus = _five_digits_in_a_row(tmp_path / "corpus")
     shutil.copy(SAMPLES / "7_theo_3.wav", corpus)
     model = str(run / "models" / "default")
     tables = {}
