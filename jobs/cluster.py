@@ -75,6 +75,9 @@ def _check_timedelta(value):
 
 
 MIN_WORKER_MEMORY = 512 * 2**20  # bytes: a local worker's memory_limit at the least
+# seconds: a worker_lifetime at the least (under it workers restart faster than a batch runs,
+# and a long job makes no progress)
+MIN_WORKER_LIFETIME = 60
 
 
 def _check_bytes(value):
@@ -307,8 +310,15 @@ class ClusterConfig(_Section):
 
     @field_validator("worker_lifetime", "worker_lifetime_stagger")
     @classmethod
-    def _durations(cls, value):
-        return _check_timedelta(value)
+    def _durations(cls, value, info: ValidationInfo):
+        value = _check_timedelta(value)
+        if info.field_name == "worker_lifetime" and value is not None:
+            from dask.utils import parse_timedelta
+
+            if parse_timedelta(value) < MIN_WORKER_LIFETIME:
+                raise ValueError(f"{value!r}: workers would restart before their batches end "
+                                 f"(at least {MIN_WORKER_LIFETIME}s; null: never)")
+        return value
 
     @field_validator("memory_limit")
     @classmethod
@@ -374,6 +384,24 @@ def _check_files(pairs) -> None:
             raise UsageError(f"{name}: no such file: {path}")
 
 
+def _check_pem(names: tuple[str, str, str], ca: str, cert: str, key: str) -> None:
+    """A usage error naming the key when the CA, the certificate or its key does not load as
+    PEM (Dask would fail only as the cluster starts, after the run folder exists)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=ca)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise UsageError(f"{names[0]}: {ca}: not a PEM CA certificate "
+                         f"({getattr(exc, 'reason', None) or exc})") from None
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise UsageError(f"{names[1]}, {names[2]}: {cert}, {key}: not a PEM certificate and its "
+                         f"private key ({getattr(exc, 'reason', None) or exc})") from None
+
+
 def security_from(tls_ca: str | None, tls_cert: str | None, tls_key: str | None, *,
                   require_encryption: bool = True):
     """A client :class:`~distributed.security.Security` from ``--tls-ca/--tls-cert/--tls-key``.
@@ -386,6 +414,7 @@ def security_from(tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
     if not all(files):
         raise UsageError("--tls-ca, --tls-cert and --tls-key go together")
     _check_files(zip(("--tls-ca", "--tls-cert", "--tls-key"), files))
+    _check_pem(("--tls-ca", "--tls-cert", "--tls-key"), tls_ca, tls_cert, tls_key)
     from distributed.security import Security
 
     return Security(tls_ca_file=tls_ca, tls_client_cert=tls_cert, tls_client_key=tls_key,
@@ -406,8 +435,9 @@ def security_from_tls(tls: TLSConfig | None, *, role: Literal["client", "all"] =
     """A Security from ``compute.cluster.tls``: the client's, or every role's (``"all"``)."""
     if tls is None:
         return None
-    _check_files(zip(("compute.cluster.tls.ca_file", "compute.cluster.tls.cert",
-                      "compute.cluster.tls.key"), (tls.ca_file, tls.cert, tls.key)))
+    names = ("compute.cluster.tls.ca_file", "compute.cluster.tls.cert", "compute.cluster.tls.key")
+    _check_files(zip(names, (tls.ca_file, tls.cert, tls.key)))
+    _check_pem(names, tls.ca_file, tls.cert, tls.key)
     if role == "all":
         return _full_security(tls.ca_file, tls.cert, tls.key, tls.require_encryption)
     return security_from(tls.ca_file, tls.cert, tls.key, require_encryption=tls.require_encryption)
@@ -895,6 +925,46 @@ def check_local_workers(n_workers: int | None) -> None:
                          f"cores: at most {limit} here; for more, run them on a cluster (compute.cluster)")
 
 
+def _check_listen(key: str, host: str, port: int = 0) -> None:
+    """A usage error naming ``key`` when this machine cannot listen on ``host`` (a name that
+    does not resolve, an address of no interface here, an IPv6 address without brackets)."""
+    import socket
+
+    if host.count(":") > 1 and not host.startswith("["):
+        raise UsageError(f"{key}: {host!r}: write an IPv6 address in brackets, e.g. [{host}]")
+    bare = host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bare or None, port,
+                                                             type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"{key}: {host!r} does not resolve on this machine "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:  # Dask takes another port for a busy one
+                return
+            raise UsageError(f"{key}: cannot listen on {host} here ({exc.strerror or exc})") from None
+
+
+def check_local_addresses(cluster: ClusterConfig) -> None:
+    """A usage error naming the key when a local cluster could not listen where it is told to
+    (``host``, ``dashboard_address``): Dask would fail only as the cluster starts, after the
+    run folder exists."""
+    _check_listen("compute.cluster.host", cluster.host)
+    if cluster.dashboard_address:
+        from distributed.comm.addressing import parse_host_port
+
+        text = cluster.dashboard_address
+        try:
+            host, port = parse_host_port(text)
+        except ValueError:
+            raise UsageError(f"compute.cluster.dashboard_address: {text!r}: give host:port "
+                             "(e.g. 127.0.0.1:8787, or :0 for any free port)") from None
+        _check_listen("compute.cluster.dashboard_address", host, port)
+
+
 def check_client_settings(cluster=None, *, n_workers: int | None = None, scheduler: str | None = None,
                           security=None, reach: bool = False) -> None:
     """What :func:`open_client` would refuse that can be told before the command writes its
@@ -902,6 +972,8 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
     ``sbatch``, a Kubernetes cluster with TLS or without credentials, and (``reach``) a
     scheduler address where no Dask scheduler answers."""
     cluster, address = _cluster_and_address(cluster, scheduler)
+    if not address and cluster.kind == "kubernetes":  # refuses TLS whatever its files hold
+        _check_kubernetes(cluster, security)
     if cluster.tls is not None:  # its files, named by key (a local cluster read them only once
         security_from_tls(cluster.tls)  # it started, after the plan had made the run folder)
     if address:
@@ -918,6 +990,7 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
             reach_scheduler(address, security)
     elif cluster.kind == "local":
         check_local_workers(n_workers)
+        check_local_addresses(cluster)
     elif cluster.kind == "slurm":
         import shutil
 
@@ -927,8 +1000,6 @@ def check_client_settings(cluster=None, *, n_workers: int | None = None, schedul
         if shutil.which("sbatch") is None:  # dask-jobqueue would wait for workers for ever
             raise UsageError("compute.cluster.kind: slurm, but sbatch is not on this machine's PATH "
                              "(run the command on a SLURM login node)")
-    elif cluster.kind == "kubernetes":
-        _check_kubernetes(cluster, security)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,9 @@ from cluster_helpers import (
 
 from jobs.cluster import (
     ClusterConfig,
+    TLSConfig,
+    check_client_settings,
+    check_local_addresses,
     gpu_available,
     open_client,
     security_from,
@@ -338,6 +341,7 @@ def _parse(cluster: dict):
     ({"kind": "address"}, "compute.cluster.address: kind 'address' needs the scheduler address"),
     ({"kind": "address", "address": "10.0.0.5:8786"}, "compute.cluster.address: '10.0.0.5:8786': give the protocol"),
     ({"worker_lifetime": "soon"}, "compute.cluster.worker_lifetime: not a duration"),
+    ({"worker_lifetime": "1s"}, "compute.cluster.worker_lifetime: '1s': workers would restart before"),
     ({"memory_limit": "lots"}, "compute.cluster.memory_limit: not a memory size"),
     ({"memory_limit": "1kB"}, "compute.cluster.memory_limit: '1kB' is too little for a worker"),
     ({"tls": {"ca_file": "ca.pem"}}, "compute.cluster.tls.cert: Field required"),
@@ -708,3 +712,54 @@ def test_missing_tls_files_are_refused_before_the_run_folder_exists(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "compute.cluster.tls.ca_file: no such file" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"host": "nosuch.invalid"}, "compute.cluster.host: 'nosuch.invalid' does not resolve"),
+    ({"host": "::1"}, "compute.cluster.host: '::1': write an IPv6 address in brackets"),
+    ({"host": "192.0.2.1"}, "compute.cluster.host: cannot listen on 192.0.2.1 here"),
+    ({"dashboard_address": "dashboard"}, "compute.cluster.dashboard_address: 'dashboard': give host:port"),
+    ({"dashboard_address": "192.0.2.1:0"}, "compute.cluster.dashboard_address: cannot listen on 192.0.2.1"),
+])
+def test_local_addresses_that_cannot_listen_are_refused_before_the_run_folder_exists(tmp_path, setting,
+                                                                                        message):
+    """The local cluster failed to start only after the plan had made the run folder, with
+    'Scheduler failed to start.' or '[Errno -2] Name or service not known' for any key."""
+    from test_extract_support import run_cli, write_config
+
+    cfg = write_config(tmp_path / "job.yaml", input=REPO / "data" / "samples", out=tmp_path / "out",
+                       compute={"workers": 1, "cluster": setting})
+    done = run_cli("extract", cfg)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_addresses_that_listen_pass():
+    for setting in ({}, {"host": "localhost"}, {"host": "[::1]"} if _has_ipv6() else {},
+                    {"dashboard_address": ":0"}, {"dashboard_address": None}):
+        check_local_addresses(ClusterConfig(**setting))
+
+
+def _has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_tls_files_that_are_not_pem_are_refused_by_key(tmp_path):
+    """Dask read them only as the cluster started (after the run folder existed), with an
+    ssl error naming no file."""
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("not a certificate")
+    files = [str(tmp_path / n) for n in ("ca.pem", "c.pem", "k.pem")]
+    with pytest.raises(UsageError, match=r"^--tls-ca: .*ca.pem: not a PEM CA certificate"):
+        security_from(*files)
+    tls = TLSConfig(ca_file=files[0], cert=files[1], key=files[2])
+    with pytest.raises(UsageError, match=r"^compute.cluster.tls.ca_file: .*not a PEM CA"):
+        check_client_settings(ClusterConfig(tls=tls))

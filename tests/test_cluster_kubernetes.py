@@ -442,7 +442,7 @@ def test_an_existing_cluster_is_left_alone_by_the_real_kubecluster(monkeypatch, 
 def test_kubernetes_refusals_come_before_the_output(kube, monkeypatch, tmp_path):
     """No credentials, or TLS: one line, exit status 2, and nothing written (the run used to
     write its plan, then end in a traceback and 'Exception ignored in atexit callback')."""
-    from jobs.cluster import check_client_settings, security_from
+    from jobs.cluster import check_client_settings
     from jobs.errors import UsageError
     from jobs.extract import run_extract
 
@@ -462,7 +462,10 @@ def test_kubernetes_refusals_come_before_the_output(kube, monkeypatch, tmp_path)
     for name in ("ca.pem", "node.pem", "node.key"):
         (tmp_path / name).write_text("x")
     files = [str(tmp_path / n) for n in ("ca.pem", "node.pem", "node.key")]
-    security = security_from(*files)
+    from distributed.security import Security  # (security_from would refuse files that are not PEM)
+
+    security = Security(tls_ca_file=files[0], tls_client_cert=files[1], tls_client_key=files[2],
+                        require_encryption=True)
     with pytest.raises(UsageError, match=r"^--tls-ca/--tls-cert/--tls-key: TLS is not supported"):
         run_extract(cfg, security=security)
     assert not out.exists()

@@ -340,3 +340,13 @@ def test_certificates_with_a_tcp_address_say_the_address_needs_tls(tls_scheduler
     assert f"scheduler {address}: TLS certificates given, so the address must start with tls://" \
         in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_certificate_with_another_certificates_key_is_refused_by_flag(pki):
+    """The CA loads, the certificate and key do not match: said before any cluster starts."""
+    from jobs.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^--tls-cert, --tls-key: .*not a PEM certificate and its "
+                                         r"private key"):
+        security_from(pki["ca"], pki["client"][0], pki["worker"][1])
+    assert security_from(pki["ca"], *pki["client"]) is not None
