@@ -299,16 +299,11 @@ class _Walker:
             self._fail(url, exc)
 
     def add(self, entry: str, *, base: str | None = None, top_level: bool, depth: int = 0):
-        if entry.startswith("file://"):
-            entry = entry[len("file://"):]
-            if "%" in entry and not os.path.lexists(entry):  # a file URI's escapes (Path.as_uri())
-                from urllib.parse import unquote
-
-                entry = unquote(entry)
-        if _is_url(entry):
+        local = _local_entry(entry)  # (a file URI's escapes undone: Path.as_uri())
+        if local is None:
             self.add_url(entry, top_level=top_level)
             return
-        entry = os.path.expanduser(entry)
+        entry = local
         if base is not None and not os.path.isabs(entry):
             entry = os.path.join(base, entry)
         if _is_glob(entry) and not os.path.exists(entry):
@@ -331,6 +326,39 @@ def folder_entries(root: str) -> tuple[list[str], list[str]]:
     walker = _Walker(audio_extensions())
     walker.walk_folder(root)
     return sorted({**walker.found, **walker.failures}), walker.skipped
+
+
+def _local_entry(entry: str) -> str | None:
+    """A top-level input as a local path (a file URI's escapes undone, ``~`` expanded), or None
+    for a URL."""
+    if entry.startswith("file://"):
+        entry = entry[len("file://"):]
+        if "%" in entry and not os.path.lexists(entry):
+            from urllib.parse import unquote
+
+            entry = unquote(entry)
+    if _is_url(entry):
+        return None
+    return os.path.expanduser(entry)
+
+
+def check_inputs(inputs: str | list[str] | None) -> None:
+    """The usage error :func:`discover` would give for a local input that does not exist or a
+    pattern that matches nothing, told at once (a job checks its inputs before it makes its run
+    folder; a URL is listed only when the job discovers its inputs)."""
+    if inputs is None or inputs == []:
+        raise UsageError("input: no input given (set `input:` in the config or pass --input)")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    for raw in inputs:
+        entry = _local_entry(os.fspath(raw))
+        if entry is None or os.path.lexists(entry):
+            continue
+        if _is_glob(entry):
+            if next(glob.iglob(entry, recursive=True), None) is None:
+                raise UsageError(f"input: the pattern {entry} matches nothing")
+        else:
+            raise UsageError(f"input: no such file or folder: {os.path.abspath(entry)}")
 
 
 def discover(inputs: str | list[str] | None) -> Discovery:

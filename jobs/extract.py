@@ -1740,7 +1740,9 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
                          "cluster's worker processes do not share; use --scheduler with an "
                          "in-process cluster (LocalCluster(processes=False)), or another URL")
     from jobs.cluster import check_client_settings
+    from jobs.discover import check_inputs
 
+    check_inputs(cfg.input)  # (before the run folder: a typo left .lock and an empty store)
     # what the cluster would refuse, told before the output is touched (a bad address, too
     # many local workers: a store planned for nothing would then refuse the corrected command)
     check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler,

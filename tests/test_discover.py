@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jobs.discover import discover
+from jobs.discover import check_inputs, discover
 from jobs.errors import UsageError
 
 
@@ -92,6 +92,18 @@ def test_missing_top_level_input_is_a_usage_error(tmp_path):
         discover(str(tmp_path / "*.wav"))
     with pytest.raises(UsageError, match="input"):
         discover([])
+
+
+def test_check_inputs_refuses_what_discover_would_without_walking(tmp_path):
+    for bad, message in ((str(tmp_path / "nowhere"), "no such file or folder"),
+                         (str(tmp_path / "*.wav"), "matches nothing"),
+                         (f"file://{tmp_path}/nowhere", "no such file or folder"), ([], "no input")):
+        with pytest.raises(UsageError, match=message):
+            check_inputs(bad)
+        with pytest.raises(UsageError, match=message):
+            discover(bad)
+    (tmp_path / "a.wav").write_bytes(b"")
+    check_inputs([str(tmp_path), str(tmp_path / "*.wav"), tmp_path.as_uri(), "s3://bucket/x"])
 
 
 def test_fsspec_urls(tree):

@@ -226,6 +226,11 @@ def test_bad_config_exits_2_and_names_the_key(tmp_path):
     missing.write_text(f"input: {tmp_path / 'nowhere'}\nout: {tmp_path / 'o'}\n")
     result = run_cli("extract", missing)
     assert result.returncode == 2 and "no such file or folder" in result.stderr
+    assert not (tmp_path / "o").exists()  # (it made the run folder, .lock and an empty store)
+    missing.write_text(f"input: {tmp_path / '*.wav'}\nout: {tmp_path / 'o'}\n")
+    result = run_cli("extract", missing)
+    assert result.returncode == 2 and "matches nothing" in result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_output_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
@@ -249,7 +254,7 @@ def test_a_second_job_on_the_same_folder_stops_at_once(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    cfg = write_config(tmp_path / "job.yaml", input="../data/samples", out=out)
+    cfg = write_config(tmp_path / "job.yaml", input=REPO / "data" / "samples", out=out)
     with open(out / ".lock", "a+") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = run_cli("extract", cfg)
