@@ -73,7 +73,7 @@ def main(args) -> int:
     from jobs.config import STAGES, load_config
 
     cfg = load_config(args.config)
-    if args.stages:
+    if args.stages is not None:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
         unknown = [s for s in stages if s not in STAGES]
         if unknown:

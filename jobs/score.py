@@ -51,6 +51,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("no run directory: give --out DIR or `out:` in the config")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers: must be at least 1")
+    if args.model is not None and not args.model.strip():  # (it fell back to score.model)
+        raise UsageError("--model: an empty path (an unset variable?); name the model folder")
     if config.score is not None and config.score.model and not os.path.isabs(config.score.model):
         # like every path in a config file: relative to the config file's folder
         config.score.model = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.config)),
@@ -488,7 +490,13 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
         store = open_run(out_dir)
 
     # check
-    meta = read_model_meta(model_folder)
+    try:
+        meta = read_model_meta(model_folder)
+    except UsageError as exc:  # named by where the folder came from
+        source = "--model" if model_dir else "score.model" if score_cfg.model else None
+        if source is None:
+            raise
+        raise UsageError(f"{source}: {exc}") from None
     check_compatible(meta, store)
     seg_meta = meta["segments"]
     asked = getattr(config, "segments", None)

@@ -288,6 +288,8 @@ def test_run_takes_each_stage_once_in_the_pipeline_s_order(tmp_path, monkeypatch
     assert pipeline.main(args) == 0 and ran == expected
     with pytest.raises(UsageError, match="no stage named"):
         pipeline.main(argparse.Namespace(config=str(config), stages=","))
+    with pytest.raises(UsageError, match="no stage named"):  # (it ran the config's stages)
+        pipeline.main(argparse.Namespace(config=str(config), stages=""))
     with pytest.raises(UsageError, match="stages"):
         parse_config({"stages": []})
 

@@ -165,7 +165,14 @@ def test_missing_model_is_a_usage_error(tmp_path_factory, tmp_path, capsys):
     config = write_config(tmp_path / "job.yaml")
     code = cli_main(["score", str(config), "--out", str(extracted_run(tmp_path_factory)),
                      "--model", str(tmp_path / "nope")])
-    assert code == 2 and "run `audiofeat train` first" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--model: no trained model in" in err and "run `audiofeat train` first" in err
+    in_config = write_config(tmp_path / "named.yaml", score={"model": "nope"})
+    code = cli_main(["score", str(in_config), "--out", str(extracted_run(tmp_path_factory))])
+    assert code == 2 and "score.model: no trained model in" in capsys.readouterr().err
+    # an empty --model (an unset variable) fell back to score.model or the run's model
+    code = cli_main(["score", str(in_config), "--out", str(extracted_run(tmp_path_factory)), "--model", ""])
+    assert code == 2 and "--model: an empty path" in capsys.readouterr().err
 
 
 def test_cnn_model_scores_through_onnxruntime(scored, tmp_path):
