@@ -326,6 +326,14 @@ def _stft_parameters(n_fft, hop_length, win_length):
     return int(n_fft), int(hop_length), int(win_length)
 
 
+def check_stft_arguments(*, n_fft, hop_length=None, win_length=None, center=True,
+                         pad_mode="constant") -> None:
+    """The :class:`ParameterError` :func:`stft` would raise for its framing arguments, raised
+    before any work (a mel spectrogram builds its filterbank first, with librosa's warnings)."""
+    _stft_parameters(n_fft, hop_length, win_length)
+    _check_stft_pad_mode(center, pad_mode)
+
+
 _FFT_PRECISIONS = ("auto", "double", "single")
 _FFT_PRECISION = {"value": "auto"}
 _THREAD_PRECISION = threading.local()  # fft_precision(): one thread's setting, over the process's

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._backend import as_float_array, like, namespace, namespace_dtype, spectrogram_array, warn_user
 from .exceptions import ParameterError
-from .framing import fft_precision, get_fft_precision, map_stft
+from .framing import check_stft_arguments, fft_precision, get_fft_precision, map_stft
 
 __all__ = [
     "power_to_db", "amplitude_to_db", "db_to_power", "mel_filters", "melspectrogram", "mfcc",
@@ -631,6 +631,8 @@ def melspectrogram(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048, hop_
             raise ParameterError("melspectrogram needs y or S")
         xp = namespace(y)
         y = as_float_array(y, xp)
+        check_stft_arguments(n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                             center=center, pad_mode=pad_mode)  # (before the filterbank's warnings)
         project = _mel_projector(y, xp, sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                                  htk=htk, norm=norm)
         basis = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,

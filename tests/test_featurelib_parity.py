@@ -550,3 +550,17 @@ def test_keyword_edges_from_a_review():
         F.stft(y, n_fft=256, out=np.zeros((129, 10_000), np.float32))
     assert F.istft(np.zeros((129, 0), np.complex64), length=100).shape == (100,)  # librosa: zeros
     assert F.frame(strict.asarray(np.ones((2, 20))), frame_length=4, hop_length=2, axis=1).shape == (2, 4, 9)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"hop_length": 0}, "hop_length=0"), ({"win_length": 32}, "win_length=32"),
+    ({"pad_mode": "wrap"}, "pad_mode='wrap'")])
+def test_melspectrogram_refuses_stft_arguments_before_the_filterbank_warns(bad, message):
+    """An n_fft too small for its mels warned 'Empty filters' before the STFT's refusal."""
+    y = np.zeros(1000, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ParameterError, match=message):
+            F.melspectrogram(y=y, sr=8000, n_fft=16, n_mels=40, **bad)
+        with pytest.raises(ParameterError, match=message):
+            F.mfcc(y=y, sr=8000, n_fft=16, n_mels=40, **bad)
