@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -189,6 +190,48 @@ def test_a_padded_patch_does_not_depend_on_loudness(scale):
     np.testing.assert_allclose(scaled[0], scaled[1], atol=1e-5)
     assert np.all(scaled[0][..., 60:] == 0.0)  # the padding reads as the floor
     assert scaled[0][..., :60].max() == pytest.approx(1.0)  # the peak is a real frame's
+
+
+def test_a_patch_standardised_per_patch_leaves_its_padding_out(tmp_path):
+    """An MFCC patch (scale "linear") was padded with 0.0 and standardised with its zeros: c0,
+    hundreds under 0 and moving with the level, shifted every real frame of a padded segment
+    with the recording's level and with how much of it was padding. The real frames of a
+    padded patch now scale as the same frames alone do, the padding reads as 0, and so in the
+    exported ONNX graph."""
+    pytest.importorskip("torch")
+    import torch
+
+    from jobs.models.cnn import CnnSettings, _modules
+    from jobs.models.inputs import build_inputs, patch_pad_value
+    from jobs.segments import FrameBlock
+
+    rng = np.random.default_rng(1)
+    mfcc = rng.normal(0, 20, (60, 20)).astype(np.float32)
+    mfcc[:, 0] -= 400  # c0 of a quiet recording
+    spec = {"kind": "patch", "feature": "mfcc", "dim": 20, "length_frames": 100, "scale": "linear",
+            "pad_value": patch_pad_value("linear")}
+    DigitCnn, _ = _modules(CnnSettings(n_mels=20, length_frames=100, n_classes=2, scale="linear"))
+    log_scale = DigitCnn().log_scale
+    padded = build_inputs(FrameBlock(0, {"mfcc": mfcc}), pd.DataFrame({"row_start": [0], "n_valid": [60]}),
+                          spec)
+    alone = np.ascontiguousarray(mfcc.T[None, None])  # (1, 1, 20, 60): the real frames only
+    with torch.no_grad():
+        scaled_padded = log_scale(torch.from_numpy(padded)).numpy()
+        scaled_alone = log_scale(torch.from_numpy(alone)).numpy()
+    np.testing.assert_allclose(scaled_padded[..., :60], scaled_alone, atol=1e-5)
+    assert np.all(scaled_padded[..., 60:] == 0.0)
+    assert abs(scaled_alone.mean()) < 1e-5 and abs(scaled_alone.std() - 1) < 1e-3
+
+    # the same through ONNX (torch.where and the masked sums export)
+    import onnxruntime
+
+    path = tmp_path / "scale.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
+        torch.onnx.export(log_scale, torch.from_numpy(padded), str(path), input_names=["x"],
+                          output_names=["y"], dynamo=False, opset_version=17)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": padded})[0], scaled_padded, atol=1e-5)
 
 
 def test_auto_takes_the_cnn_when_torch_is_installed(tmp_path_factory, capsys):

@@ -8,7 +8,9 @@ as the floor: ``jobs.models.inputs.patch_pad_value``) and returns class probabil
 
 Log scaling (inside the graph): power -> dB, floored 80 dB below the segment's peak, then mapped
 to [0, 1] relative to that peak, so the model does not depend on loudness and padding reads as
-the floor (0): zeros for a power, a value far under any decibel for a mel stored in dB.
+the floor (0): zeros for a power, a value far under any decibel for a mel stored in dB. Other
+features (MFCC) are standardised per patch over its real frames; their padding, a marker far
+under any value, reads as 0.
 SpecAugment (training only): one frequency band and one time span per patch are set to the
 floor.
 """
@@ -21,6 +23,8 @@ import sys
 import time
 
 import numpy as np
+
+from jobs.models.inputs import LINEAR_PAD_BELOW
 
 __all__ = ["torch_available", "CnnSettings", "train_cnn", "export_cnn", "predict_torch"]
 
@@ -88,10 +92,15 @@ def _modules(settings: CnnSettings):
             self.linear = scale == "linear"
 
         def forward(self, x):
-            if self.linear:
-                mean = torch.mean(x, dim=(2, 3), keepdim=True)
-                var = torch.mean((x - mean) ** 2, dim=(2, 3), keepdim=True)
-                return (x - mean) / torch.sqrt(var + 1e-6)
+            if self.linear:  # over the real frames only: padding (LINEAR_PATCH_PAD) reads as 0
+                real = x > LINEAR_PAD_BELOW
+                weight = real.to(x.dtype)
+                count = torch.clamp(torch.sum(weight, dim=(2, 3), keepdim=True), min=1.0)
+                kept = torch.where(real, x, torch.zeros_like(x))
+                mean = torch.sum(kept, dim=(2, 3), keepdim=True) / count
+                centred = torch.where(real, x - mean, torch.zeros_like(x))
+                var = torch.sum(centred * centred, dim=(2, 3), keepdim=True) / count
+                return centred / torch.sqrt(var + 1e-6)
             db = 10.0 * torch.log10(torch.clamp(x, min=POWER_FLOOR)) if self.from_power else x
             peak = torch.amax(db, dim=(2, 3), keepdim=True)
             db = torch.maximum(db, peak - TOP_DB)

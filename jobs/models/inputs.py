@@ -18,7 +18,8 @@ import numpy as np
 
 from jobs.segments import FrameBlock, patches_from_block
 
-__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "INPUTS_VERSION", "DB_PATCH_PAD", "stored_in_db", "cnn_scale",
+__all__ = ["LOG_FEATURES", "DELTA_FEATURES", "INPUTS_VERSION", "DB_PATCH_PAD", "LINEAR_PATCH_PAD",
+           "LINEAR_PAD_BELOW", "stored_in_db", "cnn_scale",
            "patch_pad_value", "statistics_input_spec", "segment_statistics", "build_inputs"]
 
 # features whose values are powers/amplitudes: their statistics are taken on log10(x + floor)
@@ -29,14 +30,24 @@ LOG_FLOOR = 1e-10
 # how model inputs are built from stored frames; part of a model's training fingerprint, so that
 # a model made by an older version is trained again (2: features stored in dB are not logged again;
 # 3: a CNN patch of a feature stored in dB is padded far under its floor, not with 0 dB, and the
-# CNN takes powers down to -300 dB, not -100: padding reads as the floor at any recording level)
-INPUTS_VERSION = 3
+# CNN takes powers down to -300 dB, not -100: padding reads as the floor at any recording level;
+# 4: a CNN patch standardised per patch (MFCC and the like) is padded with a marker its scaling
+# leaves out of the mean and variance, not with 0.0, a value that moved every real frame of a
+# padded patch with the recording's level)
+INPUTS_VERSION = 4
 # what pads a CNN patch of a feature stored in dB after its real frames: far under any stored
 # decibel (power_to_db's amin puts them at -100 dB or more), so that the CNN's log scaling, which
 # floors each patch 80 dB under its peak, reads the padding as that floor, as it reads a power
 # patch's zeros; 0.0 was 0 dB, a loud block (or the peak of a quiet clip), so a padded segment's
 # probabilities moved with the recording's level (siren 0.93 at 0 dB, 0.47 at -30 dB)
 DB_PATCH_PAD = -1.0e4
+# what pads a CNN patch standardised per patch ("linear": MFCC, spectral shape) after its real
+# frames: a marker under LINEAR_PAD_BELOW, which the CNN's scaling leaves out of the patch's mean
+# and variance and sets to 0 (the mean). Padded with 0.0, the zeros counted in the mean and
+# variance: an MFCC's c0 (hundreds under 0, and moving with the level) made every real frame of a
+# padded segment depend on the recording's level and on how much of the segment was padding
+LINEAR_PATCH_PAD = -1.0e30
+LINEAR_PAD_BELOW = -1.0e29
 # features whose frame-to-frame change is informative (cepstra)
 DELTA_FEATURES = frozenset({"mfcc"})
 
@@ -59,9 +70,12 @@ def cnn_scale(name: str, kwargs: dict | None) -> str:
 
 def patch_pad_value(scale: str) -> float:
     """What pads a CNN patch of scale ``scale`` (:func:`cnn_scale`) after its real frames: a
-    value its log scaling reads as the floor (:data:`DB_PATCH_PAD` in dB, 0 for a power), or 0
-    for a feature standardised per patch."""
-    return DB_PATCH_PAD if scale == "db" else 0.0
+    value its log scaling reads as the floor (:data:`DB_PATCH_PAD` in dB, 0 for a power), or
+    for a feature standardised per patch a marker its scaling leaves out
+    (:data:`LINEAR_PATCH_PAD`)."""
+    if scale == "db":
+        return DB_PATCH_PAD
+    return LINEAR_PATCH_PAD if scale == "linear" else 0.0
 
 
 def statistics_input_spec(features: list[str], dims: dict[str, int], n_parts: int = 3,
