@@ -147,22 +147,22 @@ def labels_csv_sha256(config) -> str | None:
 def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise UsageError(f"labels CSV not found: {csv_path}")
+        raise UsageError(f"labels.csv: no such file: {csv_path}")
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"labels CSV {csv_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise UsageError(f"labels.csv: {csv_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except pd.errors.EmptyDataError:
-        raise UsageError(f"labels CSV {csv_path} is empty (it needs columns path,label)") from None
+        raise UsageError(f"labels.csv: {csv_path} is empty (it needs columns path,label)") from None
     except pd.errors.ParserError as exc:
-        raise UsageError(f"labels CSV {csv_path}: {' '.join(str(exc).split())}") from None
+        raise UsageError(f"labels.csv: {csv_path}: {' '.join(str(exc).split())}") from None
     missing = {"path", "label"} - set(table.columns)
     if missing:
-        raise UsageError(f"labels CSV {csv_path} needs columns path,label (missing: {sorted(missing)}; "
+        raise UsageError(f"labels.csv: {csv_path} needs columns path,label (missing: {sorted(missing)}; "
                          f"found: {', '.join(map(repr, table.columns))})")
     if table["path"].duplicated().any():
         dup = table.loc[table["path"].duplicated(), "path"].iloc[0]
-        raise UsageError(f"labels CSV {csv_path} lists {dup!r} more than once")
+        raise UsageError(f"labels.csv: {csv_path} lists {dup!r} more than once")
     base = csv_path.resolve().parent
     extra = [c for c in table.columns if c != "path"]
     by_abs = {}
@@ -170,7 +170,7 @@ def labels_from_csv(paths: pd.Series, csv_path: str | Path) -> pd.DataFrame:
         q = Path(_csv_path(p))
         resolved = _nfc(str((q if q.is_absolute() else base / q).resolve()))
         if resolved in by_abs:  # one file under two spellings (relative and absolute, say)
-            raise UsageError(f"labels CSV {csv_path} lists {resolved} more than once "
+            raise UsageError(f"labels.csv: {csv_path} lists {resolved} more than once "
                              f"(as {table['path'].iloc[by_abs[resolved]]!r} and {p!r})")
         by_abs[resolved] = i
     resolved_paths = [_nfc(str(Path(p).resolve())) for p in paths]

@@ -98,12 +98,12 @@ def test_csv_empty_label_is_unlabelled(tmp_path):
 def test_bad_csv_is_a_usage_error(tmp_path, content, message):
     csv = tmp_path / "labels.csv"
     csv.write_text(content)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=f"^labels.csv: .*{message}"):  # (named by its key)
         assign_labels(_files([tmp_path / "a.wav"]), LabelsConfig(source="csv", csv=str(csv)))
 
 
 def test_missing_csv_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(UsageError, match="^labels.csv: no such file: "):
         assign_labels(_files([tmp_path / "a.wav"]), LabelsConfig(source="csv", csv=str(tmp_path / "none.csv")))
 
 
