@@ -99,7 +99,35 @@ def open_quietly(source, name, *, frames: int | None = None):
             from .wav import past_4gib
 
             handle = past_4gib(handle, source, open_file)  # a file over 4 GiB read whole
+        elif handle.format == "OGG":
+            ended_early(handle, source)
     return handle, named or handle.format == "MP3"
+
+
+def ended_early(handle, source) -> None:
+    """Set ``handle.frames`` of a local Ogg file whose stream ends (its end-of-stream page)
+    before its last page to what decodes.
+
+    Some writers append pages to a stream after its end-of-stream page (a game's music, for
+    one): libsndfile takes the length from the last page's granule position, but libvorbis and
+    libopus stop at the end of the stream, as every player does, and so does ``librosa.load``.
+    The file decodes whole to that end; its header's length was refused as a cut."""
+    if not isinstance(source, (str, bytes, os.PathLike)) or not os.path.isfile(source):
+        return
+    from .io import _ogg_stream_end
+
+    try:
+        with open(source, "rb") as data:
+            end = _ogg_stream_end(data)
+    except OSError:
+        return
+    if end is None:
+        return
+    eos_granule, last_granule = end
+    frames = int(handle.frames) - (last_granule - eos_granule)
+    if 0 < frames < int(handle.frames):
+        handle.exact_frames = frames
+        handle.length_exact = True
 
 
 def _libsndfile_error():

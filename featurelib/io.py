@@ -926,6 +926,69 @@ def _ogg_ends_open(source) -> bool | None:
         return None
 
 
+def _ogg_tail_pages(tail: bytes) -> list[tuple[int, int, int, int]]:
+    """The whole Ogg pages in ``tail`` (a file's last bytes) that follow one another to its
+    end, as ``(header_type, granule, serial, end)``; those before a byte that is no page's (a
+    page cut by the window's start) are left out. Each page's checksum is checked, so a stray
+    "OggS" inside a page body is not taken for one."""
+    pages = []
+    at = tail.find(b"OggS")
+    while at >= 0:
+        end = _whole_ogg_page_end(tail, at)
+        if end is None:
+            at = tail.find(b"OggS", at + 1)
+            pages = []
+            continue
+        header_type, granule, serial = tail[at + 5], *struct.unpack_from("<qI", tail, at + 6)
+        pages.append((header_type, granule, serial, end))
+        if end == len(tail):
+            return pages
+        if tail[end:end + 4] != b"OggS":  # not a page after it: start again at the next one
+            pages = []
+            at = tail.find(b"OggS", end)
+        else:
+            at = end
+    return pages
+
+
+def _whole_ogg_page_end(data: bytes, at: int) -> int | None:
+    """Where the Ogg page at ``at`` of ``data`` ends, when it lies whole in ``data`` and its
+    checksum holds; else None."""
+    if at + 27 > len(data) or data[at + 4] != 0:
+        return None
+    body = at + 27 + data[at + 26]
+    if body > len(data):
+        return None
+    end = body + sum(data[at + 27:body])
+    if end > len(data):
+        return None
+    stored = struct.unpack_from("<I", data, at + 22)[0]
+    if _ogg_page_crc(data[at:at + 22] + b"\0\0\0\0" + data[at + 26:end]) != stored:
+        return None
+    return end
+
+
+def _ogg_stream_end(handle) -> tuple[int, int] | None:
+    """``(granule at the end-of-stream page, granule of the last page)`` of an Ogg file (a
+    seekable binary file) whose last stream's pages go on after its end-of-stream page; None for
+    any other file (the usual one ends at its last page). Reads the file's last 16 KiB, and up
+    to 1 MiB while every page there is past the end."""
+    size = handle.seek(0, os.SEEK_END)
+    for want in (16384, 2 * _OGG_MAX_PAGE, 1 << 20):
+        handle.seek(max(0, size - want))
+        pages = _ogg_tail_pages(handle.read(want))
+        if not pages or pages[-1][3] != min(want, size) or not pages[-1][0] & 0x04:
+            return None  # no pages to its end, or the last one is no end of stream
+        serial = pages[-1][2]
+        ours = [page for page in pages if page[2] == serial]
+        first_end = next(i for i, page in enumerate(ours) if page[0] & 0x04)
+        if first_end > 0 or want >= size:  # a page before the end is in view: it is the first
+            if first_end == len(ours) - 1:
+                return None
+            return ours[first_end][1], ours[-1][1]
+    return None
+
+
 def _ogg_cut_reason(handle, log: str | None = None) -> str | None:
     """Why an Ogg stream is cut short: its last page lacks the end-of-stream flag (a download
     or copy that stopped). libsndfile then takes the length from that page's position and

@@ -811,3 +811,54 @@ def test_load_and_extract_agree_on_files_cut_short_and_damaged_float_samples(tmp
             with pytest.raises(featurelib.AudioDecodeError) as caught:
                 featurelib.load(str(corpus / name))
             assert messages[name] == caught.value.reason
+
+
+def _pages_after_the_end(data: bytes, extra: int = 6, step: int = 1024) -> bytes:
+    """``data`` (one Ogg stream) with ``extra`` pages of its stream appended after its
+    end-of-stream page, each flagged end-of-stream and ``step`` granules further on: what a
+    game's music files hold (Wesnoth's northerners.ogg: 8 such pages, 5,806 frames past the
+    end libvorbis decodes to)."""
+    import struct
+
+    from featurelib.io import _ogg_page_crc
+
+    last = _ogg_pages(data)[-1]
+    page = bytearray(data[last:])
+    granule, seq = struct.unpack_from("<q", page, 6)[0], struct.unpack_from("<I", page, 18)[0]
+    out = bytearray(data)
+    for n in range(1, extra + 1):
+        page[5] = 0x04
+        struct.pack_into("<q", page, 6, granule + n * step)
+        struct.pack_into("<I", page, 18, seq + n)
+        struct.pack_into("<I", page, 22, 0)
+        struct.pack_into("<I", page, 22, _ogg_page_crc(bytes(page)))
+        out += page
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("subtype", "sr"), [("VORBIS", 44100), ("OPUS", 48000)])
+def test_an_ogg_stream_with_pages_after_its_end_decodes_to_its_end(tmp_path, subtype, sr):
+    """libsndfile took the length from the last page, past the end-of-stream page where the
+    decoders stop: every reader refused such a file as truncated, which librosa.load reads (to
+    that end, as players do). Its length is now what decodes, as librosa's."""
+    import librosa
+
+    import featurelib
+    from jobs.cli import main as cli_main
+
+    whole = tmp_path / "whole.ogg"
+    _write_ogg_in_blocks(whole, _noise_tone(2.0, sr), sr, subtype)
+    longer = tmp_path / "longer.ogg"
+    longer.write_bytes(_pages_after_the_end(whole.read_bytes()))
+    assert sf.info(str(longer)).frames == sf.info(str(whole)).frames + 6 * 1024  # (libsndfile's)
+    y, _ = featurelib.load(str(longer), sr=None)
+    reference, _ = librosa.load(str(longer), sr=None)
+    np.testing.assert_array_equal(y, reference)
+    assert featurelib.info(str(longer)).frames == y.shape[0] == sf.info(str(whole)).frames
+    tail, _ = featurelib.load(str(longer), sr=None, offset=1.5)
+    np.testing.assert_array_equal(tail, librosa.load(str(longer), sr=None, offset=1.5)[0])
+    assert cli_main(["inspect", str(longer)]) == 0
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {longer}\nout: {tmp_path / 'out'}\naudio: {{sr: 16000}}\n"
+                      "features: {rms: {}}\ncompute: {workers: 1}\n")
+    assert cli_main(["extract", str(config)]) == 0
