@@ -582,8 +582,13 @@ def open_instead(source, name, error: BaseException, *, frames: int | None = Non
         return None
     # a container libsndfile knows holding a codec it does not ("Supported file format but
     # unsupported encoding": ALAC or AC-3 in a CAF or WAV that FFmpeg wrote) is FFmpeg's too
+    # (nor one whose 'fmt ' chunk names a codec libsndfile does not know: "Malformed 'fmt '
+    # chunk" for AC-3 or AAC in a WAV)
     unsupported_codec = "unsupported encoding" in str(error).lower()
     if _extension(name) not in AV_EXTENSIONS and av_container_hint(_head(source)) is None \
             and not unsupported_codec:
-        return None
+        from .wav import foreign_codec
+
+        if foreign_codec(source) is None:
+            return None
     return AVFile(source, frames=frames)

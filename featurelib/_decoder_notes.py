@@ -95,6 +95,9 @@ def open_quietly(source, name, *, frames: int | None = None):
                 handle = exact_length(handle, source, open_file)
         elif handle._info.frames >= UNKNOWN_FRAMES:
             handle = counted_stream(handle, source, open_file)
+        elif handle.format == "WAV" and str(handle.subtype).startswith("MPEG_LAYER"):
+            with quiet_decoder_notes(not named):
+                handle = counted_mpeg_in_wav(handle, source, open_file)
         elif handle.format == "WAV":
             from .wav import past_4gib
 
@@ -177,6 +180,38 @@ def counted_stream(handle, source, open_file):
     handle.exact_frames = count
     handle.length_exact = True
     handle.exact_seek = True
+    return handle
+
+
+def counted_mpeg_in_wav(handle, source, open_file):
+    """``handle`` of an MP3 in a WAV wrapper, its ``frames`` counted by one pass of decoding.
+
+    libsndfile takes the count from the WAV's 'fact' chunk, which the writer filled in with its
+    own idea of the length (FFmpeg: 46,877 for 46,080 decoded frames); mpg123 decodes what the
+    frames hold, as librosa.load reads it, and the file was refused as truncated. A source that
+    cannot go back to its start (a pipe) is left as it is."""
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        if not getattr(source, "seekable", lambda: False)():
+            return handle
+    key = _count_key(source)
+    count = _COUNTED.get(key) if key is not None else None
+    if count is None:
+        from .io import _read_blocks
+
+        try:
+            count = sum(block.shape[0] for block in _read_blocks(handle, -1))
+        except Exception:  # noqa: BLE001 - damaged part-way: the caller's read says so
+            count = None
+        finally:
+            handle.close()
+        if key is not None and count is not None:
+            _COUNTED[key] = count
+        if not isinstance(source, (str, bytes, os.PathLike)):
+            source.seek(0)
+        handle = open_file(source)
+    if count is not None:
+        handle.exact_frames = count
+        handle.length_exact = True
     return handle
 
 

@@ -239,6 +239,9 @@ def _not_audio_reason(source, libsndfile_error) -> str:
             if what is not None and libsndfile_text.startswith("decoding failed"):
                 return f"{what} whose {libsndfile_text}"
             return libsndfile_text
+        codec = _wav_codec_reason(source)
+        if codec is not None:
+            return codec
         if what is not None or not_audio_hint(head) is None:
             return (f"not a readable audio file: {what or 'a file'} that FFmpeg cannot decode "
                     f"({libsndfile_text})")
@@ -258,12 +261,29 @@ def _not_audio_reason(source, libsndfile_error) -> str:
         if found is None:
             return ("not a readable audio file: an ID3 tag with no MPEG audio frames after it "
                     "(an empty or damaged MP3)")
+    codec = _wav_codec_reason(source)
+    if codec is not None:
+        return codec
     joined = _joined_riff_at(source, head)
     if joined is not None:
         return (f"not a readable audio file: WAV files joined end to end (another 'RIFF' header "
                 f"starts at byte {joined}, where the first file ends), which libsndfile refuses; "
                 "split it where each 'RIFF' header starts")
     return f"not a readable audio file (libsndfile: {libsndfile_text})"
+
+
+def _wav_codec_reason(source) -> str | None:
+    """Why a RIFF/WAVE file does not decode when its 'fmt ' chunk names a codec libsndfile does
+    not decode and FFmpeg did not either (Ogg Vorbis, AAC, ... in a WAV wrapper), or None."""
+    from .wav import foreign_codec
+
+    found = foreign_codec(source)
+    if found is None:
+        return None
+    tag, codec = found
+    what = f"{codec} audio (WAVE format tag 0x{tag:04X})" if codec else f"audio of WAVE format tag 0x{tag:04X}"
+    return (f"not a readable audio file: a WAV file holding {what}, which neither libsndfile nor "
+            "FFmpeg decodes here; convert it to PCM WAV, FLAC or Ogg")
 
 
 def _joined_riff_at(source, head: bytes) -> int | None:

@@ -17,7 +17,7 @@ import os
 
 from ._views import SplicedFile
 
-__all__ = ["FOUR_GIB", "chunks", "data_chunk", "file_chunks", "past_4gib", "riff_order"]
+__all__ = ["FOUR_GIB", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
 
 FOUR_GIB = 1 << 32
 # libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)
@@ -42,6 +42,47 @@ def chunks(head: bytes, order: str = "little"):
         size = int.from_bytes(head[position + 4:position + 8], order)
         yield head[position:position + 4], position + 8, size
         position += 8 + size + (size & 1)
+
+
+# WAVE format tags libsndfile decodes (PCM, MS ADPCM, float, A-law, mu-law, IMA ADPCM, GSM 6.10,
+# G.721, G.723 (and G.721 ADPCM's older tag), and the extensible header, whose sub-format says
+# more); and what other tags hold, in the words a person searches for
+LIBSNDFILE_TAGS = frozenset({0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040,
+                             0x0064, 0xFFFE})
+_CODECS = {
+    0x0050: "MPEG audio", 0x0055: "MP3", 0x00FF: "AAC", 0x1610: "AAC", 0x706D: "AAC",
+    0x0160: "WMA", 0x0161: "WMA", 0x0162: "WMA Pro", 0x0163: "WMA Lossless", 0x2000: "AC-3",
+    0x2001: "DTS", 0x0092: "AC-3", 0xF1AC: "FLAC", 0x0022: "TrueSpeech", 0x0042: "G.723",
+    0x0045: "G.726", 0x0070: "AMR", 0x0130: "ACELP.net", 0x0270: "ATRAC3",
+    **{tag: "Ogg Vorbis" for tag in (0x674F, 0x6750, 0x6751, 0x676F, 0x6770, 0x6771)},
+}
+
+
+def foreign_codec(source) -> tuple[int, str | None] | None:
+    """``(format tag, codec name or None)`` of a RIFF/WAVE file (a local path or a seekable
+    binary file object) whose 'fmt ' chunk names a codec libsndfile does not decode (MP3, AAC,
+    AC-3, Ogg Vorbis, ... in a WAV wrapper); None for any other file."""
+    try:
+        if isinstance(source, (str, bytes, os.PathLike)):
+            with open(source, "rb") as handle:
+                head = handle.read(1 << 16)
+        else:
+            position = source.tell()
+            source.seek(0)
+            head = bytes(source.read(1 << 16))
+            source.seek(position)
+    except Exception:  # noqa: BLE001 - only a better reason; none is fine
+        return None
+    order = riff_order(head)
+    if order is None:
+        return None
+    for name, body, _ in chunks(head, order):
+        if name == b"fmt ":
+            if body + 2 > len(head):
+                return None
+            tag = int.from_bytes(head[body:body + 2], order)
+            return None if tag in LIBSNDFILE_TAGS else (tag, _CODECS.get(tag))
+    return None
 
 
 def file_chunks(handle, order: str = "little"):

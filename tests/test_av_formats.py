@@ -386,3 +386,48 @@ def test_plot_samples_a_long_ffmpeg_file_in_one_pass(tmp_path):
     from jobs.cli import main as cli_main
 
     assert cli_main(["plot", path, "--kind", "all", "-o", str(tmp_path / "long.png")]) == 0
+
+
+@pytest.mark.skipif(not _encodable("ac3"), reason="no AC-3 encoder in this PyAV")
+def test_ac3_in_wav_is_read_by_ffmpeg_where_libsndfile_calls_its_fmt_chunk_malformed(tmp_path):
+    """libsndfile does not know the format tag (0x2000) and says "Malformed 'fmt ' chunk", not
+    "unsupported encoding": FFmpeg was not tried, and the file was "not a readable audio file"."""
+    path = write_av(tmp_path / "ac3.wav", signal(1.0, 44100), 44100, "ac3", "wav")
+    with pytest.raises(sf.LibsndfileError, match="Malformed 'fmt ' chunk"):
+        sf.info(path)
+    np.testing.assert_array_equal(F.load(path)[0], pyav_samples(path)[:, 0])
+    assert F.info(path).frames == pyav_samples(path).shape[0]
+
+
+def test_a_wav_of_a_codec_nothing_here_decodes_names_it(tmp_path):
+    """Ogg Vorbis in a WAV wrapper (format tag 0x674F; LMMS ships drum samples so, named .ogg)
+    was "Malformed 'fmt ' chunk": the reason names the codec and says to convert it."""
+    data = b"\x01\x02vorbis-packets" * 8
+    fmt = (0x674F).to_bytes(2, "little") + (1).to_bytes(2, "little") + (44100).to_bytes(4, "little") \
+        + (11000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (16).to_bytes(2, "little") \
+        + (8).to_bytes(2, "little") + bytes(8)
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt + b"data" \
+        + len(data).to_bytes(4, "little") + data
+    path = tmp_path / "kick04.ogg"
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+    said = "a WAV file holding Ogg Vorbis audio (WAVE format tag 0x674F), which neither libsndfile nor FFmpeg"
+    with pytest.raises(AudioDecodeError, match=r"\(WAVE format tag 0x674F\)") as caught:
+        F.load(str(path))
+    assert said in str(caught.value) and "convert it" in str(caught.value)
+
+
+@pytest.mark.skipif(not _encodable("libmp3lame") and not _encodable("mp3"), reason="no MP3 encoder")
+def test_mp3_in_wav_is_as_long_as_what_decodes(tmp_path):
+    """libsndfile takes an MP3-in-WAV's length from its 'fact' chunk (FFmpeg wrote 46,877 for
+    46,080 decoded frames): it was refused as truncated, which librosa.load reads."""
+    import librosa
+
+    codec = "libmp3lame" if _encodable("libmp3lame") else "mp3"
+    path = write_av(tmp_path / "mp3.wav", signal(1.0, 44100), 44100, codec, "wav")
+    decoded = sf.read(path)[0].shape[0]
+    y, _ = F.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(y, librosa.load(path, sr=None)[0])
+    assert y.shape[0] == decoded == F.info(path).frames
+    assert run_cli("inspect", path).returncode == 0
