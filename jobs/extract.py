@@ -1378,10 +1378,14 @@ def stage_extract(client, plan, pending, job: dict, on_submitted=None, index=Non
         return b.audio_seconds if counted is None else sum(
             f.duration_s for f in b.files if (b.batch_id, f.path) in counted)
 
-    progress = Progress(len(plan.files) if counted is None else len(counted),
+    # inputs that failed before any batch (their header, or not found) count as done and failed
+    # from the start: the progress's count of failures is then the summary's
+    unread = len(plan.failures)
+    progress = Progress((len(plan.files) if counted is None else len(counted)) + unread,
                         sum(audio_s(b) for b in plan.batches),
-                        done_files=sum(n_files(b) for b in done),
+                        done_files=sum(n_files(b) for b in done) + unread,
                         done_audio_s=sum(audio_s(b) for b in done))
+    progress.failed = unread
     token = os.urandom(4).hex()
     resources = {"GPU": 1} if job["device"] == "cuda" else None
     feature_set = FeatureSet.from_config(job["feature_config"], tables=job.get("tables"))
@@ -1887,7 +1891,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
         t_start=t_start, index=index)
-    print(f"extract: {plural(n_files, 'file')}, {failures.num_rows} failed, "
+    print(f"extract: {plural(n_files, 'file')} stored, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
         print(f"extract: failures listed in {out.display_join('failures.parquet')}")

@@ -158,3 +158,25 @@ def test_workers_lost_again_are_said_again_with_how_a_slurm_clusters_come(capsys
     assert err.count("no workers are connected to the scheduler at tcp://10.0.0.5:8786") == 2, err
     assert "they are SLURM jobs: queued or starting (see squeue)" in err and "dask worker" not in err
     assert len(back) == 2
+
+
+def test_the_job_s_progress_counts_the_failures_its_summary_counts(tmp_path):
+    """A file that failed at its header was left out of the progress: it said "2/2 files,
+    1 failed" and then the summary "2 files, 2 failed" (of four inputs)."""
+    from test_extract_support import run_cli, write_config
+
+    from audio_factory import write_nan_wav, write_not_audio, write_tone
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_tone(corpus / "a.wav", 16000, 1.0)
+    write_tone(corpus / "b.wav", 16000, 0.5)
+    write_not_audio(corpus / "notes.wav")  # fails at its header (the plan's probe)
+    write_nan_wav(corpus / "nan.wav")  # fails decoding
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=tmp_path / "out", features={"rms": {}})
+    result = run_cli("extract", cfg)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    last = [line for line in lines if "/4 files" in line][-1]
+    assert last.startswith("extract: 4/4 files (100%), 2 failed"), result.stderr
+    assert "extract: 2 files stored, 2 failed" in result.stdout + result.stderr
