@@ -346,7 +346,7 @@ def test_without_sbatch_the_job_stops_at_once_saying_so(tmp_path):
 
     config = tmp_path / "job.yaml"
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-    data["input"], data["out"] = str(SAMPLES), str(tmp_path / "run")
+    data["input"], data["out"] = [str(p) for p in SAMPLES], str(tmp_path / "run")
     data["compute"] = {"cluster": {"kind": "slurm", "slurm": {"cores": 2, "memory": "4GB"}}}
     config.write_text(yaml.safe_dump(data))
     result = subprocess.run([sys.executable, "-m", "jobs", "extract", str(config)], capture_output=True,
