@@ -529,12 +529,14 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     def is_file(entry) -> bool:
         return entry[0].isfile(entry[1]) if isinstance(entry, tuple) else entry.is_file()
 
+    earlier_model = None  # the model whose scores these replace, when another one's
     if is_file(state_path) and all(is_file(p) for p in outputs):
         try:
             text = (state_path[0].read_bytes(state_path[1]) if isinstance(state_path, tuple)
                     else state_path.read_text())
-            previous = json.loads(text).get("fingerprint")
-        except ValueError:
+            earlier = json.loads(text)
+            previous, earlier_model = earlier.get("fingerprint"), earlier.get("model")
+        except (ValueError, AttributeError):
             previous = None
         if previous == fingerprint:
             log(f"score: nothing to do: {scores_dir} is up to date with this store and model "
@@ -558,6 +560,11 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     from jobs.progress import Progress
 
     model_sha = file_sha256(model_folder / "model.onnx")
+    if isinstance(earlier_model, dict) and (earlier_model.get("name"), earlier_model.get("sha256", model_sha)) \
+            != (meta["name"], model_sha):  # (a model copied with its run is the same model)
+        log(f"score: note: replaces the scores of model {earlier_model.get('name')!r} (from "
+            f"{earlier_model.get('folder')}) in {scores_dir}; score into another run folder "
+            "(--out) to keep both")
     probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
     files_per_batch, seconds_per_batch = _progress_shares(segments, batches, store.frame_rate_hz)
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:
@@ -637,7 +644,8 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     rate = len(segments) / wall_s if wall_s > 0 else float("nan")
     state = {
         "fingerprint": fingerprint,
-        "model": {"folder": str(shown_model), "name": meta["name"], "kind": meta["kind"], "classes": classes},
+        "model": {"folder": str(shown_model), "name": meta["name"], "kind": meta["kind"], "classes": classes,
+                  "sha256": model_sha},
         "threshold": score_cfg.threshold,
         "counts": {"segments": len(segments), "files": len(files_table), "events": len(events)},
         "wall_s": wall_s,

@@ -90,11 +90,27 @@ def test_changed_threshold_scores_again(scored, tmp_path, capsys):
     private = copy_run(run, tmp_path / "run")
     config = write_config(tmp_path / "job.yaml", score={"threshold": 0.95})
     assert cli_main(["score", str(config), "--out", str(private), "--workers", "1"]) == 0
-    assert "nothing to do" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing to do" not in err and "replaces the scores" not in err  # (the same model)
     events = pd.read_parquet(private / "scores" / "events.parquet")
     assert (events["max_score"] >= 0.95).all()
     state = json.loads((private / "scores" / "score.json").read_text())
     assert state["threshold"] == 0.95 and state["counts"]["segments"] == 120
+
+
+def test_scores_of_another_model_are_said_to_be_replaced(scored, tmp_path, capsys):
+    """A run folder holds one set of scores: scoring it with another model replaced the first
+    model's without a word."""
+    run, _ = scored
+    private = copy_run(run, tmp_path / "run")
+    other = private / "models" / "other"
+    shutil.copytree(private / "models" / "default", other)
+    meta = json.loads((other / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**meta, "name": "other"}))
+    config = write_config(tmp_path / "job.yaml")
+    assert cli_main(["score", str(config), "--out", str(private), "--model", str(other), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "score: note: replaces the scores of model 'default' (from " in err
 
 
 def _five_digits_in_a_row(corpus):
