@@ -23,6 +23,7 @@ import numpy as np
 
 from ._decoder_notes import open_quietly, quiet_decoder_notes
 from .exceptions import AudioDecodeError, AudioFileNotFoundError, ParameterError
+from .wav import PLACEHOLDER_SIZE
 
 __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
 
@@ -82,9 +83,6 @@ _BIT_DEPTH = {
     "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
 }
 
-# Declared chunk sizes at or above this are "length unknown" placeholders of streamed files
-# (0xFFFFFFFF from pipes, 0x7FFFF000 from sox), not promises that the data is there.
-_PLACEHOLDER_SIZE = 0x7FFF0000
 _DATA_CHUNKS = {"data", "ssnd", "data size"}
 # a sample-data chunk that libsndfile found whole: "data : 8000" with no "(should be ...)"
 _DATA_WHOLE = re.compile(r"^\s*(?:data|SSND|Data Size)\s*:\s*(\d+)\s*$", re.M | re.I)
@@ -430,7 +428,7 @@ def _log_cut_reason(log: str) -> str | None:
     """A chunk cut short, as libsndfile's header log says: "data : 64000 (should be 31979)"."""
     cut = [(label.strip(), int(declared), int(actual))
            for label, declared, actual in _SHOULD_BE.findall(log or "")
-           if int(actual) < int(declared) < _PLACEHOLDER_SIZE]
+           if int(actual) < int(declared) < PLACEHOLDER_SIZE]
     if not cut:
         return None
     data_cut = [c for c in cut if c[0].lower() in _DATA_CHUNKS]

@@ -17,7 +17,11 @@ import os
 
 from ._views import SplicedFile
 
-__all__ = ["FOUR_GIB", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
+# Declared chunk sizes at or above this are "length unknown" placeholders of streamed files
+# (0xFFFFFFFF from pipes, 0x7FFFF000 from sox), not promises that the data is there.
+PLACEHOLDER_SIZE = 0x7FFF0000
+
+__all__ = ["FOUR_GIB", "PLACEHOLDER_SIZE", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
 
 FOUR_GIB = 1 << 32
 # libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)

@@ -32,7 +32,7 @@ import numpy as np
 
 from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
 from featurelib._sequential import read_float32
-from featurelib.wav import chunks, file_chunks, riff_order
+from featurelib.wav import PLACEHOLDER_SIZE, chunks, file_chunks, riff_order
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
@@ -402,7 +402,9 @@ def wav_declared_frames(path: str) -> int | None:
                     if len(fmt) >= 16:
                         block_align = _frame_bytes(fmt, order)
                 elif cid == b"data":
-                    if not block_align or size in (0, 0xFFFFFFFF):
+                    # 0 and sizes from 0x7FFF0000 up (0xFFFFFFFF from pipes, 0x7FFFF000 from
+                    # sox) are streaming writers' "length unknown", as featurelib.load reads them
+                    if not block_align or size == 0 or size >= PLACEHOLDER_SIZE:
                         return None
                     return size // block_align
             return None

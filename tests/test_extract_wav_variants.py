@@ -73,6 +73,11 @@ def _variants(root):
         "data_overruns_file.wav": _riff(fmt1 + b"data" + struct.pack("<I", len(d1) + 8000) + d1),
         "streaming_sizes.wav": b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + fmt1
                                + b"data" + struct.pack("<I", 0xFFFFFFFF) + d1,
+        # sox and other streaming writers leave 0x7FFFF000 ("length unknown") in both sizes
+        "sox_streaming_sizes.wav": b"RIFF" + struct.pack("<I", 0x7FFFF000) + b"WAVE" + fmt1
+                                   + b"data" + struct.pack("<I", 0x7FFFF000) + d1,
+        "sox_streaming_stereo.wav": b"RIFF" + struct.pack("<I", 0x7FFFF000) + b"WAVE" + fmt2
+                                    + b"data" + struct.pack("<I", 0x7FFFF000) + d2,
         "riff_size_wrong.wav": _riff(fmt1 + _chunk(b"data", d1), size=12345),
         "trailing_garbage.wav": _riff(fmt1 + _chunk(b"data", d1)) + b"\x00garbage-bytes",
         "big_endian.wav": _riff(_chunk(b"fmt ", _fmt_pcm(1, big=True), big=True)
