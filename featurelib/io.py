@@ -33,7 +33,9 @@ _EXTENSIONS_OF_FORMAT = {
     "WAVEX": ("wavex",),
     "AIFF": ("aiff", "aif", "aifc"),
     "AU": ("au", "snd"),
-    "RAW": (),  # header-less: never guessed from a name
+    # header-less: libsndfile takes these names (only these) as an encoding, rate and channel
+    # count (its format_from_extension): GSM 6.10 and Dialogic VOX ADPCM, 8 kHz mono (vox6: 6 kHz)
+    "RAW": ("gsm", "vox", "vox6", "vox8"),
     "PAF": ("paf",),
     "SVX": ("svx", "8svx", "iff"),
     "NIST": ("nist", "sph"),

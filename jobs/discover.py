@@ -49,7 +49,7 @@ UNSUPPORTED_AUDIO_EXTENSIONS = frozenset({
 _FALLBACK_EXTENSIONS = frozenset({
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au",
     ".snd", ".w64", ".caf", ".rf64", ".sd2", ".voc", ".paf", ".svx", ".nist", ".sph", ".ircam",
-    ".sf", ".mat", ".pvf", ".xi", ".htk", ".mpc", ".wve", ".avr",
+    ".sf", ".mat", ".pvf", ".xi", ".htk", ".mpc", ".wve", ".avr", ".gsm", ".vox", ".vox6", ".vox8",
 })
 
 

@@ -171,3 +171,27 @@ def test_file_uris_with_escapes_name_their_files(tmp_path):
     literal = _wav(tmp_path / "c%20d.wav")
     found = discover([(tmp_path / "a b.wav").as_uri(), f"file://{literal}"])
     assert sorted(found.paths) == sorted([spaced, literal]) and not found.failures
+
+
+def test_headerless_telephony_audio_is_found_by_the_names_libsndfile_reads(tmp_path):
+    """libsndfile reads header-less GSM 6.10 (``.gsm``) and Dialogic VOX ADPCM (``.vox``,
+    ``.vox8``; ``.vox6`` at 6 kHz) from their names alone, as Asterisk's music-on-hold and prompts
+    ship them: a folder of them is a corpus, not an empty job."""
+    import featurelib
+
+    root = tmp_path / "moh"
+    root.mkdir()
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    written = {}
+    for name, subtype, sr in [("tune.gsm", "GSM610", 8000), ("prompt.VOX", "VOX_ADPCM", 8000),
+                              ("beep.vox8", "VOX_ADPCM", 8000), ("slow.vox6", "VOX_ADPCM", 6000)]:
+        sf.write(str(root / name), y, sr, format="RAW", subtype=subtype)
+        written[str(root / name)] = (subtype, sr)
+    (root / "notes.raw").write_bytes(bytes(100))  # raw PCM names no encoding: not an input
+    found = discover(str(root))
+    assert found.paths == sorted(written) and not found.failures
+    for path, (subtype, sr) in written.items():
+        meta = featurelib.info(path)
+        assert (meta.format, meta.subtype, meta.sample_rate, meta.frames) == ("RAW", subtype, sr, 8000)
+        ref, _ = sf.read(path, dtype="float32")
+        np.testing.assert_array_equal(featurelib.load(path)[0], ref)
