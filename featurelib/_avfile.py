@@ -314,11 +314,65 @@ def _size_cut_reason(source, container_name: str) -> str | None:
     return None
 
 
-def _whole_mp4(source, container_name: str) -> bool:
-    """Whether ``source`` is a local MP4/M4A file whose top-level boxes all lie within it (so a
-    stream that stops decoding early is damaged, not cut short: :func:`mp4_cut_reason`)."""
-    return (_FORMAT_NAMES.get(container_name) == "MP4" and isinstance(source, (str, os.PathLike))
+def _whole_file(source, container_name: str) -> bool:
+    """Whether ``source`` is a local MP4/M4A file whose top-level boxes all lie within it, or a
+    Matroska/WebM file whose Segment does (so a stream that stops decoding early is damaged, not
+    cut short: :func:`mp4_cut_reason`, :func:`matroska_segment_state`)."""
+    kind = _FORMAT_NAMES.get(container_name)
+    if kind == "MATROSKA":
+        return matroska_segment_state(source)[0] is True
+    return (kind == "MP4" and isinstance(source, (str, os.PathLike))
             and mp4_cut_reason(source) is None)
+
+
+def _ebml_vint(data: bytes, at: int, *, keep_marker: bool):
+    """``(value, next offset)`` of the EBML variable-length integer at ``at`` (an element ID with
+    its length marker kept, or a size without it; an all-ones size is None: unknown)."""
+    first = data[at]
+    width = 8 - first.bit_length() + 1  # leading zeros + 1
+    if first == 0 or at + width > len(data):
+        raise ValueError("not an EBML integer")
+    value = int.from_bytes(data[at:at + width], "big")
+    if keep_marker:
+        return value, at + width
+    value &= (1 << (7 * width)) - 1
+    return (None if value == (1 << (7 * width)) - 1 else value), at + width
+
+
+def matroska_segment_state(source):
+    """Whether the local Matroska/WebM file ``source`` holds its whole Segment, the element that
+    holds everything else: ``(True, None)`` when its stated size is all there, ``(False,
+    reason)`` when the file ends before it (cut short), ``(None, None)`` when it cannot tell (a
+    live recording's unknown size, no Matroska, unreadable).
+
+    The Segment's size is what a muxer writes when it finishes the file; its ``Duration`` is a
+    figure beside it (an old muxer wrote one 2 % past the last packet of a whole file), so a
+    whole Segment outranks it.
+    """
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return None, None
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(4096)
+            size = os.fstat(handle.fileno()).st_size
+        element, at = _ebml_vint(head, 0, keep_marker=True)
+        if element != 0x1A45DFA3:  # the EBML header
+            return None, None
+        length, at = _ebml_vint(head, at, keep_marker=False)
+        if length is None:
+            return None, None
+        element, at = _ebml_vint(head, at + length, keep_marker=True)
+        if element != 0x18538067:  # the Segment
+            return None, None
+        length, at = _ebml_vint(head, at, keep_marker=False)
+    except (OSError, ValueError, IndexError):
+        return None, None
+    if length is None:
+        return None, None
+    if at + length > size:
+        return False, (f"truncated: the Matroska header announces a Segment of {length} bytes but "
+                       f"the file holds {size - at} of them (the file was cut short)")
+    return True, None
 
 
 def _readable(text: str) -> str:
@@ -351,7 +405,7 @@ def _count(source):
                 raise
             stated = _stated_frames(container, stream, rate)
             if stated is not None and frames < stated:
-                if _whole_mp4(source, container.format.name):  # all its bytes are there
+                if _whole_file(source, container.format.name):  # all its bytes are there
                     raise FFmpegError(f"damaged: decoding stopped after {frames} of the {stated} "
                                       "frames the header announces, in a file whose boxes are all "
                                       f"there (FFmpeg: {_readable(str(exc))})", cut=True) from None
@@ -368,6 +422,10 @@ def _count(source):
             channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
         stated = _stated_frames(container, stream, rate)
         cut = None
+        if _FORMAT_NAMES.get(container.format.name) == "MATROSKA":
+            whole, cut = matroska_segment_state(source)
+            if whole or cut:  # the Segment's size tells; its Duration is only a muxer's figure
+                stated = None
         if stated is not None and frames < stated - _LENGTH_SLACK - stated // 200:
             cut = (f"truncated: the {_FORMAT_NAMES.get(container.format.name, 'file')} header "
                    f"announces {stated} frames but only {frames} decode (the file was cut short)")

@@ -279,6 +279,31 @@ def test_cut_containers_that_state_their_length_are_refused(files, tmp_path):
                 F.load(str(cut))
 
 
+def test_a_whole_matroska_file_whose_duration_overstates_it_decodes(files, tmp_path):
+    """An old muxer (linphone's Lavf55 silence.mkv) wrote a Duration 2 % past the last packet of
+    a whole file: the Segment's size, all there, says the file is whole, and it decodes; a file
+    cut short is still refused, by that size."""
+    import struct
+
+    whole = bytearray(open(files["webm"], "rb").read())
+    at = whole.find(b"\x44\x89")  # the Duration element: a 4- or 8-byte float (milliseconds)
+    width = whole[at + 2] & 0x0F
+    fmt = ">d" if width == 8 else ">f"
+    duration_ms = struct.unpack(fmt, whole[at + 3:at + 3 + width])[0]
+    assert 1600 < duration_ms < 1800
+    whole[at + 3:at + 3 + width] = struct.pack(fmt, duration_ms * 1.05)
+    long_stated = tmp_path / "long_stated.webm"
+    long_stated.write_bytes(bytes(whole))
+    y, sr = F.load(str(long_stated), mono=False)
+    reference, _ = F.load(files["webm"], mono=False)
+    np.testing.assert_array_equal(y, reference)
+    assert F.info(str(long_stated)).frames == reference.shape[-1]
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(bytes(whole[:len(whole) * 2 // 3]))
+    with pytest.raises(AudioDecodeError, match="truncated: .*Segment of"):
+        F.load(str(cut))
+
+
 def test_a_stream_damaged_part_way_says_so(files, tmp_path):
     whole = bytearray(open(files["m4a"], "rb").read())
     mdat = whole.find(b"mdat")
