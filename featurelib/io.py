@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._decoder_notes import open_quietly, quiet_decoder_notes
+from ._filecache import per_file_state
 from .exceptions import AudioDecodeError, AudioFileNotFoundError, ParameterError
 from .wav import PLACEHOLDER_SIZE
 
@@ -1085,6 +1086,17 @@ def _ogg_damage(data: bytes) -> str | None:
     return None
 
 
+@per_file_state()
+def _ogg_file_damage(path) -> str | None:
+    """:func:`_ogg_damage` of the local file ``path`` (None where it cannot be read)."""
+    try:
+        with open(path, "rb") as source:
+            data = source.read()
+    except OSError:
+        return None
+    return _ogg_damage(data)
+
+
 def _ogg_damage_reason(handle) -> str | None:
     """Why a local Ogg file (libsndfile's) is damaged part-way, or None (see :func:`_ogg_damage`).
 
@@ -1098,12 +1110,7 @@ def _ogg_damage_reason(handle) -> str | None:
     name = getattr(handle, "name", None)
     if not isinstance(name, (str, bytes)) or not os.path.isfile(name):
         return None
-    try:
-        with open(name, "rb") as source:
-            data = source.read()
-    except OSError:
-        return None
-    found = _ogg_damage(data)
+    found = _ogg_file_damage(name)
     if found is None:
         return None
     return (f"damaged: {found} (a corrupted copy or download); decoders skip such pages and "
@@ -1250,12 +1257,19 @@ def _read_blocks(handle, frames: int, blocksize: int = 65536, dtype: str = "floa
 
     ``SoundFile.blocks`` is not used: on a file cut short (an MP3 whose header announces more
     frames than it holds) it keeps yielding full-size blocks of its reused buffer, so the
-    missing tail reads as stale samples and the truncation goes unseen.
+    missing tail reads as stale samples and the truncation goes unseen. float32 blocks of an MP3
+    join up to the samples of one whole read (:func:`featurelib._sequential.read_float32`: no
+    seek between the reads).
     """
+    from ._sequential import read_float32
+
     left = frames if frames >= 0 else None
     while left is None or left > 0:
         want = blocksize if left is None else min(blocksize, left)
-        block = handle.read(want, dtype=dtype, always_2d=True)
+        if dtype == "float32":
+            block = read_float32(handle, want)
+        else:
+            block = handle.read(want, dtype=dtype, always_2d=True)
         if block.shape[0] == 0:
             return
         yield block
@@ -1265,8 +1279,23 @@ def _read_blocks(handle, frames: int, blocksize: int = 65536, dtype: str = "floa
             return
 
 
+# Frames an MP3 is decoded ahead of a seek target and dropped: mpg123 starts decoding a few frames
+# before the target, but where a frame's bit reservoir reaches back further (low bit rates, LSF
+# streams) the first frames after the seek come out wrong (silence, up to 0.5 full scale off, for
+# up to 16 frames of 576 samples measured on libsndfile's own 22.05 kHz MP3s). Decoding from 32
+# frames (of 1152, the longest) before the target gives the samples of a whole-file decode there.
+_MP3_PREROLL = 32 * 1152
+
+
 def _seek(handle, start: int) -> None:
-    """Move to frame ``start``; in a codec libsndfile cannot seek in (GSM 6.10), by reading."""
+    """Move to frame ``start``: in a codec libsndfile cannot seek in (GSM 6.10), by reading; in an
+    MP3, by seeking :data:`_MP3_PREROLL` frames earlier and reading up to ``start``."""
+    if str(getattr(handle, "format", "")) == "MP3" and handle.seekable() and start > 0:
+        from ._sequential import read_float32
+
+        handle.seek(max(0, start - _MP3_PREROLL))
+        read_float32(handle, start - max(0, start - _MP3_PREROLL))
+        return
     if handle.seekable() or getattr(handle, "exact_seek", False):
         handle.seek(start)
         return
@@ -1328,9 +1357,12 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
     ``ceil(n * sr / native_sr)``), except that ``sr=None`` (the native rate) is the default.
     Only the frames of the ``offset``/``duration`` window are read.
 
-    One exception: a local Layer III MP3 without a length tag whose frames outrun libsndfile's
-    estimate of its length (a variable bit rate file) is decoded to its end, where librosa
-    stops at the estimate and drops the rest (see :mod:`featurelib.mpeg`).
+    Two exceptions, both MP3: a local Layer III file without a length tag whose frames outrun
+    libsndfile's estimate of its length (a variable bit rate file) is decoded to its end, where
+    librosa stops at the estimate and drops the rest (see :mod:`featurelib.mpeg`); and a window
+    from an ``offset`` is that window of the whole decoded file: the decoder starts 32 frames
+    ahead of it, where a bare seek (librosa's) decodes up to 16 frames after it wrong when the
+    stream leans on its bit reservoir.
 
     Audio that libsndfile does not read (AAC in MP4/M4A, WMA, WebM, AC-3, WavPack, ...) is
     decoded with FFmpeg's decoders through PyAV (:mod:`featurelib._avfile`), as librosa decodes

@@ -18,6 +18,7 @@ import mmap
 import os
 from dataclasses import dataclass
 
+from ._filecache import per_file_state
 from ._views import SplicedFile
 
 __all__ = ["MpegStream", "scan", "scan_bytes", "xing_frame", "TaggedStream"]
@@ -175,6 +176,7 @@ def scan_bytes(data, *, walk_tagged: bool = False) -> MpegStream | None:
                       tag_counts=tag_frames is not None)
 
 
+@per_file_state()
 def scan(path, *, walk_tagged: bool = False) -> MpegStream | None:
     """Walk the frame headers of a local MPEG audio file (MP3, MP2, MP1).
 

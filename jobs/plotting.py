@@ -225,12 +225,14 @@ def default_n_fft(sr: float) -> int:
 
 
 def _seeks(path) -> bool:
-    """Whether the decoder of ``path`` seeks (libsndfile, most formats); a file FFmpeg decodes
-    through PyAV seeks by decoding from its start, so each sampled frame would cost a pass."""
+    """Whether the decoder of ``path`` seeks quickly (libsndfile, most formats). A file FFmpeg
+    decodes through PyAV seeks by decoding from its start, and an MP3 opened afresh by walking
+    its frames up to the offset (mpg123 keeps no index between openings): each sampled frame
+    would cost a pass (88 s for 2,048 frames of a 7-minute MP3), where one pass reads them all."""
     from featurelib.io import _open_soundfile
 
     with _open_soundfile(path) as (handle, _):
-        return bool(handle.seekable())
+        return bool(handle.seekable()) and str(handle.format) != "MP3"
 
 
 class _PieceReader:
@@ -253,6 +255,7 @@ class _PieceReader:
         import numpy as np
 
         from featurelib import AudioDecodeError
+        from featurelib._sequential import read_float32  # blocks of an MP3 join up exactly
         from featurelib.io import _resample, channel_mean
 
         first = int(offset * self.native)
@@ -263,7 +266,7 @@ class _PieceReader:
             self.start = self.at
         if first > self.at:  # skip ahead: decode and drop
             while self.at < first:
-                block = self.handle.read(min(first - self.at, 1 << 16), dtype="float32", always_2d=True)
+                block = read_float32(self.handle, min(first - self.at, 1 << 16))
                 if not block.shape[0]:
                     break
                 self.at += block.shape[0]
@@ -271,7 +274,7 @@ class _PieceReader:
         drop = max(first - self.start, 0)
         self.buffer, self.start = self.buffer[drop:], self.start + drop
         if last > self.at:
-            block = self.handle.read(last - self.at, dtype="float32", always_2d=True)
+            block = read_float32(self.handle, last - self.at)
             self.at += block.shape[0]
             self.buffer = np.concatenate([self.buffer, block])
         block = self.buffer[first - self.start:last - self.start]

@@ -203,3 +203,40 @@ def test_block_reads_join_up_to_one_whole_read(tmp_path, monkeypatch, block):
     with ResampledStream(path, sr=16000, expected_frames=whole.shape[0]) as stream:
         streamed = np.concatenate([stream.read(10_000) for _ in range(expected.shape[0] // 10_000 + 2)])
     np.testing.assert_array_equal(streamed, expected)
+
+
+def _sweep_mp3(path, sr=22050, seconds=10, channels=1):
+    """A sweep at libsndfile's default MP3 settings: its frames lean on the bit reservoir, so the
+    frames right after a bare seek decode wrong (silence, half full scale off)."""
+    from audio_factory import chirp
+
+    y = chirp(sr, float(seconds), channels=channels)
+    sf.write(str(path), y, sr, format="MP3")
+    return str(path)
+
+
+@pytest.mark.parametrize("sr, channels", [(22050, 1), (44100, 2), (8000, 1)])
+def test_a_window_from_an_offset_is_that_window_of_the_whole_file(tmp_path, sr, channels):
+    """load(offset=o, duration=d) is the window [o, o + d) of load(): mpg123 seeks to a frame
+    whose bit reservoir is not there and gets up to 16 frames wrong (librosa.load too); the
+    decoder is started 32 frames ahead and those samples dropped."""
+    path = _sweep_mp3(tmp_path / "sweep.mp3", sr, channels=channels)
+    whole, _ = F.load(path, mono=False)
+    for offset in (0.05, 1.0, 2.5, 4.321, 9.0):
+        piece, _ = F.load(path, mono=False, offset=offset, duration=0.5)
+        start = int(offset * sr)
+        np.testing.assert_allclose(piece, whole[..., start:start + piece.shape[-1]], rtol=0, atol=1e-6,
+                                   err_msg=f"offset {offset}")
+
+
+def test_inspect_levels_of_an_mp3_are_those_of_the_whole_decode(tmp_path):
+    """inspect streams a file in blocks; an MP3's blocks join up to the whole decode (soundfile
+    re-seeking after each read got a frame after every block boundary wrong)."""
+    from jobs.inspection import BLOCK_FRAMES, inspect_file
+
+    path = _sweep_mp3(tmp_path / "sweep.mp3", 22050, seconds=3 * BLOCK_FRAMES // 22050 + 1)
+    whole, _ = sf.read(path, dtype="float32")
+    facts = inspect_file(path)
+    rms = float(np.sqrt(np.mean(whole.astype(np.float64) ** 2)))
+    assert facts["rms_dbfs"] == pytest.approx(20 * np.log10(rms), abs=1e-4)
+    assert facts["peak_dbfs"] == pytest.approx(20 * np.log10(np.abs(whole).max()), abs=1e-4)
