@@ -476,9 +476,14 @@ def draw_waveform(ax, a: FileAnalysis) -> None:
             ax.fill_between(t, wave[c], hi[c], color=colour, lw=0.5, label=label,
                             alpha=0.6 if channels > 1 else 1, step="mid")
     peak = float(max(np.max(np.abs(wave)), 0 if hi is None else np.max(np.abs(hi))))
-    limit = 1.0 if peak > 0.5 or peak == 0 else min(1.0, peak * 1.2)
+    # full scale; past it where samples go beyond (an MP3's overshoot, a float file's loud peaks),
+    # with full scale marked; closer for a quiet window
+    limit = max(1.0, peak) if peak > 0.5 or peak == 0 else min(1.0, peak * 1.2)
     ax.set_ylim(-limit * 1.05, limit * 1.05)
     ax.axhline(0.0, color="0.6", lw=0.5)
+    if peak > 1.0:
+        for level in (-1.0, 1.0):
+            ax.axhline(level, color="tab:red", lw=0.6, ls="--", alpha=0.7)
     _window_axis(ax, a)
     ax.set_ylabel("amplitude")
     ax.set_title("waveform" + (" (min/max envelope per pixel)" if hi is not None else ""), fontsize=10)

@@ -154,6 +154,31 @@ def test_sampled_frames_are_the_frames_of_the_whole_signal(tmp_path, monkeypatch
         np.testing.assert_allclose(a.magnitude[:, k], np.abs(np.fft.rfft(frame)), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("seconds", [0.01, 600.0])  # every sample drawn / a min-max envelope
+def test_samples_past_full_scale_stay_in_the_waveform(tmp_path, seconds):
+    """An MP3's overshoot or a float file's loud peak (1.6 here) is drawn, not cut off at the
+    full-scale axis, and full scale is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = int(8000 * seconds)
+    y = (0.5 * np.sin(2 * np.pi * 50 * np.arange(n) / 8000)).astype(np.float32)
+    y[n // 3] = 1.6
+    path = write_audio(tmp_path / "loud.wav", y, 8000, subtype="FLOAT")
+    a = plotting.FileAnalysis(path, kinds=["waveform"], sr=None, offset=0.0, duration=None,
+                              n_fft=256, hop_length=64, n_mels=40, n_mfcc=13, n_cols=600)
+    fig, ax = plt.subplots()
+    try:
+        plotting.draw_waveform(ax, a)
+        low, high = ax.get_ylim()
+        assert high >= 1.6 and low <= -1.6
+        assert {round(line.get_ydata()[0], 6) for line in ax.get_lines()} >= {-1.0, 1.0}
+    finally:
+        plt.close(fig)
+
+
 def test_silence_draws_the_floor(audio):
     a = plotting.FileAnalysis(audio["silent"], kinds=plotting.FILE_KINDS, sr=None, offset=0.0,
                               duration=None, n_fft=512, hop_length=128, n_mels=40, n_mfcc=13,
