@@ -770,6 +770,26 @@ def _events_for(out_dir: str, file_id: str):
     return [r for r in rows if "start_s" in r and "end_s" in r]
 
 
+def _events_in_view(events, x_start: float, x_stop: float, n_px: int) -> list[dict]:
+    """The events that overlap ``[x_start, x_stop]``, cut to it, with those of one label less
+    than a pixel apart joined: what a picture ``n_px`` wide can show (a night's recording scored
+    at a short hop holds tens of thousands of events, each a patch per panel otherwise: minutes
+    and gigabytes for a picture of four seconds)."""
+    gap = (x_stop - x_start) / max(int(n_px), 1)
+    by_label: dict[str, list[list[float]]] = {}
+    for event in sorted(events, key=lambda e: float(e["start_s"])):
+        start, end = max(float(event["start_s"]), x_start), min(float(event["end_s"]), x_stop)
+        if not end > start:
+            continue
+        spans = by_label.setdefault(str(event.get("label", "event")), [])
+        if spans and start - spans[-1][1] <= gap:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [{"label": label, "start_s": a, "end_s": b}
+            for label, spans in sorted(by_label.items()) for a, b in spans]
+
+
 def _shade_events(ax, events, colours, *, over_image: bool) -> None:
     """Mark each event's ``[start_s, end_s)``: a translucent span over a line plot; over an
     image, a solid band along the top edge plus outlines, so the image stays readable."""
@@ -832,7 +852,7 @@ def plot_run(args) -> None:
     x_stop = float(row["duration_s"]) if hi == stop else times[-1] + frame_step / 2
     if x_stop <= x_start:
         x_stop = times[-1] + frame_step / 2
-    events = _events_for(out_dir, row["file_id"])
+    events = _events_in_view(_events_for(out_dir, row["file_id"]), x_start, x_stop, args.width)
     fig, axes = _figure(len(names), args.width, args.height)
     colours: dict = {}
     n_cols = max(1, 2 * int(args.width))  # at most two columns of frames per pixel

@@ -342,6 +342,22 @@ def test_run_directory_events_are_shaded(scored_run, tmp_path):
     assert np.abs(a - b).sum() > 0
 
 
+def test_only_the_events_a_picture_can_show_are_drawn():
+    """A night scored at a short hop holds tens of thousands of events: those outside the window
+    are left out, those inside cut to it, and those of one label under a pixel apart joined."""
+    events = [{"label": "snore", "start_s": 10.0 * i, "end_s": 10.0 * i + 6.0} for i in range(3000)]
+    events += [{"label": "talk", "start_s": 103.0, "end_s": 104.0},
+               {"label": "talk", "start_s": 103.5, "end_s": 105.0}]  # overlapping: one span
+    shown = plotting._events_in_view(events, 100.0, 120.0, 1000)
+    assert shown == [{"label": "snore", "start_s": 100.0, "end_s": 106.0},
+                     {"label": "snore", "start_s": 110.0, "end_s": 116.0},
+                     {"label": "talk", "start_s": 103.0, "end_s": 105.0}]
+    whole = plotting._events_in_view(events, 0.0, 30000.0, 1000)  # 30 s a pixel: 4 s gaps vanish
+    assert whole == [{"label": "snore", "start_s": 0.0, "end_s": 29996.0},
+                     {"label": "talk", "start_s": 103.0, "end_s": 105.0}]
+    assert plotting._events_in_view(events, 40000.0, 40010.0, 1000) == []
+
+
 def test_run_directory_by_path_and_window(scored_run, tmp_path):
     row = _first_file(scored_run)
     out = tmp_path / "by_path.png"
