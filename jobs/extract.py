@@ -1812,8 +1812,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
     try:
         if found is None or pending:
             n_workers = cfg.compute.workers or os.cpu_count() or 1
-            if found is not None:
-                n_workers = min(n_workers, len(pending))
+            if found is not None:  # no more workers than tasks (a split long file's parts count)
+                n_workers = min(n_workers, sum(b.n_tasks for b in pending))
             t_cluster = time.perf_counter()
 
             def start_cluster():

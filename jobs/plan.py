@@ -116,6 +116,11 @@ class Batch:
     def audio_seconds(self) -> float:
         return sum(f.duration_s for f in self.files)
 
+    @property
+    def n_tasks(self) -> int:
+        """The tasks that can run at once on this batch: its parts for a split long file, else 1."""
+        return len(self.part_ranges()) if self.kind == "long" and self.part_frames else 1
+
     def part_ranges(self) -> list[tuple[int, int]]:
         """The frames ``[p0, p1)`` of the long file that each part computes (one: the whole)."""
         n = self.files[0].n_frames

@@ -284,3 +284,26 @@ def test_an_unreadable_file_fails_and_is_read_once_readable(tmp_path):
     assert "1 that failed before read again" in result.stderr
     files, failures = read_tables(out)
     assert failures.num_rows == 0 and files.num_rows == 4
+
+
+def test_a_resumed_long_file_split_into_parts_gets_its_workers(tmp_path):
+    """A long file is one batch of several parts, each a task: a resumed run starts as many
+    workers as a fresh one (it started one per pending batch: one worker for the night's file)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(str(corpus / "night.wav"), (0.1 * rng.standard_normal(16000 * 100)).astype(np.float32), 16000)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "job.yaml", input=corpus, out=out, features={"rms": {}},
+                       compute={"batch_seconds": 30, "block_seconds": 10})
+    first = run_cli("extract", cfg)
+    assert first.returncode == 0, first.stderr
+    assert "on 2 workers" in first.stdout + first.stderr
+    stored = zarr.open_group(str(out / "features.zarr"), mode="r")["rms"][:]
+    shutil.rmtree(out / ".batches")  # as if the run had been killed before the file committed
+    (out / "manifest.json").unlink()
+    resumed = run_cli("extract", cfg)
+    assert resumed.returncode == 0, resumed.stderr
+    said = resumed.stdout + resumed.stderr
+    assert "1 batch to run on 2 workers" in said, said
+    np.testing.assert_array_equal(zarr.open_group(str(out / "features.zarr"), mode="r")["rms"][:], stored)
