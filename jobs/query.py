@@ -13,7 +13,7 @@ where its file exists:
     failures     failures.parquet         one row per input that failed
     segments     scores/segments.parquet  one row per scored segment
     file_scores  scores/files.parquet     per file: label, confidence, true_label, split
-    events       scores/events.parquet    contiguous runs of segments above the threshold
+    events       scores/events.parquet    stretches covered by segments above the threshold
 
 With more than one run directory, or with a glob, every view is the ``UNION ALL BY NAME`` of the
 runs' tables with a leading ``run`` column (the run directory's name; its path where two names

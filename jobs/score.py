@@ -270,29 +270,34 @@ def accuracy_summary(files_table, classes: list[str]) -> str:
 
 
 def find_events(segment_table, classes: list[str], threshold: float):
-    """Contiguous runs of a file's consecutive segments whose probability for one class stays
-    at or above ``threshold``: ``file_id``, ``label``, ``start_s``, ``end_s``, ``max_score``,
-    ``n_segments``; sorted by file and start."""
+    """The stretches of a file that its segments scoring at or above ``threshold`` for one class
+    cover: runs of consecutive such segments, joined where their spans overlap (segments longer
+    than twice the hop overlap across a segment under the threshold), so that the events of one
+    label never overlap. ``file_id``, ``label``, ``start_s``, ``end_s``, ``max_score``,
+    ``n_segments`` (the segments at or above the threshold in it); sorted by file and start."""
     import numpy as np
     import pandas as pd
 
     table = segment_table.sort_values(["file_id", "segment"], kind="stable")
     file_codes = pd.factorize(table["file_id"])[0]
     segment = table["segment"].to_numpy()
-    # a segment continues the previous row's run only within the same file, next segment number
-    continues = np.zeros(len(table), dtype=bool)
-    continues[1:] = (file_codes[1:] == file_codes[:-1]) & (segment[1:] == segment[:-1] + 1)
     parts = []
     for cls in classes:
         p = table[f"p_{cls}"].to_numpy()
         above = p >= threshold
         if not above.any():
             continue
-        prev_above = np.zeros(len(table), dtype=bool)
-        prev_above[1:] = above[:-1]
-        starts = above & ~(continues & prev_above)
-        run_id = np.cumsum(starts)[above]
         rows = table[above]
+        codes, seg = file_codes[above], segment[above]
+        start, end = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
+        # the furthest any earlier segment of the run's file reaches
+        reach = pd.Series(end).groupby(codes).cummax().to_numpy()
+        same_file = codes[1:] == codes[:-1]
+        # a segment continues the run of the one before it (in its file) when it is the next
+        # segment or starts before that run's segments end
+        starts = np.ones(len(rows), dtype=bool)
+        starts[1:] = ~same_file | ((seg[1:] != seg[:-1] + 1) & (start[1:] >= reach[:-1]))
+        run_id = np.cumsum(starts)
         grouped = pd.DataFrame({
             "run": run_id,
             "file_id": rows["file_id"].to_numpy(),

@@ -227,6 +227,31 @@ def test_find_events_joins_consecutive_segments_of_one_file():
     assert find_events(table, ["dog", "cat"], 0.99).empty
 
 
+def test_events_of_one_label_never_overlap_at_a_short_hop():
+    """1 s segments every 0.1 s: two runs of a class with a segment under the threshold between
+    them overlap in time. They are one event (the stretch the class's segments cover), so a
+    label's events add up to no more than the file (an 8-hour night summed to 9.6 hours)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    start = np.round(np.arange(n) * 0.1, 6)
+    table = pd.DataFrame({"file_id": ["a"] * n, "segment": np.arange(n), "start_s": start,
+                          "end_s": np.minimum(start + 1.0, 40.0)})
+    table["p_dog"] = rng.uniform(0, 1, n)
+    table["p_cat"] = 1 - table["p_dog"]
+    events = find_events(table, ["dog", "cat"], 0.5)
+    for label, group in events.groupby("label"):
+        spans = group.sort_values("start_s")[["start_s", "end_s"]].to_numpy()
+        assert (spans[1:, 0] >= spans[:-1, 1]).all(), label  # disjoint
+        covered = table[table[f"p_{label}"] >= 0.5]
+        assert group["n_segments"].sum() == len(covered)
+        # every instant an above-threshold segment covers lies in an event, and nothing else
+        grid = np.arange(0, 40, 0.01) + 0.005
+        inside_segment = ((grid[:, None] >= covered["start_s"].to_numpy())
+                          & (grid[:, None] < covered["end_s"].to_numpy())).any(axis=1)
+        inside_event = ((grid[:, None] >= spans[:, 0]) & (grid[:, None] < spans[:, 1])).any(axis=1)
+        np.testing.assert_array_equal(inside_event, inside_segment)
+
+
 def test_score_model_path_in_config_is_relative_to_the_config(scored, tmp_path):
     run, _ = scored
     private = copy_run(run, tmp_path / "run")
