@@ -45,7 +45,7 @@ from jobs.train_config import LabelsConfig, ScoreConfig, SegmentsConfig, SplitCo
 
 __all__ = [
     "AudioConfig", "FramesConfig", "ComputeConfig", "JobConfig", "FEATURES", "STAGES",
-    "load_config", "parse_config", "feature_config", "config_hash", "feature_dims",
+    "load_config", "parse_config", "as_job_config", "feature_config", "config_hash", "feature_dims",
 ]
 
 STAGES = ("extract", "train", "score")
@@ -410,6 +410,16 @@ class JobConfig(_Section):
                 raise _KeyErrors(errors)
         return data
 
+    @field_validator("input", "out", mode="before")
+    @classmethod
+    def _paths_as_text(cls, value):
+        """A ``pathlib.Path`` (or a list of them) from Python code, as the text it names."""
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, (list, tuple)):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return value
+
     @field_validator("input")
     @classmethod
     def _non_empty(cls, value):
@@ -514,6 +524,26 @@ def parse_config(data: dict, *, base_dir: str | os.PathLike | None = None) -> Jo
             for key in ("ca_file", "cert", "key"):
                 setattr(tls, key, _resolve_path(getattr(tls, key), base))
     return cfg
+
+
+def as_job_config(config) -> JobConfig:
+    """The validated :class:`JobConfig` for what Python code passes a job: a ``JobConfig``
+    (validated again, so that fields set after loading, ``cfg.compute.workers = -2``, are
+    checked as the YAML's are), the path of a YAML file, or a mapping of sections.
+
+    Raises :class:`~jobs.errors.UsageError` naming the key, or ``TypeError`` for anything else.
+    """
+    if isinstance(config, JobConfig):
+        data = config.model_dump(mode="python", exclude={"out_storage_options"}, warnings=False)
+        checked = parse_config(data)
+        checked.out_storage_options = config.out_storage_options  # dumped masked: kept as set
+        return checked
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    if isinstance(config, dict):
+        return parse_config(config)
+    raise TypeError(f"config: expected a jobs.config.JobConfig, the path of a YAML config or a "
+                    f"mapping of its sections, not {type(config).__name__}")
 
 
 def _is_url(text: str) -> bool:

@@ -1719,11 +1719,15 @@ def _out(cfg):
 def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, security=None) -> int:
     """discover -> plan -> extract -> write -> index; returns the exit status.
 
+    ``cfg``: a :class:`jobs.config.JobConfig`, the path of a YAML config, or a mapping of its
+    sections (validated here, also after a notebook edited the loaded config).
+
     The cluster starts (and its workers warm up) while the coordinator probes the headers.
     """
 
-    from jobs.config import config_hash, feature_config
+    from jobs.config import as_job_config, config_hash, feature_config
 
+    cfg = as_job_config(cfg)  # also a YAML path or a mapping; fields set after loading checked
     if cfg.input is None:
         raise UsageError("input: no input given (set `input:` in the config or pass --input)")
     if cfg.out is None:

@@ -443,7 +443,10 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     import contextlib
 
     from jobs.cluster import check_client_settings
+    from jobs.config import as_job_config
     from jobs.outdir import OutDir, is_url, run_lock
+
+    config = as_job_config(config)  # also a YAML path or a mapping; fields set after loading checked
 
     # a bad --scheduler (no scheduler answers, TLS mix-up) is told at once, as extract tells it,
     # also when the scores turn out to be up to date

@@ -337,3 +337,39 @@ def test_training_values_that_failed_inside_the_fit_are_refused(section, key, va
 def test_an_out_with_a_nul_character_is_refused():
     with pytest.raises(UsageError, match="out: holds a NUL character"):
         parse_config({"input": "x", "out": "a\x00b", "features": {"rms": {}}})
+
+
+def test_a_config_edited_after_loading_is_checked_again_by_the_job(tmp_path):
+    """A notebook sets fields on a loaded config: the jobs validate them as the YAML's (a
+    negative worker count waited for workers forever; an unknown feature failed every file)."""
+    from pathlib import Path
+
+    from jobs.config import as_job_config
+    from jobs.extract import run_extract
+    from jobs.train import run_train
+
+    example = Path(__file__).resolve().parents[1] / "configs" / "example.yaml"
+    edits = [(lambda c: setattr(c.compute, "workers", -2), "compute.workers"),
+             (lambda c: setattr(c.compute, "workers", 0), "compute.workers"),
+             (lambda c: setattr(c, "features", {"mfccc": {}}), "features.mfccc"),
+             (lambda c: setattr(c, "features", {"mfcc": {"n_mfcc": "twenty"}}), "features.mfcc.n_mfcc"),
+             (lambda c: setattr(c.frames, "hop_length", 4096), "frames.hop_length")]
+    for edit, key in edits:
+        cfg = load_config(example)
+        cfg.out = str(tmp_path / "run")
+        edit(cfg)
+        with pytest.raises(UsageError, match=key.replace(".", r"\.")):
+            run_extract(cfg)
+        with pytest.raises(UsageError, match=key.replace(".", r"\.")):
+            run_train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # the forms a caller has at hand: a YAML path (str or Path), a mapping, Paths inside it
+    loaded = load_config(example)
+    assert as_job_config(str(example)) == loaded and as_job_config(example) == loaded
+    assert as_job_config(loaded) == loaded
+    mapping = as_job_config({"input": [tmp_path / "a", tmp_path / "b"], "out": tmp_path / "run"})
+    assert mapping.input == [str(tmp_path / "a"), str(tmp_path / "b")] and mapping.out == str(tmp_path / "run")
+    with pytest.raises(TypeError, match="JobConfig"):
+        as_job_config(42)
+    options = parse_config({"out": "s3://bucket/run", "out_storage_options": {"key": "secret"}})
+    assert as_job_config(options).out_storage_options == {"key": "secret"}  # not the masked dump
