@@ -34,6 +34,7 @@ import errno
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -480,6 +481,26 @@ def _cluster_and_address(cluster, scheduler: str | None) -> tuple[ClusterConfig,
     if scheduler is not None and not scheduler.strip():  # not a silent local cluster instead
         raise UsageError("--scheduler: an empty address (an unset variable?); e.g. tcp://10.0.0.5:8786")
     return cluster, scheduler or (cluster.address if cluster.kind == "address" else None)
+
+
+# One job's Dask client at a time in a process: two jobs started from two threads (a notebook's
+# ThreadPoolExecutor) share distributed's process-wide state (the default client, the dashboard
+# import, the scheduler's logging) and one of them waited forever now and then, its worker idle.
+_ONE_JOB = threading.RLock()
+
+
+@contextlib.contextmanager
+def one_job_at_a_time(say) -> Iterator[None]:
+    """Run the ``with`` body when no other thread of this process runs a job (reentrant: ``run``
+    runs its stages in one thread); ``say(line)`` tells a caller that waits."""
+    if not _ONE_JOB.acquire(blocking=False):
+        say("note: another audiofeat job runs in this process (another thread); this one starts "
+            "when it ends (one job at a time per process)")
+        _ONE_JOB.acquire()
+    try:
+        yield
+    finally:
+        _ONE_JOB.release()
 
 
 def open_client(cluster: ClusterConfig | None = None, *, n_workers: int | None = None,

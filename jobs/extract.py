@@ -1758,14 +1758,16 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     if cfg.compute.workers and (scheduler or cfg.compute.cluster.kind == "address"):
         _say(f"extract: note: compute.workers / --workers ({cfg.compute.workers}) apply to the local "
              "cluster; a running scheduler's workers are what they are (start more to add them)")
+    from jobs.cluster import one_job_at_a_time
     from jobs.outdir import run_lock
 
-    lock = run_lock(out, "extract")
-    try:
-        return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
-                           started=started, t_start=t_start, fc=fc, chash=chash, device=device)
-    finally:
-        lock.close()
+    with one_job_at_a_time(lambda line: _say(f"extract: {line}")):
+        lock = run_lock(out, "extract")
+        try:
+            return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
+                               started=started, t_start=t_start, fc=fc, chash=chash, device=device)
+        finally:
+            lock.close()
 
 
 def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, chash, device) -> int:

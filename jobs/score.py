@@ -442,7 +442,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     rewrite what it reads, nor by two scores at once."""
     import contextlib
 
-    from jobs.cluster import check_client_settings
+    from jobs.cluster import check_client_settings, one_job_at_a_time
     from jobs.config import as_job_config
     from jobs.outdir import OutDir, is_url, run_lock
 
@@ -454,10 +454,11 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
                           scheduler=scheduler, security=security, reach=True)
     kwargs = {"model_dir": model_dir, "scheduler": scheduler, "workers": workers,
               "security": security, "log": log}
-    if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(os.path.join(out_dir, "features.zarr")):
-        return _run_score(config, out_dir, **kwargs)  # (no run folder: open_run says so)
-    with contextlib.closing(run_lock(out_dir, "score")):
-        return _run_score(config, out_dir, **kwargs)
+    with one_job_at_a_time(lambda line: (log or _print)(f"score: {line}")):
+        if isinstance(out_dir, OutDir) or is_url(out_dir) or not os.path.isdir(os.path.join(out_dir, "features.zarr")):
+            return _run_score(config, out_dir, **kwargs)  # (no run folder: open_run says so)
+        with contextlib.closing(run_lock(out_dir, "score")):
+            return _run_score(config, out_dir, **kwargs)
 
 
 def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log) -> int:

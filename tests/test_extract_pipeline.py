@@ -41,3 +41,35 @@ def test_run_without_train_sections_is_extract_only(tmp_path):
     assert [ln for ln in result.stderr.splitlines() if ln.startswith("run: stage")] == ["run: stage extract"]
     bad = run_cli("run", cfg, "--stages", "extract,deploy")
     assert bad.returncode == 2 and "deploy" in bad.stderr
+
+
+def test_two_jobs_started_from_two_threads_of_one_process_run_one_after_the_other(tmp_path):
+    """A notebook's ThreadPoolExecutor runs run_extract twice at once: the second waits for the
+    first (said so) and both finish (two local clusters in one process hung now and then)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_extract_support import REPO, _env, read_tables, write_config
+
+    corpus = tmp_path / "corpus"
+    copy_samples(corpus, 8)
+    configs = [write_config(tmp_path / f"job{i}.yaml", input=corpus, out=tmp_path / f"out{i}",
+                            features={"rms": {}}, compute={"workers": 1}) for i in (1, 2)]
+    script = tmp_path / "two_threads.py"
+    script.write_text(textwrap.dedent(f"""
+        from concurrent.futures import ThreadPoolExecutor
+        from jobs.extract import run_extract
+
+        if __name__ == "__main__":
+            with ThreadPoolExecutor(2) as pool:
+                print("statuses", list(pool.map(run_extract, {[str(c) for c in configs]!r})))
+    """))
+    result = subprocess.run([sys.executable, str(script)], cwd=REPO, env=_env(), capture_output=True,
+                            text=True, timeout=240)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0 and "statuses [0, 0]" in result.stdout, said
+    assert "another audiofeat job runs in this process" in said
+    for i in (1, 2):
+        files, failures = read_tables(tmp_path / f"out{i}")
+        assert files.num_rows == 8 and failures.num_rows == 0
