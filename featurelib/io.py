@@ -364,6 +364,12 @@ def _open_soundfile(path, *, block_size: int | None = None):
     """
     import soundfile as sf
 
+    if isinstance(path, sf.SoundFile):  # librosa.load takes one too: read again from its file
+        name = path.name
+        if not isinstance(name, (str, bytes, os.PathLike)):
+            raise ParameterError("a soundfile.SoundFile of a file object: pass the file object itself "
+                                 "(or a path)")
+        path = os.fsdecode(name) if isinstance(name, bytes) else name
     shown = _display_path(path)
     opened = None
     source = path
@@ -1370,8 +1376,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
 
     Parameters
     ----------
-    path : str, os.PathLike or binary file object
-        A local file, a URL that fsspec can open, or an open binary file.
+    path : str, os.PathLike, binary file object or soundfile.SoundFile
+        A local file, a URL that fsspec can open, an open binary file, or a ``SoundFile`` of a
+        file (read again from its path, from its start).
     sr : number > 0 or None
         Target sampling rate; ``None`` keeps the file's own rate.
     mono : bool

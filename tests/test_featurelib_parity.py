@@ -590,3 +590,4 @@ def test_a_signal_that_is_not_finite_is_refused_as_librosa_refuses_it(bad):
             warnings.simplefilter("error")
             with pytest.raises(F.ParameterError, match="not finite everywhere"):
                 ours()
+        assert name in calls

@@ -268,6 +268,15 @@ def test_file_objects_and_pathlike(tmp_path, samples_dir):
     np.testing.assert_array_equal(y, ref)
     with open(path, "rb") as handle:
         assert featurelib.info(handle).path == str(path)
+    with sf.SoundFile(str(path)) as handle:  # librosa.load takes one: read again from its path
+        handle.read(100)
+        y, _ = featurelib.load(handle, sr=16000)
+        np.testing.assert_array_equal(y, ref)
+        np.testing.assert_array_equal(y, librosa.load(str(path), sr=16000)[0])
+        assert featurelib.info(handle).path == str(path)
+    with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
+        with pytest.raises(ParameterError, match="pass the file object itself"):
+            featurelib.load(handle)
     fsspec = pytest.importorskip("fsspec")
     with fsspec.open(f"file://{path}", "rb") as handle:
         y, _ = featurelib.load(handle, sr=16000)
