@@ -91,18 +91,6 @@ def spectrogram_array(S, name: str = "S", what: str = "frequency bins", least: i
     return S
 
 
-def check_finite_audio(y, xp) -> None:
-    """Raise ``ParameterError`` where the signal ``y`` holds NaN or infinity, as librosa's
-    ``util.valid_audio`` does for its STFT and zero-crossing rate (their results would be NaN
-    throughout, with NumPy's warnings). One sum, where NaN and infinity propagate and finite
-    audio cannot overflow (an element-wise look only if it does)."""
-    if bool(xp.isfinite(xp.sum(y))) or bool(xp.all(xp.isfinite(y))):
-        return
-    from .exceptions import ParameterError
-
-    raise ParameterError("Audio buffer is not finite everywhere")
-
-
 def as_float_array(y, xp=None, *, name: str = "y"):
     """``y`` as a real floating array of its namespace; lists and numbers become float32.
 

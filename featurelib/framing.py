@@ -19,7 +19,6 @@ from ._backend import (
     FrameRedo,
     as_dtype,
     as_float_array,
-    check_finite_audio,
     chunk_samples,
     fft_namespace,
     like,
@@ -451,7 +450,6 @@ def map_stft(y, reduce=None, *, n_fft=2048, hop_length=None, win_length=None, wi
     n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
     xp = namespace(y)
     y = as_float_array(y, xp)
-    check_finite_audio(y, xp)
     lead = y.shape[:-1]
     _check_stft_pad_mode(center, pad_mode)
     if not center and y.shape[-1] < n_fft:

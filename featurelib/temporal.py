@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import (
-    as_dtype,
-    as_float_array,
-    check_finite_audio,
-    namespace,
-    sliding_frames,
-    spectrogram_array,
-)
+from ._backend import as_dtype, as_float_array, namespace, sliding_frames, spectrogram_array
 from .exceptions import ParameterError
 from .framing import _check_hop, pad_signal
 
@@ -205,7 +198,6 @@ def zero_crossing_rate(y, *, frame_length: int = 2048, hop_length: int = 512, ce
     _check_hop(hop_length)  # an int or a NumPy integer, > 0
     xp = namespace(y)
     y = as_float_array(y, xp)
-    check_finite_audio(y, xp)
     if center:
         y = pad_signal(y, frame_length // 2, frame_length // 2, mode="edge")
     n = y.shape[-1]
