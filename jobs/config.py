@@ -519,6 +519,8 @@ def parse_config(data: dict, *, base_dir: str | os.PathLike | None = None) -> Jo
             cfg.out = _resolve_path(cfg.out, base)
         if cfg.labels is not None and cfg.labels.csv:
             cfg.labels.csv = _resolve_path(cfg.labels.csv, base)
+        if cfg.score is not None and cfg.score.model:  # a model folder named in the file
+            cfg.score.model = _resolve_path(cfg.score.model, base)
         tls = cfg.compute.cluster.tls
         if tls is not None:  # certificates, like every path in the file: against its folder
             for key in ("ca_file", "cert", "key"):
@@ -526,12 +528,14 @@ def parse_config(data: dict, *, base_dir: str | os.PathLike | None = None) -> Jo
     return cfg
 
 
-def as_job_config(config) -> JobConfig:
+def as_job_config(config, *, strict: bool = True) -> JobConfig:
     """The validated :class:`JobConfig` for what Python code passes a job: a ``JobConfig``
     (validated again, so that fields set after loading, ``cfg.compute.workers = -2``, are
     checked as the YAML's are), the path of a YAML file, or a mapping of sections.
 
-    Raises :class:`~jobs.errors.UsageError` naming the key, or ``TypeError`` for anything else.
+    Raises :class:`~jobs.errors.UsageError` naming the key, or ``TypeError`` for anything else
+    (``strict=False``: anything else is returned as it is, for train and score, which read the
+    sections they need with defaults where an object lacks them).
     """
     if isinstance(config, JobConfig):
         data = config.model_dump(mode="python", exclude={"out_storage_options"}, warnings=False)
@@ -542,6 +546,8 @@ def as_job_config(config) -> JobConfig:
         return load_config(config)
     if isinstance(config, dict):
         return parse_config(config)
+    if not strict:  # train and score read their sections with defaults: any object with them
+        return config
     raise TypeError(f"config: expected a jobs.config.JobConfig, the path of a YAML config or a "
                     f"mapping of its sections, not {type(config).__name__}")
 

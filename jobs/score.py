@@ -446,7 +446,7 @@ def run_score(config, out_dir, *, model_dir=None, scheduler: str | None = None, 
     from jobs.config import as_job_config
     from jobs.outdir import OutDir, is_url, run_lock
 
-    config = as_job_config(config)  # also a YAML path or a mapping; fields set after loading checked
+    config = as_job_config(config, strict=False)  # also a YAML path or a mapping; fields set after loading checked
 
     # a bad --scheduler (no scheduler answers, TLS mix-up) is told at once, as extract tells it,
     # also when the scores turn out to be up to date

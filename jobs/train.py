@@ -59,7 +59,7 @@ def run_train(config, out_dir, *, model: str | None = None, name: str | None = N
     from jobs.config import as_job_config
     from jobs.train_config import LabelsConfig, SegmentsConfig, SplitConfig, TrainConfig
 
-    config = as_job_config(config)  # also a YAML path or a mapping; fields set after loading checked
+    config = as_job_config(config, strict=False)  # also a YAML path or a mapping; fields set after loading checked
     log = log or _print
     train_cfg = config.train or TrainConfig()
     updates = {k: v for k, v in {"model": model, "name": name, "epochs": epochs}.items() if v is not None}

@@ -373,3 +373,20 @@ def test_a_config_edited_after_loading_is_checked_again_by_the_job(tmp_path):
         as_job_config(42)
     options = parse_config({"out": "s3://bucket/run", "out_storage_options": {"key": "secret"}})
     assert as_job_config(options).out_storage_options == {"key": "secret"}  # not the masked dump
+
+
+def test_score_model_in_a_config_file_is_relative_to_its_folder_for_every_caller(tmp_path):
+    """Like every path in the file: for the CLI, and for run_score(PATH) from another directory;
+    a bare object with the sections score reads passes through (benchmarks/fsdd_eval.py)."""
+    import types
+
+    from jobs.config import as_job_config
+
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "job.yaml"
+    path.write_text("score: {model: models/default}\n")
+    assert load_config(path).score.model == str(tmp_path / "conf" / "models" / "default")
+    bare = types.SimpleNamespace(score=None, train=None, compute=None, labels=None)
+    assert as_job_config(bare, strict=False) is bare
+    with pytest.raises(TypeError):
+        as_job_config(bare)
