@@ -24,7 +24,7 @@ import numpy as np
 from ._decoder_notes import open_quietly, quiet_decoder_notes
 from ._filecache import per_file_state
 from .exceptions import AudioDecodeError, AudioFileNotFoundError, ParameterError
-from .wav import PLACEHOLDER_SIZE
+from .wav import PLACEHOLDER_SIZES
 
 __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
 
@@ -435,9 +435,14 @@ def _truncation_reason(handle) -> str | None:
 
 def _log_cut_reason(log: str) -> str | None:
     """A chunk cut short, as libsndfile's header log says: "data : 64000 (should be 31979)"."""
-    cut = [(label.strip(), int(declared), int(actual))
-           for label, declared, actual in _SHOULD_BE.findall(log or "")
-           if int(actual) < int(declared) < PLACEHOLDER_SIZE]
+    said = [(label.strip(), int(declared), int(actual))
+            for label, declared, actual in _SHOULD_BE.findall(log or "")]
+    if any(label.lower() in _DATA_CHUNKS and declared in PLACEHOLDER_SIZES for label, declared, _ in said):
+        # a streaming writer's "length unknown" (the outer size then says it plus the header's
+        # bytes): the samples are what the file holds
+        return None
+    cut = [(label, declared, actual) for label, declared, actual in said
+           if actual < declared and declared not in PLACEHOLDER_SIZES]
     if not cut:
         return None
     data_cut = [c for c in cut if c[0].lower() in _DATA_CHUNKS]

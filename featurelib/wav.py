@@ -17,11 +17,12 @@ import os
 
 from ._views import SplicedFile
 
-# Declared chunk sizes at or above this are "length unknown" placeholders of streamed files
-# (0xFFFFFFFF from pipes, 0x7FFFF000 from sox), not promises that the data is there.
-PLACEHOLDER_SIZE = 0x7FFF0000
+# Declared chunk sizes that are "length unknown" placeholders of streamed files (0xFFFFFFFF from
+# pipes, 0x7FFFF000 from sox, 0x7FFFFFFF), not promises that the data is there. Only these: a
+# genuine 2-4 GiB recording cut short declares its real size, and is refused as cut.
+PLACEHOLDER_SIZES = frozenset({0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000})
 
-__all__ = ["FOUR_GIB", "PLACEHOLDER_SIZE", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
+__all__ = ["FOUR_GIB", "PLACEHOLDER_SIZES", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
 
 FOUR_GIB = 1 << 32
 # libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)

@@ -32,7 +32,7 @@ import numpy as np
 
 from featurelib._decoder_notes import open_quietly, quiet_decoder_notes
 from featurelib._sequential import read_float32
-from featurelib.wav import PLACEHOLDER_SIZE, chunks, file_chunks, riff_order
+from featurelib.wav import PLACEHOLDER_SIZES, chunks, file_chunks, riff_order
 
 __all__ = [
     "FeatureSet", "DecodeError", "decode", "ResampledStream", "segment_buffers", "compute_segments",
@@ -402,9 +402,9 @@ def wav_declared_frames(path: str) -> int | None:
                     if len(fmt) >= 16:
                         block_align = _frame_bytes(fmt, order)
                 elif cid == b"data":
-                    # 0 and sizes from 0x7FFF0000 up (0xFFFFFFFF from pipes, 0x7FFFF000 from
-                    # sox) are streaming writers' "length unknown", as featurelib.load reads them
-                    if not block_align or size == 0 or size >= PLACEHOLDER_SIZE:
+                    # 0 and the streaming writers' "length unknown" sizes (0xFFFFFFFF from
+                    # pipes, 0x7FFFF000 from sox), as featurelib.load reads them
+                    if not block_align or size == 0 or size in PLACEHOLDER_SIZES:
                         return None
                     return size // block_align
             return None

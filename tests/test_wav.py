@@ -137,3 +137,20 @@ def test_an_adpcm_wav_over_4gib_is_refused(tmp_path):
     for read in (featurelib.load, probe):
         with pytest.raises(featurelib.AudioDecodeError, match="a WAV file over 4 GiB"):
             read(str(path))
+
+
+@pytest.mark.parametrize("declared", [0xC0000000, 0x7FFF8000, 0x80000000])
+def test_a_recording_of_2_to_4_gib_cut_short_is_refused_by_load_and_by_extract(tmp_path, declared):
+    """A data size of 2-4 GiB is a promise, not a streaming writer's placeholder (only
+    0xFFFFFFFF, 0x7FFFFFFF and sox's 0x7FFFF000 are): cut short, the file is refused, by
+    featurelib.load and by the extract job's own header check alike."""
+    from jobs.compute import wav_declared_frames
+
+    path = _sparse(tmp_path / "night.wav", _header(2, 16, declared), 0x40010000, {0: bytes(4000)})
+    assert wav_declared_frames(str(path)) == declared // 4
+    with pytest.raises(featurelib.AudioDecodeError, match="truncated"):
+        featurelib.load(path, duration=0.01)
+    for placeholder in (0x7FFFF000, 0xFFFFFFFF):
+        streamed = _sparse(tmp_path / f"streamed{placeholder:x}.wav", _header(2, 16, placeholder), 40000, {})
+        assert wav_declared_frames(str(streamed)) is None
+        assert featurelib.load(streamed)[0].shape == (10000,)
