@@ -317,10 +317,10 @@ def _size_cut_reason(source, container_name: str) -> str | None:
 def _whole_file(source, container_name: str) -> bool:
     """Whether ``source`` is a local MP4/M4A file whose top-level boxes all lie within it, or a
     Matroska/WebM file whose Segment does (so a stream that stops decoding early is damaged, not
-    cut short: :func:`mp4_cut_reason`, :func:`matroska_segment_state`)."""
+    cut short: :func:`mp4_cut_reason`, :func:`matroska_segment_whole`)."""
     kind = _FORMAT_NAMES.get(container_name)
     if kind == "MATROSKA":
-        return matroska_segment_state(source)[0] is True
+        return matroska_segment_whole(source) is True
     return (kind == "MP4" and isinstance(source, (str, os.PathLike))
             and mp4_cut_reason(source) is None)
 
@@ -339,40 +339,37 @@ def _ebml_vint(data: bytes, at: int, *, keep_marker: bool):
     return (None if value == (1 << (7 * width)) - 1 else value), at + width
 
 
-def matroska_segment_state(source):
-    """Whether the local Matroska/WebM file ``source`` holds its whole Segment, the element that
-    holds everything else: ``(True, None)`` when its stated size is all there, ``(False,
-    reason)`` when the file ends before it (cut short), ``(None, None)`` when it cannot tell (a
-    live recording's unknown size, no Matroska, unreadable).
+def matroska_segment_whole(source) -> bool | None:
+    """Whether the local Matroska/WebM file ``source`` holds the whole Segment its header sizes
+    (the element that holds everything else): True, False (the file ends before it), or None
+    where it cannot tell (a live recording's unknown size, no Matroska, unreadable).
 
     The Segment's size is what a muxer writes when it finishes the file; its ``Duration`` is a
     figure beside it (an old muxer wrote one 2 % past the last packet of a whole file), so a
-    whole Segment outranks it.
+    whole Segment outranks it. A file short of its Segment may still hold every packet (only
+    its index, the Cues, cut off): the frames that decode tell, not the size.
     """
     if not isinstance(source, (str, bytes, os.PathLike)):
-        return None, None
+        return None
     try:
         with open(source, "rb") as handle:
             head = handle.read(4096)
             size = os.fstat(handle.fileno()).st_size
         element, at = _ebml_vint(head, 0, keep_marker=True)
         if element != 0x1A45DFA3:  # the EBML header
-            return None, None
+            return None
         length, at = _ebml_vint(head, at, keep_marker=False)
         if length is None:
-            return None, None
+            return None
         element, at = _ebml_vint(head, at + length, keep_marker=True)
         if element != 0x18538067:  # the Segment
-            return None, None
+            return None
         length, at = _ebml_vint(head, at, keep_marker=False)
     except (OSError, ValueError, IndexError):
-        return None, None
+        return None
     if length is None:
-        return None, None
-    if at + length > size:
-        return False, (f"truncated: the Matroska header announces a Segment of {length} bytes but "
-                       f"the file holds {size - at} of them (the file was cut short)")
-    return True, None
+        return None
+    return at + length <= size
 
 
 def _readable(text: str) -> str:
@@ -422,10 +419,8 @@ def _count(source):
             channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
         stated = _stated_frames(container, stream, rate)
         cut = None
-        if _FORMAT_NAMES.get(container.format.name) == "MATROSKA":
-            whole, cut = matroska_segment_state(source)
-            if whole or cut:  # the Segment's size tells; its Duration is only a muxer's figure
-                stated = None
+        if _FORMAT_NAMES.get(container.format.name) == "MATROSKA" and matroska_segment_whole(source):
+            stated = None  # every byte of the Segment is there: its Duration is only a figure
         if stated is not None and frames < stated - _LENGTH_SLACK - stated // 200:
             cut = (f"truncated: the {_FORMAT_NAMES.get(container.format.name, 'file')} header "
                    f"announces {stated} frames but only {frames} decode (the file was cut short)")
