@@ -1762,6 +1762,7 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     from jobs.outdir import run_lock
 
     with one_job_at_a_time(lambda line: _say(f"extract: {line}")):
+        started, t_start = _now(), time.perf_counter()  # (a wait for another job's end not counted)
         lock = run_lock(out, "extract")
         try:
             return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,

@@ -70,6 +70,14 @@ def test_two_jobs_started_from_two_threads_of_one_process_run_one_after_the_othe
     said = result.stdout + result.stderr
     assert result.returncode == 0 and "statuses [0, 0]" in result.stdout, said
     assert "another audiofeat job runs in this process" in said
+    import json
+
+    spans = []
     for i in (1, 2):
         files, failures = read_tables(tmp_path / f"out{i}")
         assert files.num_rows == 8 and failures.num_rows == 0
+        manifest = json.loads((tmp_path / f"out{i}" / "manifest.json").read_text())
+        spans.append((manifest["started"], manifest["finished"]))
+    # each job's start and throughput are its own: the one that waited started when the other ended
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert b0 >= a1
