@@ -4,8 +4,8 @@
 length), and of an Ogg file checks every page's checksum: right once per file, but a reader of
 many short windows of one long file (``audiofeat plot`` samples 2,048 frames of a recording that
 has too many to draw) paid it once per window, the square of the file's length. A fact is kept
-per process for a path whose device, inode, size and modification time are those it was found
-at; a file rewritten, cut or grown is read again.
+per process for a path whose device, inode, size, modification and change times are those it
+was found at; a file rewritten, cut or grown is read again.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ __all__ = ["per_file_state"]
 
 def _state(path) -> tuple:
     st = os.stat(path)
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    # ctime too: a rewrite of the same size that keeps the modification time (cp -p, utime, a
+    # coarse clock) still changes it
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def per_file_state(maxsize: int = 32):

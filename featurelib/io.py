@@ -203,6 +203,28 @@ def not_audio_hint(head: bytes) -> str | None:
     return None
 
 
+def _headerless_not_audio(head: bytes) -> str | None:
+    """What a file that libsndfile reads as header-less audio by its name alone (GSM 6.10 in
+    ``.gsm``, VOX ADPCM in ``.vox``) really is, where its first bytes say that it is no such
+    audio (any bytes decode as one: a text file would become noise): a known other file, or
+    text."""
+    hint = not_audio_hint(head[:64])
+    if hint is not None:
+        return hint
+    if head.startswith(b"VOX "):
+        return "a MagicaVoxel 3-D model (.vox), not Dialogic VOX audio"
+    text = None
+    for cut in range(4):  # the bytes read may end inside a multi-byte character
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if text and len(head) >= 16 and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "text, not audio"
+    return None
+
+
 def _head_of(source, n: int = 64) -> bytes:
     """The first ``n`` bytes of a local path or a readable, seekable file object (b"" if not)."""
     try:
@@ -369,6 +391,10 @@ def _open_soundfile(path, *, block_size: int | None = None):
         if not isinstance(name, (str, bytes, os.PathLike)):
             raise ParameterError("a soundfile.SoundFile of a file object: pass the file object itself "
                                  "(or a path)")
+        if str(path.format) == "RAW":  # its rate, channels and encoding were the caller's
+            raise ParameterError("a soundfile.SoundFile of header-less (RAW) audio: its rate and "
+                                 "encoding are not in the file; pass handle.read(dtype='float32').T "
+                                 "to the features instead")
         path = os.fsdecode(name) if isinstance(name, bytes) else name
     shown = _display_path(path)
     opened = None
@@ -410,6 +436,10 @@ def _open_soundfile(path, *, block_size: int | None = None):
         except OSError as exc:
             raise AudioDecodeError(shown, f"cannot be opened ({exc.strerror or exc})") from None
         with handle, quiet_decoder_notes(quiet):
+            if str(handle.format) == "RAW":  # header-less by its name (.gsm, .vox): any bytes decode
+                reason = _headerless_not_audio(_head_of(source, 512))
+                if reason is not None:
+                    raise AudioDecodeError(shown, f"not a readable audio file: {reason}")
             yield handle, shown
     finally:
         if opened is not None:

@@ -195,3 +195,12 @@ def test_headerless_telephony_audio_is_found_by_the_names_libsndfile_reads(tmp_p
         assert (meta.format, meta.subtype, meta.sample_rate, meta.frames) == ("RAW", subtype, sr, 8000)
         ref, _ = sf.read(path, dtype="float32")
         np.testing.assert_array_equal(featurelib.load(path)[0], ref)
+    # any bytes decode as header-less audio: what is clearly something else is refused, not
+    # read as noise (a MagicaVoxel model, notes, a Git LFS pointer)
+    others = {"model.vox": b"VOX \x96\x00\x00\x00" + bytes(range(256)) * 8,
+              "notes.gsm": "Session notes: mic 2 failed at 01:32 — re-take.\n".encode() * 40,
+              "pointer.gsm": b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\n"}
+    for name, data in others.items():
+        (root / name).write_bytes(data)
+        with pytest.raises(featurelib.AudioDecodeError, match="not a readable audio file"):
+            featurelib.load(root / name)

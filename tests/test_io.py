@@ -277,6 +277,11 @@ def test_file_objects_and_pathlike(tmp_path, samples_dir):
     with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
         with pytest.raises(ParameterError, match="pass the file object itself"):
             featurelib.load(handle)
+    pcm = tmp_path / "x.raw"
+    pcm.write_bytes(np.zeros(800, "<i2").tobytes())
+    with sf.SoundFile(str(pcm), samplerate=8000, channels=1, subtype="PCM_16", format="RAW") as handle:
+        with pytest.raises(ParameterError, match="header-less"):
+            featurelib.load(handle)
     fsspec = pytest.importorskip("fsspec")
     with fsspec.open(f"file://{path}", "rb") as handle:
         y, _ = featurelib.load(handle, sr=16000)
