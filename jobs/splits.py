@@ -52,7 +52,8 @@ def group_split(labels: pd.Series, groups: pd.Series, test_fraction: float, seed
     """Whole groups to the test side, greedily: each step adds the group that keeps the test side's
     size closest to ``test_fraction`` of the files and its class mix closest to the whole (ties go
     to the seeded visiting order), and stops when one more group would overshoot more than it
-    helps."""
+    helps. A group that would take the last training files of a class stays on the training side
+    (a class recorded by one speaker, or from one source, is learnt, not only tested)."""
     unique = groups.unique()
     if len(unique) < 2:
         raise UsageError(f"a group split needs at least two groups, found {len(unique)}")
@@ -67,10 +68,14 @@ def group_split(labels: pd.Series, groups: pd.Series, test_fraction: float, seed
         best, best_cost = None, None
         for g in remaining:
             trial = test_counts + counts.loc[g].to_numpy(float)
+            if ((trial >= overall) & (overall > 0)).any():
+                continue  # every file of one of its classes would be on the test side
             share = trial / max(trial.sum(), 1.0)
             cost = abs(trial.sum() - target) / overall.sum() + np.abs(share - overall / overall.sum()).sum()
             if best_cost is None or cost < best_cost:
                 best, best_cost = g, cost
+        if best is None:
+            break  # each group left holds the last training files of a class
         size = counts.loc[best].to_numpy(float).sum()
         if test_groups and abs(test_counts.sum() + size - target) >= abs(test_counts.sum() - target):
             break  # one more group would take the test side further from its target size
@@ -126,7 +131,9 @@ def split_files(labelled: pd.DataFrame, config: SplitConfig) -> pd.Series:
     if n_train == 0:
         raise UsageError(f"the {config.method} split leaves no file to train on")
     if n_test == 0:
-        raise UsageError(f"the {config.method} split leaves no file to test on")
+        why = (f": each {config.group!r} group holds every file of some class, which would then "
+               "never be trained on" if config.method == "group" else "")
+        raise UsageError(f"the {config.method} split leaves no file to test on{why}")
     return split
 
 

@@ -538,6 +538,13 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
             f"({', '.join(lonely[:5])}"
             f"{', ...' if len(lonely) > 5 else ''}): it cannot be both trained on and tested, so the "
             "report has no test figures for it; give each class several files")
+    tested = set(known.loc[known["split"] == TEST, "label"].astype(str))
+    untested = sorted(str(c) for c in classes if str(c) not in tested and str(c) not in lonely)
+    if untested:
+        log(f"train: note: the {split_cfg.method} split holds no test file of "
+            f"{plural(len(untested), 'class', 'classes')} ({', '.join(untested[:5])}"
+            f"{', ...' if len(untested) > 5 else ''}): the report cannot say how well "
+            f"{'it is' if len(untested) == 1 else 'they are'} recognised")
 
     # segments -> inputs (through Dask, from the store)
     geometry = segment_geometry(segments_cfg.length_s, segments_cfg.hop_s, store.frame_rate_hz)

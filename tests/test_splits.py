@@ -39,6 +39,31 @@ def test_group_split_never_puts_a_group_on_both_sides(fsdd_like):
     assert set(fsdd_like.loc[split == TEST, "label"]) == {str(d) for d in range(10)}
 
 
+def test_a_group_holding_every_file_of_a_class_stays_on_the_training_side():
+    """Drum samples all from one package, 38 % of the corpus: the greedy took that package first
+    and tested a class the model never saw (accuracy 0, exit 0). A class's only group is trained
+    on; the test side comes from the groups of the classes that have several."""
+    from jobs.splits import group_split
+
+    rows = ([("drum", "drumkit")] * 220 + [("speech", "prompts")] * 100
+            + [("effect", f"game{i}") for i in range(7) for _ in range(21)]
+            + [("notification", f"desktop{i}") for i in range(3) for _ in range(30)]
+            + [("music", f"album{i}") for i in range(5) for _ in range(4)])
+    labels = pd.Series([label for label, _ in rows])
+    groups = pd.Series([group for _, group in rows])
+    for seed in range(4):
+        split = group_split(labels, groups, 0.25, seed)
+        trained = set(labels[split == TRAIN])
+        assert trained == {"drum", "speech", "effect", "notification", "music"}, seed
+        assert set(labels[split == TEST]) <= {"effect", "notification", "music"}
+        assert (split == TEST).sum() > 0
+    one_each = pd.Series(["a"] * 5 + ["b"] * 5)
+    with pytest.raises(UsageError, match="holds every file of some class"):
+        split_files(pd.DataFrame({"file_id": [f"f{i}" for i in range(10)], "path": [f"/{i}.wav" for i in range(10)],
+                                  "label": one_each, "source": ["x"] * 5 + ["y"] * 5}),
+                    SplitConfig(method="group", group="source", test_fraction=0.3, seed=0))
+
+
 def test_explicit_split_fsdd_official(fsdd_like):
     config = SplitConfig(method="explicit", group="index", test_values=["0", "1", "2", "3", "4"])
     split = split_files(fsdd_like, config)

@@ -460,3 +460,20 @@ def test_run_refuses_labels_train_would_refuse_before_extracting(tmp_path, capsy
     # an input that is not there is extract's error, not train's (it said "train: input: ...")
     assert cli_main(["run", str(config), "--input", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert f"error: extract: input: no such file or folder: {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_the_log_names_classes_the_split_does_not_test(tmp_path_factory, capsys):
+    """An explicit split whose test values hold no file of a class: the log says which, as it
+    says for a class of one file (the report showed its recall as 0.000, or n/a, unexplained)."""
+    root = tmp_path_factory.mktemp("untested-class")
+    run = copy_run(extracted_run(tmp_path_factory), root / "run")
+    files = pd.read_parquet(run / "files.parquet")
+    rows = []
+    for p in files["path"]:
+        digit, index = p.rsplit("/", 1)[1][0], p.rsplit("_", 1)[1].split(".")[0]
+        rows.append(f"{p},{digit},{'99' if digit == '9' else index}")  # no 9 among the test values
+    (root / "labels.csv").write_text("path,label,index\n" + "\n".join(rows) + "\n")
+    config = write_config(root / "job.yaml", labels={"source": "csv", "csv": "labels.csv"})
+    assert cli_main(["train", str(config), "--out", str(run)]) == 0
+    said = "".join(capsys.readouterr())
+    assert "split holds no test file of 1 class (9)" in said
