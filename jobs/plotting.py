@@ -786,7 +786,8 @@ def _events_in_view(events, x_start: float, x_stop: float, n_px: int) -> list[di
             spans[-1][1] = max(spans[-1][1], end)
         else:
             spans.append([start, end])
-    return [{"label": label, "start_s": a, "end_s": b}
+    # an edge the window cut is no edge of the event: not outlined
+    return [{"label": label, "start_s": a, "end_s": b, "edges": [x for x in (a, b) if x not in (x_start, x_stop)]}
             for label, spans in sorted(by_label.items()) for a, b in spans]
 
 
@@ -802,14 +803,14 @@ def _shade_events(ax, events, colours, *, over_image: bool) -> None:
         start, end = float(event["start_s"]), float(event["end_s"])
         if over_image:
             ax.axvspan(start, end, ymin=0.95, ymax=1.0, color=colour, alpha=0.95, lw=0)
-            for x in (start, end):
+            for x in event.get("edges", (start, end)):
                 ax.axvline(x, color=colour, lw=1.2, ls="--")
         else:
             ax.axvspan(start, end, color=colour, alpha=0.2, lw=0)
         seen[label] = colour
-    if seen:
+    if seen:  # where it hides the fewest events (upper right hid those at the end of a file)
         handles = [mpatches.Patch(color=c, alpha=0.6, label=lab) for lab, c in sorted(seen.items())]
-        ax.legend(handles=handles, loc="upper right", fontsize=8, title="events", title_fontsize=8,
+        ax.legend(handles=handles, loc="best", fontsize=8, title="events", title_fontsize=8,
                   framealpha=0.8)
 
 

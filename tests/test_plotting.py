@@ -349,12 +349,12 @@ def test_only_the_events_a_picture_can_show_are_drawn():
     events += [{"label": "talk", "start_s": 103.0, "end_s": 104.0},
                {"label": "talk", "start_s": 103.5, "end_s": 105.0}]  # overlapping: one span
     shown = plotting._events_in_view(events, 100.0, 120.0, 1000)
-    assert shown == [{"label": "snore", "start_s": 100.0, "end_s": 106.0},
-                     {"label": "snore", "start_s": 110.0, "end_s": 116.0},
-                     {"label": "talk", "start_s": 103.0, "end_s": 105.0}]
+    assert shown == [{"label": "snore", "start_s": 100.0, "end_s": 106.0, "edges": [106.0]},
+                     {"label": "snore", "start_s": 110.0, "end_s": 116.0, "edges": [110.0, 116.0]},
+                     {"label": "talk", "start_s": 103.0, "end_s": 105.0, "edges": [103.0, 105.0]}]
     whole = plotting._events_in_view(events, 0.0, 30000.0, 1000)  # 30 s a pixel: 4 s gaps vanish
-    assert whole == [{"label": "snore", "start_s": 0.0, "end_s": 29996.0},
-                     {"label": "talk", "start_s": 103.0, "end_s": 105.0}]
+    assert [(e["label"], e["start_s"], e["end_s"]) for e in whole] == [("snore", 0.0, 29996.0),
+                                                                       ("talk", 103.0, 105.0)]
     assert plotting._events_in_view(events, 40000.0, 40010.0, 1000) == []
 
 
