@@ -339,16 +339,10 @@ def _ebml_vint(data: bytes, at: int, *, keep_marker: bool):
     return (None if value == (1 << (7 * width)) - 1 else value), at + width
 
 
-def matroska_segment_whole(source) -> bool | None:
-    """Whether the local Matroska/WebM file ``source`` holds the whole Segment its header sizes
-    (the element that holds everything else): True, False (the file ends before it), or None
-    where it cannot tell (a live recording's unknown size, no Matroska, unreadable).
-
-    The Segment's size is what a muxer writes when it finishes the file; its ``Duration`` is a
-    figure beside it (an old muxer wrote one 2 % past the last packet of a whole file), so a
-    whole Segment outranks it. A file short of its Segment may still hold every packet (only
-    its index, the Cues, cut off): the frames that decode tell, not the size.
-    """
+def _matroska_segment(source) -> tuple[int, int] | None:
+    """``(stated, held)``: the bytes the local Matroska/WebM file ``source``'s header gives its
+    Segment (the element that holds everything else) and those the file holds of it; None where
+    it cannot tell (a live recording's unknown size, no Matroska, unreadable)."""
     if not isinstance(source, (str, bytes, os.PathLike)):
         return None
     try:
@@ -367,9 +361,20 @@ def matroska_segment_whole(source) -> bool | None:
         length, at = _ebml_vint(head, at, keep_marker=False)
     except (OSError, ValueError, IndexError):
         return None
-    if length is None:
-        return None
-    return at + length <= size
+    return None if length is None else (length, size - at)
+
+
+def matroska_segment_whole(source) -> bool | None:
+    """Whether the local Matroska/WebM file ``source`` holds the whole Segment its header sizes:
+    True, False (the file ends before it), or None where it cannot tell.
+
+    The Segment's size is what a muxer writes when it finishes the file; its ``Duration`` is a
+    figure beside it (an old muxer wrote one 2 % past the last packet of a whole file), so a
+    whole Segment outranks it. A file short of its Segment may still hold every packet (only
+    its index, the Cues, cut off): where a Duration is stated, the frames that decode tell.
+    """
+    segment = _matroska_segment(source)
+    return None if segment is None else segment[1] >= segment[0]
 
 
 def _readable(text: str) -> str:
@@ -419,8 +424,13 @@ def _count(source):
             channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels))
         stated = _stated_frames(container, stream, rate)
         cut = None
-        if _FORMAT_NAMES.get(container.format.name) == "MATROSKA" and matroska_segment_whole(source):
-            stated = None  # every byte of the Segment is there: its Duration is only a figure
+        if _FORMAT_NAMES.get(container.format.name) == "MATROSKA":
+            segment = _matroska_segment(source)
+            if segment is not None and segment[1] >= segment[0]:
+                stated = None  # every byte of the Segment is there: its Duration is only a figure
+            elif segment is not None and stated is None:  # no Duration: the Segment's size tells
+                cut = (f"truncated: the Matroska header announces a Segment of {segment[0]} bytes "
+                       f"but the file holds {segment[1]} of them (the file was cut short)")
         if stated is not None and frames < stated - _LENGTH_SLACK - stated // 200:
             cut = (f"truncated: the {_FORMAT_NAMES.get(container.format.name, 'file')} header "
                    f"announces {stated} frames but only {frames} decode (the file was cut short)")

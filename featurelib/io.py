@@ -61,6 +61,12 @@ _EXTENSIONS_OF_FORMAT = {
 }
 
 
+def _raw_by_name(name) -> bool:
+    """Whether libsndfile reads ``name`` as header-less audio by its extension alone (``.gsm``)."""
+    ext = os.path.splitext(os.fsdecode(name))[1].lower().lstrip(".")
+    return ext in _EXTENSIONS_OF_FORMAT["RAW"]
+
+
 def _audio_extensions() -> frozenset[str]:
     try:
         import soundfile as sf
@@ -205,14 +211,21 @@ def not_audio_hint(head: bytes) -> str | None:
 
 def _headerless_not_audio(head: bytes) -> str | None:
     """What a file that libsndfile reads as header-less audio by its name alone (GSM 6.10 in
-    ``.gsm``, VOX ADPCM in ``.vox``) really is, where its first bytes say that it is no such
-    audio (any bytes decode as one: a text file would become noise): a known other file, or
-    text."""
-    hint = not_audio_hint(head[:64])
-    if hint is not None:
-        return hint
+    ``.gsm``, VOX ADPCM in ``.vox``) really is, where its first bytes say so beyond doubt (any
+    bytes decode as such audio: a text file would become noise). Only unambiguous signatures and
+    prose: ADPCM bytes can start like an ADTS header or a JSON document, and a quiet tone's can
+    all be printable characters."""
+    if head.startswith(APPLE_DOUBLE_MAGIC):
+        return "a macOS AppleDouble file (the '._' metadata companion of another file), not audio"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)"
     if head.startswith(b"VOX "):
         return "a MagicaVoxel 3-D model (.vox), not Dialogic VOX audio"
+    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x1f\x8b", b"\xfd7zXZ\x00",
+                        b"\x28\xb5\x2f\xfd")):
+        return "an archive or a compressed file, not audio: unpack it first"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML document, not audio (a failed download?)"
     text = None
     for cut in range(4):  # the bytes read may end inside a multi-byte character
         try:
@@ -220,8 +233,10 @@ def _headerless_not_audio(head: bytes) -> str | None:
             break
         except UnicodeDecodeError:
             continue
-    if text and len(head) >= 16 and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return "text, not audio"
+    if (text and len(text) >= 64 and all(c.isprintable() or c in "\r\n\t" for c in text)
+            and sum(c.isalpha() for c in text) >= 0.5 * len(text)
+            and sum(c.isspace() for c in text) >= 0.05 * len(text)):
+        return "text, not audio"  # words and spaces: prose, not ADPCM that happens to be printable
     return None
 
 
@@ -391,7 +406,7 @@ def _open_soundfile(path, *, block_size: int | None = None):
         if not isinstance(name, (str, bytes, os.PathLike)):
             raise ParameterError("a soundfile.SoundFile of a file object: pass the file object itself "
                                  "(or a path)")
-        if str(path.format) == "RAW":  # its rate, channels and encoding were the caller's
+        if str(path.format) == "RAW" and not _raw_by_name(name):  # its rate and encoding were the caller's
             raise ParameterError("a soundfile.SoundFile of header-less (RAW) audio: its rate and "
                                  "encoding are not in the file; pass handle.read(dtype='float32').T "
                                  "to the features instead")

@@ -17,10 +17,11 @@ import os
 
 from ._views import SplicedFile
 
-# Declared chunk sizes that are "length unknown" placeholders of streamed files (0xFFFFFFFF from
-# pipes, 0x7FFFF000 from sox, 0x7FFFFFFF), not promises that the data is there. Only these: a
-# genuine 2-4 GiB recording cut short declares its real size, and is refused as cut.
-PLACEHOLDER_SIZES = frozenset({0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000})
+# Declared chunk sizes that are "length unknown" placeholders of streamed files, not promises
+# that the data is there: 0xFFFFFFFF (pipes), 0x7FFFFFFF, 0x7FFFF000 (sox), 0x80000000 and
+# 0x7FFFFF00 (arecord to stdout: its 2 GiB cap). Only these: a genuine 2-4 GiB recording cut
+# short declares its real size, and is refused as cut.
+PLACEHOLDER_SIZES = frozenset({0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000, 0x80000000, 0x7FFFFF00})
 
 __all__ = ["FOUR_GIB", "PLACEHOLDER_SIZES", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
 

@@ -546,8 +546,8 @@ def as_job_config(config, *, strict: bool = True) -> JobConfig:
         return load_config(config)
     if isinstance(config, dict):
         return parse_config(config)
-    if not strict:  # train and score read their sections with defaults: any object with them
-        return config
+    if not strict and all(hasattr(config, section) for section in ("train", "score", "labels")):
+        return config  # train and score read these sections, with defaults where they are None
     raise TypeError(f"config: expected a jobs.config.JobConfig, the path of a YAML config or a "
                     f"mapping of its sections, not {type(config).__name__}")
 

@@ -303,6 +303,13 @@ def test_a_whole_matroska_file_whose_duration_overstates_it_decodes(files, tmp_p
     cut.write_bytes(bytes(whole[:len(whole) * 2 // 3]))
     with pytest.raises(AudioDecodeError, match="truncated: .*header announces"):
         F.load(str(cut))
+    # no Duration at all (a Void element in its place): a cut file is told by its Segment's size
+    undated = bytearray(whole)
+    undated[at:at + 3 + width] = bytes([0xEC, 0x80 | (width + 1)]) + bytes(width + 1)
+    undated_cut = tmp_path / "undated_cut.webm"
+    undated_cut.write_bytes(bytes(undated[:len(undated) * 3 // 5]))
+    with pytest.raises(AudioDecodeError, match="truncated: .*Segment of"):
+        F.load(str(undated_cut))
     original = open(files["webm"], "rb").read()
     cues = original.rfind(b"\x1c\x53\xbb\x6b")  # the Cues element, after the last packet
     if cues > 0:

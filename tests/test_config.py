@@ -390,3 +390,6 @@ def test_score_model_in_a_config_file_is_relative_to_its_folder_for_every_caller
     assert as_job_config(bare, strict=False) is bare
     with pytest.raises(TypeError):
         as_job_config(bare)
+    for wrong in (None, 42, ["configs/example.yaml"]):  # not a config, even for train and score
+        with pytest.raises(TypeError, match="JobConfig"):
+            as_job_config(wrong, strict=False)

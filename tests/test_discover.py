@@ -204,3 +204,15 @@ def test_headerless_telephony_audio_is_found_by_the_names_libsndfile_reads(tmp_p
         (root / name).write_bytes(data)
         with pytest.raises(featurelib.AudioDecodeError, match="not a readable audio file"):
             featurelib.load(root / name)
+    # ... but ADPCM bytes may start like an ADTS header or a JSON document, and a quiet tone at
+    # the Nyquist frequency encodes to printable characters: audio all the same
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    audio_bytes = {"adts_like.vox": b"\xff\xf8\x01\x80" + noise, "json_like.vox": b'{"\x12' + noise}
+    nyquist = 0.01 * np.sign(np.sin(np.pi * np.arange(8000) + 0.3))
+    sf.write(str(root / "nyquist.vox"), nyquist.astype(np.float32), 8000, format="RAW", subtype="VOX_ADPCM")
+    for name, data in audio_bytes.items():
+        (root / name).write_bytes(data)
+    for name in (*audio_bytes, "nyquist.vox"):
+        ref, _ = sf.read(str(root / name), dtype="float32")
+        np.testing.assert_array_equal(featurelib.load(root / name)[0], ref)

@@ -139,10 +139,11 @@ def test_an_adpcm_wav_over_4gib_is_refused(tmp_path):
             read(str(path))
 
 
-@pytest.mark.parametrize("declared", [0xC0000000, 0x7FFF8000, 0x80000000])
+@pytest.mark.parametrize("declared", [0xC0000000, 0x7FFF8000, 0x90000000])
 def test_a_recording_of_2_to_4_gib_cut_short_is_refused_by_load_and_by_extract(tmp_path, declared):
     """A data size of 2-4 GiB is a promise, not a streaming writer's placeholder (only
-    0xFFFFFFFF, 0x7FFFFFFF and sox's 0x7FFFF000 are): cut short, the file is refused, by
+    0xFFFFFFFF, 0x7FFFFFFF, sox's 0x7FFFF000 and arecord's 0x80000000 and 0x7FFFFF00 are): cut
+    short, the file is refused, by
     featurelib.load and by the extract job's own header check alike."""
     from jobs.compute import wav_declared_frames
 
@@ -150,7 +151,7 @@ def test_a_recording_of_2_to_4_gib_cut_short_is_refused_by_load_and_by_extract(t
     assert wav_declared_frames(str(path)) == declared // 4
     with pytest.raises(featurelib.AudioDecodeError, match="truncated"):
         featurelib.load(path, duration=0.01)
-    for placeholder in (0x7FFFF000, 0xFFFFFFFF):
+    for placeholder in (0x7FFFF000, 0xFFFFFFFF, 0x80000000, 0x7FFFFF00):  # sox, pipes, arecord
         streamed = _sparse(tmp_path / f"streamed{placeholder:x}.wav", _header(2, 16, placeholder), 40000, {})
         assert wav_declared_frames(str(streamed)) is None
         assert featurelib.load(streamed)[0].shape == (10000,)
