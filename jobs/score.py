@@ -53,10 +53,6 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--workers: must be at least 1")
     if args.model is not None and not args.model.strip():  # (it fell back to score.model)
         raise UsageError("--model: an empty path (an unset variable?); name the model folder")
-    if config.score is not None and config.score.model and not os.path.isabs(config.score.model):
-        # like every path in a config file: relative to the config file's folder
-        config.score.model = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.config)),
-                                                           config.score.model))
     from jobs.cluster import security_from
 
     security = security_from(args.tls_ca, args.tls_cert, args.tls_key)

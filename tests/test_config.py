@@ -386,6 +386,8 @@ def test_score_model_in_a_config_file_is_relative_to_its_folder_for_every_caller
     path = tmp_path / "conf" / "job.yaml"
     path.write_text("score: {model: models/default}\n")
     assert load_config(path).score.model == str(tmp_path / "conf" / "models" / "default")
+    path.write_text("score: {model: 's3://bucket/models/default'}\n")  # a URL stays one
+    assert load_config(path).score.model == "s3://bucket/models/default"
     bare = types.SimpleNamespace(score=None, train=None, compute=None, labels=None)
     assert as_job_config(bare, strict=False) is bare
     with pytest.raises(TypeError):
