@@ -71,6 +71,15 @@ def run_lock(out, command: str):
 
     od = as_outdir(out)
     if od.is_url:
+        # told here, by key, before any command reads or writes there: a wrong key or a missing
+        # bucket came as a traceback from deep in the plan, with exit status 1
+        try:
+            od.exists()
+        except Exception as exc:  # noqa: BLE001 - each store says it its own way
+            from jobs.errors import UsageError
+
+            raise UsageError(redact(f"out: {od.display} cannot be reached "
+                                    f"({type(exc).__name__}: {exc})")) from None
         return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
     folder = od.location
     try:

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_temporary_folder_is_removed_at_exit_of_its_own_process_only(tmp_path):
     """A model folder copied from a URL is removed when the process that made it exits (the
@@ -31,3 +33,24 @@ assert (folder / "model.onnx").exists(), "the child removed its parent's folder"
     folder = result.stdout.strip()
     assert folder.startswith(str(tmp_path))
     assert not os.path.exists(folder)
+
+
+def test_an_output_store_that_cannot_be_reached_is_named_in_one_line():
+    """A wrong key or a missing bucket on `out:` came as a 57-line traceback from the plan, with
+    exit status 1; the run lock asks the store first and says which `out` and why."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from jobs.errors import UsageError
+    from jobs.outdir import run_lock
+
+    class Denied(MemoryFileSystem):
+        protocol = "denied"
+
+        def exists(self, path, **kwargs):
+            raise PermissionError("Forbidden")
+
+    fsspec.register_implementation("denied", Denied, clobber=True)
+    with pytest.raises(UsageError, match=r"^out: denied://bucket/run cannot be reached \(PermissionError: Forbidden\)"):
+        run_lock("denied://bucket/run", "extract")
+    run_lock("memory://bucket/fine", "extract").close()  # a store that answers: no word
