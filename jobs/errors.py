@@ -68,6 +68,9 @@ _REASON_KINDS = (("truncated", "TruncatedFile"), ("damaged", "DamagedFile"),
 # reads such an input again once it can (permissions fixed, a file moved back), although its size
 # and modification time did not change (jobs.extract.changed_inputs)
 RETRIED_WHEN_READABLE = frozenset({"PermissionDenied", "FileGone"})
+# failure types of a URL input whose server was away (a connection refused reads as "not
+# found" through fsspec's HTTP): a rerun reads it again where it answers now
+RETRIED_WHEN_REACHABLE = frozenset({"FileNotFoundError", "ReadFailed"})
 
 
 def reason_kind(reason: str, default: str) -> str:

@@ -262,13 +262,32 @@ def changed_inputs(plan, discovery, meta, read_failures=None) -> tuple[list[str]
 
 
 def _readable_again(failures) -> list[str]:
-    """The local paths of ``failures`` (rows of failures.parquet, or the plan's) whose type says
-    the job could not get at the file (``jobs.errors.RETRIED_WHEN_READABLE``) and that it may
-    read now."""
-    from jobs.errors import RETRIED_WHEN_READABLE
+    """The paths of ``failures`` (rows of failures.parquet, or the plan's) whose type says the
+    job could not get at the file (``jobs.errors.RETRIED_WHEN_READABLE``; for a URL also a
+    server that did not answer or said "not found" then: ``RETRIED_WHEN_REACHABLE``) and that
+    it may read now."""
+    from jobs.errors import RETRIED_WHEN_REACHABLE, RETRIED_WHEN_READABLE
 
-    return [f["path"] for f in failures if f.get("error_type") in RETRIED_WHEN_READABLE
-            and "://" not in f["path"] and os.access(f["path"], os.R_OK)]
+    again = []
+    for f in failures:
+        path, kind = f["path"], f.get("error_type")
+        if "://" not in path:
+            if kind in RETRIED_WHEN_READABLE and os.access(path, os.R_OK):
+                again.append(path)
+        elif kind in RETRIED_WHEN_READABLE | RETRIED_WHEN_REACHABLE and _url_exists(path):
+            again.append(path)
+    return again
+
+
+def _url_exists(url: str) -> bool:
+    """Whether the object at ``url`` answers now (fsspec, the environment's credentials)."""
+    try:
+        import fsspec
+
+        fs, inner = fsspec.core.url_to_fs(url)
+        return bool(fs.exists(inner))
+    except Exception:  # noqa: BLE001 - unreachable still: failed as before
+        return False
 
 
 def _last_failures(out) -> list[dict]:

@@ -174,3 +174,19 @@ def test_a_server_without_range_requests_is_named_as_the_reason(served, tmp_path
     (row,) = failures.to_pylist()
     assert row["error_type"] == "ReadFailed" and "range requests" in row["message"], row
     assert "Exception ignored" not in result.stderr
+
+
+def test_url_inputs_the_server_did_not_serve_are_read_again_once_it_does(served):
+    """A server that went away mid-run failed its files as "not found" (what fsspec's HTTP says
+    of a refused connection), and every rerun said "nothing to do": a rerun now reads such a
+    URL again where it answers; one still missing, or a file that is not audio, stays failed."""
+    from jobs.extract import _readable_again
+
+    corpus, url = served
+    name = sorted(p.name for p in corpus.iterdir())[0]
+    rows = [{"path": url + name, "error_type": "FileNotFoundError"},
+            {"path": url + name, "error_type": "ReadFailed"},
+            {"path": url + "gone.wav", "error_type": "FileNotFoundError"},
+            {"path": url + name, "error_type": "NotAudio"},
+            {"path": "http://127.0.0.1:9/x.wav", "error_type": "ReadFailed"}]  # nobody listens
+    assert _readable_again(rows) == [url + name, url + name]
