@@ -275,7 +275,15 @@ class _Walker:
             def member_url(name: str) -> str:
                 return fs.unstrip_protocol(name) + chain
 
-            if fs.isdir(root):
+            if _is_glob(root) and not fs.exists(root):  # a pattern: its matches are named inputs
+                matched = [name for name in sorted(fs.glob(root)) if not fs.isdir(name)]
+                if not matched and top_level:
+                    raise UsageError(f"input: the pattern {redact(url)} matches nothing")
+                if not matched:
+                    self._fail(url, "the pattern matches nothing", "FileNotFoundError")
+                for name in matched:
+                    self.add_file(member_url(name))
+            elif fs.isdir(root):
                 listed = sorted(fs.find(root))
                 for name in listed:
                     if self._is_audio(name):

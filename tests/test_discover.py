@@ -118,6 +118,12 @@ def test_fsspec_urls(tree):
     fs.pipe("/corpus/n/b.WAV", open(files[1], "rb").read())
     fs.pipe("/corpus/n/skip.txt", b"x")
     assert discover("memory://corpus").paths == ["memory:///corpus/a.wav", "memory:///corpus/n/b.WAV"]
+    # a pattern in a URL is expanded as a local one is (it was "nothing found at ...")
+    assert discover("memory://corpus/*.wav").paths == ["memory:///corpus/a.wav"]
+    assert discover("memory://corpus/**/*.[wW][aA][vV]").paths == ["memory:///corpus/a.wav",
+                                                                     "memory:///corpus/n/b.WAV"]
+    with pytest.raises(UsageError, match="the pattern memory://corpus/\\*.flac matches nothing"):
+        discover("memory://corpus/*.flac")
 
 
 def test_audio_that_ffmpeg_reads_is_found_and_audio_nothing_reads_is_a_reported_failure(tmp_path):
