@@ -76,8 +76,6 @@ def run_lock(out, command: str):
         try:
             od.exists()
         except Exception as exc:  # noqa: BLE001 - each store says it its own way
-            from jobs.errors import UsageError
-
             raise UsageError(redact(f"out: {od.display} cannot be reached "
                                     f"({type(exc).__name__}: {exc})")) from None
         return contextlib.ExitStack()  # nothing to hold; .close() as a lock's
