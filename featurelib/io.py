@@ -23,6 +23,7 @@ import numpy as np
 
 from ._decoder_notes import open_quietly, quiet_decoder_notes
 from ._filecache import per_file_state
+from ._sequential import read_float32
 from .exceptions import AudioDecodeError, AudioFileNotFoundError, ParameterError
 from .wav import PLACEHOLDER_SIZES
 
@@ -164,6 +165,24 @@ APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"
 _CONVERT = "which libsndfile does not decode: convert it first (e.g. ffmpeg -i IN OUT.flac)"
 
 
+_COMPRESSED = "a compressed file (gzip, xz, bzip2 or zstd), not audio: decompress it first"
+
+
+def _signature_hint(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, by a signature that no audio stream, not even
+    header-less ADPCM, starts with by chance: an AppleDouble companion, a Git LFS pointer, an
+    archive, a compressed file."""
+    if head.startswith(APPLE_DOUBLE_MAGIC):
+        return "a macOS AppleDouble file (the '._' metadata companion of another file), not audio"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)"
+    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")):
+        return "an archive (ZIP, 7z or RAR), not audio: unpack it first"
+    if head.startswith((b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+        return _COMPRESSED
+    return None
+
+
 def not_audio_hint(head: bytes) -> str | None:
     """What a file starting with ``head`` (its first 64 bytes or so) is, when that is clearly
     not audio libsndfile reads; None when nothing is recognised.
@@ -175,10 +194,9 @@ def not_audio_hint(head: bytes) -> str | None:
     'a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)'
     """
     text = head.lstrip().lower()
-    if head.startswith(APPLE_DOUBLE_MAGIC):
-        return "a macOS AppleDouble file (the '._' metadata companion of another file), not audio"
-    if head.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)"
+    signature = _signature_hint(head)
+    if signature is not None:
+        return signature
     if head[4:8] == b"ftyp":
         return f"an MP4/M4A container (AAC or ALAC audio), {_CONVERT}"
     if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
@@ -191,10 +209,8 @@ def not_audio_hint(head: bytes) -> str | None:
         return f"an AMR voice recording (a phone's voice memo or call), {_CONVERT}"
     if head.startswith(b"MThd"):
         return "a MIDI file: note events, not recorded audio (render it to audio first)"
-    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")):
-        return "an archive (ZIP, 7z or RAR), not audio: unpack it first"
-    if head.startswith((b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh", b"\x28\xb5\x2f\xfd")):
-        return "a compressed file (gzip, xz, bzip2 or zstd), not audio: decompress it first"
+    if head.startswith(b"BZh"):
+        return _COMPRESSED
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         return "an HTML or XML document, not audio (a failed download?)"
     if text.startswith((b"{", b"[")) and b'"' in text:
@@ -215,15 +231,11 @@ def _headerless_not_audio(head: bytes) -> str | None:
     bytes decode as such audio: a text file would become noise). Only unambiguous signatures and
     prose: ADPCM bytes can start like an ADTS header or a JSON document, and a quiet tone's can
     all be printable characters."""
-    if head.startswith(APPLE_DOUBLE_MAGIC):
-        return "a macOS AppleDouble file (the '._' metadata companion of another file), not audio"
-    if head.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the audio itself (fetch it with `git lfs pull`)"
+    signature = _signature_hint(head)
+    if signature is not None:
+        return signature
     if head.startswith(b"VOX "):
         return "a MagicaVoxel 3-D model (.vox), not Dialogic VOX audio"
-    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x1f\x8b", b"\xfd7zXZ\x00",
-                        b"\x28\xb5\x2f\xfd")):
-        return "an archive or a compressed file, not audio: unpack it first"
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "an HTML document, not audio (a failed download?)"
     text = None
@@ -1317,8 +1329,6 @@ def _read_blocks(handle, frames: int, blocksize: int = 65536, dtype: str = "floa
     join up to the samples of one whole read (:func:`featurelib._sequential.read_float32`: no
     seek between the reads).
     """
-    from ._sequential import read_float32
-
     left = frames if frames >= 0 else None
     while left is None or left > 0:
         want = blocksize if left is None else min(blocksize, left)
@@ -1347,10 +1357,9 @@ def _seek(handle, start: int) -> None:
     """Move to frame ``start``: in a codec libsndfile cannot seek in (GSM 6.10), by reading; in an
     MP3, by seeking :data:`_MP3_PREROLL` frames earlier and reading up to ``start``."""
     if str(getattr(handle, "format", "")) == "MP3" and handle.seekable() and start > 0:
-        from ._sequential import read_float32
-
-        handle.seek(max(0, start - _MP3_PREROLL))
-        read_float32(handle, start - max(0, start - _MP3_PREROLL))
+        ahead = max(0, start - _MP3_PREROLL)
+        handle.seek(ahead)
+        read_float32(handle, start - ahead)
         return
     if handle.seekable() or getattr(handle, "exact_seek", False):
         handle.seek(start)

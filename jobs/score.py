@@ -297,8 +297,8 @@ def find_events(segment_table, classes: list[str], threshold: float):
         grouped = pd.DataFrame({
             "run": run_id,
             "file_id": rows["file_id"].to_numpy(),
-            "start_s": rows["start_s"].to_numpy(),
-            "end_s": rows["end_s"].to_numpy(),
+            "start_s": start,
+            "end_s": end,
             "score": p[above],
         }).groupby("run", sort=True).agg(
             file_id=("file_id", "first"), start_s=("start_s", "min"), end_s=("end_s", "max"),
