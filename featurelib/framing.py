@@ -26,6 +26,7 @@ from ._backend import (
     place,
     signal_ends,
     sliding_frames,
+    to_numpy,
     warn_user,
 )
 from .exceptions import ParameterError
@@ -546,24 +547,21 @@ def magnitude_frames_in_float64(y, rows, cols, *, n_fft, hop_length=None, win_le
                                 window="hann", center=True, pad_mode="constant", power=1.0):
     """``|STFT| ** power`` of the frames ``(rows[i], cols[i])`` of ``y`` ``(B, n)``, as librosa
     computes them: float64 window and FFT, rounded to complex64 (float32 ``y``), then the
-    magnitude in float32. Returns ``(len(rows), 1 + n_fft // 2)``. For features that a float32
-    FFT's rounding could move by a whole bin (featurelib.spectral_rolloff); NumPy and CuPy."""
+    magnitude in float32. Returns a NumPy array ``(len(rows), 1 + n_fft // 2)``: the frames are
+    gathered where ``y`` is (NumPy or CuPy) and transformed on the host, with NumPy's FFT and
+    complex ``abs``, whose roundings are librosa's (CuPy's differ by an ulp, enough to move a
+    roll-off that sits 1e-7 of its total from the threshold). For features that a float32 FFT's
+    rounding could move by a whole bin (featurelib.spectral_rolloff)."""
     n_fft, hop_length, win_length = _stft_parameters(n_fft, hop_length, win_length)
     xp = namespace(y)
     rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
-    w = like(get_window(window, win_length, n_fft=n_fft), y, xp, dtype=xp.float64)
-    out_complex = xp.complex64 if y.dtype == xp.float32 else xp.complex128
-    parts = []
-    for row in np.unique(rows):
-        frames = _frames_for_stft(y[int(row):int(row) + 1, ...], n_fft=n_fft, hop_length=hop_length,
-                                  center=center, pad_mode=pad_mode)[0]
-        picked = frames[like(cols[rows == row], y, xp, dtype=xp.int64), :]
-        X = xp.astype(fft_namespace(xp).rfft(picked * w, axis=-1), out_complex, copy=False)
-        A = xp.abs(X)
-        parts.append(A if power == 1.0 else A ** power)
-    order = np.argsort(np.argsort(rows, kind="stable"), kind="stable")  # back to the rows' order
-    both = xp.concat(parts, axis=0)
-    return both[like(order, y, xp, dtype=xp.int64), :]
+    frames = _frames_for_stft(y, n_fft=n_fft, hop_length=hop_length, center=center,
+                              pad_mode=pad_mode)  # (B, T, n_fft), a view of the padded rows
+    picked = to_numpy(frames[like(rows, y, xp, dtype=xp.int64), like(cols, y, xp, dtype=xp.int64), :])
+    w = np.asarray(get_window(window, win_length, n_fft=n_fft), dtype=np.float64)
+    out_complex = np.complex64 if picked.dtype == np.float32 else np.complex128
+    A = np.abs(fft_namespace(np).rfft(picked * w, axis=-1).astype(out_complex, copy=False))
+    return A if power == 1.0 else A ** power
 
 
 def _sounding_frames(y, T: int, *, n_fft: int, hop_length: int, center: bool, pad_mode: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from array_api_compat import is_cupy_array, is_numpy_array
 
 from ._backend import as_dtype, as_float_array, like, namespace, spectrogram_array
 from .exceptions import ParameterError
@@ -304,9 +305,16 @@ def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
                                 win_length=win_length, window=window, center=center,
                                 pad_mode=pad_mode)
     f = _freq_column(freq, S, sr, n_fft, xp)
-    if given or S.dtype != xp.float32 or get_fft_precision() != "auto":
+    # float32 frames, whose FFT librosa rounds to complex64: under "auto" (float32 FFT here) and
+    # on CuPy (whose FFT, abs and sums round otherwise), the frames near a bin's edge are taken
+    # again as librosa takes them (see ROLLOFF_MARGIN)
+    from_float32_y = not given and S.dtype == xp.float32
+    on_cupy = is_cupy_array(S)
+    if not on_cupy and not (from_float32_y and get_fft_precision() == "auto"):
         return _first_bin_reaching(S, roll_percent, f, xp)
     rolloff, near = rolloff_and_near_edge(S, roll_percent, f, xp)
+    if not from_float32_y:  # CuPy, from a given or float64 spectrogram: summed in NumPy's order
+        return rolloff_frames_summed_in_order(rolloff, near, S, f, xp, roll_percent=roll_percent)
     return rolloff_frames_in_float64(rolloff, near, y, f, xp, roll_percent=roll_percent, n_fft=n_fft,
                                      hop_length=hop_length, win_length=win_length, window=window,
                                      center=center, pad_mode=pad_mode)
@@ -316,7 +324,57 @@ def spectral_rolloff(y=None, *, sr: float = 22050, S=None, n_fft: int = 2048,
 # of its total from the roll-off threshold, at some bin, has its roll-off taken again from
 # librosa's float64 FFT: a float32 FFT's rounding (observed: 1e-7 to 3e-6 of the total at the
 # frames where it flipped) can choose the neighbouring bin there, a step of 1e-3 relative or more.
+# On CuPy every float32 rounding on the way differs from librosa's at such a frame: its FFT and
+# complex abs round a bin's magnitude by an ulp otherwise, and its parallel scan adds the bins in
+# another order than NumPy's bin after bin (its float32 sums differ by up to about 1e-6 of the
+# total). Observed on an H200: 6 of 638,976 frames of 44.1 kHz noisy tones, each 3e-8 to 8e-8 of
+# its total from the threshold, took the neighbouring bin, under every FFT precision. So on CuPy
+# the frames near a bin's edge are always taken again on the host as librosa takes them: from the
+# signal's frames (magnitude_frames_in_float64) or, given a spectrogram, its columns summed in
+# NumPy's order.
 ROLLOFF_MARGIN = 1e-5
+
+
+def _first_bin_reaching_in_order(A, fraction, f):
+    """:func:`_first_bin_reaching` of the magnitudes ``A`` ``(m, bins)`` (frames by rows), as
+    NumPy and librosa sum them: bin after bin, on the host. Returns ``(m,)`` (NumPy)."""
+    from ._backend import to_numpy
+
+    A = to_numpy(A)
+    return _first_bin_reaching(A.T, fraction, to_numpy(f), np)[0]
+
+
+def _put_frames(rolloff, rows, cols, values, xp):
+    """``rolloff`` ``(..., 1, t)`` (a copy) with the frames ``(rows[i], cols[i])`` of its rows
+    flattened to ``(n_rows, t)`` set to ``values`` (NumPy, ``(m,)``)."""
+    lead, t = rolloff.shape[:-2], rolloff.shape[-1]
+    n_rows = int(np.prod(lead, dtype=np.int64))
+    out = xp.reshape(xp.asarray(rolloff, copy=True), (n_rows, t))
+    if is_cupy_array(out):
+        rows, cols = xp.asarray(rows), xp.asarray(cols)
+    out[(rows, cols)] = xp.asarray(values, dtype=out.dtype)
+    return xp.reshape(out, rolloff.shape)
+
+
+def _near_frames(near, xp):
+    """The ``(rows, cols)`` (NumPy) of the frames ``near`` ``(..., 1, t)`` flags, its leading
+    axes flattened to rows."""
+    from ._backend import to_numpy
+
+    t = near.shape[-1]
+    return np.nonzero(to_numpy(xp.reshape(near, (-1, t))))
+
+
+def rolloff_frames_summed_in_order(rolloff, near, S, f, xp, *, roll_percent):
+    """``rolloff`` ``(..., 1, t)`` with the frames ``near`` flags taken again from the same
+    magnitudes ``S`` ``(..., bins, t)``, summed bin after bin on the host as NumPy and librosa
+    sum them (see :data:`ROLLOFF_MARGIN`). For CuPy arrays; ``f``: ``(bins, 1)``."""
+    if not bool(xp.any(near)):
+        return rolloff
+    rows, cols = _near_frames(near, xp)
+    flat = xp.reshape(S, (-1, S.shape[-2], S.shape[-1]))
+    picked = flat[xp.asarray(rows), :, xp.asarray(cols)]  # (m, bins)
+    return _put_frames(rolloff, rows, cols, _first_bin_reaching_in_order(picked, roll_percent, f), xp)
 
 
 def rolloff_and_near_edge(S, fraction: float, f, xp):
@@ -332,12 +390,11 @@ def rolloff_and_near_edge(S, fraction: float, f, xp):
 
 def rolloff_frames_in_float64(rolloff, near, y, f, xp, *, roll_percent, **framing):
     """``rolloff`` ``(..., 1, t)`` with the frames ``near`` flags (``(..., 1, t)``) taken again
-    from a float64 FFT of ``y`` (``framing``: n_fft, hop_length, ... as ``y`` was framed with):
-    only those frames on NumPy and CuPy, the whole input (under the "double" precision)
-    elsewhere. ``f``: the bins' frequencies ``(bins, 1)``."""
-    from array_api_compat import is_cupy_array, is_numpy_array
-
-    from ._backend import to_numpy
+    from a float64 FFT of ``y`` (``framing``: n_fft, hop_length, ... as ``y`` was framed with),
+    as librosa takes them: on NumPy and CuPy only those frames, on the host
+    (:func:`featurelib.framing.magnitude_frames_in_float64`, bins summed in NumPy's order);
+    elsewhere the whole input under the "double" precision. ``f``: the bins' frequencies
+    ``(bins, 1)``."""
     from .framing import fft_precision, magnitude_frames_in_float64
 
     if not bool(xp.any(near)):
@@ -350,13 +407,9 @@ def rolloff_frames_in_float64(rolloff, near, y, f, xp, *, roll_percent, **framin
         with fft_precision("double"):
             S = xp.reshape(power_spectrogram(flat_y, power=1.0, **framing), (*lead, -1, t))
         return _first_bin_reaching(S, roll_percent, f, xp)
-    rows, cols = np.nonzero(to_numpy(xp.reshape(near, (n_rows, t))))
+    rows, cols = _near_frames(near, xp)
     A = magnitude_frames_in_float64(flat_y, rows, cols, **framing)  # (m, bins)
-    again = _first_bin_reaching(xp.matrix_transpose(A), roll_percent, f, xp)[0]  # (m,)
-    out = xp.reshape(xp.asarray(rolloff, copy=True), (n_rows, t))
-    index = (rows, cols) if is_numpy_array(flat_y) else (xp.asarray(rows), xp.asarray(cols))
-    out[index] = again
-    return xp.reshape(out, rolloff.shape)
+    return _put_frames(rolloff, rows, cols, _first_bin_reaching_in_order(A, roll_percent, f), xp)
 
 
 def spectral_flatness(y=None, *, S=None, n_fft: int = 2048, hop_length: int = 512,

@@ -212,6 +212,46 @@ def test_spectral_features(xp, sr, name, y, setting):
     assert_rel(F.spectral_flatness(S=SS), librosa.feature.spectral_flatness(S=S), 1e-3)
 
 
+def test_rolloff_near_a_bin_edge_is_summed_again_in_librosa_s_order():
+    """CuPy's parallel scan adds a frame's bins in another order than NumPy and librosa (bin
+    after bin, in float32). At frame 29 of 48 kHz noise the cumulative magnitude passes 3e-8 of
+    the total from the 85 % threshold, and the other order picks the next bin (seen on an H200).
+    Those frames are summed again on the host in librosa's order; here the other order is a
+    float64 sum, which picks the next bin there as CuPy did."""
+    from featurelib.frequency import (
+        _first_bin_reaching,
+        rolloff_and_near_edge,
+        rolloff_frames_summed_in_order,
+    )
+
+    sr, kw = 48000, {"n_fft": 2048, "hop_length": 512}
+    y = _synthetic(sr)["noise"]
+    ref = librosa.feature.spectral_rolloff(y=y, sr=sr, **kw)
+    S = np.abs(librosa.stft(y, **kw))  # float32, as librosa sums it
+    f = librosa.fft_frequencies(sr=sr, n_fft=2048)[:, None]
+    other_order = _first_bin_reaching(S.astype(np.float64), 0.85, f, np).astype(np.float32)
+    assert other_order[0, 29] != ref[0, 29]  # the frame the order moves
+    _, near = rolloff_and_near_edge(S, 0.85, f, np)
+    assert near[0, 29]
+    again = rolloff_frames_summed_in_order(other_order, near, S, f, np, roll_percent=0.85)
+    np.testing.assert_array_equal(again, ref)
+
+
+def test_rolloff_s_cupy_path_equals_librosa_on_every_frame(monkeypatch):
+    """The path spectral_rolloff takes on CuPy (every FFT precision: near-edge frames taken
+    again on the host as librosa takes them), run here on NumPy arrays: librosa's value on every
+    frame, from the signal and from a given spectrogram, at 48 kHz noise's near-edge frame too."""
+    import featurelib.frequency as frequency
+
+    monkeypatch.setattr(frequency, "is_cupy_array", lambda x: True)
+    kw = {"n_fft": 2048, "hop_length": 512}
+    for sr, y in [(48000, _synthetic(48000)["noise"]), (8000, np.stack(FSDD[:1] * 2))]:
+        ref = librosa.feature.spectral_rolloff(y=y, sr=sr, **kw)
+        np.testing.assert_array_equal(F.spectral_rolloff(y, sr=sr, **kw), ref)
+        S = np.abs(librosa.stft(y, **kw))
+        np.testing.assert_array_equal(F.spectral_rolloff(S=S, sr=sr), librosa.feature.spectral_rolloff(S=S, sr=sr))
+
+
 @pytest.mark.parametrize(("sr", "name", "y"), [c for c in CASES if c[0] in (8000, 44100)],
                          ids=[i for c, i in zip(CASES, CASE_IDS) if c[0] in (8000, 44100)])
 def test_power_spectrum_features_match_their_definition(xp, sr, name, y):
