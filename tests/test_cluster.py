@@ -488,8 +488,9 @@ def _gpu_env(dask_worker=None):
 
 
 def test_local_scripts_add_gpu_workers_when_nvidia_smi_lists_gpus(tmp_path):
-    """The GPU branch of start.sh without a GPU: a stand-in nvidia-smi lists one GPU, dask-cuda is
-    absent, so one plain worker pinned to device 0 offers GPU=1 next to the CPU worker."""
+    """The GPU branch of start.sh: a stand-in nvidia-smi lists one GPU, dask-cuda is absent, so
+    one plain worker pinned to device 0 offers GPU=1 next to the CPU worker; a GPU job is refused
+    on it where that device is not real, and runs where it is."""
     start, stop = REPO / "cluster" / "local" / "start.sh", REPO / "cluster" / "local" / "stop.sh"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -509,9 +510,12 @@ def test_local_scripts_add_gpu_workers_when_nvidia_smi_lists_gpus(tmp_path):
             facts = sorted(client.run(_gpu_env).values(), key=lambda f: f["resources"] != {})
         assert [f["resources"] for f in facts] == [{}, {"GPU": 1.0}]
         assert facts[1]["cuda_visible"] == "0"
-        # a GPU job is refused on it: the stand-in GPU worker has no CuPy nor device to use
-        with pytest.raises(UsageError, match="cannot use one"), open_client(scheduler=address, gpu=True):
-            pass
+        if gpu_available():  # a real GPU 0 here (seen on an H200): the pinned worker uses it
+            with open_client(scheduler=address, gpu=True):
+                pass
+        else:  # a GPU job is refused: the stand-in GPU worker has no CuPy nor device to use
+            with pytest.raises(UsageError, match="cannot use one"), open_client(scheduler=address, gpu=True):
+                pass
     finally:
         subprocess.run(["bash", str(stop)], capture_output=True, text=True, env=env, timeout=60)
         if (state / "pids").exists():  # stop.sh failed: end what start.sh started, by pid
