@@ -117,7 +117,8 @@ def data_chunk(path) -> tuple[int, int] | None:
 def true_data_size(file_size: int, offset: int, declared: int) -> int | None:
     """The data chunk's real size in a WAV file of ``file_size`` bytes whose ``data`` chunk starts
     at ``offset`` and says ``declared``, when that says less than the file holds by 2 GiB or more
-    (wrapped past 2^32) or is a placeholder (0, 0xFFFFFFFF); None when ``declared`` stands.
+    (wrapped past 2^32) or is a placeholder (0, or one of :data:`PLACEHOLDER_SIZES`); None when
+    ``declared`` stands.
 
     Wrapped by whole multiples of 4 GiB with at most 1 MiB left after (trailing chunks), the
     multiples are added back; otherwise (a recording cut short after the wrap) the samples run
@@ -125,11 +126,12 @@ def true_data_size(file_size: int, offset: int, declared: int) -> int | None:
     """
     if file_size < FOUR_GIB:
         return None
+    placeholder = declared == 0 or declared in PLACEHOLDER_SIZES
     rest = file_size - offset - declared
-    if declared not in (0, 0xFFFFFFFF) and rest < FOUR_GIB // 2:
+    if not placeholder and rest < FOUR_GIB // 2:
         return None
     wraps, left = divmod(rest, FOUR_GIB)
-    if declared not in (0, 0xFFFFFFFF) and left <= _TRAILING_CHUNKS:
+    if not placeholder and left <= _TRAILING_CHUNKS:
         return declared + wraps * FOUR_GIB
     return file_size - offset
 

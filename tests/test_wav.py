@@ -19,7 +19,15 @@ import pytest
 import soundfile as sf
 
 import featurelib
-from featurelib.wav import FOUR_GIB, chunks, data_chunk, file_chunks, riff_order, true_data_size
+from featurelib.wav import (
+    FOUR_GIB,
+    PLACEHOLDER_SIZES,
+    chunks,
+    data_chunk,
+    file_chunks,
+    riff_order,
+    true_data_size,
+)
 
 SR = 48000
 
@@ -77,8 +85,11 @@ def test_true_data_size():
     assert true_data_size(9 * gib, 44, 9 * gib - 44 - 2 * FOUR_GIB) == 9 * gib - 44  # twice
     # wrapped, then a LIST chunk after the samples: the chunk is not audio
     assert true_data_size(5 * gib + 300, 44, gib - 44) == 5 * gib - 44
-    for placeholder in (0, 0xFFFFFFFF):  # a streaming writer's
+    for placeholder in (0, *PLACEHOLDER_SIZES):  # a streaming writer's (sox, arecord, ...)
         assert true_data_size(5 * gib, 44, placeholder) == 5 * gib - 44
+        # a placeholder that happens to sit whole 4 GiB and under 1 MiB from the file's end is
+        # no wrapped size: the samples still run to the end
+        assert true_data_size(placeholder + FOUR_GIB + 44 + 1000, 44, placeholder) == placeholder + FOUR_GIB + 1000
     # wrapped, then cut short: the samples run to the end of the file
     assert true_data_size(5 * gib - 7 * 2**20, 44, gib - 44) == 5 * gib - 7 * 2**20 - 44
     # a whole data chunk of 4 GiB - 1 KiB and a few chunks after it: the header holds
