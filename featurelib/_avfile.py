@@ -24,6 +24,8 @@ import os
 import numpy as np
 import soundfile as sf
 
+from ._filecache import FileFacts
+
 __all__ = ["AVFile", "FFmpegError", "av_container_hint", "container_words", "mp4_cut_reason", "AV_EXTENSIONS", "open_instead", "av_available"]
 
 # Extensions (lower case, no dot) of audio that libsndfile does not decode and FFmpeg does: a
@@ -180,7 +182,7 @@ def _lossless_bits(ctx, sample_format: str) -> int | None:
     return _SAMPLE_BITS.get(sample_format)
 
 
-_COUNTED: dict = {}  # (path, size, mtime_ns) -> (frames, samplerate, channels)
+_COUNTED = FileFacts()  # a local file -> its counted facts (frames, samplerate, channels, ...)
 
 
 def _av():
@@ -444,16 +446,6 @@ def _count(source):
         container.close()
 
 
-def _count_key(source):
-    if not isinstance(source, (str, bytes, os.PathLike)):
-        return None
-    try:
-        st = os.stat(source)
-    except OSError:
-        return None
-    return os.fsdecode(os.path.abspath(source)), st.st_size, st.st_mtime_ns
-
-
 class AVFile:
     """A decoded audio stream with ``soundfile.SoundFile``'s reading interface.
 
@@ -480,14 +472,13 @@ class AVFile:
         self._pending_len = 0
         self._position = 0
         self.closed = False
-        key = _count_key(source)
-        facts = _COUNTED.get(key) if key is not None else None
+        key = _COUNTED.key(source)
+        facts = _COUNTED.get(key)
         if facts is None and frames is not None:
             facts = self._first_frame_facts(int(frames))  # the caller counted: one pass
         elif facts is None:
             facts = _count(source)
-            if key is not None:
-                _COUNTED[key] = facts
+            _COUNTED.put(key, facts)
         self.samplerate = facts["samplerate"]
         self.channels = facts["channels"]
         self.frames = facts["frames"]

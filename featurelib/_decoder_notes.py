@@ -22,6 +22,8 @@ import sys
 import tempfile
 import threading
 
+from ._filecache import FileFacts
+
 # libmpg123's messages: "Note: ...", "Warning: ...", "Error: ..." (mpg123 1.2x-1.3x) and the
 # older "[src/libmpg123/parse.c:1234] warning: ..." form
 _DECODER_NOTE = re.compile(rb"^(?:(?:Note|Warning|Error): |\[[^\]]*mpg123[^\]]*\] )")
@@ -162,8 +164,8 @@ def counted_stream(handle, source, open_file):
         if seek is None or not getattr(source, "seekable", lambda: False)():
             return handle
     handle._info.seekable = 0  # soundfile reads without seeking
-    key = _count_key(source)
-    count = _COUNTED.get(key) if key is not None else None
+    key = _COUNTED.key(source)
+    count = _COUNTED.get(key)
     if count is None:
         from .io import _read_blocks
 
@@ -171,8 +173,7 @@ def counted_stream(handle, source, open_file):
             count = sum(block.shape[0] for block in _read_blocks(handle, -1))
         finally:
             handle.close()
-        if key is not None:
-            _COUNTED[key] = count
+        _COUNTED.put(key, count)
         if not isinstance(source, (str, bytes, os.PathLike)):
             source.seek(0)
         handle = open_file(source)
@@ -193,8 +194,8 @@ def counted_mpeg_in_wav(handle, source, open_file):
     if not isinstance(source, (str, bytes, os.PathLike)):
         if not getattr(source, "seekable", lambda: False)():
             return handle
-    key = _count_key(source)
-    count = _COUNTED.get(key) if key is not None else None
+    key = _COUNTED.key(source)
+    count = _COUNTED.get(key)
     if count is None:
         from .io import _read_blocks
 
@@ -204,8 +205,7 @@ def counted_mpeg_in_wav(handle, source, open_file):
             count = None
         finally:
             handle.close()
-        if key is not None and count is not None:
-            _COUNTED[key] = count
+        _COUNTED.put(key, count)
         if not isinstance(source, (str, bytes, os.PathLike)):
             source.seek(0)
         handle = open_file(source)
@@ -215,17 +215,7 @@ def counted_mpeg_in_wav(handle, source, open_file):
     return handle
 
 
-_COUNTED: dict = {}  # (path, size, mtime_ns) -> frames counted by counted_stream
-
-
-def _count_key(source):
-    if not isinstance(source, (str, bytes, os.PathLike)):
-        return None
-    try:
-        st = os.stat(source)
-    except OSError:
-        return None
-    return os.fsdecode(os.path.abspath(source)), st.st_size, st.st_mtime_ns
+_COUNTED = FileFacts()  # a local file -> the frames counted_stream and counted_mpeg_in_wav counted
 
 
 def _capture_fd() -> int:

@@ -15,7 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 
-__all__ = ["per_file_state"]
+__all__ = ["FileFacts", "per_file_state"]
 
 
 def _state(path) -> tuple:
@@ -57,3 +57,52 @@ def per_file_state(maxsize: int = 32):
         return cached
 
     return decorate
+
+
+class FileFacts:
+    """A fact per local file, kept while the file is unchanged (device, inode, size, modification
+    and change times), for the ``maxsize`` files used last: a worker that reads millions of files
+    keeps a bounded few, not one entry per file it ever read.
+
+    ``key(source)`` is None for a source that is no local path (a file object, a URL) or cannot be
+    stat'ed: nothing is kept for it.
+    """
+
+    def __init__(self, maxsize: int = 32):
+        self.maxsize = maxsize
+        self._facts: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(source):
+        if not isinstance(source, (str, bytes, os.PathLike)):
+            return None
+        try:
+            return os.fsdecode(os.path.abspath(source)), _state(source)
+        except (OSError, ValueError):
+            return None
+
+    def get(self, key):
+        if key is None:
+            return None
+        with self._lock:
+            value = self._facts.get(key)
+            if value is not None:
+                self._facts.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        if key is None or value is None:
+            return
+        with self._lock:
+            self._facts[key] = value
+            self._facts.move_to_end(key)
+            while len(self._facts) > self.maxsize:
+                self._facts.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._facts.clear()
