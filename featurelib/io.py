@@ -403,6 +403,26 @@ def _check_local_path(path, shown: str) -> None:
 HEADER_BLOCK_BYTES = 1 << 16
 
 
+def _check_url_file(opened, fs, inner: str, shown: str) -> None:
+    """Clear reasons for a URL's file that libsndfile cannot read at all: empty (an HTTP server's
+    0-byte file came as 'Format not recognised'), or a stream that cannot seek (a server that
+    gives no length: libsndfile's seek failed inside a cffi callback, which printed a traceback)."""
+    size = getattr(opened, "size", None)
+    if size is None:
+        try:
+            size = fs.size(inner)
+        except Exception:  # noqa: BLE001 - no size to be had: the seek below tells
+            size = None
+    if size == 0:
+        raise AudioDecodeError(shown, "file is empty (0 bytes)")
+    try:
+        opened.seek(0, os.SEEK_END)
+        opened.seek(0)
+    except (ValueError, OSError) as exc:
+        raise AudioDecodeError(shown, f"cannot be read: its server sends it as a stream that cannot "
+                                      f"seek ({exc}); download it first") from None
+
+
 @contextlib.contextmanager
 def _open_soundfile(path, *, block_size: int | None = None):
     """``soundfile.SoundFile`` for ``path`` (str, PathLike, URL or binary file object).
@@ -436,6 +456,11 @@ def _open_soundfile(path, *, block_size: int | None = None):
             try:
                 fs, inner = fsspec.core.url_to_fs(text)
                 opened = source = fs.open(inner, "rb", block_size=block_size)
+                _check_url_file(opened, fs, inner, shown)
+            except AudioDecodeError:
+                if opened is not None:
+                    opened.close()
+                raise
             except ImportError as exc:  # the protocol's package: "Install s3fs to access S3"
                 raise AudioDecodeError(shown, f"cannot be opened: {exc}") from None
             except ValueError as exc:  # "Protocol not known: ..."

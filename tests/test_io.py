@@ -392,6 +392,64 @@ def test_url_protocol_unusable(url, words):
     assert words in err.reason and "needs fsspec" not in err.reason
 
 
+@pytest.fixture
+def odd_http_server():
+    """A server on 127.0.0.1 with a 0-byte file and a WAV it sends as a stream without a length
+    (no Content-Length, to HEAD or GET), as some dynamic servers and proxies do."""
+    import http.server
+    import threading
+
+    wav = io.BytesIO()
+    sf.write(wav, noise(8000, 0.5), 8000, format="WAV", subtype="PCM_16")
+    bodies = {"/empty.wav": b"", "/streamed.wav": wav.getvalue()}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends where the connection closes
+
+        def _head(self):
+            if self.path not in bodies:
+                self.send_error(404)
+                return None
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            if self.path == "/empty.wav":
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+            return bodies[self.path]
+
+        def do_HEAD(self):
+            self._head()
+
+        def do_GET(self):
+            body = self._head()
+            if body:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_empty_or_unseekable_url_says_so(odd_http_server, capfd):
+    """A 0-byte file over HTTP is 'empty', as on disk (it was 'Format not recognised'); a stream
+    that cannot seek is named, and no cffi callback traceback reaches stderr."""
+    pytest.importorskip("aiohttp")  # fsspec's HTTP file system
+    for read in (featurelib.info, featurelib.load):
+        with pytest.raises(AudioDecodeError, match=r"empty\.wav: file is empty \(0 bytes\)"):
+            read(f"{odd_http_server}/empty.wav")
+        with pytest.raises(AudioDecodeError, match="stream that cannot seek.*download it first"):
+            read(f"{odd_http_server}/streamed.wav")
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
 def test_directory(tmp_path):
     (tmp_path / "x.wav").mkdir()
     assert "is a directory" in _decode_error(tmp_path / "x.wav").reason
