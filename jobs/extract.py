@@ -86,8 +86,22 @@ def security_from_args(args):
                          getattr(args, "tls_key", None))
 
 
-def _say(message: str) -> None:
+# run_extract's ``log`` while its job runs (one extract at a time in a process: one_job_at_a_time)
+_LOG: dict = {"fn": None}
+
+
+def _print_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _say(message: str) -> None:
+    """A message of the running job: to its ``log``, else to stderr."""
+    (_LOG["fn"] or _print_stderr)(message)
+
+
+def _result(message: str) -> None:
+    """The job's outcome (files stored, nothing to do): to its ``log``, else to stdout."""
+    (_LOG["fn"] or print)(message)
 
 
 # ================================================================ stages
@@ -1735,11 +1749,14 @@ def _out(cfg):
 # ================================================================ the whole job
 
 
-def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, security=None) -> int:
+def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, security=None,
+                log=None) -> int:
     """discover -> plan -> extract -> write -> index; returns the exit status.
 
     ``cfg``: a :class:`jobs.config.JobConfig`, the path of a YAML config, or a mapping of its
-    sections (validated here, also after a notebook edited the loaded config).
+    sections (validated here, also after a notebook edited the loaded config). ``log``: a
+    callable given each message line, as ``run_train`` and ``run_score`` take (default: notes
+    to stderr, the outcome to stdout); the live progress lines still go to stderr.
 
     The cluster starts (and its workers warm up) while the coordinator probes the headers.
     """
@@ -1774,20 +1791,25 @@ def run_extract(cfg, *, overwrite: bool = False, scheduler: str | None = None, s
     # many local workers: a store planned for nothing would then refuse the corrected command)
     check_client_settings(cfg.compute.cluster, n_workers=cfg.compute.workers, scheduler=scheduler,
                           security=security, reach=True)
+    say = log or _print_stderr
     if cfg.compute.workers and (scheduler or cfg.compute.cluster.kind == "address"):
-        _say(f"extract: note: compute.workers / --workers ({cfg.compute.workers}) apply to the local "
-             "cluster; a running scheduler's workers are what they are (start more to add them)")
+        say(f"extract: note: compute.workers / --workers ({cfg.compute.workers}) apply to the local "
+            "cluster; a running scheduler's workers are what they are (start more to add them)")
     from jobs.cluster import one_job_at_a_time
     from jobs.outdir import run_lock
 
-    with one_job_at_a_time(lambda line: _say(f"extract: {line}")):
+    with one_job_at_a_time(lambda line: say(f"extract: {line}")):
         started, t_start = _now(), time.perf_counter()  # (a wait for another job's end not counted)
-        lock = run_lock(out, "extract")
+        _LOG["fn"] = log
         try:
-            return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
-                               started=started, t_start=t_start, fc=fc, chash=chash, device=device)
+            lock = run_lock(out, "extract")
+            try:
+                return _run_locked(cfg, overwrite=overwrite, scheduler=scheduler, security=security,
+                                   started=started, t_start=t_start, fc=fc, chash=chash, device=device)
+            finally:
+                lock.close()
         finally:
-            lock.close()
+            _LOG["fn"] = None
 
 
 def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, chash, device) -> int:
@@ -1817,7 +1839,7 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         if (not pending and manifest and manifest.get("plan_id") == meta["plan_id"]
                 and manifest.get("plan_revision", 0) == meta.get("plan_revision", 0) and manifest.get("complete")):
             counts = manifest["counts"]
-            print(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
+            _result(f"extract: nothing to do: {out} is complete ({counts['files']} files, "
                   f"{counts['failures']} failed)")
             return EXIT_SOME_FAILED if counts["failures"] else EXIT_OK
     if scheduler is None and discovery.paths and (found is None or pending):
@@ -1917,8 +1939,8 @@ def _run_locked(cfg, *, overwrite, scheduler, security, started, t_start, fc, ch
         cfg, plan, meta, feature_cfg=fc, config_hash=chash, extra_failures=batch_failures,
         started=started, summaries=summaries, cluster_info=cluster_info, timeline=timeline,
         t_start=t_start, index=index)
-    print(f"extract: {plural(n_files, 'file')} stored, {failures.num_rows} failed, "
+    _result(f"extract: {plural(n_files, 'file')} stored, {failures.num_rows} failed, "
           f"{manifest['audio_hours']:.2f} h of audio in {time.perf_counter() - t_start:.1f} s -> {out}")
     if failures.num_rows:
-        print(f"extract: failures listed in {out.display_join('failures.parquet')}")
+        _result(f"extract: failures listed in {out.display_join('failures.parquet')}")
     return EXIT_SOME_FAILED if failures.num_rows else EXIT_OK

@@ -192,11 +192,18 @@ def test_memory_url_output_on_an_in_process_cluster(runs, in_process_cluster, ca
         capsys.readouterr()
         assert run_extract(_memory_cfg(root / "corpus", url), scheduler=in_process_cluster) == 1
         assert "nothing to do" in capsys.readouterr().out
-        # a lost commit object: that batch alone is redone
+        # a lost commit object: that batch alone is redone; log= takes the job's messages (a
+        # notebook's logger), as run_train's and run_score's do
         last = sorted(n for n in od.listdir(".batches") if n.endswith(".parquet"))[-1]
         od.remove(f".batches/{last}")
         od.remove("manifest.json")
-        assert run_extract(_memory_cfg(root / "corpus", url), scheduler=in_process_cluster) == 1
+        lines = []
+        assert run_extract(_memory_cfg(root / "corpus", url), scheduler=in_process_cluster,
+                           log=lines.append) == 1
+        said = capsys.readouterr()
+        assert any("1 batch to run" in line for line in lines), lines
+        assert any("24 files stored" in line for line in lines), lines
+        assert "stored" not in said.out and "batch to run" not in said.err
         manifest = json.loads(od.read_bytes("manifest.json"))
         assert manifest["counts"]["batches_run"] == 1 and manifest["complete"]
         _assert_same_store(root / "local", group, od.read_table("files.parquet"))
