@@ -101,6 +101,13 @@ def test_credentials_in_urls_are_never_printed_or_stored(served, tmp_path):
         for secret in ("s3cr3t", "T0K3N", "S1GN"):
             assert secret not in text
     assert all(p.startswith(url.replace("http://", "http://alice:***@")) for p in files.column("path").to_pylist())
+    # nor in any file of the run but its private plan (.plan.parquet and .plan.json: resuming
+    # reads the URLs from it): the committed batches' rows held them too
+    for path in out.rglob("*"):
+        if path.is_file() and not path.name.startswith(".plan."):
+            data = path.read_bytes()
+            for secret in (b"s3cr3t", b"T0K3N", b"S1GN"):
+                assert secret not in data, path
     # a top-level URL that cannot be listed: exit 2, one line, no password in it
     bad = run_cli("extract", cfg, "--input", "http://alice:s3cr3t@127.0.0.1:9/x.wav", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "s3cr3t" not in bad.stderr + bad.stdout
