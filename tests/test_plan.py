@@ -49,6 +49,33 @@ def test_probe_failures(tmp_path):
     assert all(f["stage"] == "probe" and f["message"] for f in failures)
 
 
+def test_a_few_hundred_urls_are_probed_several_at_a_time(monkeypatch):
+    """Each URL probe waits on a server: 208 URLs went in one chunk, one request at a time
+    (5 minutes behind a server answering in 0.3 s). Every probe thread gets a share; the
+    results keep the order of the paths."""
+    import threading
+    import time
+
+    import jobs.plan
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def slow_probe(path):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return _fake(path, 1.0)
+
+    monkeypatch.setattr(jobs.plan, "probe", slow_probe)
+    urls = [f"https://example.org/corpus/{i:03d}.wav" for i in range(208)]
+    files, failures = probe_all(urls)
+    assert [f.path for f in files] == urls and not failures
+    assert state["most"] > 1
+
+
 def _fake(path, seconds, sr=8000):
     frames = int(seconds * sr)
     return PlannedFile(path=path, file_id=path, size_bytes=frames * 2, format="WAV",
