@@ -230,9 +230,33 @@ def _is_default(stream) -> bool:
         return False
 
 
+# PyAV (18) counts a planar frame's planes by walking FFmpeg's extended_data up to a NULL entry,
+# which past 8 channels reads beyond the array: to_ndarray() of a 9-channel WavPack or a
+# 10-channel Opus frame crashed the process (SIGSEGV). Such frames are converted to packed float
+# by FFmpeg first (one plane), with a converter per frame layout.
+_MAX_PLANES_READ = 8
+_PACKERS: dict = {}
+
+
+def _packed_float(frame) -> np.ndarray:
+    """A planar frame of more than 8 channels as packed float32 ``(samples, channels)``."""
+    key = (frame.format.name, frame.layout.name, frame.sample_rate)
+    packer = _PACKERS.get(key)
+    if packer is None:
+        packer = _PACKERS[key] = _av().AudioResampler(format="flt", layout=frame.layout,
+                                                      rate=frame.sample_rate)
+    channels = len(frame.layout.channels)
+    parts = [f.to_ndarray().reshape(-1, channels) for f in packer.resample(frame)]
+    if not parts:
+        return np.zeros((0, channels), dtype=np.float32)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def _as_float(frame) -> np.ndarray:
     """One decoded frame as ``(samples, channels)`` float32 (PCM scaled to [-1, 1) as
     libsndfile scales it)."""
+    if frame.format.is_planar and len(frame.layout.channels) > _MAX_PLANES_READ:
+        return _packed_float(frame)
     data = frame.to_ndarray()
     name = frame.format.name
     if frame.format.is_planar:

@@ -50,7 +50,7 @@ def write_av(path, y, sr, codec, container, bit_rate=None, sample_format=None):
     """Encode ``y`` ((n,) or (n, channels) float) with PyAV (in ``sample_format``, else the
     first of float, 16-bit and 32-bit integer that the encoder takes)."""
     y2 = y[:, None] if y.ndim == 1 else y
-    layout = {1: "mono", 2: "stereo"}[y2.shape[1]]
+    layout = {1: "mono", 2: "stereo"}.get(y2.shape[1], f"{y2.shape[1]} channels")
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=sr, layout=layout)
         if bit_rate:
@@ -60,19 +60,29 @@ def write_av(path, y, sr, codec, container, bit_rate=None, sample_format=None):
                                               ("fltp", "flt", "s16p", "s16", "s32p", "s32")) if name in offered)
         if sample_format:
             stream.codec_context.format = sample_format  # else the encoder's default
+        # PyAV cannot make a planar frame of more than 8 channels (it reads past FFmpeg's plane
+        # array): those go in packed and FFmpeg's converter makes them planar
+        via_packed = fmt.is_planar and y2.shape[1] > 8
+        made = fmt.name.rstrip("p") if via_packed else fmt.name
+        planar = fmt.is_planar and not via_packed
+        convert = av.AudioResampler(format=fmt.name, layout=layout, rate=sr) if via_packed else None
         step = 1 << 14
         for i in range(0, y2.shape[0], step):
             chunk = y2[i:i + step]
-            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
-            if fmt.name.startswith("s16"):
+            chunk = np.ascontiguousarray(chunk.T) if planar else chunk.reshape(1, -1)
+            if made.startswith("s16"):
                 chunk = np.round(chunk * 32767).astype(np.int16)
-            elif fmt.name.startswith("s32"):
+            elif made.startswith("s32"):
                 chunk = np.round(chunk * 2147483647.0).astype(np.int32)
             else:
                 chunk = chunk.astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout=layout)
+            frame = av.AudioFrame.from_ndarray(chunk, format=made, layout=layout)
             frame.sample_rate = sr
-            for packet in stream.encode(frame):
+            for ready in (convert.resample(frame) if convert else [frame]):
+                for packet in stream.encode(ready):
+                    out.mux(packet)
+        for ready in (convert.resample(None) if convert else []):
+            for packet in stream.encode(ready):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
@@ -470,3 +480,40 @@ def test_mp3_in_wav_is_as_long_as_what_decodes(tmp_path):
         np.testing.assert_array_equal(y, librosa.load(path, sr=None)[0])
     assert y.shape[0] == decoded == F.info(path).frames
     assert run_cli("inspect", path).returncode == 0
+
+
+@pytest.mark.parametrize("channels, sample_format", [(9, "s32p"), (16, "fltp")])
+def test_more_than_8_planar_channels_decode(tmp_path, channels, sample_format):
+    """PyAV reads a planar frame of more than 8 channels past the end of FFmpeg's plane array: a
+    9-channel WavPack crashed the process (SIGSEGV) in load, inspect and plot. Read in a child
+    process, so that a crash fails this test alone."""
+    import subprocess
+    import sys
+
+    if not _encodable("wavpack"):
+        pytest.skip("no WavPack encoder in this FFmpeg")
+    y = 0.5 * np.stack([signal(0.5, 48000, seed=c) for c in range(channels)], axis=1)
+    path = write_av(tmp_path / "many.wv", y, 48000, "wavpack", "wv", sample_format=sample_format)
+    saved = tmp_path / "got.npy"
+    code = ("import numpy as np, featurelib\n"
+            f"y, sr = featurelib.load({str(path)!r}, mono=False)\n"
+            f"np.save({str(saved)!r}, y)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = np.load(saved)
+    assert got.shape == (channels, y.shape[0])
+    np.testing.assert_allclose(got.T, pyav_samples_packed(path), atol=1e-6)
+    np.testing.assert_allclose(got.T, y, atol=1e-6)
+
+
+def pyav_samples_packed(path):
+    """(frames, channels) float32 decoded through FFmpeg's converter to packed float: the one
+    way PyAV reads a frame of more than 8 planar channels safely."""
+    blocks = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            packer = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+            for out in packer.resample(frame):
+                blocks.append(out.to_ndarray().reshape(-1, len(frame.layout.channels)))
+    return np.concatenate(blocks)
