@@ -31,7 +31,7 @@ __all__ = ["AudioInfo", "info", "load", "AUDIO_EXTENSIONS"]
 
 # libsndfile major format -> file extensions it is known by (lower case, no dot).
 _EXTENSIONS_OF_FORMAT = {
-    "WAV": ("wav", "wave"),
+    "WAV": ("wav", "wave", "bwf"),  # bwf: Broadcast WAV, as field recorders name their takes
     "WAVEX": ("wavex",),
     "AIFF": ("aiff", "aif", "aifc"),
     "AU": ("au", "snd"),
@@ -58,7 +58,7 @@ _EXTENSIONS_OF_FORMAT = {
     "OGG": ("ogg", "oga", "opus"),
     "MPC2K": ("mpc",),
     "RF64": ("rf64",),
-    "MP3": ("mp3",),
+    "MP3": ("mp3", "mp2", "mpa", "mp1", "mpga"),  # libsndfile's MPEG decoder takes layers I-III
 }
 
 

@@ -222,3 +222,27 @@ def test_headerless_telephony_audio_is_found_by_the_names_libsndfile_reads(tmp_p
     for name in (*audio_bytes, "nyquist.vox"):
         ref, _ = sf.read(str(root / name), dtype="float32")
         np.testing.assert_array_equal(featurelib.load(root / name)[0], ref)
+
+
+def test_broadcast_wav_and_mpeg_layer_ii_names_are_found(tmp_path):
+    """``.bwf`` (Broadcast WAV, a field recorder's takes) and ``.mp2``/``.mpa`` (MPEG layer II,
+    broadcast audio) are audio libsndfile decodes; in a folder they were passed over unsaid."""
+    import featurelib
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MPEG support")
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype(np.float32)
+    sf.write(str(tmp_path / "take1.BWF"), y, 48000, format="WAV")
+    av = pytest.importorskip("av")  # an MPEG layer II encoder (libsndfile's writes layer III)
+    with av.open(str(tmp_path / "clip.mp2"), "w", format="mp2") as out:
+        stream = out.add_stream("mp2", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.round(y * 32767).astype(np.int16)[None, :], format="s16",
+                                           layout="mono")
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    (tmp_path / "clip.mpa").write_bytes((tmp_path / "clip.mp2").read_bytes())
+    found = discover([str(tmp_path)])
+    assert sorted(os.path.basename(p) for p in found.paths) == ["clip.mp2", "clip.mpa", "take1.BWF"]
+    for path in found.paths:
+        assert featurelib.info(path).frames > 40000
