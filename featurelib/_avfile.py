@@ -665,8 +665,24 @@ def open_instead(source, name, error: BaseException, *, frames: int | None = Non
     unsupported_codec = "unsupported encoding" in str(error).lower()
     if _extension(name) not in AV_EXTENSIONS and av_container_hint(_head(source)) is None \
             and not unsupported_codec:
-        from .wav import foreign_codec
+        from .wav import foreign_codec, w64_float_extensible
 
-        if foreign_codec(source) is None:
+        if foreign_codec(source) is None and not w64_float_extensible(_head(source, 1 << 12)):
             return None
     return AVFile(source, frames=frames)
+
+
+def misread_by_libsndfile(handle, source) -> bool:
+    """Whether ``handle``, libsndfile's open file of ``source``, would read wrong samples that
+    FFmpeg reads right: a Wave64 file of extensible float samples, which libsndfile takes for
+    32-bit integers (:func:`featurelib.wav.w64_float_extensible`)."""
+    if str(handle.format) != "W64" or str(handle.subtype) in ("FLOAT", "DOUBLE"):
+        return False
+    from .wav import w64_float_extensible
+
+    position = None if isinstance(source, (str, bytes, os.PathLike)) else source.tell()
+    try:
+        return w64_float_extensible(_head(source, 1 << 12))
+    finally:
+        if position is not None:  # libsndfile reads the file object on from where it left it
+            source.seek(position)

@@ -92,6 +92,17 @@ def open_quietly(source, name, *, frames: int | None = None):
             if handle is None:
                 raise
             return handle, False
+        from ._avfile import AVFile, av_available, misread_by_libsndfile
+
+        if misread_by_libsndfile(handle, source):
+            handle.close()
+            if not av_available():
+                raise ValueError("a Wave64 file of extensible float samples, which libsndfile "
+                                 "reads as integers: install PyAV (FFmpeg) to read it, or "
+                                 "convert it to WAV or FLAC")
+            if not isinstance(source, (str, bytes, os.PathLike)):
+                source.seek(0)
+            return AVFile(source, frames=frames), False
         if handle.format == "MP3":
             with quiet_decoder_notes(not named):
                 handle = exact_length(handle, source, open_file)

@@ -23,7 +23,8 @@ from ._views import SplicedFile
 # short declares its real size, and is refused as cut.
 PLACEHOLDER_SIZES = frozenset({0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000, 0x80000000, 0x7FFFFF00})
 
-__all__ = ["FOUR_GIB", "PLACEHOLDER_SIZES", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib", "riff_order"]
+__all__ = ["FOUR_GIB", "PLACEHOLDER_SIZES", "chunks", "data_chunk", "file_chunks", "foreign_codec", "past_4gib",
+           "riff_order", "w64_float_extensible"]
 
 FOUR_GIB = 1 << 32
 # libsndfile's RAW reads these encodings as WAV stores them (little-endian; 8-bit unsigned)
@@ -89,6 +90,32 @@ def foreign_codec(source) -> tuple[int, str | None] | None:
             tag = int.from_bytes(head[body:body + 2], order)
             return None if tag in LIBSNDFILE_TAGS else (tag, _CODECS.get(tag))
     return None
+
+
+# Sony Wave64: GUID chunk ids ('riff', 'wave' and 'fmt ' plus these tails), 8-byte sizes that
+# count the 24-byte chunk header, bodies padded to 8 bytes
+_W64_RIFF = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"
+_W64_TAIL = b"\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+
+
+def w64_float_extensible(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) is a Wave64 file whose 'fmt ' chunk is
+    WAVE_FORMAT_EXTENSIBLE with IEEE-float samples, as FFmpeg writes W64 of more than two
+    channels. libsndfile reads float32 ones as 32-bit integers (a 0.3 peak came back as 0.74 of
+    noise, without a word) and refuses float64 ones; FFmpeg decodes both."""
+    if len(head) < 40 or not head.startswith(_W64_RIFF) or head[24:40] != b"wave" + _W64_TAIL:
+        return False
+    position = 40
+    while position + 24 <= len(head):
+        guid, size = head[position:position + 16], int.from_bytes(head[position + 16:position + 24], "little")
+        if guid == b"fmt " + _W64_TAIL:
+            body = head[position + 24:position + size]
+            return (len(body) >= 26 and int.from_bytes(body[0:2], "little") == 0xFFFE
+                    and int.from_bytes(body[24:26], "little") == 0x0003)
+        if size < 24:
+            return False
+        position += (size + 7) & ~7
+    return False
 
 
 def file_chunks(handle, order: str = "little"):

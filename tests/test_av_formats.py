@@ -517,3 +517,41 @@ def pyav_samples_packed(path):
             for out in packer.resample(frame):
                 blocks.append(out.to_ndarray().reshape(-1, len(frame.layout.channels)))
     return np.concatenate(blocks)
+
+
+@pytest.mark.parametrize("codec, sample_format, layout, dtype", [
+    ("pcm_f32le", "flt", "5.1", np.float32), ("pcm_f64le", "dbl", "2.1", np.float64)])
+def test_wave64_of_extensible_float_is_read_by_ffmpeg(tmp_path, codec, sample_format, layout, dtype):
+    """FFmpeg writes W64 of more than two channels with an extensible 'fmt ' chunk: libsndfile
+    read float32 ones as 32-bit integers (a 0.3 peak came back as 0.74 of noise, stored without
+    a word) and refused float64 ones; both are FFmpeg's to read."""
+    channels = len(av.AudioLayout(layout).channels)
+    t = np.arange(24000) / 48000
+    y = np.stack([0.3 * np.sin(2 * np.pi * 300 * (c + 1) * t) for c in range(channels)], axis=1).astype(dtype)
+    path = tmp_path / "multi.w64"
+    with av.open(str(path), "w", format="w64") as out:
+        stream = out.add_stream(codec, rate=48000, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y.reshape(1, -1)), format=sample_format,
+                                           layout=layout)
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    from featurelib.wav import w64_float_extensible
+
+    assert w64_float_extensible(path.read_bytes()[:4096])
+    meta = F.info(path)
+    assert (meta.format, meta.channels, meta.frames) == ("W64", channels, y.shape[0])
+    got, sr = F.load(path, mono=False)
+    np.testing.assert_allclose(got.T, y, atol=1e-7)
+    with open(path, "rb") as handle:  # a file object too
+        np.testing.assert_allclose(F.load(handle, mono=False)[0].T, y, atol=1e-7)
+
+
+def test_wave64_of_plain_float_and_pcm_stays_libsndfile_s(tmp_path):
+    for subtype in ("FLOAT", "PCM_24"):
+        path = tmp_path / f"{subtype}.w64"
+        sf.write(str(path), signal(0.2, 16000, channels=2), 16000, format="W64", subtype=subtype)
+        from featurelib.wav import w64_float_extensible
+
+        assert not w64_float_extensible(path.read_bytes()[:4096])
+        assert F.info(path).subtype == subtype
