@@ -78,10 +78,14 @@ def open_quietly(source, name, *, frames: int | None = None):
     with FFmpeg's decoders instead (:mod:`featurelib._avfile`); ``frames``, its frame count where
     the caller knows it already, spares it a counting pass.
     """
+    from ._offsetfile import OffsetFile, flac_after_id3
     from .mpeg import exact_length
 
     open_file = _sound_file_class()
     named = is_mpeg_name(name)
+    start = flac_after_id3(source)
+    if start is not None:  # a FLAC stream behind an ID3v2 tag: given as the stream alone
+        source = OffsetFile(source, start)
     with quiet_decoder_notes(named):
         try:
             handle = open_file(source)
