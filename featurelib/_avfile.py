@@ -667,9 +667,50 @@ def open_instead(source, name, error: BaseException, *, frames: int | None = Non
             and not unsupported_codec:
         from .wav import foreign_codec, w64_float_extensible
 
-        if foreign_codec(source) is None and not w64_float_extensible(_head(source, 1 << 12)):
+        if foreign_codec(source) is None and not w64_float_extensible(_head(source, 1 << 12)) \
+                and not aiff_long_text(source):
             return None
     return AVFile(source, frames=frames)
+
+
+# AIFF text chunks that libsndfile copies into a fixed 8 KiB buffer: one of 8,191 bytes or more
+# fails the open with "Unspecified internal error" (an archive's long annotation); FFmpeg reads
+# the file
+_AIFF_TEXT_CHUNKS = (b"NAME", b"AUTH", b"(c) ", b"ANNO", b"COMT")
+_AIFF_TEXT_LIMIT = 8190
+
+
+def aiff_long_text(source) -> bool:
+    """Whether ``source`` (a local path or a seekable binary file object) is an AIFF/AIFF-C file
+    with a text chunk too long for libsndfile."""
+    try:
+        handle = open(source, "rb") if isinstance(source, (str, bytes, os.PathLike)) else source  # noqa: SIM115
+    except OSError:
+        return False
+    position = None if handle is not source else handle.tell()
+    try:
+        handle.seek(0)
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+            return False
+        at = 12
+        for _ in range(1000):
+            handle.seek(at)
+            header = handle.read(8)
+            if len(header) < 8:
+                return False
+            size = int.from_bytes(header[4:], "big")
+            if header[:4] in _AIFF_TEXT_CHUNKS and size > _AIFF_TEXT_LIMIT:
+                return True
+            at += 8 + size + (size & 1)
+        return False
+    except (OSError, ValueError):
+        return False
+    finally:
+        if position is None:
+            handle.close()
+        else:
+            handle.seek(position)
 
 
 def misread_by_libsndfile(handle, source) -> bool:

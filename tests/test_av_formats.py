@@ -555,3 +555,22 @@ def test_wave64_of_plain_float_and_pcm_stays_libsndfile_s(tmp_path):
 
         assert not w64_float_extensible(path.read_bytes()[:4096])
         assert F.info(path).subtype == subtype
+
+
+def test_an_aiff_with_a_long_text_chunk_is_read(tmp_path):
+    """libsndfile copies AIFF text chunks (ANNO, NAME, AUTH, COMT, '(c) ') into an 8 KiB buffer:
+    a longer one (an archive's annotation) was 'not a readable audio file (libsndfile:
+    Unspecified internal error)'. FFmpeg reads it; the samples are the file's."""
+    plain = tmp_path / "plain.aiff"
+    sf.write(str(plain), signal(0.5, 44100, channels=2), 44100, format="AIFF", subtype="PCM_16")
+    data = plain.read_bytes()
+    annotation = b"ANNO" + (9000).to_bytes(4, "big") + b"a" * 9000
+    body = data[12:]
+    long = tmp_path / "annotated.aiff"
+    long.write_bytes(b"FORM" + (4 + len(annotation) + len(body)).to_bytes(4, "big") + b"AIFF"
+                     + annotation + body)
+    from featurelib._avfile import aiff_long_text
+
+    assert aiff_long_text(str(long)) and not aiff_long_text(str(plain))
+    assert F.info(long).frames == F.info(plain).frames
+    np.testing.assert_array_equal(F.load(long, mono=False)[0], F.load(plain, mono=False)[0])
