@@ -36,10 +36,12 @@ def _missing(value) -> bool:
 
 
 def _objects(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns of Python strings without surrounding spaces (" 3" and "3" are one class), with
-    None (never NaN, "" or blanks) where a value is missing."""
+    """Columns of Python strings without surrounding spaces (" 3" and "3" are one class) in one
+    Unicode spelling (NFC: "café" typed and "café" from a macOS file name, e and a combining
+    accent, are one class, not two that print alike), with None (never NaN, "" or blanks) where
+    a value is missing."""
     return pd.DataFrame(
-        {c: pd.Series([None if _missing(v) else str(v).strip() for v in table[c]], index=table.index,
+        {c: pd.Series([None if _missing(v) else _nfc(str(v).strip()) for v in table[c]], index=table.index,
                       dtype=object)
          for c in table.columns},
         index=table.index,

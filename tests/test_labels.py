@@ -84,6 +84,22 @@ def test_csv_paths_in_windows_or_macos_spelling_match(tmp_path):
     assert table["label"].tolist() == ["x", "y"] and table.attrs["unmatched_rows"] == []
 
 
+def test_a_label_in_two_unicode_spellings_is_one_class(tmp_path):
+    """'café' typed (NFC) and 'café' from a macOS name (NFD: e and a combining accent) were two
+    classes that print alike (two p_café columns, accuracy halved): one class, NFC, from a CSV,
+    a regex or folders."""
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    files = _files([tmp_path / n for n in ("a.wav", "b.wav", "c.wav")])
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"path,label,speaker\na.wav,{nfc},{nfd}\nb.wav,{nfd},{nfc}\nc.wav,noise,x\n", encoding="utf-8")
+    table = assign_labels(files, LabelsConfig(source="csv", csv=str(csv)))
+    assert table["label"].tolist() == [nfc, nfc, "noise"] and table["speaker"].tolist() == [nfc, nfc, "x"]
+    named = _files([tmp_path / nfd / "a.wav", tmp_path / nfc / "b.wav"])
+    assert assign_labels(named, LabelsConfig(source="parent"))["label"].tolist() == [nfc, nfc]
+
+
 def test_csv_empty_label_is_unlabelled(tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\na.wav,\nb.wav,bird\n")
