@@ -250,15 +250,20 @@ def accuracy_summary(files_table, classes: list[str]) -> str:
     if not labelled.any():
         return ""
     known = labelled & truth.isin(classes)
-    other = sorted(set(truth[labelled & ~known].astype(str)))
+    unknown = labelled & ~known
     summary = ""
+    tested = (files_table["split"] == "test").fillna(False).astype(bool)
+    held_out = known & tested
     if known.any():
-        held_out = known & (files_table["split"] == "test")
         pick = held_out if held_out.any() else known
         acc = float((files_table.loc[pick, "label"] == files_table.loc[pick, "true_label"]).mean())
-        summary = f"; accuracy on {int(pick.sum())} {'held-out' if held_out.any() else 'labelled'} files {acc:.4f}"
+        kind = "held-out" if held_out.any() else "labelled"
+        summary = f"; accuracy on {plural(int(pick.sum()), kind + ' file')} {acc:.4f}"
+    if held_out.any():  # named among the files the accuracy is of: the held-out ones
+        unknown &= tested
+    other = sorted(set(truth[unknown].astype(str)))
     if other:
-        n_other = int((labelled & ~known).sum())
+        n_other = int(unknown.sum())
         shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
         summary += (f"; {plural(n_other, 'file')} labelled with classes the model does not know ({shown}) "
                     "are not counted")
@@ -352,7 +357,10 @@ def _fingerprint(store, model_folder, meta: dict, threshold: float, labels_cfg, 
 
 
 def _truth_table(model_folder, store, labels_cfg):
-    """file_id, true_label, split: the model's split.parquet, then the config's labels."""
+    """file_id, true_label, split: the model's split.parquet (its files' sides), labelled as the
+    config's ``labels:`` label them now where the config has that section (an edited CSV: a
+    file whose row was deleted is unlabelled, not held out under its old label, as train would
+    see it), else as the model was trained."""
     import pandas as pd
 
     from jobs.labels import assign_labels
@@ -370,7 +378,7 @@ def _truth_table(model_folder, store, labels_cfg):
         labelled = assign_labels(store.files, labels_cfg, inputs)
         labelled = labelled[labelled["label"].notna()]
         now = dict(zip(labelled["file_id"], labelled["label"]))
-        truth["true_label"] = [now.get(f, old) for f, old in zip(truth["file_id"], truth["true_label"])]
+        truth["true_label"] = [now.get(f) for f in truth["file_id"]]
         labelled = labelled[~labelled["file_id"].isin(truth["file_id"])]
         extra = pd.DataFrame({"file_id": labelled["file_id"], "true_label": labelled["label"], "split": None})
         truth = pd.concat([truth, extra], ignore_index=True) if len(extra) else truth

@@ -360,6 +360,13 @@ def test_accuracy_counts_only_files_of_the_model_s_classes():
     assert summary.startswith("; accuracy on 2 labelled files 1.0000")
     assert "1 file labelled with classes the model does not know (other)" in summary
     assert accuracy_summary(table.assign(true_label=pd.array([None] * 4, dtype="string")), ["a", "b"]) == ""
+    # with held-out files, the files of other classes named are the held-out ones (a training
+    # file relabelled since is no file the accuracy could count)
+    split = table.assign(true_label=pd.array(["a", "other", "other", "b"], dtype="string"),
+                         split=pd.array(["test", "train", "test", None], dtype="string"))
+    summary = accuracy_summary(split, ["a", "b"])
+    assert summary.startswith("; accuracy on 1 held-out file 1.0000")
+    assert "; 1 file labelled with classes the model does not know (other)" in summary
 
 
 def test_tables_of_a_run_without_segments_have_string_columns():
@@ -414,6 +421,34 @@ def test_an_edited_labels_csv_makes_the_scores_out_of_date(scored, tmp_path):
     assert _fingerprint(store, model, meta, 0.5, labels, hop) == before
     csv.write_text("path,label\nx.wav,rain\n")
     assert _fingerprint(store, model, meta, 0.5, labels, hop) != before
+
+
+def test_true_labels_are_the_config_s_labels_as_they_are_now(tmp_path):
+    """A row deleted from the labels CSV leaves its file unlabelled, as train sees it (score kept
+    the model's old label and counted the file as held out: 6 held-out files where train saw 5);
+    a file the config labels now and the model never saw is labelled, outside the split."""
+    import types
+
+    import pandas as pd
+
+    from jobs.score import _truth_table
+    from jobs.train_config import LabelsConfig
+
+    model = tmp_path / "model"
+    model.mkdir()
+    pd.DataFrame({"file_id": ["a", "b", "c"], "label": ["x", "y", "x"],
+                  "split": ["test", "train", "test"]}).to_parquet(model / "split.parquet")
+    store = types.SimpleNamespace(out_dir=None, files=pd.DataFrame(
+        {"file_id": ["a", "b", "c", "d"], "path": [str(tmp_path / f"{n}.wav") for n in "abcd"]}))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\na.wav,x\nb.wav,y\nd.wav,z\n")  # c.wav's row deleted
+    truth = _truth_table(model, store, LabelsConfig(source="csv", csv=str(csv))).set_index("file_id")
+    truth = truth.astype(object).where(truth.notna(), None)
+    assert truth["true_label"].to_dict() == {"a": "x", "b": "y", "c": None, "d": "z"}
+    assert truth["split"].to_dict() == {"a": "test", "b": "train", "c": "test", "d": None}
+    # no labels section: the model's own labels
+    assert _truth_table(model, store, None).set_index("file_id")["true_label"].to_dict() == {
+        "a": "x", "b": "y", "c": "x"}
 
 
 def test_settings_a_stage_does_not_use_are_named(scored, tmp_path, capsys):
