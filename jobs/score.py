@@ -576,8 +576,8 @@ def _run_score(config, out_dir, *, model_dir, scheduler, workers, security, log)
     if isinstance(earlier_model, dict) and (earlier_model.get("name"), earlier_model.get("sha256", model_sha)) \
             != (meta["name"], model_sha):  # (a model copied with its run is the same model)
         log(f"score: note: replaces the scores of model {earlier_model.get('name')!r} (from "
-            f"{earlier_model.get('folder')}) in {scores_dir}; score into another run folder "
-            "(--out) to keep both")
+            f"{earlier_model.get('folder')}) in {scores_dir}; to keep both, copy that folder "
+            "aside before scoring with another model")
     probabilities = np.zeros((len(segments), len(classes)), dtype=np.float32)
     files_per_batch, seconds_per_batch = _progress_shares(segments, batches, store.frame_rate_hz)
     with _open_client(config, scheduler=scheduler, security=security, n_workers=n_workers) as client:

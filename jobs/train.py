@@ -558,6 +558,11 @@ def train_model(out_dir, *, labels_cfg, segments_cfg, split_cfg, train_cfg, log=
             log(f"train: note: segments.{key} {asked:g} s is {asked * rate:.4g} frames of the store "
                 f"({rate:g} frames/s): {plural(frames, 'frame')} ({frames / rate:.6g} s) are used")
     spec = _input_spec(kind, store, train_cfg, geometry)
+    if kind != "cnn":  # which stored features the baseline summarises (train.features: null)
+        log(f"train: baseline inputs: statistics of {', '.join(spec['features'])} per segment"
+            + ("" if train_cfg.features else " (train.features: null: every stored feature, a "
+               "mel or STFT left out where the MFCC is stored)" if "mfcc" in store.feature_names
+               and set(store.feature_names) & {"melspectrogram", "stft"} else ""))
     files = store.files[store.files["file_id"].isin(known["file_id"])]
     inputs, segments = read_inputs(store, files, geometry, spec, log=log)
     label_of = dict(zip(known["file_id"], known["label"]))
