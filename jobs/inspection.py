@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or fsspec URLs of single files (s3://bucket/a.wav)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of objects instead of a table (dBFS of digital silence: null)")
-    parser.add_argument("--recursive", "-r", action="store_true",
-                        help="let '**' in a glob match any number of folders")
+    parser.add_argument("--recursive", "-r", action="store_true", default=True,
+                        help="let '**' in a glob match any number of folders, as extract's globs "
+                             "do (the default; kept for scripts that pass it)")
 
 
 # ---------------------------------------------------------------- finding the files
