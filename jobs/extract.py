@@ -1523,8 +1523,9 @@ class PausedWorkersWatch:
                     address = getattr(getattr(self.client, "scheduler", None), "address", None)
                     _say(f"{self.command}: note: no workers are connected to the scheduler"
                          + (f" at {address}" if address else "") + ": the job waits until one "
-                         f"connects ({self.workers_come}; or stop with Ctrl-C: what is committed "
-                         "is kept)")
+                         f"connects ({self.workers_come}; or stop with Ctrl-C: "
+                         + ("what is committed is kept)" if self.command == "extract"
+                            else "nothing is written)"))
                     self.said.add("none")
                 continue
             if "paused" in self.said or time.monotonic() - self.last < self.quiet_s:

@@ -117,6 +117,14 @@ def _check_args(args) -> None:
             raise UsageError(f"-o {args.output}: {existing} is not a folder")
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK):
+        from jobs.errors import OutputError
+
+        try:
+            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        if read_only:  # exit 3, as when a write fails there (and as query -o says it)
+            raise OutputError(f"-o {args.output}: {existing} is on a read-only file system")
         raise UsageError(f"-o {args.output}: {existing} is not writable")
 
 
