@@ -1476,7 +1476,10 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
         Sample type of the result, in [-1, 1] for PCM files.
     res_type : str
         The resampler, as librosa names it: ``"soxr_hq"`` (librosa's default), ``"soxr_vhq"``,
-        ``"soxr_mq"``, ``"soxr_lq"`` or ``"soxr_qq"`` (soxr's quality settings).
+        ``"soxr_mq"``, ``"soxr_lq"`` or ``"soxr_qq"`` (soxr's quality settings, computed here);
+        any other (``"fft"``, ``"polyphase"``, ``"kaiser_best"``, ...) is ``librosa.resample``'s
+        (those needing resampy or samplerate need them installed). Unused, as in librosa, where
+        nothing is resampled.
 
     Returns
     -------
@@ -1513,9 +1516,9 @@ def load(path, sr=None, mono=True, offset=0.0, duration=None, dtype=np.float32, 
     ((2, 8000), 16000)
     """
     dtype = _check_arguments(sr, offset, duration, dtype)
-    if res_type not in SOXR_RES_TYPES:
-        raise ParameterError(f"res_type={res_type!r} is not supported; use one of {SOXR_RES_TYPES} "
-                             "(librosa's default is soxr_hq)")
+    if not isinstance(res_type, str):
+        raise ParameterError(f"res_type={res_type!r} must be a resampler's name, e.g. 'soxr_hq' "
+                             "(librosa's default)")
     with _open_soundfile(path) as (handle, shown):
         native_sr = int(handle.samplerate)
         block = _read(handle, shown, offset, duration, dtype)
@@ -1564,7 +1567,17 @@ SOXR_RES_TYPES = ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "soxr_qq")
 
 
 def _resample(y: np.ndarray, orig_sr: int, target_sr, res_type: str = "soxr_hq") -> np.ndarray:
-    """librosa.resample(y, orig_sr=..., target_sr=..., res_type=...) along the last axis."""
+    """librosa.resample(y, orig_sr=..., target_sr=..., res_type=...) along the last axis: soxr's
+    qualities computed here, any other resampler librosa's own."""
+    if res_type not in SOXR_RES_TYPES:
+        import librosa
+
+        try:
+            y_hat = librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
+        except (librosa.util.exceptions.ParameterError, ImportError) as exc:
+            raise ParameterError(f"res_type={res_type!r}: {exc} (soxr's, always available: "
+                                 f"{', '.join(SOXR_RES_TYPES)})") from None
+        return np.ascontiguousarray(y_hat, dtype=y.dtype)
     import soxr
 
     ratio = float(target_sr) / orig_sr  # librosa's order of operations: ratio first, then ceil

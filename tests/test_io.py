@@ -663,8 +663,20 @@ def test_load_takes_librosas_soxr_res_types(tmp_path):
         got, _ = featurelib.load(path, sr=16000, res_type=res_type)
         expected, _ = librosa.load(path, sr=16000, res_type=res_type)
         np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=res_type)
-    with pytest.raises(featurelib.ParameterError, match="kaiser_best"):
-        featurelib.load(path, sr=16000, res_type="kaiser_best")
+    # librosa's other resamplers are librosa's own; unused where nothing is resampled
+    for res_type in ("fft", "polyphase"):
+        got, _ = featurelib.load(path, sr=16000, res_type=res_type)
+        np.testing.assert_allclose(got, librosa.load(path, sr=16000, res_type=res_type)[0], atol=1e-6)
+    for sr in (None, 22050):
+        got, rate = featurelib.load(path, sr=sr, res_type="kaiser_best")
+        assert rate == 22050 and np.array_equal(got, y)
+    try:
+        import resampy  # noqa: F401
+    except ImportError:  # librosa's reason, named
+        with pytest.raises(featurelib.ParameterError, match="kaiser_best.*resampy"):
+            featurelib.load(path, sr=16000, res_type="kaiser_best")
+    with pytest.raises(featurelib.ParameterError, match="no_such_resampler"):
+        featurelib.load(path, sr=16000, res_type="no_such_resampler")
 
 
 def test_a_flac_behind_an_id3_tag_reads_from_any_offset(tmp_path):
